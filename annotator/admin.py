@@ -1,0 +1,173 @@
+from django.contrib import admin
+
+from . import models
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "source", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "source"]
+
+
+@admin.register(models.Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "index", "supercategory", "dataset"]
+    list_filter = ["dataset", "supercategory"]
+    search_fields = ["key", "name", "definition"]
+
+
+class GroundTruthInline(ReadOnlyInline):
+    model = models.GroundTruthObject
+    fields = ["category", "bbox", "area", "iscrowd"]
+    readonly_fields = fields
+
+
+@admin.register(models.Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["key", "dataset", "split", "label", "width", "height"]
+    list_filter = ["dataset", "split"]
+    search_fields = ["key"]
+    list_select_related = ["dataset", "label"]
+    raw_id_fields = ["label"]
+    inlines = [GroundTruthInline]
+
+
+@admin.register(models.GroundTruthObject)
+class GroundTruthObjectAdmin(admin.ModelAdmin):
+    list_display = ["id", "image", "category", "bbox", "area", "iscrowd"]
+    list_filter = ["category__dataset", "iscrowd"]
+    search_fields = ["image__key", "category__name"]
+    raw_id_fields = ["image", "category"]
+
+
+@admin.register(models.Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["hashed_id", "provider", "blocked", "model_agreement", "created_at"]
+    list_filter = ["provider", "blocked"]
+    search_fields = ["hashed_id", "external_id"]
+    readonly_fields = ["hashed_id"]
+
+
+@admin.register(models.Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ["name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at"]
+    list_filter = ["task_kind", "provider", "status", "round"]
+    search_fields = ["name"]
+
+
+class HitPageInline(ReadOnlyInline):
+    model = models.HitPage
+    fields = ["index", "category", "image"]
+    readonly_fields = fields
+
+
+@admin.register(models.Hit)
+class HitAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "batch", "index", "status", "external_id", "published_at"]
+    list_filter = ["status", "batch"]
+    search_fields = ["external_id", "batch__name"]
+    inlines = [HitPageInline]
+
+
+@admin.register(models.HitPage)
+class HitPageAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "category", "image"]
+    list_filter = ["hit__batch"]
+    raw_id_fields = ["hit", "category", "image"]
+
+
+@admin.register(models.PageItem)
+class PageItemAdmin(admin.ModelAdmin):
+    list_display = ["page", "position", "image", "in_class", "is_gold"]
+    list_filter = ["in_class", "is_gold", "page__hit__batch"]
+    raw_id_fields = ["page", "image"]
+
+
+class EventInline(ReadOnlyInline):
+    model = models.Event
+    fk_name = "assignment"
+    fields = ["created_at", "type", "actor", "data"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class PageSubmissionInline(ReadOnlyInline):
+    model = models.PageSubmission
+    fields = ["page", "saved_at", "time_spent_ms", "n_selected", "n_in_class_selected", "n_icons", "n_icons_on_mask"]
+    readonly_fields = fields
+
+
+@admin.register(models.Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "hit", "worker", "state", "decision_source", "accepted_at", "submitted_at"]
+    list_filter = ["state", "decision_source", "hit__batch", "interface_variant"]
+    search_fields = ["external_id", "worker__hashed_id", "worker__external_id", "hit__batch__name"]
+    list_select_related = ["hit__batch", "worker"]
+    raw_id_fields = ["hit", "worker"]
+    readonly_fields = ["uuid", "accepted_at", "submitted_at", "reviewed_at", "review"]
+    inlines = [PageSubmissionInline, EventInline]
+
+
+@admin.register(models.Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "type", "batch", "hit", "assignment", "worker", "actor"]
+    list_filter = ["type", "batch"]
+    search_fields = ["assignment__external_id", "hit__external_id"]
+    raw_id_fields = ["batch", "hit", "assignment", "worker", "actor"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.PageSubmission)
+class PageSubmissionAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "page", "saved_at", "time_spent_ms", "n_selected", "n_in_class_selected"]
+    list_filter = ["assignment__hit__batch"]
+    raw_id_fields = ["assignment", "page"]
+
+
+@admin.register(models.EventBatch)
+class EventBatchAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "page", "seq", "client_batch_id", "received_at"]
+    list_filter = ["assignment__hit__batch"]
+    raw_id_fields = ["assignment", "page"]
+
+
+@admin.register(models.ImageNetRecord)
+class ImageNetRecordAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "page", "image", "selected"]
+    list_filter = ["selected", "assignment__hit__batch"]
+    search_fields = ["image__key"]
+    raw_id_fields = ["assignment", "page", "image"]
+
+
+@admin.register(models.CocoRecord)
+class CocoRecordAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "page", "image", "time_spent"]
+    list_filter = ["assignment__hit__batch"]
+    search_fields = ["image__key"]
+    raw_id_fields = ["assignment", "page", "image"]
+
+
+@admin.register(models.ImageScore)
+class ImageScoreAdmin(admin.ModelAdmin):
+    list_display = ["image", "model_version", "uncertainty", "created_at"]
+    list_filter = ["model_version"]
+    search_fields = ["image__key"]
+    raw_id_fields = ["image"]

@@ -1,0 +1,15 @@
+import pytest
+
+from config.celery import app as celery_app
+
+
+@pytest.fixture(autouse=True)
+def _isolated_files_and_eager_celery(settings, tmp_path, request):
+    """Each test writes files under its own tmp folder; Celery runs tasks inline unless a test needs a real worker."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    if request.node.get_closest_marker("celery_worker") is None:
+        celery_app.conf.task_always_eager = True
+        yield
+        celery_app.conf.task_always_eager = False
+    else:
+        yield
