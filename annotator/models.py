@@ -28,6 +28,9 @@ class Dataset(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
     source = models.CharField(max_length=500, blank=True, help_text="Where it was imported from.")
+    active_model_version = models.CharField(
+        max_length=100, blank=True, help_text="Model version that steers the next round (set by training)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
