@@ -468,3 +468,36 @@ class ImageScore(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["image", "model_version"], name="imagescore_unique_version")
         ]
+
+
+class ExportJob(models.Model):
+    """A byproduct export of one batch (ImageNet-AB, COCO-AB or JSON lines), run as a Celery job."""
+
+    class Format(models.TextChoices):
+        IMAGENET_AB = "imagenet-ab", "ImageNet-AB (tar.gz of XML files)"
+        COCO_AB = "coco-ab", "COCO-AB (one JSON list)"
+        JSONL = "jsonl", "JSON lines with everything stored"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="export_jobs")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    include_rejected = models.BooleanField(default=False, help_text="Also export rejected work, flagged.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0, help_text="Share of the records written (0..1).")
+    record_count = models.PositiveIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"export {self.pk} of {self.batch} ({self.format}, {self.status})"
