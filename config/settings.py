@@ -134,6 +134,15 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT",
 TRAINING_ENABLED = env.bool("TRAINING_ENABLED", default=True)
 # A training job may run this long before Celery stops it (seconds).
 TRAINING_TASK_TIME_LIMIT = env.int("TRAINING_TASK_TIME_LIMIT", default=24 * 3600)
+# A running job whose heartbeat is older than this (seconds) has lost its worker; it is resumed or failed.
+TRAINING_HEARTBEAT_TIMEOUT = env.int("TRAINING_HEARTBEAT_TIMEOUT", default=300)
+# Deliveries of one job that may start running it (a job that keeps killing its worker fails after these).
+TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
+# Progress and heartbeat are written to the job row at most this often (seconds).
+TRAINING_PROGRESS_INTERVAL = env.float("TRAINING_PROGRESS_INTERVAL", default=2.0)
+if CELERY_BROKER_URL.startswith(("redis", "rediss", "sqs")):
+    # An unacknowledged training message must not be redelivered while its job still runs.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TASK_TIME_LIMIT + 3600}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
