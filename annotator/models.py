@@ -88,8 +88,8 @@ class Image(models.Model):
 class GroundTruthObject(models.Model):
     """An object instance: an ImageNet bounding box or a COCO instance with its mask."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="objects")
-    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="objects")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="ground_truth_objects")
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="ground_truth_objects")
     bbox = models.JSONField(help_text="[x, y, width, height] in original image pixels.")
     segmentation = models.JSONField(null=True, blank=True, help_text="COCO polygons or RLE.")
     area = models.FloatField(default=0)
