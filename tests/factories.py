@@ -84,3 +84,46 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
 
     hit = factory.SubFactory(HitFactory)
     worker = factory.SubFactory(WorkerFactory)
+
+
+class ImageNetRecordFactory(factory.django.DjangoModelFactory):
+    """A selecting session: one click at (0.5, 0.5), entered and left once."""
+
+    class Meta:
+        model = models.ImageNetRecord
+
+    assignment = factory.SubFactory(AssignmentFactory)
+    page = factory.SubFactory(HitPageFactory, hit=factory.SelfAttribute("..assignment.hit"))
+    image = factory.SubFactory(ImageFactory)
+    selected = True
+    selected_record = factory.LazyFunction(lambda: [{"x": 0.5, "y": 0.5, "time": 1641425052000}])
+    hovered_record = factory.LazyFunction(
+        lambda: [{"action": "enter", "time": 1641425051000}, {"action": "leave", "time": 1641425053000}]
+    )
+    mouse_tracking = factory.LazyFunction(lambda: [{"x": 0.5, "y": 0.5, "time": 1641425052000}])
+    image_position = factory.LazyFunction(lambda: {"x": 857, "y": 1976})
+    image_width = 200
+    image_height = 150
+
+
+class CocoRecordFactory(factory.django.DjangoModelFactory):
+    """One icon added at (0.5, 0.5); final_positions holds the replayed result."""
+
+    class Meta:
+        model = models.CocoRecord
+
+    assignment = factory.SubFactory(AssignmentFactory)
+    page = factory.SubFactory(HitPageFactory, hit=factory.SelfAttribute("..assignment.hit"))
+    image = factory.SubFactory(ImageFactory)
+    image_width = 450
+    image_height = 450
+    time_spent = 22283
+    action_histories = factory.LazyFunction(
+        lambda: [{"actionType": "add", "iconType": "1", "pointFrom": None, "pointTo": {"x": 0.5, "y": 0.5},
+                  "timeAt": 16686}]
+    )
+    category_histories = factory.LazyFunction(
+        lambda: [{"categoryIndex": 1, "categoryName": "Animal", "timeAt": 10815, "usingKeyboard": False}]
+    )
+    mouse_tracking = factory.LazyFunction(lambda: [{"x": 0.679, "y": 0.862, "timeAt": 15725}])
+    final_positions = factory.LazyFunction(lambda: {"1": {"x": 0.5, "y": 0.5}})
