@@ -1,0 +1,143 @@
+"""COCO-AB: one JSON list of (assignment, page) records (seed 000, Figure B).
+
+`iconType` carries the category name, as in the published file; `pointFrom` is null on add and `pointTo` is
+absent on remove; coordinates keep three decimals.
+"""
+from typing import Literal
+
+import msgspec
+
+from .formatting import rounded_point
+
+
+def coco_image_id(image_key):
+    """COCO image ids are integers; keys that are not (our own datasets) stay strings."""
+    return int(image_key) if image_key.isdigit() else image_key
+
+
+def hit_id(record, batch_name):
+    return record["assignment__hit__external_id"] or f"{batch_name}-{record['assignment__hit__index']}"
+
+
+def exported_action(action, category_names):
+    exported = {
+        "actionType": action["actionType"],
+        "iconType": category_names.get(action["iconType"], action["iconType"]),
+        "pointFrom": None if action["actionType"] == "add" else rounded_point(action["pointFrom"], None),
+    }
+    if action["actionType"] != "remove":
+        exported["pointTo"] = rounded_point(action["pointTo"], None)
+    exported["timeAt"] = action["timeAt"]
+    return exported
+
+
+def coco_ab_record(record, anonymise, category_names, batch_name, with_state=False):
+    exported = {
+        "image_id": coco_image_id(record["image__key"]),
+        "page_id": record["page__index"],
+        "hit_id": hit_id(record, batch_name),
+        "worker_id": anonymise(record["assignment__worker__hashed_id"]),
+        "originalImageWidth": record["image__width"],
+        "originalImageHeight": record["image__height"],
+        "imageWidth": record["image_width"],
+        "imageHeight": record["image_height"],
+        "actionHistories": [exported_action(action, category_names) for action in record["action_histories"]],
+        "categoryHistories": record["category_histories"],
+        "mouseTracking": [rounded_point(point, "timeAt") for point in record["mouse_tracking"]],
+        "timeSpent": record["time_spent"],
+    }
+    if with_state:
+        exported["assignment_state"] = record["assignment__state"]
+    return exported
+
+
+def write_json_list(records, out, to_dict, on_record=None):
+    """Stream a JSON list into the binary file `out`, one record per line. Returns the record count."""
+    encoder = msgspec.json.Encoder()
+    count = 0
+    out.write(b"[")
+    for record in records:
+        out.write(b",\n" if count else b"\n")
+        out.write(encoder.encode(to_dict(record)))
+        count += 1
+        if on_record:
+            on_record(1)
+    out.write(b"\n]\n")
+    return count
+
+
+class Point(msgspec.Struct):
+    x: float
+    y: float
+
+
+class Action(msgspec.Struct):
+    actionType: Literal["add", "move", "remove"]
+    iconType: str
+    timeAt: int
+    pointFrom: Point | None = None
+    pointTo: Point | None = None
+
+
+class CategoryVisit(msgspec.Struct):
+    categoryIndex: int
+    categoryName: str
+    timeAt: int
+    usingKeyboard: bool
+
+
+class TrackPoint(msgspec.Struct):
+    x: float
+    y: float
+    timeAt: int
+
+
+class CocoAbRecord(msgspec.Struct):
+    """A published COCO-AB record; hit_id/page_id may be given as assignment_id/page_idx instead."""
+
+    image_id: int | str
+    worker_id: str
+    imageWidth: int
+    imageHeight: int
+    timeSpent: int
+    actionHistories: list[Action]
+    categoryHistories: list[CategoryVisit] = []
+    mouseTracking: list[TrackPoint] = []
+    hit_id: str | None = None
+    assignment_id: str | None = None
+    page_id: int | None = None
+    page_idx: int | None = None
+
+    @property
+    def hit_key(self):
+        return self.hit_id or self.assignment_id
+
+    @property
+    def page_index(self):
+        return self.page_id if self.page_id is not None else self.page_idx
+
+
+class MalformedCocoAb(ValueError):
+    """A COCO-AB file that does not parse; the message names the record and the field."""
+
+
+def read_json_list(data):
+    """Decode and validate a COCO-AB JSON list (bytes) into CocoAbRecord objects."""
+    try:
+        records = msgspec.json.decode(data, type=list[CocoAbRecord])
+    except msgspec.ValidationError as error:
+        raise MalformedCocoAb(f"invalid COCO-AB record: {error}") from None
+    except msgspec.DecodeError as error:
+        raise MalformedCocoAb(f"not a JSON file: {error}") from None
+    for index, record in enumerate(records):
+        where = f"record {index} (image_id {record.image_id})"
+        if record.hit_key is None:
+            raise MalformedCocoAb(f"{where}: needs hit_id or assignment_id")
+        if record.page_index is None:
+            raise MalformedCocoAb(f"{where}: needs page_id or page_idx")
+        for number, action in enumerate(record.actionHistories):
+            if action.actionType != "remove" and action.pointTo is None:
+                raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointTo")
+            if action.actionType != "add" and action.pointFrom is None:
+                raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointFrom")
+    return records

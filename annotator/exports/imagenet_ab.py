@@ -1,0 +1,266 @@
+"""ImageNet-AB: a tar.gz of one XML file per image at train_xml/<wnid>/<stem>.xml (seed 000, Figure A).
+
+The root `annotation` starts with the ILSVRC / Pascal-VOC header (folder, filename, source, size, segmented,
+objects with their boxes) and holds one `metadata` element per worker session that showed the image. Every
+value is a text node; coordinates keep three decimals like the published files.
+"""
+import io
+import itertools
+import tarfile
+from dataclasses import dataclass, field
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from .formatting import pixel_number, rounded
+
+MEMBER_PREFIX = "train_xml/"
+DATABASE_NAME = "ILSVRC_2012"
+# Whole images are buffered per tar member only; this many are grouped for one ground-truth query.
+IMAGES_PER_OBJECT_QUERY = 500
+
+
+def image_id(record):
+    """ImageNet-AB's imageID: "<wnid>/<stem>", the wnid being the image's own class."""
+    return f"{wnid(record)}/{record['image__key']}"
+
+
+def wnid(record):
+    return record["image__label__key"] or record["page__category__key"] or "unlabelled"
+
+
+def estimate_time(hovered_record, selected_record, deselected_record):
+    """Milliseconds the pointer spent over the image while it was not selected."""
+    clicks = sorted(
+        [(click["time"], True) for click in selected_record] + [(click["time"], False) for click in deselected_record]
+    )
+    total = 0
+    entered_at = None
+    for event in hovered_record:
+        if event["action"] == "enter":
+            entered_at = event["time"]
+        elif entered_at is not None:
+            total += _unselected_time(entered_at, event["time"], clicks)
+            entered_at = None
+    return total
+
+
+def _unselected_time(start, end, clicks):
+    selected = False
+    for time, now_selected in clicks:
+        if time <= start:
+            selected = now_selected
+    unselected_ms, cursor = 0, start
+    for time, now_selected in clicks:
+        if start < time < end:
+            if not selected:
+                unselected_ms += time - cursor
+            selected, cursor = now_selected, time
+    if not selected:
+        unselected_ms += end - cursor
+    return unselected_ms
+
+
+def _points(tag, points):
+    return "".join(
+        f"\t\t<{tag}>\n\t\t\t<x>{rounded(p['x'])}</x>\n\t\t\t<y>{rounded(p['y'])}</y>\n"
+        f"\t\t\t<time>{p['time']}</time>\n\t\t</{tag}>\n"
+        for p in points
+    )
+
+
+def metadata_xml(record, exported_worker_id, with_state):
+    hovered = record["hovered_record"]
+    position = record["image_position"] or {}
+    parts = [
+        "\t<metadata>\n",
+        f"\t\t<imageID>{escape(image_id(record))}</imageID>\n",
+        f"\t\t<selected>{'True' if record['selected'] else 'False'}</selected>\n",
+        _points("selectedRecord", record["selected_record"]),
+        "".join(
+            f"\t\t<hoveredRecord>\n\t\t\t<action>{escape(h['action'])}</action>\n"
+            f"\t\t\t<time>{h['time']}</time>\n\t\t</hoveredRecord>\n"
+            for h in hovered
+        ),
+        _points("mouseTracking", record["mouse_tracking"]),
+        f"\t\t<selectedCount>{len(record['selected_record'])}</selectedCount>\n",
+        f"\t\t<hoveredCount>{sum(1 for h in hovered if h['action'] == 'enter')}</hoveredCount>\n",
+        f"\t\t<estimateTime>"
+        f"{estimate_time(hovered, record['selected_record'], record['deselected_record'])}</estimateTime>\n",
+        f"\t\t<originalImageWidth>{record['image__width']}</originalImageWidth>\n",
+        f"\t\t<originalImageHeight>{record['image__height']}</originalImageHeight>\n",
+        f"\t\t<imageWidth>{record['image_width']}</imageWidth>\n",
+        f"\t\t<imageHeight>{record['image_height']}</imageHeight>\n",
+        f"\t\t<imagePosition>\n\t\t\t<x>{position.get('x', 0)}</x>\n\t\t\t<y>{position.get('y', 0)}</y>\n"
+        f"\t\t</imagePosition>\n",
+        f"\t\t<worker_id>{exported_worker_id}</worker_id>\n",
+        f"\t\t<assignment_id>{escape(assignment_id(record))}</assignment_id>\n",
+        f"\t\t<page_idx>{record['page__index']}</page_idx>\n",
+    ]
+    if with_state:
+        parts.append(f"\t\t<assignment_state>{record['assignment__state']}</assignment_state>\n")
+    parts.append("\t</metadata>\n")
+    return "".join(parts)
+
+
+def assignment_id(record):
+    return record["assignment__external_id"] or str(record["assignment__uuid"])
+
+
+def annotation_xml(records, objects, anonymise, with_state=False):
+    """The XML document of one image: header, boxes, then one metadata element per session."""
+    first = records[0]
+    folder = escape(wnid(first))
+    parts = [
+        "<annotation>\n",
+        f"\t<folder>{folder}</folder>\n",
+        f"\t<filename>{escape(first['image__key'])}</filename>\n",
+        f"\t<source>\n\t\t<database>{DATABASE_NAME}</database>\n\t</source>\n",
+        f"\t<size>\n\t\t<width>{first['image__width']}</width>\n\t\t<height>{first['image__height']}</height>\n"
+        "\t\t<depth>3</depth>\n\t</size>\n",
+        "\t<segmented>0</segmented>\n",
+    ]
+    for category_key, (x, y, w, h) in objects:
+        parts.append(
+            f"\t<object>\n\t\t<name>{escape(category_key)}</name>\n\t\t<pose>Unspecified</pose>\n"
+            "\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n"
+            f"\t\t<bndbox>\n\t\t\t<xmin>{round(x)}</xmin>\n\t\t\t<ymin>{round(y)}</ymin>\n"
+            f"\t\t\t<xmax>{round(x + w)}</xmax>\n\t\t\t<ymax>{round(y + h)}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+        )
+    for record in records:
+        parts.append(metadata_xml(record, anonymise(record["assignment__worker__hashed_id"]), with_state))
+    parts.append("</annotation>\n")
+    return "".join(parts).encode()
+
+
+def write_tar(records, out, anonymise, load_objects, with_state=False, on_record=None):
+    """Stream a tar of XML members into `out` (a binary file already wrapped in gzip). Returns the record count.
+
+    `records` must come ordered by image; `load_objects(image_ids)` gives each image's (category key, bbox) list.
+    """
+    count = 0
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        by_image = itertools.groupby(records, key=lambda record: record["image_id"])
+        while True:
+            groups = [list(sessions) for _, sessions in itertools.islice(by_image, IMAGES_PER_OBJECT_QUERY)]
+            if not groups:
+                break
+            objects = load_objects([sessions[0]["image_id"] for sessions in groups])
+            for sessions in groups:
+                document = annotation_xml(sessions, objects.get(sessions[0]["image_id"], []), anonymise, with_state)
+                info = tarfile.TarInfo(f"{MEMBER_PREFIX}{wnid(sessions[0])}/{sessions[0]['image__key']}.xml")
+                info.size = len(document)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(document))
+                count += len(sessions)
+                if on_record:
+                    on_record(len(sessions))
+    return count
+
+
+@dataclass
+class Session:
+    """One parsed `metadata` element."""
+
+    image_id: str
+    selected: bool
+    selected_record: list
+    hovered_record: list
+    mouse_tracking: list
+    image_position: dict
+    image_width: int
+    image_height: int
+    worker_id: str
+    assignment_id: str
+    page_idx: int
+
+
+@dataclass
+class ParsedAnnotation:
+    member: str
+    stem: str
+    sessions: list = field(default_factory=list)
+
+
+class MalformedAnnotation(ValueError):
+    """A member of an ImageNet-AB tarball that is not a valid annotation; the message names member and field."""
+
+
+def _text(element, tag, where):
+    child = element.find(tag)
+    if child is None or child.text is None:
+        raise MalformedAnnotation(f"{where}: missing <{tag}>")
+    return child.text.strip()
+
+
+def _number(element, tag, where, kind):
+    text = _text(element, tag, where)
+    try:
+        return kind(text)
+    except ValueError:
+        raise MalformedAnnotation(f"{where}: <{tag}> is {text!r}, not a number") from None
+
+
+def _point_list(metadata, tag, where):
+    return [
+        {"x": _number(p, "x", f"{where} <{tag}>", float), "y": _number(p, "y", f"{where} <{tag}>", float),
+         "time": _number(p, "time", f"{where} <{tag}>", int)}
+        for p in metadata.findall(tag)
+    ]
+
+
+def parse_annotation(member, data):
+    """Parse one XML member into its sessions; raises MalformedAnnotation naming the member and the field."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError as error:
+        raise MalformedAnnotation(f"{member}: not well-formed XML ({error})") from None
+    if root.tag != "annotation":
+        raise MalformedAnnotation(f"{member}: root element is <{root.tag}>, expected <annotation>")
+    annotation = ParsedAnnotation(member=member, stem=_text(root, "filename", member))
+    for index, metadata in enumerate(root.findall("metadata")):
+        where = f"{member} metadata {index}"
+        selected = _text(metadata, "selected", where)
+        if selected not in ("True", "False"):
+            raise MalformedAnnotation(f"{where}: <selected> is {selected!r}, expected True or False")
+        position = metadata.find("imagePosition")
+        if position is None:
+            raise MalformedAnnotation(f"{where}: missing <imagePosition>")
+        annotation.sessions.append(Session(
+            image_id=_text(metadata, "imageID", where),
+            selected=selected == "True",
+            selected_record=_point_list(metadata, "selectedRecord", where),
+            hovered_record=[
+                {"action": _text(h, "action", f"{where} <hoveredRecord>"),
+                 "time": _number(h, "time", f"{where} <hoveredRecord>", int)}
+                for h in metadata.findall("hoveredRecord")
+            ],
+            mouse_tracking=_point_list(metadata, "mouseTracking", where),
+            image_position={"x": _number(position, "x", f"{where} <imagePosition>", pixel_number),
+                            "y": _number(position, "y", f"{where} <imagePosition>", pixel_number)},
+            image_width=_number(metadata, "imageWidth", where, int),
+            image_height=_number(metadata, "imageHeight", where, int),
+            worker_id=_text(metadata, "worker_id", where),
+            assignment_id=_text(metadata, "assignment_id", where),
+            page_idx=_number(metadata, "page_idx", where, int),
+        ))
+    return annotation
+
+
+def safe_member_name(name):
+    """Refuse absolute paths and '..' components (path traversal) in member names."""
+    parts = name.replace("\\", "/").split("/")
+    return not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]
+
+
+def read_tar(fileobj):
+    """Yield ParsedAnnotation for every XML member of an ImageNet-AB tarball, streaming (mode r|*)."""
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            for member in tar:
+                if not safe_member_name(member.name):
+                    raise MalformedAnnotation(f"{member.name}: refused, the path leaves the archive")
+                if not member.isfile() or not member.name.endswith(".xml"):
+                    continue
+                yield parse_annotation(member.name, tar.extractfile(member).read())
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise MalformedAnnotation(f"not a readable tar.gz archive ({error})") from None

@@ -1,0 +1,31 @@
+from rest_framework import serializers
+
+from annotator.models import Batch, ExportJob
+
+
+class ExportJobInputSerializer(serializers.Serializer):
+    batch = serializers.SlugRelatedField(slug_field="name", queryset=Batch.objects.all())
+    format = serializers.ChoiceField(choices=ExportJob.Format.choices)
+    include = serializers.ListField(
+        child=serializers.ChoiceField(choices=["rejected"]), required=False, default=list,
+        help_text='["rejected"] adds the work that is not approved, flagged with its assignment state.',
+    )
+
+
+class ExportJobOutputSerializer(serializers.ModelSerializer):
+    batch = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = [
+            "id", "batch", "format", "include_rejected", "status", "progress", "record_count", "download_url",
+            "error", "created_at", "finished_at",
+        ]
+
+    def get_download_url(self, job) -> str | None:
+        if job.status != ExportJob.Status.DONE or not job.file:
+            return None
+        url = job.file.url
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request and url.startswith("/") else url

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="annotator.exports.run_export_job")
+def run_export_job(job_id):
+    services.run_export_job(job_id)
