@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from . import models
+from . import models, packing
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -15,8 +17,36 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+def _build_hits_and_report(modeladmin, request, batch):
+    try:
+        with transaction.atomic():
+            batch.save()
+            result = packing.build_hits(batch)
+    except ValidationError as error:
+        modeladmin.message_user(request, f"{batch.name}: {'; '.join(error.messages)}", messages.ERROR)
+        return
+    modeladmin.message_user(
+        request, f"{batch.name}: {result.hits} HITs, {result.pages} pages, {result.images_covered} images covered"
+    )
+
+
+@admin.action(description="Build HITs into a new round-1 batch")
+def build_hits_for_datasets(modeladmin, request, queryset):
+    for dataset in queryset:
+        name = f"{dataset.name}-r1-{models.Batch.objects.filter(dataset=dataset).count() + 1}"
+        batch = models.Batch(name=name, dataset=dataset, task_kind=dataset.kind, **packing.PAPER_DEFAULTS[dataset.kind])
+        _build_hits_and_report(modeladmin, request, batch)
+
+
+@admin.action(description="Build HITs for the selected (empty) batches")
+def build_hits_for_batches(modeladmin, request, queryset):
+    for batch in queryset:
+        _build_hits_and_report(modeladmin, request, batch)
+
+
 @admin.register(models.Dataset)
 class DatasetAdmin(admin.ModelAdmin):
+    actions = [build_hits_for_datasets]
     list_display = ["name", "kind", "source", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "source"]
@@ -63,6 +93,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(models.Batch)
 class BatchAdmin(admin.ModelAdmin):
+    actions = [build_hits_for_batches]
     list_display = ["name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at"]
     list_filter = ["task_kind", "provider", "status", "round"]
     search_fields = ["name"]
