@@ -1,0 +1,416 @@
+"""The training loop: ``run(config)`` trains one model from a manifest into ``config.out_dir``.
+
+Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, history; rewritten atomically
+after every epoch and on cancel), ``config.json`` (the TrainConfig, next to the checkpoint) and
+``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a checkpoint resumes from it,
+mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the ones not yet seen).
+
+Distributed: launched with ``torchrun`` (WORLD_SIZE > 1 in the environment) the same loop runs
+DistributedDataParallel, gloo on the CPU and nccl on GPUs; ``batch_size`` is per process, rank 0 writes the
+files and reports progress. On a GPU: bf16 autocast (``amp``) and channels-last by default; ``compile`` wraps
+the model in torch.compile. CUDA is only touched inside run().
+"""
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.optim import create_optimizer_v2
+
+from training.ml import data as data_module
+from training.ml import manifest as manifest_module
+from training.ml import metrics as metrics_module
+from training.ml.losses import LuabLoss, default_lambda
+from training.ml.models import METHODS, count_parameters, create_model
+from training.ml.transforms import EvalTransform, TrainTransform, normalize
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    manifest_path: str
+    out_dir: str
+    model: str = "resnet18"
+    method: str = "luab"
+    epochs: int = 10
+    lambda_point: float | None = None  # None: seed 000's default for the manifest kind and backbone size
+    point_loss: str = "smooth_l1"
+    huber_beta: float = 1.0
+    batch_size: int = 64  # per process
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    img_size: int = 224
+    crop_scale: tuple = (0.08, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    test_crop_ratio: float = 0.875
+    patch_focal_gamma: float = 2.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on GPU (ignored on the CPU)
+    channels_last: bool | None = None  # None: on GPU only
+    compile: bool = False
+    workers: int = 0
+    decode: str = "pil"  # pil | device
+    checkpoint_path: str = ""  # local backbone weights to start from (nothing is downloaded)
+    model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
+    eval_splits: tuple = ("val", "shifted")
+    log_every: int = 10
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
+        self.eval_splits = tuple(self.eval_splits)
+
+    def to_json(self):
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+class MetricLogger:
+    """Running sums of per-step values, averaged over the images seen (reduced across processes on demand)."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def update(self, count, **values):
+        self.count += count
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * count
+
+    def averages(self, distributed=False):
+        names = sorted(self.sums)
+        totals = torch.tensor([self.sums[name] for name in names] + [self.count], dtype=torch.float64)
+        if distributed:
+            dist.all_reduce(totals)
+        count = max(totals[-1].item(), 1)
+        return {name: totals[i].item() / count for i, name in enumerate(names)}
+
+
+@dataclass
+class Context:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    owns_process_group: bool = False
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def setup(config):
+    """Device and process group: DDP when launched by torchrun (WORLD_SIZE > 1)."""
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    owns = False
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
+        owns = True
+    return Context(device=device, rank=rank, world_size=world_size, owns_process_group=owns)
+
+
+def autocast(config, device):
+    if config.amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def unwrap(model):
+    model = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    return getattr(model, "_orig_mod", model)
+
+
+def prepare_batch(batch, device, channels_last, decode_dataset=None):
+    """Move a loader batch to device (decoding there on the device-decode path) and normalise the pixels."""
+    if "data" in batch:
+        batch = data_module.decode_batch_on_device(batch, decode_dataset, device)
+    images = normalize(batch["pixels"].to(device, non_blocking=True), channels_last)
+    return (
+        images, batch["label"].to(device, non_blocking=True), batch["points"].to(device, non_blocking=True),
+        batch["weights"].to(device, non_blocking=True),
+    )
+
+
+def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, amp_context=None,
+                    channels_last=False, decode_dataset=None, first_step=0, total_steps=None, on_step=None,
+                    should_stop=None, distributed=False):
+    """One pass over loader; returns (averages of loss / cls / point / images_per_s, steps done, stopped)."""
+    model.train()
+    metric_logger = MetricLogger()
+    total_steps = total_steps if total_steps is not None else first_step + len(loader)
+    step, started, images_seen = first_step, time.perf_counter(), 0
+    for batch in loader:
+        if stop_requested(should_stop, distributed, device):
+            return metric_logger.averages(distributed), step, True
+        images, labels, points, weights = prepare_batch(batch, device, channels_last, decode_dataset)
+        with amp_context or contextlib.nullcontext():
+            output = model(images)
+            loss, parts = criterion(output, labels, points, weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss is {loss.item()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        images_seen += len(images)
+        elapsed = time.perf_counter() - started
+        metric_logger.update(len(images), loss=loss.item(), cls=parts["cls"].item(), point=parts["point"].item())
+        if on_step is not None:
+            on_step(step, total_steps, loss.item(), images_seen / max(elapsed, 1e-9), elapsed / (step - first_step))
+    averages = metric_logger.averages(distributed)
+    averages["images_per_s"] = images_seen / max(time.perf_counter() - started, 1e-9)
+    return averages, step, False
+
+
+def stop_requested(should_stop, distributed, device):
+    """Rank 0's should_stop() decides for every process."""
+    stop = bool(should_stop()) if should_stop is not None else False
+    if distributed:
+        flag = torch.tensor([int(stop)], device=device)
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
+
+
+@torch.no_grad()
+def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, channels_last=False,
+             decode_dataset=None, distributed=False):
+    """Loss, top-1 or mAP, and point localisation accuracy over a whole split (gathered across processes)."""
+    model.eval()
+    rows, logits, points, losses = [], [], [], []
+    for batch in loader:
+        if "data" in batch:
+            batch = data_module.decode_batch_on_device(batch, decode_dataset, device)
+        images, labels, targets, weights = prepare_batch(batch, device, channels_last)
+        with amp_context or contextlib.nullcontext():
+            output = model(images)
+            loss, _ = criterion(output, labels, targets, weights)
+        predicted = unwrap(model).predict_points(output, labels).cpu().numpy()
+        crops = data_module.crops_of(batch)
+        points.append(np.stack([crop.to_source(p) for crop, p in zip(crops, predicted)]))
+        rows.append(batch["row"].numpy())
+        logits.append(output["logits"].float().cpu().numpy())
+        losses.append(loss.item() * len(images))
+    shard = (
+        np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        np.concatenate(logits) if logits else np.zeros((0, manifest.num_classes), np.float32),
+        np.concatenate(points) if points else np.zeros((0, manifest.points_per_image, 2), np.float32),
+        sum(losses),
+    )
+    shards = [shard]
+    if distributed:
+        shards = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, shard)
+    all_rows = np.concatenate([s[0] for s in shards])
+    all_logits = np.concatenate([s[1] for s in shards])
+    all_points = np.concatenate([s[2] for s in shards])
+    results = metrics_module.split_metrics(manifest, all_rows, all_logits, all_points)
+    results["loss"] = sum(s[3] for s in shards) / max(len(all_rows), 1)
+    return results
+
+
+def build_scheduler(optimizer, config, steps_per_epoch):
+    """Linear warm-up then cosine decay to 0, stepped per optimisation step."""
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    total = max(config.epochs * steps_per_epoch, 1)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def save_checkpoint(out_dir, state, config):
+    """Write checkpoint.pt (atomically) and config.json next to it."""
+    out_dir = Path(out_dir)
+    path = out_dir / CHECKPOINT_NAME
+    partial = out_dir / (CHECKPOINT_NAME + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+    (out_dir / CONFIG_NAME).write_text(config.to_json())
+    return path
+
+
+def load_checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def run(config: TrainConfig, on_progress: Callable[[dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train (or resume) config's model; see the module docstring for what lands in config.out_dir.
+
+    on_progress gets {"epoch", "epochs", "step", "steps", "loss", "images_per_s", "eta_s"} every log_every steps
+    and at the end of each epoch; should_stop is checked between steps. Returns {"status": "succeeded" |
+    "cancelled", "metrics": last epoch's record, "checkpoint": path, "history": every epoch's record}.
+    """
+    context = setup(config)
+    try:
+        return _run(config, context, on_progress, should_stop)
+    finally:
+        if context.owns_process_group:
+            dist.destroy_process_group()
+
+
+def _run(config, context, on_progress, should_stop):
+    device = context.device
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_module.read(config.manifest_path)
+    torch.manual_seed(config.seed)
+    model = create_model(
+        config.model, manifest.num_classes, manifest.points_per_image, config.method, config.checkpoint_path,
+        config.model_kwargs,
+    )
+    lambda_point = config.lambda_point
+    if lambda_point is None:
+        lambda_point = default_lambda(manifest.kind, count_parameters(model.backbone))
+    criterion = LuabLoss(
+        config.method, manifest.multi_label, lambda_point, config.point_loss, config.huber_beta,
+        config.label_smoothing, config.patch_focal_gamma,
+    )
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    train_set = data_module.ManifestDataset(
+        manifest, "train",
+        TrainTransform(config.img_size, config.crop_scale, config.crop_ratio, config.hflip, config.color_jitter),
+        config.seed, config.decode,
+    )
+    if len(train_set) == 0:
+        raise ValueError(f"manifest_path: {config.manifest_path} has no train entries")
+    train_sampler = data_module.EpochBatchSampler(
+        len(train_set), config.batch_size, shuffle=True, seed=config.seed, rank=context.rank,
+        world_size=context.world_size,
+    )
+    pin = device.type == "cuda"
+    train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
+    eval_loaders = {}
+    for split in config.eval_splits:
+        eval_set = data_module.ManifestDataset(
+            manifest, split, EvalTransform(config.img_size, config.test_crop_ratio), config.seed, config.decode
+        )
+        if len(eval_set):
+            sampler = data_module.EpochBatchSampler(
+                len(eval_set), config.batch_size, shuffle=False, rank=context.rank, world_size=context.world_size,
+                pad=False,
+            )
+            eval_loaders[split] = (eval_set, data_module.make_loader(eval_set, sampler, config.workers, pin))
+
+    steps_per_epoch = len(train_sampler)
+    optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    start_epoch, start_step, history = 0, 0, []
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+        logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
+
+    trained = model
+    if context.distributed:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        trained = torch.compile(trained)
+    amp_context = autocast(config, device)
+    metrics_path = out_dir / METRICS_NAME
+
+    def state(epoch, step):
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "step": step, "history": history, "config": asdict(config),
+            "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
+            "lambda_point": lambda_point,
+        }
+
+    for epoch in range(start_epoch, config.epochs):
+        first_step = start_step if epoch == start_epoch else 0
+        train_sampler.set_epoch(epoch, skip_batches=first_step)
+        train_set.set_epoch(epoch)
+
+        def on_step(step, steps, loss, images_per_s, seconds_per_step, epoch=epoch):
+            if on_progress is None or not context.is_main:
+                return
+            if step % config.log_every and step != steps:
+                return
+            remaining = (steps - step) + (config.epochs - epoch - 1) * steps
+            on_progress({
+                "epoch": epoch + 1, "epochs": config.epochs, "step": step, "steps": steps, "loss": loss,
+                "images_per_s": images_per_s, "eta_s": remaining * seconds_per_step,
+            })
+
+        train_stats, step, stopped = train_one_epoch(
+            trained, criterion, optimizer, train_loader, device, scheduler=scheduler, amp_context=amp_context,
+            channels_last=channels_last, decode_dataset=train_set, first_step=first_step,
+            total_steps=steps_per_epoch, on_step=on_step, should_stop=should_stop, distributed=context.distributed,
+        )
+        if stopped:
+            path = save_checkpoint(out_dir, state(epoch, step), config) if context.is_main else checkpoint_path
+            logger.info("cancelled at epoch %d step %d; saved %s", epoch + 1, step, path)
+            return {
+                "status": "cancelled", "metrics": history[-1] if history else {}, "checkpoint": str(path),
+                "history": history, "epoch": epoch, "step": step,
+            }
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        record.update({f"train_{name}": value for name, value in train_stats.items()})
+        for split, (eval_set, loader) in eval_loaders.items():
+            split_results = evaluate(
+                trained, criterion, loader, device, manifest, amp_context=amp_context, channels_last=channels_last,
+                decode_dataset=eval_set, distributed=context.distributed,
+            )
+            record.update({f"{split}_{name}": value for name, value in split_results.items()})
+        history.append(record)
+        if context.is_main:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            save_checkpoint(out_dir, state(epoch + 1, 0), config)
+        logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, record)
+    return {
+        "status": "succeeded", "metrics": history[-1] if history else {}, "checkpoint": str(checkpoint_path),
+        "history": history,
+    }

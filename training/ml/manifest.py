@@ -1,0 +1,202 @@
+"""The training manifest: one compact, content-hashed snapshot of everything a training run reads.
+
+A manifest is a single ``.npz`` file (no pickles) holding a JSON header and flat numpy arrays:
+
+``header``        JSON: format, version, kind ("imagenet" single-label or "coco" multi-label), class names,
+                  anything the builder wants to record about where the data came from (``source``).
+``image``         (N,) str: absolute local path, or ``s3://bucket/key`` for object storage.
+``split``         (N,) str: "train", "val" or "shifted" (background-shifted evaluation split).
+``label``         (N,) int64 class index (imagenet) or (N, C) uint8 multi-hot (coco).
+``point``         (N, K, 2) float32 point targets (x, y) as fractions of the image width and height;
+                  K = 1 for imagenet-style (one averaged click), K = C for coco-style (one icon per class).
+``point_weight``  (N, K) float32; 0 means "no target" (no byproduct for that image or class).
+``box``           (M, 4) float32 ground-truth boxes [x0, y0, x1, y1] as fractions, for point localisation.
+``box_image``     (M,) int64 row of the image each box belongs to; ``box_class`` (M,) int64 its class.
+``polygon_xy``    (P, 2) float32 mask polygon vertices as fractions, all polygons concatenated.
+``polygon_start`` (Q + 1,) int64 offsets into ``polygon_xy``; ``polygon_box`` (Q,) int64 the box each polygon
+                  belongs to (a mask is the union of its polygons).
+
+The content hash is the SHA-256 of the header and every array's dtype, shape and bytes; its first 16 hex
+digits are part of the file name (``manifest-<hash16>.npz``) and the full hash is in the header.
+"""
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "luab-manifest"
+VERSION = 1
+KINDS = ("imagenet", "coco")
+SPLITS = ("train", "val", "shifted")
+ARRAY_NAMES = (
+    "image", "split", "label", "point", "point_weight", "box", "box_image", "box_class",
+    "polygon_xy", "polygon_start", "polygon_box",
+)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or written, with the field and the reason."""
+
+
+@dataclass
+class Manifest:
+    kind: str
+    class_names: list
+    image: np.ndarray
+    split: np.ndarray
+    label: np.ndarray
+    point: np.ndarray
+    point_weight: np.ndarray
+    box: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    box_image: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    box_class: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    polygon_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    polygon_start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    polygon_box: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    source: dict = field(default_factory=dict)
+    content_hash: str = ""
+
+    @property
+    def multi_label(self):
+        return self.kind == "coco"
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def points_per_image(self):
+        return self.point.shape[1]
+
+    def __len__(self):
+        return len(self.image)
+
+    def indices(self, split):
+        return np.flatnonzero(self.split == split)
+
+    def labels_of(self, row):
+        """Class indices of one entry: [index] single-label, the positive indices multi-label."""
+        if self.multi_label:
+            return np.flatnonzero(self.label[row]).tolist()
+        return [int(self.label[row])]
+
+    def boxes_of(self, row):
+        """(boxes (B, 4), classes (B,), polygons: list per box of (V, 2) arrays) of one entry."""
+        box_rows = np.flatnonzero(self.box_image == row)
+        polygons = []
+        for box_row in box_rows:
+            polygon_rows = np.flatnonzero(self.polygon_box == box_row)
+            polygons.append([self.polygon_xy[self.polygon_start[p]:self.polygon_start[p + 1]] for p in polygon_rows])
+        return self.box[box_rows], self.box_class[box_rows], polygons
+
+    def arrays(self):
+        return {name: getattr(self, name) for name in ARRAY_NAMES}
+
+    def header(self):
+        return {
+            "format": FORMAT, "version": VERSION, "kind": self.kind, "class_names": list(self.class_names),
+            "source": self.source,
+        }
+
+
+def build(kind, class_names, entries, source=None):
+    """A Manifest from a list of entry dicts.
+
+    Each entry: ``image`` (path or s3:// URL), ``split``, ``labels`` (list of class indices; exactly one for
+    imagenet), ``points`` ({class index or 0: (x, y, weight)}: imagenet uses key 0, coco the class index),
+    optional ``boxes`` ([{"class": c, "box": [x0, y0, x1, y1], "polygons": [[x, y, x, y, ...], ...]}]),
+    all coordinates as fractions of the image.
+    """
+    if kind not in KINDS:
+        raise ManifestError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+    n, c = len(entries), len(class_names)
+    k = c if kind == "coco" else 1
+    label = np.zeros((n, c), np.uint8) if kind == "coco" else np.zeros(n, np.int64)
+    point = np.full((n, k, 2), 0.5, np.float32)
+    point_weight = np.zeros((n, k), np.float32)
+    box, box_image, box_class, polygon_xy, polygon_start, polygon_box = [], [], [], [], [0], []
+    for row, entry in enumerate(entries):
+        where = f"entry {row} ({entry.get('image')})"
+        if entry["split"] not in SPLITS:
+            raise ManifestError(f"{where}: split {entry['split']!r} is not one of {', '.join(SPLITS)}")
+        labels = list(entry["labels"])
+        if any(not 0 <= index < c for index in labels):
+            raise ManifestError(f"{where}: labels {labels} outside 0..{c - 1}")
+        if kind == "imagenet":
+            if len(labels) != 1:
+                raise ManifestError(f"{where}: imagenet-style entries have exactly one label, got {labels}")
+            label[row] = labels[0]
+        else:
+            label[row, labels] = 1
+        for slot, (x, y, weight) in entry.get("points", {}).items():
+            if not 0 <= int(slot) < k:
+                raise ManifestError(f"{where}: point slot {slot} outside 0..{k - 1}")
+            point[row, int(slot)] = (x, y)
+            point_weight[row, int(slot)] = weight
+        for obj in entry.get("boxes", []):
+            for polygon in obj.get("polygons", []):
+                vertices = np.asarray(polygon, np.float32).reshape(-1, 2)
+                polygon_xy.append(vertices)
+                polygon_start.append(polygon_start[-1] + len(vertices))
+                polygon_box.append(len(box))
+            box.append(obj["box"])
+            box_image.append(row)
+            box_class.append(obj["class"])
+    return Manifest(
+        kind=kind, class_names=list(class_names),
+        image=np.asarray([e["image"] for e in entries], dtype=str),
+        split=np.asarray([e["split"] for e in entries], dtype=str),
+        label=label, point=point, point_weight=point_weight,
+        box=np.asarray(box, np.float32).reshape(-1, 4), box_image=np.asarray(box_image, np.int64),
+        box_class=np.asarray(box_class, np.int64),
+        polygon_xy=np.concatenate(polygon_xy).astype(np.float32) if polygon_xy else np.zeros((0, 2), np.float32),
+        polygon_start=np.asarray(polygon_start, np.int64), polygon_box=np.asarray(polygon_box, np.int64),
+        source=source or {},
+    )
+
+
+def content_hash(header, arrays):
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in ARRAY_NAMES:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def write(manifest, directory):
+    """Write manifest-<hash16>.npz into directory (atomically) and return its path; sets content_hash."""
+    header = manifest.header()
+    arrays = manifest.arrays()
+    manifest.content_hash = content_hash(header, arrays)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"manifest-{manifest.content_hash[:16]}.npz"
+    stored_header = dict(header, content_hash=manifest.content_hash)
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as handle:
+        np.savez_compressed(handle, header=np.asarray(json.dumps(stored_header)), **arrays)
+    os.replace(handle.name, path)
+    return path
+
+
+def read(path, verify=True):
+    """Read a manifest; with verify, a file whose content does not match its recorded hash is refused."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {name: data[name] for name in ARRAY_NAMES}
+    except (OSError, KeyError, ValueError) as error:
+        raise ManifestError(f"{path}: not a readable manifest ({error})") from error
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise ManifestError(f"{path}: format {header.get('format')} v{header.get('version')}, expected {FORMAT} v{VERSION}")
+    recorded = header.pop("content_hash", "")
+    if verify and content_hash(header, arrays) != recorded:
+        raise ManifestError(f"{path}: content does not match its hash {recorded[:16]}")
+    return Manifest(
+        kind=header["kind"], class_names=header["class_names"], source=header.get("source", {}),
+        content_hash=recorded, **arrays,
+    )

@@ -1,0 +1,71 @@
+"""Evaluation metrics over a whole split (computed once all predictions are gathered).
+
+- ``top1`` (single-label): share of images whose highest logit is the label;
+- ``mAP`` (multi-label): mean over classes with at least one positive of the average precision;
+- ``point_accuracy``: share of (image, class) pairs with ground truth whose predicted point, mapped back to the
+  source image, lies inside a ground-truth object of that class: on its mask when the object has polygons,
+  else inside its box. ImageNet-style: the image's class; COCO-style: every class present with an object.
+The engine reports each of them for the val split and again for the background-shifted split.
+"""
+import numpy as np
+
+
+def top1(logits, labels):
+    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+
+
+def average_precision(scores, positives):
+    order = np.argsort(-scores, kind="stable")
+    hits = positives[order].astype(bool)
+    if not hits.any():
+        return float("nan")
+    precision_at_hit = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
+    return float(precision_at_hit.mean())
+
+
+def mean_average_precision(logits, multi_hot):
+    per_class = [average_precision(logits[:, c], multi_hot[:, c]) for c in range(multi_hot.shape[1])]
+    per_class = [ap for ap in per_class if not np.isnan(ap)]
+    return float(np.mean(per_class)) if per_class else float("nan")
+
+
+def point_in_polygon(x, y, vertices):
+    """Even-odd rule; vertices (V, 2)."""
+    xs, ys = vertices[:, 0], vertices[:, 1]
+    next_xs, next_ys = np.roll(xs, -1), np.roll(ys, -1)
+    crosses = (ys > y) != (next_ys > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_y = xs + (y - ys) * (next_xs - xs) / (next_ys - ys)
+    return bool(np.count_nonzero(crosses & (x < x_at_y)) % 2)
+
+
+def point_on_object(x, y, box, polygons):
+    if polygons:
+        return any(point_in_polygon(x, y, vertices) for vertices in polygons)
+    return bool(box[0] <= x <= box[2] and box[1] <= y <= box[3])
+
+
+def point_accuracy(manifest, rows, points):
+    """points (N, K, 2) in source-image fractions for manifest rows; nan when no row has ground truth."""
+    hits = total = 0
+    for row, row_points in zip(rows, points):
+        boxes, classes, polygons = manifest.boxes_of(int(row))
+        for slot_class in manifest.labels_of(int(row)):
+            objects = [i for i, c in enumerate(classes) if c == slot_class]
+            if not objects:
+                continue
+            x, y = row_points[slot_class if manifest.multi_label else 0]
+            total += 1
+            hits += any(point_on_object(x, y, boxes[i], polygons[i]) for i in objects)
+    return hits / total if total else float("nan")
+
+
+def split_metrics(manifest, rows, logits, points):
+    """The metrics of one split: top1 or mAP, and point_accuracy."""
+    rows = np.asarray(rows)
+    if manifest.multi_label:
+        metrics = {"mAP": mean_average_precision(logits, manifest.label[rows])}
+    else:
+        metrics = {"top1": top1(logits, manifest.label[rows])}
+    metrics["point_accuracy"] = point_accuracy(manifest, rows, points)
+    return metrics
