@@ -1,0 +1,58 @@
+"""Image files in storage: decoding checks and the display-size version made once per image."""
+import io
+import logging
+
+from django.core.files.base import ContentFile
+from PIL import Image as PilImage
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_MAX_SIDE = 256
+DISPLAY_JPEG_QUALITY = 85
+
+
+def decode(data):
+    """Fully decode image bytes (a truncated or corrupt file raises OSError/SyntaxError); returns an RGB image."""
+    with PilImage.open(io.BytesIO(data)) as opened:
+        opened.load()
+        return opened.convert("RGB")
+
+
+def display_version_bytes(pil_image, max_side=DISPLAY_MAX_SIDE):
+    """JPEG bytes of the image scaled to fit max_side (never enlarged)."""
+    display = pil_image.convert("RGB")
+    display.thumbnail((max_side, max_side), PilImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    display.save(buffer, "JPEG", quality=DISPLAY_JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def display_name(image):
+    return f"{image.dataset.name}/{image.key}.jpg"
+
+
+def save_display_version(image, pil_image):
+    """Store the display version of `image` (an annotator Image) made from its decoded pixels; the caller saves."""
+    image.display_file.save(display_name(image), ContentFile(display_version_bytes(pil_image)), save=False)
+
+
+def make_display_version(image):
+    """Read the original from storage and store its display version, unless it already has one."""
+    if image.display_file:
+        return False
+    with image.file.open("rb") as stored:
+        pil_image = decode(stored.read())
+    save_display_version(image, pil_image)
+    image.save(update_fields=["display_file"])
+    return True
+
+
+def make_display_versions(dataset, progress=False):
+    """Make the missing display versions of a dataset's images; returns how many were made."""
+    missing = dataset.images.filter(display_file="").select_related("dataset").order_by("pk")
+    made = 0
+    for image in tqdm(missing.iterator(), total=missing.count(), desc="display versions", disable=not progress):
+        made += make_display_version(image)
+    logger.info("dataset %s: made %d display versions", dataset.name, made)
+    return made

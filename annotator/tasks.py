@@ -1,0 +1,11 @@
+"""Celery tasks of the annotator app: each is a few lines calling the service of the same name."""
+from celery import shared_task
+
+from annotator import images
+from annotator.models import Dataset
+
+
+@shared_task
+def make_display_versions(dataset_id):
+    """Make the display versions an import left to the worker (import_* --defer-display)."""
+    return images.make_display_versions(Dataset.objects.get(pk=dataset_id))
