@@ -1,0 +1,212 @@
+import base64
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from . import plots, services
+from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
+
+
+class TrainingJobAddForm(forms.ModelForm):
+    class Meta:
+        model = TrainingJob
+        fields = ["dataset", "batches", "config"]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            services.validate_train_config(cleaned.get("config") or {})
+        except ValidationError as error:
+            raise ValidationError({"config": [f"{field}: {' '.join(m)}" for field, m in error.message_dict.items()]})
+        return cleaned
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "status", "progress_summary", "source", "attempts", "created_by", "created_at"]
+    list_filter = ["status", "source", "dataset"]
+    search_fields = ["dataset__name", "manifest_hash", "celery_task_id"]
+    list_select_related = ["dataset", "created_by"]
+    actions = ["cancel_jobs", "train_again"]
+    readonly_fields = [
+        "dataset", "batches", "config", "source", "triggered_by_batch", "manifest_hash", "status", "progress",
+        "progress_summary", "curves", "epoch_metrics", "metrics", "error", "log", "artifact_links", "created_by",
+        "celery_task_id", "worker_hostname", "heartbeat_at", "attempts", "cancel_requested", "created_at",
+        "started_at", "finished_at",
+    ]
+    exclude = ["log_tail", "artifacts"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = TrainingJobAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else []
+
+    def get_fields(self, request, obj=None):
+        return ["dataset", "batches", "config"] if obj is None else super().get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        job = services.create_training_job(
+            dataset=form.cleaned_data["dataset"], batches=list(form.cleaned_data["batches"]),
+            config=form.cleaned_data["config"] or {}, source=TrainingJob.Source.ADMIN, created_by=request.user,
+        )
+        obj.pk = job.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        """The service already stored the batches."""
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a job changes only through its services (cancel, train again)
+
+    @admin.display(description="progress")
+    def progress_summary(self, job):
+        progress = job.progress
+        if not progress:
+            return "-"
+        parts = [f"epoch {progress.get('epoch')}/{progress.get('epochs')}",
+                 f"step {progress.get('step')}/{progress.get('steps')}"]
+        if progress.get("loss") is not None:
+            parts.append(f"loss {progress['loss']:.4f}")
+        if progress.get("images_per_s") is not None:
+            parts.append(f"{progress['images_per_s']:.0f} img/s")
+        if progress.get("eta_s") is not None and not job.is_finished:
+            parts.append(f"ETA {progress['eta_s']:.0f} s")
+        return ", ".join(parts)
+
+    @admin.display(description="curves")
+    def curves(self, job):
+        if "curves" not in job.artifacts:
+            return "-"
+        return format_html('<img src="{}" style="max-width: 100%">', default_storage.url(job.artifacts["curves"]))
+
+    @admin.display(description="log tail")
+    def log(self, job):
+        return format_html('<pre style="max-height: 30em; overflow: auto">{}</pre>', job.log_tail)
+
+    @admin.display(description="artifacts")
+    def artifact_links(self, job):
+        return format_html_join(
+            ", ", '<a href="{}">{}</a>', ((default_storage.url(p), name) for name, p in job.artifacts.items())
+        ) or "-"
+
+    @admin.action(description="Cancel the selected jobs (running ones stop at their next step)")
+    def cancel_jobs(self, request, queryset):
+        for job in queryset:
+            try:
+                services.cancel_training_job(job, actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.WARNING)
+            else:
+                self.message_user(request, f"training job {job.pk}: cancel requested")
+
+    @admin.action(description="Train again on a fresh snapshot with the same config")
+    def train_again(self, request, queryset):
+        for job in queryset:
+            new_job = services.create_training_job(
+                dataset=job.dataset, batches=list(job.batches.all()), config=job.config,
+                source=TrainingJob.Source.ADMIN, created_by=request.user,
+            )
+            self.message_user(request, f"training job {new_job.pk} queued (config of job {job.pk})")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "dataset", "is_active", "metrics_summary", "job", "created_at"]
+    list_filter = ["dataset", "is_active"]
+    search_fields = ["name", "manifest_hash"]
+    list_select_related = ["dataset", "job"]
+    actions = ["compare", "promote", "run_inference"]
+    readonly_fields = [
+        "name", "job", "dataset", "manifest_hash", "config", "metrics", "epoch_metrics", "checkpoint", "is_active",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="metrics")
+    def metrics_summary(self, version):
+        return ", ".join(
+            f"{name} {value:.3f}" for name, value in version.metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ) or "-"
+
+    def get_urls(self):
+        return [
+            path("compare/", self.admin_site.admin_view(self.compare_view), name="training_modelversion_compare"),
+        ] + super().get_urls()
+
+    @admin.action(description="Compare the selected runs side by side")
+    def compare(self, request, queryset):
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:training_modelversion_compare')}?ids={ids}")
+
+    def compare_view(self, request):
+        ids = [int(pk) for pk in request.GET.get("ids", "").split(",") if pk.isdigit()]
+        versions = list(ModelVersion.objects.filter(pk__in=ids).select_related("dataset", "job"))
+        metric_names = []
+        for version in versions:
+            metric_names += [name for name in version.metrics if name not in metric_names]
+        rows = [(name, [version.metrics.get(name, "") for version in versions]) for name in metric_names]
+        config_names = sorted({name for version in versions for name in version.config})
+        config_rows = [
+            (name, [version.config.get(name, "") for version in versions]) for name in config_names
+            if len({str(version.config.get(name)) for version in versions}) > 1
+        ]
+        curves = plots.curves_png({version.name: version.epoch_metrics for version in versions})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compare model versions",
+            "opts": self.model._meta,
+            "versions": versions,
+            "metric_rows": rows,
+            "config_rows": config_rows,
+            "curves_data_uri": "data:image/png;base64," + base64.b64encode(curves).decode(),
+        }
+        return TemplateResponse(request, "admin/training/modelversion/compare.html", context)
+
+    @admin.action(description="Promote (make it the dataset's active model)")
+    def promote(self, request, queryset):
+        if queryset.values("dataset").distinct().count() != queryset.count():
+            self.message_user(request, "select at most one version per dataset to promote", messages.ERROR)
+            return
+        for version in queryset:
+            services.promote_model_version(version, actor=request.user)
+            self.message_user(request, f"{version.name} is now the active model of {version.dataset.name}")
+
+    @admin.action(description="Run inference (uncertainty and agreement) over the dataset")
+    def run_inference(self, request, queryset):
+        for version in queryset:
+            job = services.create_inference_job(version, created_by=request.user)
+            self.message_user(request, f"inference job {job.pk} queued for {version.name}")
+
+
+@admin.register(InferenceJob)
+class InferenceJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "model_version", "uncertainty", "status", "progress", "created_at", "finished_at"]
+    list_filter = ["status", "uncertainty"]
+    readonly_fields = [
+        "model_version", "uncertainty", "status", "progress", "summary", "error", "created_by", "celery_task_id",
+        "created_at", "started_at", "finished_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(BatchTrainingTrigger)
+class BatchTrainingTriggerAdmin(admin.ModelAdmin):
+    list_display = ["batch", "approved_count_at_last_trigger", "last_job", "updated_at"]
+    readonly_fields = ["batch", "approved_count_at_last_trigger", "last_job", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False

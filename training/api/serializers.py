@@ -1,0 +1,77 @@
+"""Input and output serializers of the training API, one pair per operation."""
+from django.core.files.storage import default_storage
+from rest_framework import serializers
+
+from annotator.models import Batch, Dataset
+
+from ..models import InferenceJob, ModelVersion, TrainingJob
+
+
+class TrainingJobCreateInput(serializers.Serializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
+    batches = serializers.SlugRelatedField(
+        slug_field="name", queryset=Batch.objects.all(), many=True, required=False, default=list,
+        help_text="Train on the approved work of these batches only (default: every batch of the dataset).",
+    )
+    config = serializers.DictField(
+        required=False, default=dict,
+        help_text="TrainConfig options, e.g. {\"model\": \"resnet18\", \"epochs\": 10, \"lambda_point\": 10}.",
+    )
+
+
+class ArtifactUrlsField(serializers.DictField):
+    def to_representation(self, artifacts):
+        return {name: default_storage.url(path) for name, path in artifacts.items()}
+
+
+class TrainingJobOutput(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    batches = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    model_version = serializers.SerializerMethodField()
+    artifacts = ArtifactUrlsField(child=serializers.URLField())
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id", "dataset", "batches", "source", "status", "config", "manifest_hash", "progress",
+            "epoch_metrics", "metrics", "error", "log_tail", "artifacts", "model_version", "attempts",
+            "cancel_requested", "worker_hostname", "heartbeat_at", "created_by", "created_at", "started_at",
+            "finished_at",
+        ]
+
+    def get_model_version(self, job) -> str | None:
+        version = ModelVersion.objects.filter(job=job).values_list("name", flat=True).first()
+        return version
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    checkpoint_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "name", "dataset", "job", "manifest_hash", "config", "metrics", "epoch_metrics",
+            "checkpoint_url", "is_active", "created_at",
+        ]
+
+    def get_checkpoint_url(self, version) -> str:
+        return default_storage.url(version.checkpoint.name)
+
+
+class InferenceJobCreateInput(serializers.Serializer):
+    uncertainty = serializers.ChoiceField(
+        choices=["entropy", "margin"], default="entropy", help_text="Acquisition score (seed 004)."
+    )
+
+
+class InferenceJobOutput(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.name")
+
+    class Meta:
+        model = InferenceJob
+        fields = [
+            "id", "model_version", "uncertainty", "status", "progress", "summary", "error", "created_at",
+            "started_at", "finished_at",
+        ]

@@ -1,0 +1,117 @@
+"""The training API: one view per operation; researchers (or staff) only."""
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..models import JobStatus, ModelVersion, TrainingJob
+from ..permissions import IsResearcher
+from .serializers import (
+    InferenceJobCreateInput,
+    InferenceJobOutput,
+    ModelVersionOutput,
+    TrainingJobCreateInput,
+    TrainingJobOutput,
+)
+
+DATASET_FILTER = OpenApiParameter("dataset", str, description="Only this dataset (by name).")
+
+
+class TrainingJobListApi(ListAPIView):
+    permission_classes = [IsResearcher]
+    serializer_class = TrainingJobOutput
+
+    @extend_schema(parameters=[
+        DATASET_FILTER, OpenApiParameter("status", str, enum=JobStatus.values, description="Only this status."),
+    ])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return selectors.training_jobs(
+            dataset=self.request.query_params.get("dataset"), status=self.request.query_params.get("status")
+        )
+
+
+class TrainingJobCreateApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=TrainingJobCreateInput, responses={201: TrainingJobOutput})
+    def post(self, request):
+        data = TrainingJobCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.create_training_job(
+            **data.validated_data, source=TrainingJob.Source.API, created_by=request.user
+        )
+        return Response(TrainingJobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingJobDetailApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses=TrainingJobOutput)
+    def get(self, request, job_id):
+        job = get_object_or_404(selectors.training_jobs(), pk=job_id)
+        return Response(TrainingJobOutput(job).data)
+
+
+class TrainingJobCancelApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=None, responses=TrainingJobOutput)
+    def post(self, request, job_id):
+        job = services.cancel_training_job(get_object_or_404(TrainingJob, pk=job_id), actor=request.user)
+        return Response(TrainingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelVersionListApi(ListAPIView):
+    permission_classes = [IsResearcher]
+    serializer_class = ModelVersionOutput
+
+    @extend_schema(parameters=[DATASET_FILTER])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return selectors.model_versions(dataset=self.request.query_params.get("dataset"))
+
+
+class ModelVersionDetailApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses=ModelVersionOutput)
+    def get(self, request, version_id):
+        return Response(ModelVersionOutput(get_object_or_404(selectors.model_versions(), pk=version_id)).data)
+
+
+class ModelVersionPromoteApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=None, responses=ModelVersionOutput)
+    def post(self, request, version_id):
+        version = services.promote_model_version(get_object_or_404(ModelVersion, pk=version_id), actor=request.user)
+        return Response(ModelVersionOutput(version).data)
+
+
+class InferenceJobCreateApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(request=InferenceJobCreateInput, responses={201: InferenceJobOutput})
+    def post(self, request, version_id):
+        data = InferenceJobCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.create_inference_job(
+            get_object_or_404(ModelVersion, pk=version_id), created_by=request.user, **data.validated_data
+        )
+        return Response(InferenceJobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class InferenceJobDetailApi(APIView):
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses=InferenceJobOutput)
+    def get(self, request, job_id):
+        return Response(InferenceJobOutput(get_object_or_404(selectors.inference_jobs(), pk=job_id)).data)

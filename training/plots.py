@@ -1,0 +1,42 @@
+"""Training curves as PNG images: one run's curves for its artifacts, several runs overlaid for comparison."""
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # noqa: E402  (the backend must be chosen before pyplot is imported)
+
+
+def curve_names(epoch_metrics):
+    """Numeric metric names present in a run's per-epoch entries (in first-seen order, "epoch" excluded)."""
+    names = []
+    for entry in epoch_metrics:
+        for name, value in entry.items():
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name != "epoch" and is_number and name not in names:
+                names.append(name)
+    return names
+
+
+def curves_png(runs):
+    """PNG bytes: losses in the left panel, every other metric on the right, one line per (run, metric).
+
+    runs: {label: [per-epoch metric dicts]}.
+    """
+    figure, (loss_axes, metric_axes) = pyplot.subplots(1, 2, figsize=(11, 4))
+    for label, epoch_metrics in runs.items():
+        for name in curve_names(epoch_metrics):
+            points = [(entry.get("epoch", i + 1), entry[name]) for i, entry in enumerate(epoch_metrics) if name in entry]
+            axes = loss_axes if "loss" in name else metric_axes
+            axes.plot([e for e, _ in points], [v for _, v in points], marker="o", label=f"{label}: {name}")
+    for axes, title in ((loss_axes, "loss"), (metric_axes, "metrics")):
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    pyplot.close(figure)
+    return buffer.getvalue()

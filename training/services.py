@@ -1,0 +1,551 @@
+"""Writes of the training app: jobs (create, run, cancel, recover), the model registry, triggers, steering.
+
+Torch and the engine are imported lazily, inside functions; CUDA is first touched by engine.run() inside a
+job, in a prefork pool process, never in a web process or the Celery parent (which forks the pool).
+"""
+import collections
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from annotator.models import Assignment, Batch, Dataset, ImageScore, Worker
+
+from . import plots
+from .models import BatchTrainingTrigger, InferenceJob, JobStatus, ModelVersion, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 200
+# TrainConfig fields that the service sets for every run; a job's config may not choose them.
+SERVICE_CONFIG_FIELDS = ("manifest_path", "out_dir")
+
+
+# --- configuration -------------------------------------------------------------------------------------------
+
+
+def train_config_class():
+    from training.ml.engine import TrainConfig
+
+    return TrainConfig
+
+
+def train_config_options():
+    """Names of the TrainConfig options a job's config may set (all but the ones the service fills in)."""
+    return [field.name for field in dataclasses.fields(train_config_class()) if field.name not in SERVICE_CONFIG_FIELDS]
+
+
+def validate_train_config(config):
+    """Raise ValidationError naming each unknown option of a job's config, or the engine's objection to it."""
+    if not isinstance(config, dict):
+        raise ValidationError({"config": "must be an object of TrainConfig options"})
+    options = train_config_options()
+    unknown = {
+        f"config.{name}": f"unknown option; known: {', '.join(sorted(options))}" for name in config if name not in options
+    }
+    if unknown:
+        raise ValidationError(unknown)
+    try:
+        train_config_class()(manifest_path="", out_dir="", **config)
+    except (TypeError, ValueError) as error:
+        raise ValidationError({"config": str(error)}) from None
+
+
+def job_output_dir(job):
+    """The job's local working folder (checkpoints for resume, the manifest): VAR_DIR/training/<job id>."""
+    return Path(settings.VAR_DIR) / "training" / str(job.pk)
+
+
+# --- creating, queueing and cancelling jobs --------------------------------------------------------------------
+
+
+def create_training_job(*, dataset, config=None, batches=(), source, created_by=None, triggered_by_batch=None):
+    """A queued job; its Celery task is sent once the surrounding transaction commits."""
+    config = dict(config or {})
+    validate_train_config(config)
+    foreign = [batch.name for batch in batches if batch.dataset_id != dataset.pk]
+    if foreign:
+        raise ValidationError({"batches": f"not batches of dataset {dataset.name}: {', '.join(foreign)}"})
+    with transaction.atomic():
+        job = TrainingJob.objects.create(
+            dataset=dataset, config=config, source=source, created_by=created_by,
+            triggered_by_batch=triggered_by_batch, celery_task_id=str(uuid.uuid4()),
+        )
+        job.batches.set(batches)
+        task_id = job.celery_task_id
+        transaction.on_commit(lambda: _send_training_task(job.pk, task_id))
+    logger.info("training job %s queued for dataset %s (%s)", job.pk, dataset.name, source)
+    return job
+
+
+def _send_training_task(job_id, task_id):
+    from . import tasks
+
+    try:
+        tasks.run_training_job.apply_async(args=[job_id], task_id=task_id)
+    except Exception as error:  # noqa: BLE001 (any broker failure leaves the job unqueued: say so on the job)
+        logger.exception("training job %s could not be queued", job_id)
+        _finish(job_id, JobStatus.FAILED, error=f"could not be queued on the broker: {error}")
+
+
+def cancel_training_job(job, *, actor=None):
+    """A queued job is cancelled at once; a running one stops at its next step (cooperative)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            raise ValidationError({"status": f"training job {job.pk} already {job.status}"})
+        job.cancel_requested = True
+        job.save(update_fields=["cancel_requested"])
+    if job.status == JobStatus.QUEUED:
+        _finish(job.pk, JobStatus.CANCELLED, only_if=Q(status=JobStatus.QUEUED))
+    logger.info("training job %s: cancel requested by %s", job.pk, actor or "system")
+    job.refresh_from_db()
+    return job
+
+
+def _finish(job_id, status, *, only_if=Q(), **fields):
+    now = timezone.now()
+    return TrainingJob.objects.filter(Q(pk=job_id) & only_if).exclude(status__in=[
+        JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED,
+    ]).update(status=status, finished_at=now, heartbeat_at=now, **fields)
+
+
+# --- running a job (inside the Celery task) --------------------------------------------------------------------
+
+
+def _claim_training_job(job_id, *, task_id, hostname):
+    """Mark the job running for this delivery, or return None when another delivery owns it or it is over.
+
+    A queued job is claimed; a running one only when this is the same message redelivered (its previous
+    holder died, so the broker gave it back) or when its heartbeat went stale.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            logger.warning("training job %s does not exist; message dropped", job_id)
+            return None
+        orphaned = job.status == JobStatus.RUNNING and (
+            job.celery_task_id == task_id or job.heartbeat_at is None or job.heartbeat_at < stale_before
+        )
+        if job.status != JobStatus.QUEUED and not orphaned:
+            logger.info("training job %s is %s (task %s); delivery %s skipped", job_id, job.status,
+                        job.celery_task_id, task_id)
+            return None
+        if job.cancel_requested:
+            _finish(job.pk, JobStatus.CANCELLED)
+            return None
+        if job.attempts >= settings.TRAINING_MAX_ATTEMPTS:
+            _finish(job.pk, JobStatus.FAILED, error=(
+                f"its worker was lost {job.attempts} times (TRAINING_MAX_ATTEMPTS={settings.TRAINING_MAX_ATTEMPTS});"
+                " last on " + (job.worker_hostname or "an unknown worker")
+            ))
+            return None
+        if job.attempts:
+            logger.warning("training job %s: attempt %s resumes from its last checkpoint", job.pk, job.attempts + 1)
+        job.status = JobStatus.RUNNING
+        job.attempts += 1
+        job.celery_task_id = task_id
+        job.worker_hostname = hostname or ""
+        job.heartbeat_at = now
+        job.started_at = job.started_at or now
+        job.save(update_fields=[
+            "status", "attempts", "celery_task_id", "worker_hostname", "heartbeat_at", "started_at",
+        ])
+    return job
+
+
+class LogTail(logging.Handler):
+    """Keeps the last lines logged in this process while a job runs."""
+
+    def __init__(self, previous=""):
+        super().__init__(level=logging.INFO)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.lines = collections.deque(previous.splitlines(), maxlen=LOG_TAIL_LINES)
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+    def text(self):
+        return "\n".join(self.lines)
+
+
+class JobMonitor:
+    """The engine's callbacks, and a heartbeat thread.
+
+    on_progress writes the engine's progress to the job row (throttled to TRAINING_PROGRESS_INTERVAL). The
+    thread beats the heartbeat, polls the cancel flag for should_stop, and copies finished epochs from the
+    engine's metrics file (one JSON line per epoch), so a long evaluation between steps neither looks dead nor delays a cancel.
+    """
+
+    def __init__(self, job, metrics_path, log_tail):
+        self.job_id = job.pk
+        self.metrics_path = Path(metrics_path)
+        self.log_tail = log_tail
+        self.interval = settings.TRAINING_PROGRESS_INTERVAL
+        self._epochs_copied = None
+        self._last_write = 0.0
+        self._cancel = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"training-job-{job.pk}-heartbeat", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self):
+        try:
+            while not self._stopped.wait(self.interval):
+                fields = {"heartbeat_at": timezone.now()}
+                epoch_metrics = self._finished_epochs()
+                if epoch_metrics is not None:
+                    fields["epoch_metrics"] = epoch_metrics
+                TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+                if TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                    self._cancel.set()
+        finally:
+            close_old_connections()
+
+    def _finished_epochs(self):
+        """Every epoch record in metrics.jsonl when it has new ones since the last call, else None."""
+        if not self.metrics_path.exists():
+            return None
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        if len(lines) == self._epochs_copied:
+            return None
+        self._epochs_copied = len(lines)
+        return [json.loads(line) for line in lines]
+
+    def should_stop(self):
+        return self._cancel.is_set()
+
+    def on_progress(self, progress):
+        now = time.monotonic()
+        epoch_end = progress.get("step") == progress.get("steps")
+        if not epoch_end and now - self._last_write < self.interval:
+            return
+        self._last_write = now
+        TrainingJob.objects.filter(pk=self.job_id).update(
+            progress=progress, heartbeat_at=timezone.now(), log_tail=self.log_tail.text()
+        )
+
+
+def run_training_job(job_id, *, task_id, hostname=""):
+    """Run one delivery of a job: snapshot the data, train (resuming from a checkpoint), store, register."""
+    job = _claim_training_job(job_id, task_id=task_id, hostname=hostname)
+    if job is None:
+        return None
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from training.ml import engine
+
+    log_tail = LogTail(job.log_tail)
+    logging.getLogger().addHandler(log_tail)
+    try:
+        out_dir = job_output_dir(job)
+        manifest_path = _snapshot_manifest(job, out_dir)
+        config = train_config_class()(**job.config, manifest_path=str(manifest_path), out_dir=str(out_dir))
+        logger.info("training job %s: attempt %s on %s, manifest %s", job.pk, job.attempts, hostname,
+                    job.manifest_hash[:16])
+        with JobMonitor(job, out_dir / engine.METRICS_NAME, log_tail) as monitor:
+            result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
+        if result["status"] == "cancelled":
+            logger.info("training job %s cancelled", job.pk)
+            _finish(job.pk, JobStatus.CANCELLED, log_tail=log_tail.text())
+            return None
+        version = _complete_training_job(job, config, result, log_tail)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return version
+    except SoftTimeLimitExceeded:
+        logger.error("training job %s ran past TRAINING_TASK_TIME_LIMIT", job.pk)
+        _finish(job.pk, JobStatus.FAILED, log_tail=log_tail.text(),
+                error=f"ran past TRAINING_TASK_TIME_LIMIT ({settings.TRAINING_TASK_TIME_LIMIT} s)")
+    except Exception as error:  # noqa: BLE001 (whatever the engine raises ends the job as failed, with the reason)
+        logger.exception("training job %s failed", job.pk)
+        _finish(job.pk, JobStatus.FAILED, log_tail=log_tail.text(), error=f"{type(error).__name__}: {error}")
+    finally:
+        logging.getLogger().removeHandler(log_tail)
+    return None
+
+
+def _snapshot_manifest(job, out_dir):
+    """The job's data snapshot: built once, reused by every later attempt so a resumed run sees the same data."""
+    from training import manifests
+    from training.ml import manifest as manifest_module
+
+    if job.manifest_hash:
+        existing = sorted(Path(out_dir).glob(f"manifest-{job.manifest_hash[:16]}.npz"))
+        if existing:
+            return existing[0]
+    manifest = manifests.manifest_for(job.dataset, list(job.batches.all()) or None)
+    path = manifest_module.write(manifest, out_dir)
+    job.manifest_hash = manifest.content_hash
+    TrainingJob.objects.filter(pk=job.pk).update(manifest_hash=manifest.content_hash)
+    return path
+
+
+def _complete_training_job(job, config, result, log_tail):
+    history = result.get("history", [])
+    metrics = result.get("metrics", {})
+    prefix = f"training/jobs/{job.pk}"
+    full_config = dict(dataclasses.asdict(config), manifest_hash=job.manifest_hash)
+    with open(result["checkpoint"], "rb") as checkpoint:
+        artifacts = {"checkpoint": default_storage.save(f"{prefix}/checkpoint.pt", checkpoint)}
+    artifacts["config"] = default_storage.save(
+        f"{prefix}/config.json", ContentFile(json.dumps(full_config, indent=2, default=str).encode())
+    )
+    artifacts["metrics"] = default_storage.save(
+        f"{prefix}/metrics.json", ContentFile(json.dumps({"metrics": metrics, "history": history}, indent=2).encode())
+    )
+    artifacts["curves"] = default_storage.save(f"{prefix}/curves.png", ContentFile(plots.curves_png({
+        f"job {job.pk}": history
+    })))
+    with transaction.atomic():
+        TrainingJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
+            metrics=metrics, epoch_metrics=history, artifacts=artifacts, log_tail=log_tail.text(),
+        )
+        version = ModelVersion.objects.create(
+            name=f"{job.dataset.name[:80]}-job-{job.pk}", job=job, dataset=job.dataset,
+            manifest_hash=job.manifest_hash, config=full_config, metrics=metrics, epoch_metrics=history,
+            checkpoint=artifacts["checkpoint"],
+        )
+    logger.info("training job %s succeeded: model version %s registered (%s)", job.pk, version.name, metrics)
+    return version
+
+
+# --- recovering jobs whose worker died -------------------------------------------------------------------------
+
+
+def recover_stale_jobs(*, hostname=None, started_at=None):
+    """Requeue (to resume from the last checkpoint) or fail every running job whose worker is gone.
+
+    Gone means a heartbeat older than TRAINING_HEARTBEAT_TIMEOUT, or, for a worker that has just started as
+    hostname at started_at, any job it was running with a heartbeat from before it started.
+    Returns {"requeued": [job ids], "failed": [job ids]}.
+    """
+    now = timezone.now()
+    lost = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT))
+    if hostname and started_at:
+        lost |= Q(worker_hostname=hostname, heartbeat_at__lt=started_at)
+    outcome = {"requeued": [], "failed": []}
+    for job_id in TrainingJob.objects.filter(lost, status=JobStatus.RUNNING).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().filter(lost, pk=job_id, status=JobStatus.RUNNING).first()
+            if job is None:
+                continue
+            lost_on = job.worker_hostname or "an unknown worker"
+            if job.cancel_requested:
+                _finish(job.pk, JobStatus.CANCELLED, error=f"cancelled; its worker {lost_on} was lost")
+                outcome["failed"].append(job.pk)
+            elif job.attempts >= settings.TRAINING_MAX_ATTEMPTS:
+                _finish(job.pk, JobStatus.FAILED, error=(
+                    f"its worker {lost_on} was lost {job.attempts} times"
+                    f" (TRAINING_MAX_ATTEMPTS={settings.TRAINING_MAX_ATTEMPTS})"
+                ))
+                outcome["failed"].append(job.pk)
+            else:
+                job.status = JobStatus.QUEUED
+                job.celery_task_id = str(uuid.uuid4())
+                job.save(update_fields=["status", "celery_task_id"])
+                task_id = job.celery_task_id
+                transaction.on_commit(lambda job_id=job.pk, task_id=task_id: _send_training_task(job_id, task_id))
+                outcome["requeued"].append(job.pk)
+            logger.warning("training job %s lost its worker %s: %s", job.pk, lost_on,
+                           "requeued" if job.pk in outcome["requeued"] else "ended")
+    return outcome
+
+
+# --- model registry ---------------------------------------------------------------------------------------------
+
+
+def promote_model_version(version, *, actor=None):
+    """Make version the dataset's one active model: it steers the dataset's next collection round."""
+    with transaction.atomic():
+        dataset = Dataset.objects.select_for_update().get(pk=version.dataset_id)
+        ModelVersion.objects.filter(dataset=dataset, is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        dataset.active_model_version = version.name
+        dataset.save(update_fields=["active_model_version"])
+    logger.info("model version %s promoted for dataset %s by %s", version.name, dataset.name, actor or "system")
+    version.refresh_from_db()
+    return version
+
+
+# --- triggers ---------------------------------------------------------------------------------------------------
+
+
+def schedule_training_if_due(batch):
+    """Schedule a job when the batch has gained train_every_n_approved more approved assignments since its
+    last trigger. The batch row is locked and the count recorded, so one count never schedules two jobs."""
+    if not settings.TRAINING_ENABLED or not batch.train_every_n_approved:
+        return None
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().select_related("dataset").get(pk=batch.pk)
+        trigger, _ = BatchTrainingTrigger.objects.get_or_create(batch=batch)
+        approved = Assignment.objects.filter(hit__batch=batch, state=Assignment.State.APPROVED).count()
+        if approved - trigger.approved_count_at_last_trigger < batch.train_every_n_approved:
+            return None
+        active = ModelVersion.objects.filter(dataset=batch.dataset, is_active=True).first()
+        config = {k: v for k, v in active.config.items() if k in train_config_options()} if active else {}
+        job = create_training_job(
+            dataset=batch.dataset, config=config, source=TrainingJob.Source.TRIGGER, triggered_by_batch=batch
+        )
+        trigger.approved_count_at_last_trigger = approved
+        trigger.last_job = job
+        trigger.save(update_fields=["approved_count_at_last_trigger", "last_job", "updated_at"])
+    logger.info("batch %s reached %s approved assignments: training job %s scheduled", batch.name, approved, job.pk)
+    return job
+
+
+# --- steering: inference over a dataset -------------------------------------------------------------------------
+
+
+def create_inference_job(version, *, uncertainty="entropy", created_by=None):
+    with transaction.atomic():
+        job = InferenceJob.objects.create(
+            model_version=version, uncertainty=uncertainty, created_by=created_by, celery_task_id=str(uuid.uuid4())
+        )
+        task_id = job.celery_task_id
+        transaction.on_commit(lambda: _send_inference_task(job.pk, task_id))
+    return job
+
+
+def _send_inference_task(job_id, task_id):
+    from . import tasks
+
+    try:
+        tasks.run_inference_job.apply_async(args=[job_id], task_id=task_id)
+    except Exception as error:  # noqa: BLE001 (any broker failure: say so on the job)
+        logger.exception("inference job %s could not be queued", job_id)
+        InferenceJob.objects.filter(pk=job_id).update(
+            status=JobStatus.FAILED, finished_at=timezone.now(), error=f"could not be queued on the broker: {error}"
+        )
+
+
+def run_inference_job(job_id, *, task_id):
+    """Score every train image of the version's dataset (ImageScore: uncertainty, top classes, predicted points),
+    then the agreement of each assignment and worker with the predicted points."""
+    claimed = InferenceJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), celery_task_id=task_id
+    )
+    if not claimed:
+        logger.info("inference job %s is not queued; delivery %s skipped", job_id, task_id)
+        return None
+    job = InferenceJob.objects.select_related("model_version__dataset").get(pk=job_id)
+    try:
+        summary = _score_dataset(job)
+    except Exception as error:  # noqa: BLE001 (any failure ends the job as failed, with the reason)
+        logger.exception("inference job %s failed", job.pk)
+        InferenceJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED, finished_at=timezone.now(), error=f"{type(error).__name__}: {error}"
+        )
+        return None
+    InferenceJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now(),
+                                                  summary=summary)
+    logger.info("inference job %s with %s: %s", job.pk, job.model_version.name, summary)
+    return summary
+
+
+INFERENCE_BATCH_SIZE = 32
+
+
+def _score_dataset(job):
+    from . import inference, steering
+
+    version = job.model_version
+    dataset = version.dataset
+    categories = list(dataset.categories.order_by("index").values_list("key", flat=True))
+    images = list(dataset.images.filter(split="train").order_by("pk"))
+    with tempfile.NamedTemporaryFile(suffix=".pt") as local_checkpoint:
+        with default_storage.open(version.checkpoint.name, "rb") as stored:
+            shutil.copyfileobj(stored, local_checkpoint)
+        local_checkpoint.flush()
+        loaded = inference.load_model(local_checkpoint.name, device=version.config.get("device", "auto"))
+    if len(loaded.class_names) != len(categories):
+        raise ValueError(
+            f"model {version.name} has {len(loaded.class_names)} classes, dataset {dataset.name} {len(categories)}"
+        )
+    predicted_points = {}
+    for start in range(0, len(images), INFERENCE_BATCH_SIZE):
+        chunk = images[start:start + INFERENCE_BATCH_SIZE]
+        image_bytes = []
+        for image in chunk:
+            with image.file.open("rb") as handle:
+                image_bytes.append(handle.read())
+        probabilities, points = inference.predict(loaded, image_bytes)
+        scores = steering.uncertainty(probabilities, job.uncertainty, loaded.multi_label)
+        rows = []
+        for image, image_probabilities, image_points, score in zip(chunk, probabilities, points, scores):
+            predicted = _predicted_record(image_probabilities, image_points, categories, loaded.multi_label)
+            predicted_points[image.pk] = predicted["points"] if loaded.multi_label else predicted["point"]
+            rows.append(ImageScore(image=image, model_version=version.name, uncertainty=float(score),
+                                   predicted=predicted))
+        ImageScore.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["image", "model_version"],
+            update_fields=["uncertainty", "predicted"],
+        )
+        InferenceJob.objects.filter(pk=job.pk).update(
+            progress={"images_done": start + len(chunk), "images_total": len(images)}
+        )
+    agreement_summary = score_model_agreement(dataset, predicted_points, multi_label=loaded.multi_label)
+    return {"images_scored": len(images), "uncertainty": job.uncertainty, **agreement_summary}
+
+
+def _predicted_record(probabilities, points, categories, multi_label, top=3):
+    """ImageScore.predicted: the top classes with their probabilities and the predicted point(s)."""
+    order = np.argsort(-probabilities)[:top]
+    record = {"top": [[categories[i], round(float(probabilities[i]), 6)] for i in order]}
+    if multi_label:
+        record["points"] = {categories[i]: [round(float(x), 5), round(float(y), 5)] for i, (x, y) in enumerate(points)}
+    else:
+        record["point"] = [round(float(points[0][0]), 5), round(float(points[0][1]), 5)]
+    return record
+
+
+def score_model_agreement(dataset, predicted_points, *, multi_label):
+    """Assignment.model_agreement and Worker.model_agreement: share of a worker's clicks (ImageNet-style: first
+    selecting click) or final icon positions (COCO-style) within steering.AGREEMENT_RADIUS of the model's points.
+
+    predicted_points: {image id: (x, y)} ImageNet-style, {image id: {category key: (x, y)}} COCO-style.
+    A signal for review, never a decision: nothing is approved or rejected here.
+    """
+    from . import steering
+
+    decided_or_submitted = [Assignment.State.SUBMITTED, Assignment.State.APPROVED, Assignment.State.REJECTED]
+    assignments = Assignment.objects.filter(hit__batch__dataset=dataset, state__in=decided_or_submitted)
+    records_name = "coco_records" if multi_label else "imagenet_records"
+    pairs_of = steering.coco_pairs if multi_label else steering.imagenet_pairs
+    pairs_by_worker = collections.defaultdict(list)
+    scored = []
+    for assignment in assignments.prefetch_related(records_name):
+        pairs = pairs_of(getattr(assignment, records_name).all(), predicted_points)
+        assignment.model_agreement = steering.agreement(pairs)
+        if assignment.model_agreement is not None:
+            scored.append(assignment)
+            pairs_by_worker[assignment.worker_id] += pairs
+    with transaction.atomic():
+        Assignment.objects.bulk_update(scored, ["model_agreement"], batch_size=500)
+        for worker_id, pairs in pairs_by_worker.items():
+            Worker.objects.filter(pk=worker_id).update(model_agreement=steering.agreement(pairs))
+    return {"assignments_scored": len(scored), "workers_scored": len(pairs_by_worker)}
