@@ -7,3 +7,4 @@ class AnnotatorConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .providers import receivers  # noqa: F401  (market calls follow decisions, bonuses, re-posts)

@@ -1,0 +1,101 @@
+"""The provider interface every crowd market implements, and the choice of provider for a batch.
+
+A provider only talks to its market and maps the market's answers onto our rows (HIT ids, synced
+assignments). Idempotency, the audit trail and state changes live in annotator.providers.services,
+which is what the Celery tasks and commands call.
+"""
+import abc
+import hashlib
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from annotator.models import Event, Provider
+
+# MTurk's RejectAssignment/ApproveAssignment limit; the link CSV uses the same so both markets read alike.
+FEEDBACK_MAX_CHARS = 1024
+
+
+@dataclass
+class SyncResult:
+    hits: int = 0
+    created: int = 0
+    updated: int = 0
+
+
+def request_token(key):
+    """A market's idempotency token from one of our own keys: the same key always gives the same token."""
+    return hashlib.sha256(key.encode()).hexdigest()[:64]
+
+
+def cap_feedback(text):
+    """Feedback cut to the market's limit, marking the cut with an ellipsis."""
+    text = (text or "").strip()
+    if len(text) <= FEEDBACK_MAX_CHARS:
+        return text
+    return text[: FEEDBACK_MAX_CHARS - 1] + "\u2026"
+
+
+def record_event(type, *, batch=None, hit=None, assignment=None, worker=None, **data):
+    """Append one audit event; the batch is filled in from the HIT or assignment when not given."""
+    if batch is None and hit is not None:
+        batch = hit.batch
+    if batch is None and assignment is not None:
+        batch = assignment.hit.batch
+    if hit is None and assignment is not None:
+        hit = assignment.hit
+    return Event.objects.create(type=type, batch=batch, hit=hit, assignment=assignment, worker=worker, data=data)
+
+
+class CrowdProvider(abc.ABC):
+    """What every crowd market offers. Methods call the market (or record locally) and return its answer."""
+
+    name = ""
+
+    @abc.abstractmethod
+    def publish(self, batch, hits):
+        """Put the given HITs of the batch on the market; returns {hit.pk: the URL or market HIT id}."""
+
+    @abc.abstractmethod
+    def sync(self, batch):
+        """Bring the market's assignments of the batch into our rows; returns a SyncResult."""
+
+    @abc.abstractmethod
+    def approve(self, assignment, override_rejection=False):
+        """Approve (pay) a submitted assignment."""
+
+    @abc.abstractmethod
+    def reject(self, assignment, feedback):
+        """Reject an assignment with feedback the worker sees."""
+
+    @abc.abstractmethod
+    def bonus(self, assignment, amount, reason, request_key):
+        """Pay a bonus once per request_key, however often this is retried."""
+
+    @abc.abstractmethod
+    def repost(self, hit, count, request_key):
+        """Open `count` more assignments of the HIT once per request_key."""
+
+    @abc.abstractmethod
+    def expire(self, hit):
+        """Stop the HIT from taking new workers."""
+
+    @abc.abstractmethod
+    def notify(self, batch, workers, subject, message, request_key):
+        """Message workers; returns {worker external id: failure message} for those the market could not reach."""
+
+    @abc.abstractmethod
+    def task_url(self, hit, **values):
+        """The URL a worker opens for this HIT."""
+
+
+def get_provider(batch):
+    """The provider object for the batch's market."""
+    from .link import LinkProvider
+    from .mturk import MTurkProvider
+
+    providers = {Provider.LINK: LinkProvider, Provider.MTURK: MTurkProvider}
+    try:
+        return providers[batch.provider]()
+    except KeyError:
+        raise ValidationError({"provider": f"batch {batch.name}: unknown provider {batch.provider!r}"}) from None

@@ -1,0 +1,322 @@
+"""The `mturk` provider: Amazon Mechanical Turk through boto3 (PRODUCT.md section 6).
+
+Mechanical Turk closed on 30 September 2026; this provider is kept correct against botocore's service model
+and any MTurk-compatible endpoint (settings.MTURK_ENDPOINT_URL). Credentials come from the environment
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or an AWS profile), never from the repository.
+Every call is appended to the event log as a MARKET_CALL event.
+"""
+import logging
+import re
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape
+
+import boto3
+from botocore import xform_name
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import transaction
+
+from annotator import signals
+from annotator.models import Assignment, Event, Provider, Worker
+
+from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION_ENDPOINT = "https://mturk-requester.us-east-1.amazonaws.com"
+SANDBOX_ENDPOINT = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
+REGION = "us-east-1"
+EXTERNAL_QUESTION_NS = (
+    "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
+)
+APPROVAL_RATE_QUALIFICATION = "000000000000000000L0"
+LOCALE_QUALIFICATION = "00000000000000000071"
+NOTIFY_CHUNK = 100
+ASSIGNMENTS_PAGE_SIZE = 100
+SUBJECT_MAX_CHARS = 200
+MESSAGE_MAX_CHARS = 4096
+# Any time in the past expires a HIT at once; a fixed one keeps the request reproducible.
+EXPIRE_NOW = datetime(2015, 1, 1, tzinfo=UTC)
+MARKET_STATES = {
+    "Submitted": Assignment.State.SUBMITTED,
+    "Approved": Assignment.State.APPROVED,
+    "Rejected": Assignment.State.REJECTED,
+}
+DEFAULTS = {
+    "title": "Label images",
+    "description": "Look at images and mark what they show.",
+    "keywords": "image, labeling, annotation",
+    "assignment_duration": 3600,
+    "lifetime": 7 * 24 * 3600,
+    "auto_approval_delay": 3 * 24 * 3600,
+    "frame_height": 0,
+    "min_approval_rate": 90,
+    "locale": "US",
+}
+
+
+def make_client():
+    """The boto3 mturk client for the configured endpoint (sandbox unless MTURK_SANDBOX is false)."""
+    endpoint = settings.MTURK_ENDPOINT_URL or (SANDBOX_ENDPOINT if settings.MTURK_SANDBOX else PRODUCTION_ENDPOINT)
+    return boto3.client("mturk", region_name=REGION, endpoint_url=endpoint)
+
+
+def hit_type_params(batch):
+    config = {**DEFAULTS, **batch.provider_config}
+    qualifications = []
+    if config["min_approval_rate"] is not None:
+        qualifications.append({
+            "QualificationTypeId": APPROVAL_RATE_QUALIFICATION,
+            "Comparator": "GreaterThanOrEqualTo",
+            "IntegerValues": [int(config["min_approval_rate"])],
+            "ActionsGuarded": "Accept",
+        })
+    if config["locale"]:
+        qualifications.append({
+            "QualificationTypeId": LOCALE_QUALIFICATION,
+            "Comparator": "EqualTo",
+            "LocaleValues": [{"Country": config["locale"]}],
+            "ActionsGuarded": "Accept",
+        })
+    return {
+        "AutoApprovalDelayInSeconds": int(config["auto_approval_delay"]),
+        "AssignmentDurationInSeconds": int(config["assignment_duration"]),
+        "Reward": f"{batch.reward:.2f}",
+        "Title": config["title"],
+        "Keywords": config["keywords"],
+        "Description": config["description"],
+        "QualificationRequirements": qualifications,
+    }
+
+
+def external_question(url, frame_height):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<ExternalQuestion xmlns="{EXTERNAL_QUESTION_NS}">'
+        f"<ExternalURL>{escape(url)}</ExternalURL>"
+        f"<FrameHeight>{int(frame_height)}</FrameHeight>"
+        "</ExternalQuestion>"
+    )
+
+
+def _replayed_token(error):
+    """MTurk refuses a UniqueRequestToken it has already served: the earlier call did the work."""
+    message = error.response.get("Error", {}).get("Message", "")
+    return "UniqueRequestToken" in message or "HitAlreadyExists" in message or "already exists" in message
+
+
+class MTurkProvider(CrowdProvider):
+    name = Provider.MTURK
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    def _call(self, operation, *, batch=None, hit=None, assignment=None, record=None, **params):
+        """One market call, logged as a MARKET_CALL event (params without message bodies)."""
+        response = getattr(self.client, xform_name(operation))(**params)
+        summary = {k: v for k, v in params.items() if k not in ("Question", "MessageText", "RequesterFeedback")}
+        record_event(
+            Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment,
+            provider=self.name, operation=operation, params=_json_safe(summary), **(record or {}),
+        )
+        return response
+
+    def task_url(self, hit, **values):
+        base = settings.PUBLIC_BASE_URL.rstrip("/")
+        if not base.startswith("https://"):
+            raise ImproperlyConfigured(f"PUBLIC_BASE_URL must be https:// for Mechanical Turk, not {base!r}")
+        return f"{base}/task/{hit.pk}/"
+
+    def publish(self, batch, hits):
+        config = {**DEFAULTS, **batch.provider_config}
+        hit_type = self._call("CreateHITType", batch=batch, **hit_type_params(batch))["HITTypeId"]
+        published = {}
+        for hit in hits:
+            question = external_question(self.task_url(hit), config["frame_height"])
+            try:
+                answer = self._call(
+                    "CreateHITWithHITType", hit=hit,
+                    HITTypeId=hit_type, MaxAssignments=hit.max_assignments,
+                    LifetimeInSeconds=int(config["lifetime"]), Question=question,
+                    RequesterAnnotation=f"{batch.name}#{hit.index}"[:255],
+                    UniqueRequestToken=request_token(f"publish:{hit.pk}"),
+                )["HIT"]
+            except ClientError as error:
+                published_id = _hit_id_in(error)
+                if not published_id:
+                    raise
+                logger.info("HIT %s was already created on the market as %s", hit, published_id)
+                hit.external_id = published_id
+            else:
+                hit.external_id = answer["HITId"]
+                hit.expires_at = answer.get("Expiration")
+            hit.save(update_fields=["external_id", "expires_at"])
+            published[hit.pk] = hit.external_id
+        return published
+
+    def sync(self, batch):
+        result = SyncResult()
+        for hit in batch.hits.exclude(external_id="").order_by("index"):
+            result.hits += 1
+            params = {"HITId": hit.external_id, "MaxResults": ASSIGNMENTS_PAGE_SIZE}
+            while True:
+                page = self._call("ListAssignmentsForHIT", hit=hit, **params)
+                for market_assignment in page.get("Assignments", []):
+                    created, updated = self._mirror(hit, market_assignment)
+                    result.created += created
+                    result.updated += updated
+                if not page.get("NextToken"):
+                    break
+                params["NextToken"] = page["NextToken"]
+        return result
+
+    @transaction.atomic
+    def _mirror(self, hit, market):
+        """Create or update our row for one market assignment; returns (created, updated) as 0/1."""
+        worker, _ = Worker.objects.get_or_create(provider=Provider.MTURK, external_id=market["WorkerId"])
+        market_state = MARKET_STATES.get(market["AssignmentStatus"])
+        assignment = (
+            Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
+            or Assignment.objects.select_for_update().filter(hit=hit, external_id=market["AssignmentId"]).first()
+        )
+        created = assignment is None
+        if created:
+            assignment = Assignment(hit=hit, worker=worker, state=Assignment.State.SUBMITTED,
+                                    interface_variant=hit.batch.interface_variant)
+        previous_state = assignment.state
+        changed = created or assignment.external_id != market["AssignmentId"]
+        assignment.external_id = market["AssignmentId"]
+        if assignment.state in (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS) and market_state:
+            # Submitted on the market without our submit call: review decides on what we have.
+            assignment.transition(Assignment.State.SUBMITTED)
+            changed = True
+        if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
+            assignment.submitted_at = market.get("SubmitTime")
+        decided_on_market = (
+            market_state in (Assignment.State.APPROVED, Assignment.State.REJECTED)
+            and assignment.state == Assignment.State.SUBMITTED
+        )
+        if decided_on_market:
+            # Auto-approval after AutoApprovalDelay, or a decision made on the market's own site.
+            assignment.transition(market_state)
+            assignment.reviewed_at = market.get("ApprovalTime") or market.get("RejectionTime")
+            assignment.feedback = market.get("RequesterFeedback", assignment.feedback)
+            changed = True
+        if not changed:
+            return 0, 0
+        assignment.save()
+        record_event(
+            Event.Type.SYNCED, assignment=assignment, worker=worker,
+            market_status=market["AssignmentStatus"],
+            **({"market_decision": assignment.state} if decided_on_market else {}),
+        )
+        if previous_state != Assignment.State.SUBMITTED and assignment.state == Assignment.State.SUBMITTED:
+            signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
+        if decided_on_market:
+            signals.assignment_decided.send(
+                sender=Assignment, assignment=assignment, previous_state=Assignment.State.SUBMITTED, actor=None
+            )
+        return int(created), int(not created)
+
+    def approve(self, assignment, override_rejection=False):
+        params = {"AssignmentId": self._market_id(assignment)}
+        feedback = cap_feedback(assignment.feedback)
+        if feedback:
+            params["RequesterFeedback"] = feedback
+        if override_rejection:
+            params["OverrideRejection"] = True
+        self._call("ApproveAssignment", assignment=assignment,
+                   record={"market_decision": Assignment.State.APPROVED}, **params)
+
+    def reject(self, assignment, feedback):
+        feedback = cap_feedback(feedback)
+        if not feedback:
+            raise ValidationError({"feedback": f"assignment {assignment.uuid}: a rejection needs feedback"})
+        self._call("RejectAssignment", assignment=assignment, record={"market_decision": Assignment.State.REJECTED},
+                   AssignmentId=self._market_id(assignment), RequesterFeedback=feedback)
+
+    def bonus(self, assignment, amount, reason, request_key):
+        try:
+            self._call(
+                "SendBonus", assignment=assignment, record={"key": request_key},
+                WorkerId=assignment.worker.external_id, BonusAmount=f"{amount:.2f}",
+                AssignmentId=self._market_id(assignment), Reason=reason,
+                UniqueRequestToken=request_token(request_key),
+            )
+        except ClientError as error:
+            if not _replayed_token(error):
+                raise
+            logger.info("bonus %s was already paid by an earlier attempt", request_key)
+
+    def repost(self, hit, count, request_key):
+        if not hit.external_id:
+            raise ValidationError({"hit": f"HIT {hit} is not published on Mechanical Turk"})
+        try:
+            self._call(
+                "CreateAdditionalAssignmentsForHIT", hit=hit, record={"key": request_key},
+                HITId=hit.external_id, NumberOfAdditionalAssignments=count,
+                UniqueRequestToken=request_token(request_key),
+            )
+        except ClientError as error:
+            if not _replayed_token(error):
+                raise
+            logger.info("re-post %s was already made by an earlier attempt", request_key)
+
+    def expire(self, hit):
+        if not hit.external_id:
+            raise ValidationError({"hit": f"HIT {hit} is not published on Mechanical Turk"})
+        self._call("UpdateExpirationForHIT", hit=hit, HITId=hit.external_id, ExpireAt=EXPIRE_NOW)
+
+    def notify(self, batch, workers, subject, message, request_key):
+        if len(subject) > SUBJECT_MAX_CHARS:
+            raise ValidationError({"subject": f"{len(subject)} characters; Mechanical Turk allows {SUBJECT_MAX_CHARS}"})
+        if len(message) > MESSAGE_MAX_CHARS:
+            raise ValidationError({"message": f"{len(message)} characters; Mechanical Turk allows {MESSAGE_MAX_CHARS}"})
+        worker_ids = sorted(w.external_id for w in workers)
+        done = set(
+            Event.objects.filter(batch=batch, type=Event.Type.MARKET_CALL, data__operation="NotifyWorkers",
+                                 data__key__startswith=f"{request_key}:").values_list("data__key", flat=True)
+        )
+        failures = {}
+        for start in range(0, len(worker_ids), NOTIFY_CHUNK):
+            chunk_key = f"{request_key}:{start // NOTIFY_CHUNK}"
+            if chunk_key in done:
+                continue
+            answer = self._call("NotifyWorkers", batch=batch, record={"key": chunk_key},
+                                Subject=subject, MessageText=message, WorkerIds=worker_ids[start:start + NOTIFY_CHUNK])
+            for failure in answer.get("NotifyWorkersFailureStatuses", []):
+                failures[failure["WorkerId"]] = failure.get("NotifyWorkersFailureMessage", "")
+        return failures
+
+    @staticmethod
+    def _market_id(assignment):
+        if not assignment.external_id:
+            raise ValidationError(
+                {"assignment": f"assignment {assignment.uuid} has no Mechanical Turk assignment id: run sync_hits"}
+            )
+        return assignment.external_id
+
+
+def _hit_id_in(error):
+    message = error.response.get("Error", {}).get("Message", "")
+    if "HitAlreadyExists" not in message and "already exists" not in message:
+        return ""
+    match = re.search(r"\b[A-Z0-9]{20,64}\b", message)
+    return match.group(0) if match else ""
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

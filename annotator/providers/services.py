@@ -1,0 +1,174 @@
+"""Market operations as services: idempotent, audited, safe to retry. Celery tasks and commands call these.
+
+Each operation checks the event log for its own key before touching the market, so a retried task never
+pays, re-posts or publishes twice; MTurk's UniqueRequestToken (derived from the same keys) covers the
+window between a market call and the event that records it.
+"""
+import hashlib
+import logging
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from tqdm import tqdm
+
+from annotator.models import Assignment, Batch, Event, Hit, Worker
+
+from .base import get_provider, record_event
+
+logger = logging.getLogger(__name__)
+
+DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
+DEFAULT_REJECTION_FEEDBACK = "Your submission did not meet the task's requirements."
+
+
+def publish_batch(batch, *, show_progress=False):
+    """Publish the batch's unpublished HITs; returns {hit index: task URL or market HIT id} for every HIT."""
+    provider = get_provider(batch)
+    hits = list(batch.hits.select_related("batch").order_by("index"))
+    if not hits:
+        raise ValidationError({"batch": f"batch {batch.name} has no HITs: pack it first with build_hits"})
+    pending = [hit for hit in hits if hit.status == Hit.Status.PENDING]
+    # A HIT with a market id but still pending was created by an attempt that stopped before recording it.
+    to_create = [hit for hit in pending if not hit.external_id]
+    references = {}
+    if to_create:
+        progress = tqdm(to_create, desc=f"publish {batch.name}", disable=not show_progress)
+        references = provider.publish(batch, progress)
+    now = timezone.now()
+    with transaction.atomic():
+        for hit in pending:
+            hit.status = Hit.Status.PUBLISHED
+            hit.published_at = now
+            hit.save(update_fields=["status", "published_at"])
+            record_event(Event.Type.PUBLISHED, hit=hit, provider=provider.name,
+                         reference=references.get(hit.pk, hit.external_id))
+        if batch.status == Batch.Status.DRAFT:
+            batch.status = Batch.Status.PUBLISHED
+            batch.save(update_fields=["status"])
+            record_event(Event.Type.PUBLISHED, batch=batch, provider=provider.name, hits=len(pending))
+    logger.info("batch %s: published %d HITs on %s", batch.name, len(pending), provider.name)
+    return {hit.index: hit.external_id or provider.task_url(hit) for hit in hits}
+
+
+def sync_batch(batch):
+    """Fetch the market's assignments of every published HIT into our rows."""
+    provider = get_provider(batch)
+    result = provider.sync(batch)
+    record_event(Event.Type.SYNCED, batch=batch, provider=provider.name,
+                 hits=result.hits, created=result.created, updated=result.updated)
+    return result
+
+
+def last_market_decision(assignment):
+    """The decision the market already has for this assignment ("approved"/"rejected"), or None."""
+    event = (
+        Event.objects.filter(assignment=assignment, data__has_key="market_decision").order_by("-created_at", "-id")
+        .first()
+    )
+    return event.data["market_decision"] if event else None
+
+
+def send_decision(assignment):
+    """Tell the market the assignment's current decision unless it already has it; returns whether it called."""
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+        )
+        if assignment.state not in DECIDED:
+            return False
+        known = last_market_decision(assignment)
+        if known == assignment.state:
+            return False
+        provider = get_provider(assignment.hit.batch)
+        if assignment.state == Assignment.State.APPROVED:
+            provider.approve(assignment, override_rejection=known == Assignment.State.REJECTED)
+        elif known == Assignment.State.APPROVED:
+            logger.warning("assignment %s: the market already paid it; a rejection cannot be sent", assignment.uuid)
+            return False
+        else:
+            provider.reject(assignment, assignment.feedback or DEFAULT_REJECTION_FEEDBACK)
+        return True
+
+
+def pay_bonus(assignment, amount, reason, request_key):
+    """Pay a bonus once per (assignment, request_key); returns whether it paid now."""
+    amount = _positive_amount(amount)
+    if not reason.strip():
+        raise ValidationError({"reason": "a bonus needs a reason the worker can read"})
+    key = f"bonus:{assignment.uuid}:{request_key}"
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+        if Event.objects.filter(assignment=assignment, type=Event.Type.BONUSED, data__key=key).exists():
+            return False
+        provider = get_provider(assignment.hit.batch)
+        provider.bonus(assignment, amount, reason, key)
+        Assignment.objects.filter(pk=assignment.pk).update(bonus_paid=F("bonus_paid") + amount)
+        record_event(Event.Type.BONUSED, assignment=assignment, worker=assignment.worker, provider=provider.name,
+                     amount=f"{amount:.2f}", amount_cents=int(amount * 100), reason=reason, key=key)
+    return True
+
+
+def repost_hit(hit, count, target_max_assignments):
+    """Open `count` more assignments so the HIT reaches target_max_assignments; once per target."""
+    if count < 1:
+        raise ValidationError({"count": f"{count}: re-post at least one assignment"})
+    key = f"repost:{hit.pk}:{target_max_assignments}"
+    with transaction.atomic():
+        hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+        if Event.objects.filter(hit=hit, type=Event.Type.REPOSTED, data__key=key).exists():
+            return False
+        provider = get_provider(hit.batch)
+        provider.repost(hit, count, key)
+        hit.max_assignments = max(hit.max_assignments, target_max_assignments)
+        hit.status = Hit.Status.PUBLISHED
+        hit.save(update_fields=["max_assignments", "status"])
+        record_event(Event.Type.REPOSTED, hit=hit, provider=provider.name, count=count,
+                     max_assignments=hit.max_assignments, key=key)
+    return True
+
+
+def expire_hit(hit):
+    """Stop the HIT from taking new workers; returns whether it expired it now."""
+    with transaction.atomic():
+        hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+        if hit.status == Hit.Status.EXPIRED:
+            return False
+        provider = get_provider(hit.batch)
+        provider.expire(hit)
+        hit.status = Hit.Status.EXPIRED
+        hit.expires_at = timezone.now()
+        hit.save(update_fields=["status", "expires_at"])
+        record_event(Event.Type.EXPIRED, hit=hit, provider=provider.name)
+    return True
+
+
+def notify_workers(batch, worker_ids, subject, message):
+    """Message the batch's workers once per (subject, message, workers); returns the failures by worker id."""
+    if not subject.strip() or not message.strip():
+        raise ValidationError({"subject" if not subject.strip() else "message": "must not be empty"})
+    workers = list(Worker.objects.filter(pk__in=worker_ids, provider=batch.provider).order_by("pk"))
+    missing = set(worker_ids) - {w.pk for w in workers}
+    if missing:
+        raise ValidationError({"worker_ids": f"not {batch.provider} workers: {sorted(missing)}"})
+    digest = hashlib.sha256("\n".join([subject, message, *map(str, sorted(worker_ids))]).encode()).hexdigest()
+    key = f"notify:{batch.pk}:{digest[:32]}"
+    if Event.objects.filter(batch=batch, type=Event.Type.NOTIFIED, data__key=key).exists():
+        return {}
+    provider = get_provider(batch)
+    failures = provider.notify(batch, workers, subject, message, key)
+    record_event(Event.Type.NOTIFIED, batch=batch, provider=provider.name, key=key, subject=subject,
+                 message=message, workers=len(workers), failures=failures)
+    return failures
+
+
+def _positive_amount(amount):
+    try:
+        amount = Decimal(str(amount)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise ValidationError({"amount": f"{amount!r} is not a number of dollars"}) from None
+    if amount <= 0:
+        raise ValidationError({"amount": f"{amount} must be more than 0"})
+    return amount
