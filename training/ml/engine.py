@@ -414,3 +414,21 @@ def _run(config, context, on_progress, should_stop):
         "status": "succeeded", "metrics": history[-1] if history else {}, "checkpoint": str(checkpoint_path),
         "history": history,
     }
+
+
+def main(argv=None):
+    """``python -m training.ml.engine CONFIG.json`` (or under ``torchrun --nproc_per_node=N -m training.ml.engine``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train from a TrainConfig JSON file (a run folder's config.json).")
+    parser.add_argument("config", help="JSON file with TrainConfig fields")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = TrainConfig.from_dict(json.loads(Path(arguments.config).read_text()))
+    result = run(config, on_progress=lambda progress: logger.info("progress %s", progress))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"status": result["status"], "checkpoint": result["checkpoint"], "metrics": result["metrics"]}))
+
+
+if __name__ == "__main__":
+    main()

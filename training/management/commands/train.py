@@ -1,0 +1,84 @@
+import json
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from training.manifests import ICON_SEMANTICS, ManifestBuildError, build_manifest, dataset_by_name
+from training.ml.engine import TrainConfig, run
+from training.ml.models import METHODS
+
+
+class Command(BaseCommand):
+    help = ("Snapshot a dataset's approved byproducts into a manifest and train a timm model on it "
+            "(baseline, luab, attentive or patch) in this process; resumes from --out's last checkpoint.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True, help="Dataset name.")
+        parser.add_argument("--batch", action="append", dest="batches", default=[],
+                            help="Batch whose approved work gives the point targets (repeatable; default: all).")
+        parser.add_argument("--model", default="resnet18", help="timm model name (no pretrained weights).")
+        parser.add_argument("--method", choices=METHODS, default="luab")
+        parser.add_argument("--epochs", type=int, default=10)
+        parser.add_argument("--lambda", type=float, dest="lambda_point", default=None,
+                            help="Point-loss weight (default: 10 ImageNet-style; COCO 5 small / 50 large backbones).")
+        parser.add_argument("--batch-size", type=int, default=64, help="Images per step (per process).")
+        parser.add_argument("--lr", type=float, default=1e-3)
+        parser.add_argument("--img-size", type=int, default=224)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes.")
+        parser.add_argument("--decode", choices=["pil", "device"], default="pil",
+                            help="Decode JPEGs in the loader workers (pil) or batched on the device.")
+        parser.add_argument("--icons", choices=ICON_SEMANTICS, default="replay",
+                            help="COCO-style: final icon positions after replay, or the adds only.")
+        parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
+                            help="Any other TrainConfig field, value as JSON, e.g. --option point_loss=mse (repeatable).")
+        parser.add_argument("--out", required=True, help="Run folder: checkpoint.pt, config.json, metrics.jsonl.")
+
+    def handle(self, *args, **options):
+        try:
+            dataset = dataset_by_name(options["dataset"])
+            batches = None
+            if options["batches"]:
+                batches = list(dataset.batches.filter(name__in=options["batches"]))
+                missing = sorted(set(options["batches"]) - {batch.name for batch in batches})
+                if missing:
+                    raise ManifestBuildError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
+            manifest_path = build_manifest(dataset, batches, icons=options["icons"])
+            config = TrainConfig(
+                manifest_path=str(manifest_path), out_dir=options["out"], model=options["model"],
+                method=options["method"], epochs=options["epochs"], lambda_point=options["lambda_point"],
+                batch_size=options["batch_size"], lr=options["lr"], img_size=options["img_size"],
+                seed=options["seed"], device=options["device"], workers=options["workers"],
+                decode=options["decode"], **parse_options(options["option"]),
+            )
+        except (ManifestBuildError, ValueError, TypeError) as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(f"manifest {manifest_path}")
+        with tqdm(desc=f"{config.method} {config.model}", unit="step", disable=options["verbosity"] == 0) as bar:
+            def on_progress(progress):
+                bar.total = progress["steps"] * progress["epochs"]
+                bar.n = (progress["epoch"] - 1) * progress["steps"] + progress["step"]
+                bar.set_postfix(epoch=progress["epoch"], loss=f"{progress['loss']:.3f}",
+                                img_s=f"{progress['images_per_s']:.0f}")
+                bar.refresh()
+
+            logging.getLogger("training.ml").setLevel(logging.WARNING)
+            result = run(config, on_progress=on_progress)
+        self.stdout.write(json.dumps(result["metrics"], indent=2))
+        self.stdout.write(self.style.SUCCESS(f"{result['status']}: {result['checkpoint']}"))
+
+
+def parse_options(pairs):
+    """["name=json", ...] -> {name: value}; the value is JSON (a bare word is taken as a string)."""
+    values = {}
+    for pair in pairs:
+        name, separator, raw = pair.partition("=")
+        if not separator:
+            raise ValueError(f"--option {pair!r}: expected NAME=VALUE")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
