@@ -1,0 +1,199 @@
+"""Reads for review: work summaries for the rules, batch dashboards, assignment replays, worker histories."""
+import statistics
+from decimal import Decimal
+
+from django.db.models import Avg, Count, F, FloatField, Q, Sum
+from django.db.models.functions import Cast, Coalesce, NullIf
+
+from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
+from ..rules import WorkSummary
+
+DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
+DONE = (Assignment.State.SUBMITTED, *DECIDED)
+
+
+def work_summaries(assignment_ids):
+    """{assignment id: WorkSummary} from the PageSubmission summaries, in one query."""
+    rows = (
+        PageSubmission.objects.filter(assignment_id__in=assignment_ids)
+        .values("assignment_id")
+        .annotate(
+            pages_completed=Count("id"),
+            n_selected=Sum("n_selected"),
+            n_in_class=Sum("n_in_class"),
+            n_in_class_selected=Sum("n_in_class_selected"),
+            mean_category_recall=Avg(
+                Cast("n_tagged_correct", FloatField()) / NullIf(Cast("n_gt_categories", FloatField()), 0.0)
+            ),
+            n_icons=Sum("n_icons"),
+            n_icons_on_mask=Sum("n_icons_on_mask"),
+        )
+    )
+    summaries = {assignment_id: WorkSummary() for assignment_id in assignment_ids}
+    for row in rows:
+        assignment_id = row.pop("assignment_id")
+        summaries[assignment_id] = WorkSummary(**row)
+    return summaries
+
+
+def page_counts(hit_ids):
+    """{hit id: number of pages}."""
+    rows = HitPage.objects.filter(hit_id__in=hit_ids).values("hit_id").annotate(n=Count("id"))
+    counts = {hit_id: 0 for hit_id in hit_ids}
+    counts.update({row["hit_id"]: row["n"] for row in rows})
+    return counts
+
+
+def assignments_to_review(batch):
+    """The batch's submitted and decided assignments, oldest first."""
+    return (
+        Assignment.objects.filter(hit__batch=batch, state__in=DONE)
+        .select_related("hit__batch", "worker")
+        .order_by("submitted_at", "id")
+    )
+
+
+def _working_minutes(assignments):
+    minutes = [
+        (a.submitted_at - a.accepted_at).total_seconds() / 60
+        for a in assignments if a.submitted_at and a.accepted_at and a.submitted_at >= a.accepted_at
+    ]
+    return statistics.median(minutes) if minutes else None
+
+
+def batch_dashboard(batch):
+    """Progress, decision rates, time, wage and cost of one batch."""
+    hits = Hit.objects.filter(batch=batch).aggregate(
+        total=Count("id"), completed=Count("id", filter=Q(status=Hit.Status.COMPLETED))
+    )
+    by_state = dict(
+        Assignment.objects.filter(hit__batch=batch).values_list("state").annotate(n=Count("id")).order_by()
+    )
+    approved = by_state.get(Assignment.State.APPROVED, 0)
+    rejected = by_state.get(Assignment.State.REJECTED, 0)
+    decided = approved + rejected
+    done = Assignment.objects.filter(hit__batch=batch, state__in=DONE).only("accepted_at", "submitted_at")
+    median_minutes = _working_minutes(done)
+    hourly_wage = (
+        (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
+    )
+    bonuses = Assignment.objects.filter(hit__batch=batch).aggregate(
+        total=Coalesce(Sum("bonus_paid"), Decimal("0"))
+    )["total"]
+    paid_to_workers = batch.reward * approved + bonuses
+    fee = (paid_to_workers * batch.market_fee_rate).quantize(Decimal("0.01"))
+    return {
+        "hits_total": hits["total"],
+        "hits_completed": hits["completed"],
+        "progress": hits["completed"] / hits["total"] if hits["total"] else 0.0,
+        "by_state": {state.label: by_state.get(state.value, 0) for state in Assignment.State},
+        "submitted": by_state.get(Assignment.State.SUBMITTED, 0),
+        "approved": approved,
+        "rejected": rejected,
+        "approval_rate": approved / decided if decided else None,
+        "rejection_rate": rejected / decided if decided else None,
+        "median_minutes_per_hit": median_minutes,
+        "hourly_wage": hourly_wage,
+        "wage_below_minimum": hourly_wage is not None and hourly_wage < batch.min_hourly_wage,
+        "paid_to_workers": paid_to_workers,
+        "bonuses": bonuses,
+        "market_fee": fee,
+        "total_cost": paid_to_workers + fee,
+    }
+
+
+def batches_overview():
+    return Batch.objects.select_related("dataset").annotate(
+        n_hits=Count("hits", distinct=True),
+        n_completed=Count("hits", filter=Q(hits__status=Hit.Status.COMPLETED), distinct=True),
+    ).order_by("-created_at")
+
+
+def file_url(field_file):
+    return field_file.url if field_file else ""
+
+
+def _image_url(image):
+    return file_url(image.display_file) or file_url(image.file)
+
+
+def assignment_replay(assignment):
+    """Everything the replay canvas draws, as plain JSON-able data (rendered with json_script, so escaped)."""
+    kind = assignment.hit.batch.task_kind
+    pages = list(assignment.hit.pages.select_related("category", "image").order_by("index"))
+    submissions = {s.page_id: s for s in assignment.page_submissions.all()}
+    replay_pages = []
+    if kind == TaskKind.IMAGENET:
+        records = {}
+        for record in assignment.imagenet_records.select_related("image"):
+            records[(record.page_id, record.image_id)] = record
+        for page in pages:
+            items = []
+            for item in page.items.select_related("image").order_by("position"):
+                record = records.get((page.id, item.image_id))
+                items.append({
+                    "image_key": item.image.key,
+                    "url": _image_url(item.image),
+                    "in_class": item.in_class,
+                    "is_gold": item.is_gold,
+                    "selected": record.selected if record else None,
+                    "selected_record": record.selected_record if record else [],
+                    "deselected_record": record.deselected_record if record else [],
+                    "hovered_record": record.hovered_record if record else [],
+                    "mouse_tracking": record.mouse_tracking if record else [],
+                })
+            replay_pages.append(_page_header(page, submissions) | {
+                "category": page.category.name if page.category else "", "items": items,
+            })
+    else:
+        records = {record.page_id: record for record in assignment.coco_records.all()}
+        for page in pages:
+            record = records.get(page.id)
+            replay_pages.append(_page_header(page, submissions) | {
+                "image_key": page.image.key if page.image else "",
+                "url": _image_url(page.image) if page.image else "",
+                "action_histories": record.action_histories if record else [],
+                "mouse_tracking": record.mouse_tracking if record else [],
+                "final_positions": record.final_positions if record else {},
+            })
+    return {"kind": kind, "pages": replay_pages}
+
+
+def _page_header(page, submissions):
+    submission = submissions.get(page.id)
+    return {
+        "index": page.index,
+        "completed": submission is not None,
+        "time_spent_ms": submission.time_spent_ms if submission else None,
+    }
+
+
+def assignment_events(assignment):
+    return Event.objects.filter(assignment=assignment).select_related("actor").order_by("created_at", "id")
+
+
+def worker_history(worker):
+    assignments = (
+        Assignment.objects.filter(worker=worker).select_related("hit__batch").order_by("-accepted_at", "-id")
+    )
+    counts = assignments.aggregate(
+        total=Count("id"),
+        approved=Count("id", filter=Q(state=Assignment.State.APPROVED)),
+        rejected=Count("id", filter=Q(state=Assignment.State.REJECTED)),
+        bonuses=Coalesce(Sum("bonus_paid"), Decimal("0")),
+    )
+    decided = counts["approved"] + counts["rejected"]
+    return {
+        "assignments": assignments,
+        "counts": counts,
+        "approval_rate": counts["approved"] / decided if decided else None,
+        "rejection_rate": counts["rejected"] / decided if decided else None,
+        "events": Event.objects.filter(worker=worker).select_related("actor").order_by("-created_at", "-id")[:50],
+    }
+
+
+
+def approved_count_by_hit(hit):
+    return hit.assignments.filter(state=Assignment.State.APPROVED).count()
+
+
