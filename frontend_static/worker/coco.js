@@ -1,0 +1,377 @@
+/*
+ * COCO-style page: one image, the category browser (groups one at a time: buttons or Left/Right keys), and icons
+ * dragged with pointer events (mouse, pen, touch): onto the image = add, a placed icon elsewhere = move, off the
+ * image or its remove control = remove. One icon per category. Records actionHistories, categoryHistories and
+ * mouseTracking with timeAt in ms since the page was shown.
+ */
+(function () {
+  "use strict";
+
+  const MIN_TRACE_INTERVAL_MS = 17; // at most 60 samples a second
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const MAGNIFICATION = 2;
+  const LENS_SIZE = 140;
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function hashOf(text) {
+    let hash = 2166136261;
+    for (let i = 0; i < text.length; i += 1) {
+      hash ^= text.charCodeAt(i);
+      hash = Math.imul(hash, 16777619);
+    }
+    return hash >>> 0;
+  }
+
+  function initials(name) {
+    const words = name.split(/[\s_-]+/).filter(Boolean);
+    if (words.length > 1) return (words[0][0] + words[1][0]).toUpperCase();
+    return name.slice(0, 2).replace(/^./, (c) => c.toUpperCase());
+  }
+
+  const SHAPES = [
+    (size) => ({ tag: "circle", attrs: { cx: size / 2, cy: size / 2, r: size / 2 - 2 } }),
+    (size) => ({ tag: "rect", attrs: { x: 2, y: 2, width: size - 4, height: size - 4, rx: size / 6 } }),
+    (size) => {
+      const c = size / 2;
+      const r = size / 2 - 2;
+      const points = Array.from({ length: 6 }, (_, i) => {
+        const angle = (Math.PI / 3) * i + Math.PI / 6;
+        return `${(c + r * Math.cos(angle)).toFixed(1)},${(c + r * Math.sin(angle)).toFixed(1)}`;
+      });
+      return { tag: "polygon", attrs: { points: points.join(" ") } };
+    },
+    (size) => {
+      const c = size / 2;
+      return { tag: "polygon", attrs: { points: `${c},1 ${size - 1},${c} ${c},${size - 1} 1,${c}` } };
+    },
+  ];
+
+  /** Our own icon for any category: a shape and colour derived from its key, with its initials. */
+  function categoryGlyph(category, size) {
+    const hash = hashOf(category.key);
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
+    svg.setAttribute("width", size);
+    svg.setAttribute("height", size);
+    svg.setAttribute("aria-hidden", "true");
+    const shape = SHAPES[hash % SHAPES.length](size);
+    const body = document.createElementNS(SVG_NS, shape.tag);
+    for (const [name, value] of Object.entries(shape.attrs)) body.setAttribute(name, value);
+    body.setAttribute("fill", `hsl(${(hash >>> 3) % 360}, 62%, 42%)`);
+    body.setAttribute("stroke", "#fff");
+    body.setAttribute("stroke-width", "2");
+    const label = document.createElementNS(SVG_NS, "text");
+    label.setAttribute("x", size / 2);
+    label.setAttribute("y", size / 2);
+    label.setAttribute("dy", "0.35em");
+    label.setAttribute("text-anchor", "middle");
+    label.setAttribute("font-size", Math.round(size * 0.38));
+    label.setAttribute("font-family", "sans-serif");
+    label.setAttribute("font-weight", "bold");
+    label.setAttribute("fill", "#fff");
+    label.textContent = initials(category.name);
+    svg.append(body, label);
+    return svg;
+  }
+
+  function mount(root, content, session) {
+    const groups = content.groups;
+    const categories = new Map();
+    for (const group of groups) {
+      for (const category of group.categories) categories.set(category.key, category);
+    }
+    const placed = new Map(); // category key -> {x, y, marker}
+    const actionHistories = [];
+    const categoryHistories = [];
+    const mouseTracking = [];
+    const browsedGroups = new Set();
+    let shownGroup = 0;
+    let lastTraceAt = -Infinity;
+
+    // The image and what is placed on it.
+    const stage = element("div", "coco-stage");
+    const image = element("img", "coco-image");
+    image.src = content.image.url;
+    image.alt = "";
+    image.draggable = false;
+    const markers = element("div", "coco-markers");
+    stage.append(image, markers);
+
+    const containsPanel = element("section", "contains-panel");
+    containsPanel.appendChild(element("h2", "", "This image contains"));
+    const containsList = element("ul", "contains-list");
+    const containsEmpty = element("p", "contains-empty", "Nothing yet: drag icons from below onto the objects.");
+    containsPanel.append(containsList, containsEmpty);
+
+    // The category browser.
+    const browser = element("section", "category-browser");
+    const previousButton = element("button", "group-previous", "\u25C0 Previous");
+    previousButton.type = "button";
+    const nextButton = element("button", "group-next", "Next \u25B6");
+    nextButton.type = "button";
+    const groupName = element("span", "group-name");
+    const groupIndicator = element("span", "group-indicator");
+    const browserHeader = element("div", "browser-header");
+    browserHeader.append(previousButton, groupName, groupIndicator, nextButton);
+    const iconRow = element("div", "icon-row");
+    browser.append(browserHeader, iconRow);
+
+    const instructions = element(
+      "p", "coco-instructions",
+      `Drag the icon of every kind of object you see onto one of those objects. Browse all ${groups.length} ` +
+      "groups (buttons or the \u2190 \u2192 keys). Drag a placed icon to move it, or off the image to remove it.",
+    );
+    const layout = element("div", "coco-layout");
+    layout.append(stage, containsPanel);
+    root.append(instructions, layout, browser);
+
+    const lens = element("div", "magnifier");
+    lens.hidden = true;
+    document.body.appendChild(lens);
+
+    function pointOnImage(clientX, clientY) {
+      return LUAB.fractionIn(image, clientX, clientY);
+    }
+
+    function renderGroup() {
+      const group = groups[shownGroup];
+      groupName.textContent = group.name;
+      groupIndicator.textContent = `${shownGroup + 1} / ${groups.length}`;
+      iconRow.textContent = "";
+      for (const category of group.categories) {
+        const tile = element("div", "icon-tile");
+        tile.dataset.key = category.key;
+        tile.title = category.name;
+        tile.append(categoryGlyph(category, 48), element("span", "icon-name", category.name));
+        tile.classList.toggle("placed", placed.has(category.key));
+        tile.addEventListener("pointerdown", (event) => {
+          if (!placed.has(category.key)) startDrag(event, category, tile, null);
+        });
+        iconRow.appendChild(tile);
+      }
+    }
+
+    function renderContains() {
+      containsList.textContent = "";
+      for (const key of placed.keys()) {
+        const category = categories.get(key);
+        const entry = element("li", "contains-entry");
+        entry.dataset.key = key;
+        const remove = element("button", "remove-icon", "\u00D7");
+        remove.type = "button";
+        remove.title = `Remove ${category.name}`;
+        remove.setAttribute("aria-label", `Remove ${category.name}`);
+        remove.addEventListener("click", () => {
+          const at = placed.get(key);
+          if (at) session.record(removeAction(key, at));
+        });
+        entry.append(categoryGlyph(category, 24), element("span", "", category.name), remove);
+        containsList.appendChild(entry);
+      }
+      containsEmpty.hidden = placed.size > 0;
+      for (const tile of iconRow.children) tile.classList.toggle("placed", placed.has(tile.dataset.key));
+    }
+
+    function placeMarker(key, point) {
+      let entry = placed.get(key);
+      if (!entry) {
+        const category = categories.get(key);
+        const marker = element("div", "placed-icon");
+        marker.dataset.key = key;
+        marker.title = category.name;
+        marker.append(categoryGlyph(category, 32), element("span", "placed-name", category.name));
+        marker.addEventListener("pointerdown", (event) => {
+          const at = placed.get(key);
+          if (at) startDrag(event, category, marker, at);
+        });
+        markers.appendChild(marker);
+        entry = { marker };
+        placed.set(key, entry);
+      }
+      entry.x = point.x;
+      entry.y = point.y;
+      entry.marker.style.left = `${point.x * 100}%`;
+      entry.marker.style.top = `${point.y * 100}%`;
+    }
+
+    function removeAction(key, from) {
+      return {
+        type: "action", actionType: "remove", iconType: key, pointFrom: { x: from.x, y: from.y },
+        timeAt: session.timeAt(),
+      };
+    }
+
+    function showGroup(index, usingKeyboard) {
+      const wrapped = (index + groups.length) % groups.length;
+      session.record({
+        type: "category", categoryIndex: groups[wrapped].index, categoryName: groups[wrapped].name,
+        timeAt: session.timeAt(), usingKeyboard,
+      });
+    }
+
+    function groupPosition(groupIndex) {
+      const position = groups.findIndex((group) => group.index === groupIndex);
+      return position < 0 ? 0 : position;
+    }
+
+    function updateLens(clientX, clientY, point) {
+      if (session.variant !== "magnifier" || !point) {
+        lens.hidden = true;
+        return;
+      }
+      const box = image.getBoundingClientRect();
+      lens.hidden = false;
+      lens.style.backgroundImage = `url("${image.src}")`;
+      lens.style.backgroundSize = `${box.width * MAGNIFICATION}px ${box.height * MAGNIFICATION}px`;
+      lens.style.backgroundPosition =
+        `${LENS_SIZE / 2 - point.x * box.width * MAGNIFICATION}px ${LENS_SIZE / 2 - point.y * box.height * MAGNIFICATION}px`;
+      lens.style.left = `${clientX - LENS_SIZE / 2}px`;
+      lens.style.top = `${clientY - LENS_SIZE - 30}px`;
+    }
+
+    function trace(clientX, clientY) {
+      const timeAt = session.timeAt();
+      if (timeAt - lastTraceAt < MIN_TRACE_INTERVAL_MS) return;
+      const point = pointOnImage(clientX, clientY);
+      if (point) session.record({ type: "track", x: point.x, y: point.y, timeAt });
+    }
+
+    /** One drag, from a browser tile (from === null) or a placed icon (from = its point). */
+    function startDrag(event, category, source, from) {
+      if (event.button !== undefined && event.button > 0) return;
+      event.preventDefault();
+      source.setPointerCapture(event.pointerId);
+      const ghost = element("div", "drag-ghost");
+      ghost.appendChild(categoryGlyph(category, 40));
+      document.body.appendChild(ghost);
+      source.classList.add("dragging");
+
+      function follow(moveEvent) {
+        ghost.style.left = `${moveEvent.clientX}px`;
+        ghost.style.top = `${moveEvent.clientY}px`;
+        updateLens(moveEvent.clientX, moveEvent.clientY, pointOnImage(moveEvent.clientX, moveEvent.clientY));
+        trace(moveEvent.clientX, moveEvent.clientY);
+      }
+
+      function end(endEvent) {
+        source.removeEventListener("pointermove", follow);
+        source.removeEventListener("pointerup", end);
+        source.removeEventListener("pointercancel", end);
+        ghost.remove();
+        lens.hidden = true;
+        source.classList.remove("dragging");
+        if (endEvent.type === "pointercancel") return;
+        const to = pointOnImage(endEvent.clientX, endEvent.clientY);
+        const key = category.key;
+        if (from === null) {
+          if (to && !placed.has(key)) {
+            session.record({
+              type: "action", actionType: "add", iconType: key, pointFrom: null, pointTo: to, timeAt: session.timeAt(),
+            });
+          }
+        } else if (!to) {
+          session.record(removeAction(key, from));
+        } else if (to.x !== from.x || to.y !== from.y) {
+          session.record({
+            type: "action", actionType: "move", iconType: key, pointFrom: { x: from.x, y: from.y }, pointTo: to,
+            timeAt: session.timeAt(),
+          });
+        }
+      }
+
+      source.addEventListener("pointermove", follow);
+      source.addEventListener("pointerup", end);
+      source.addEventListener("pointercancel", end);
+      follow(event);
+    }
+
+    function onStageMove(event) {
+      trace(event.clientX, event.clientY);
+    }
+
+    function onKey(event) {
+      if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+        event.preventDefault();
+        showGroup(shownGroup + (event.key === "ArrowRight" ? 1 : -1), true);
+      }
+    }
+
+    previousButton.addEventListener("click", () => showGroup(shownGroup - 1, false));
+    nextButton.addEventListener("click", () => showGroup(shownGroup + 1, false));
+    stage.addEventListener("pointermove", onStageMove);
+    document.addEventListener("keydown", onKey);
+    renderGroup();
+    renderContains();
+
+    function apply(event) {
+      if (event.type === "action") {
+        const entry = { actionType: event.actionType, iconType: event.iconType, pointFrom: event.pointFrom };
+        if (event.actionType !== "remove") entry.pointTo = event.pointTo;
+        entry.timeAt = event.timeAt;
+        actionHistories.push(entry);
+        if (event.actionType === "remove") {
+          const removed = placed.get(event.iconType);
+          if (removed) removed.marker.remove();
+          placed.delete(event.iconType);
+        } else {
+          placeMarker(event.iconType, event.pointTo);
+        }
+        renderContains();
+      } else if (event.type === "category") {
+        categoryHistories.push({
+          categoryIndex: event.categoryIndex, categoryName: event.categoryName, timeAt: event.timeAt,
+          usingKeyboard: event.usingKeyboard,
+        });
+        browsedGroups.add(event.categoryIndex);
+        shownGroup = groupPosition(event.categoryIndex);
+        renderGroup();
+        if (browsedGroups.size >= groups.length) session.setMessage("");
+      } else if (event.type === "track") {
+        mouseTracking.push({ x: event.x, y: event.y, timeAt: event.timeAt });
+        lastTraceAt = Math.max(lastTraceAt, event.timeAt);
+      }
+    }
+
+    /** The first group counts as browsed once it is shown (unless a reload restored the history). */
+    function ready() {
+      if (!categoryHistories.length) showGroup(0, false);
+    }
+
+    function records(timeSpent) {
+      const box = image.getBoundingClientRect();
+      return [{
+        image_id: content.image.image_id,
+        imageWidth: Math.max(1, Math.round(box.width)),
+        imageHeight: Math.max(1, Math.round(box.height)),
+        timeSpent,
+        actionHistories,
+        categoryHistories,
+        mouseTracking,
+      }];
+    }
+
+    function canSave() {
+      if (browsedGroups.size >= groups.length) return { ok: true };
+      return {
+        ok: false,
+        message: `Browse all ${groups.length} groups first: you have seen ${browsedGroups.size} of ${groups.length}.`,
+      };
+    }
+
+    function destroy() {
+      document.removeEventListener("keydown", onKey);
+      lens.remove();
+    }
+
+    return { apply, ready, records, canSave, destroy };
+  }
+
+  LUAB.registerKind("coco", { mount });
+})();

@@ -1,0 +1,188 @@
+"""Shared fixtures of the real-browser tests: Debian chromium through Playwright, HITs with real little images."""
+import io
+import mimetypes
+import os
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.urls import reverse
+from PIL import Image as PilImage
+from PIL import ImageDraw
+
+from annotator.models import Batch, Hit, PageItem, TaskKind
+from tests.factories import (
+    BatchFactory, CategoryFactory, DatasetFactory, HitFactory, HitPageFactory, ImageFactory,
+)
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def serve_media_from_this_tests_root(context, live_server):
+    """The URLconf binds MEDIA_ROOT when first imported; each test writes its images under its own MEDIA_ROOT."""
+    media_root = Path(settings.MEDIA_ROOT)
+
+    def fulfil(route):
+        relative = urlsplit(route.request.url).path.removeprefix(settings.MEDIA_URL)
+        path = media_root / relative
+        if not path.is_file():
+            route.fulfill(status=404, body="not found")
+            return
+        route.fulfill(status=200, body=path.read_bytes(), content_type=mimetypes.guess_type(path.name)[0])
+
+    context.route(f"{live_server.url}{settings.MEDIA_URL}**", fulfil)
+
+
+@pytest.fixture
+def browser_context_factory(browser, live_server):
+    contexts = []
+
+    def make(**options):
+        options.setdefault("viewport", {"width": 1280, "height": 900})
+        context = browser.new_context(**options)
+        context.set_default_timeout(15_000)
+        serve_media_from_this_tests_root(context, live_server)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context_factory):
+    return browser_context_factory().new_page()
+
+
+def jpeg_bytes(width, height, seed):
+    """A small picture: a coloured background with a differently coloured box (the "object")."""
+    background = ((seed * 53) % 200 + 30, (seed * 97) % 200 + 30, (seed * 31) % 200 + 30)
+    picture = PilImage.new("RGB", (width, height), background)
+    ImageDraw.Draw(picture).rectangle(
+        [width // 4, height // 4, 3 * width // 4, 3 * height // 4], fill=(255 - background[0], 200, 40)
+    )
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def make_image(dataset, key, width, height, seed, **fields):
+    data = jpeg_bytes(width, height, seed)
+    return ImageFactory(
+        dataset=dataset, key=key, width=width, height=height,
+        file=ContentFile(data, name=f"{key}.jpg"), display_file=ContentFile(data, name=f"{key}.jpg"), **fields,
+    )
+
+
+def publish(batch, **hit_fields):
+    batch.status = Batch.Status.PUBLISHED
+    batch.save()
+    return HitFactory(batch=batch, index=0, status=Hit.Status.PUBLISHED, **hit_fields)
+
+
+def make_imagenet_hit(items_per_page=(48, 6), variant=Batch.Variant.DEFAULT, **batch_fields):
+    """A published ImageNet-style HIT, one class per page, with the given number of candidates on each page."""
+    dataset = DatasetFactory(kind=TaskKind.IMAGENET)
+    batch = BatchFactory(
+        dataset=dataset, task_kind=TaskKind.IMAGENET, pages_per_hit=len(items_per_page),
+        items_per_page=max(items_per_page), interface_variant=variant, **batch_fields,
+    )
+    hit = publish(batch)
+    seed = 0
+    for page_index, n_items in enumerate(items_per_page):
+        category = CategoryFactory(
+            dataset=dataset, name=f"test class {page_index}", synonyms=[f"synonym {page_index}"],
+            definition=f"the definition of test class {page_index}",
+        )
+        page = HitPageFactory(hit=hit, index=page_index, category=category)
+        for position in range(n_items):
+            seed += 1
+            image = make_image(dataset, f"{category.key}_{position}", 160, 120, seed, label=category)
+            PageItem.objects.create(page=page, image=image, position=position, in_class=position % 4 != 3)
+    return hit
+
+
+COCO_GROUPS = {
+    "animal": ["cat", "dog", "horse"],
+    "vehicle": ["car", "bicycle"],
+    "kitchen": ["cup", "fork", "bowl"],
+}
+
+
+def make_coco_hit(n_pages=2, variant=Batch.Variant.DEFAULT, **batch_fields):
+    """A published COCO-style HIT: 3 groups of categories (by supercategory), one image per page."""
+    dataset = DatasetFactory(kind=TaskKind.COCO)
+    index = 0
+    for supercategory, names in COCO_GROUPS.items():
+        for name in names:
+            index += 1
+            CategoryFactory(dataset=dataset, key=str(index), index=index - 1, name=name, supercategory=supercategory)
+    batch = BatchFactory(
+        dataset=dataset, task_kind=TaskKind.COCO, pages_per_hit=n_pages, items_per_page=1,
+        interface_variant=variant, **batch_fields,
+    )
+    hit = publish(batch)
+    for page_index in range(n_pages):
+        image = make_image(dataset, str(1000 + page_index), 640, 480, page_index + 7)
+        HitPageFactory(hit=hit, index=page_index, image=image)
+    return hit
+
+
+def task_url(live_server, hit, worker_id="WORKER1", assignment_id="ASSIGNMENT1", **extra):
+    params = {"workerId": worker_id, "assignmentId": assignment_id, "hitId": hit.external_id or str(hit.pk), **extra}
+    return f"{live_server.url}{reverse('worker-task', args=[hit.pk])}?{urlencode(params)}"
+
+
+def wait_for_images(page):
+    page.wait_for_function("Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)")
+
+
+def point_in(locator, fx, fy):
+    """Page (viewport) coordinates of the point at fractions (fx, fy) of an element's box."""
+    box = locator.bounding_box()
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def click_at(locator, fx, fy):
+    box = locator.bounding_box()
+    locator.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+
+
+def wait_until(condition, timeout=20.0, interval=0.2, message="condition"):
+    """Poll the database (written by the live server thread) until condition() is true."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def stored_events(assignment, page_index):
+    """Every event the server journalled for one page, in seq order, with the batches' client ids."""
+    from annotator.models import EventBatch
+
+    batches = EventBatch.objects.filter(assignment=assignment, page__index=page_index).order_by("seq")
+    return [event for batch in batches for event in batch.events]

@@ -1,0 +1,153 @@
+"""The COCO-style task page in a real browser: icon drags, the group browser and its gate, reload, touch."""
+import json
+
+import pytest
+
+from annotator.models import Assignment, Batch, CocoRecord, PageSubmission
+from tests.e2e.conftest import make_coco_hit, point_in, stored_events, task_url, wait_for_images, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CAT, DOG, CAR = "1", "2", "4"  # category keys in make_coco_hit (animal: cat dog horse; vehicle: car bicycle)
+
+
+def tile(page, key):
+    return page.locator(f".icon-tile[data-key='{key}']")
+
+
+def drag(page, source, target_point):
+    page.mouse.move(*point_in(source, 0.5, 0.3))
+    page.mouse.down()
+    page.mouse.move(*target_point, steps=8)
+    page.mouse.up()
+
+
+def image_point(page, fx, fy):
+    return point_in(page.locator("img.coco-image"), fx, fy)
+
+
+def assert_close(point, fx, fy):
+    assert abs(point["x"] - fx) <= 0.01 and abs(point["y"] - fy) <= 0.01, (point, fx, fy)
+
+
+def open_task(page, live_server, hit):
+    page.goto(task_url(live_server, hit))
+    page.locator("img.coco-image").wait_for()
+    wait_for_images(page)
+
+
+def test_icon_actions_and_group_browsing_are_stored_across_a_reload(page, live_server):
+    hit = make_coco_hit(n_pages=2, variant=Batch.Variant.MAGNIFIER)
+    open_task(page, live_server, hit)
+    indicator = page.locator(".group-indicator")
+    assert indicator.inner_text() == "1 / 3"
+    assert page.locator("img.coco-image").bounding_box()["height"] == pytest.approx(450, abs=1)
+
+    drag(page, tile(page, CAT), image_point(page, 0.3, 0.4))
+    drag(page, tile(page, DOG), image_point(page, 0.7, 0.6))
+    assert tile(page, CAT).get_attribute("class").split().count("placed") == 1
+    # Move the cat, with the magnifier showing while the icon is over the image.
+    page.mouse.move(*point_in(page.locator(f".placed-icon[data-key='{CAT}']"), 0.5, 0.3))
+    page.mouse.down()
+    page.mouse.move(*image_point(page, 0.5, 0.2), steps=8)
+    assert page.locator(".magnifier").is_visible()
+    page.mouse.up()
+    assert page.locator(".magnifier").is_hidden()
+    # Remove the dog with its remove control, then add it again elsewhere.
+    page.click(f".contains-entry[data-key='{DOG}'] .remove-icon")
+    assert page.locator(f".placed-icon[data-key='{DOG}']").count() == 0
+    drag(page, tile(page, DOG), image_point(page, 0.6, 0.7))
+
+    page.click("#save-page")
+    assert "Browse all 3 groups first" in page.locator("#page-message").inner_text()
+    assert not PageSubmission.objects.exists()
+
+    page.click(".group-next")
+    assert indicator.inner_text() == "2 / 3"
+    page.keyboard.press("ArrowRight")
+    assert indicator.inner_text() == "3 / 3"
+    page.keyboard.press("ArrowLeft")
+    assert indicator.inner_text() == "2 / 3"
+    # A car added and dragged off the image again: add then remove.
+    drag(page, tile(page, CAR), image_point(page, 0.2, 0.8))
+    drag(page, page.locator(f".placed-icon[data-key='{CAR}']"), (5, 5))
+    assert page.locator(f".placed-icon[data-key='{CAR}']").count() == 0
+
+    page.reload()
+    page.locator("img.coco-image").wait_for()
+    wait_for_images(page)
+    assert sorted(page.locator(".contains-entry").evaluate_all("entries => entries.map((e) => e.dataset.key)")) == [
+        CAT, DOG,
+    ]
+    assert indicator.inner_text() == "2 / 3"
+    cat_box = page.locator(f".placed-icon[data-key='{CAT}']").bounding_box()
+    image_box = page.locator("img.coco-image").bounding_box()
+    assert abs((cat_box["x"] + cat_box["width"] / 2 - image_box["x"]) / image_box["width"] - 0.5) < 0.02
+
+    page.click("#save-page")
+    page.wait_for_function("document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    wait_for_images(page)
+    assert page.locator(".contains-entry").count() == 0
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    drag(page, tile(page, "6"), image_point(page, 0.5, 0.5))
+    page.click("#save-page")
+    page.wait_for_selector("#done:not([hidden])")
+
+    assignment = Assignment.objects.get(hit=hit)
+    assert assignment.state == Assignment.State.SUBMITTED
+    record = CocoRecord.objects.get(assignment=assignment, page__index=0)
+    actions = [(a["actionType"], a["iconType"]) for a in record.action_histories]
+    assert actions == [
+        ("add", CAT), ("add", DOG), ("move", CAT), ("remove", DOG), ("add", DOG), ("add", CAR), ("remove", CAR),
+    ]
+    add_cat, add_dog, move_cat, remove_dog, add_dog_again, add_car, remove_car = record.action_histories
+    assert add_cat["pointFrom"] is None
+    assert_close(add_cat["pointTo"], 0.3, 0.4)
+    assert_close(add_dog["pointTo"], 0.7, 0.6)
+    assert_close(move_cat["pointFrom"], 0.3, 0.4)
+    assert_close(move_cat["pointTo"], 0.5, 0.2)
+    assert_close(remove_dog["pointFrom"], 0.7, 0.6)
+    assert "pointTo" not in remove_dog
+    assert_close(add_dog_again["pointTo"], 0.6, 0.7)
+    assert_close(remove_car["pointFrom"], 0.2, 0.8)
+    times = [a["timeAt"] for a in record.action_histories]
+    assert times == sorted(times) and times[0] > 0
+
+    visits = [(visit["categoryIndex"], visit["usingKeyboard"]) for visit in record.category_histories]
+    assert visits == [(0, False), (1, False), (2, True), (1, True)]
+    assert record.tagged == [CAT, DOG]
+    assert_close(record.final_positions[CAT], 0.5, 0.2)
+    assert_close(record.final_positions[DOG], 0.6, 0.7)
+    assert record.mouse_tracking and all(0 <= s["x"] <= 1 and 0 <= s["y"] <= 1 for s in record.mouse_tracking)
+    assert record.image_height == 450
+    assert PageSubmission.objects.get(assignment=assignment, page__index=0).client["variant"] == "magnifier"
+
+    events = stored_events(assignment, 0)
+    assert len([event for event in events if event["type"] == "action"]) == 7, "an action was lost or duplicated"
+    assert len({json.dumps(event, sort_keys=True) for event in events}) == len(events)
+    assert CocoRecord.objects.get(assignment=assignment, page__index=1).tagged == ["6"]
+
+
+def test_an_icon_can_be_placed_by_touch(browser_context_factory, live_server):
+    hit = make_coco_hit(n_pages=1)
+    context = browser_context_factory(has_touch=True, is_mobile=False)
+    page = context.new_page()
+    open_task(page, live_server, hit)
+    start = point_in(tile(page, DOG), 0.5, 0.3)
+    end = image_point(page, 0.4, 0.55)
+    touch = context.new_cdp_session(page)
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
+    for step in range(1, 11):
+        x = start[0] + (end[0] - start[0]) * step / 10
+        y = start[1] + (end[1] - start[1]) * step / 10
+        touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    page.locator(f".placed-icon[data-key='{DOG}']").wait_for()
+    assignment = Assignment.objects.get(hit=hit)
+    actions = wait_until(
+        lambda: [e for e in stored_events(assignment, 0) if e["type"] == "action"], message="the touch add action"
+    )
+    assert [(a["actionType"], a["iconType"]) for a in actions] == [("add", DOG)]
+    assert_close(actions[0]["pointTo"], 0.4, 0.55)
