@@ -8,8 +8,8 @@ def _isolated_files_and_eager_celery(settings, tmp_path, request):
     """Each test writes files under its own tmp folder; Celery runs tasks inline unless a test needs a real worker."""
     settings.MEDIA_ROOT = tmp_path / "media"
     if request.node.get_closest_marker("celery_worker") is None:
-        celery_app.conf.task_always_eager = True
+        celery_app.conf.CELERY_TASK_ALWAYS_EAGER = True  # the namespaced key: the plain one is ignored
         yield
-        celery_app.conf.task_always_eager = False
+        celery_app.conf.CELERY_TASK_ALWAYS_EAGER = False
     else:
         yield
