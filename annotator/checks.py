@@ -17,7 +17,7 @@ def check_broker(app_configs, **kwargs):
     from config.celery import app
 
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
     except Exception as exc:  # any transport error means the same thing here
         return [Warning(f"Celery broker {settings.CELERY_BROKER_URL!r} is unreachable: {exc}", id="annotator.W003")]

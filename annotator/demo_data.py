@@ -28,6 +28,10 @@ IMAGE_HEIGHTS = (128, 144, 160)
 JPEG_QUALITY = 92
 SPLITS = ("train", "val", "shifted")
 MANIFEST_NAME = "demo_manifest.json"
+# Enough for two ImageNet-style HITs of 10 pages x 48 candidates, 36 of them in-class, without reusing an image.
+DEFAULT_IMAGENET_PER_CLASS = 72
+# Each class appears in about this many COCO-style train images (about 3 objects per image).
+DEFAULT_COCO_PER_CLASS = 12
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,8 @@ def _place(rng, class_index, width, height, radius, centred):
             if np.abs(centre - image_centre).max() > 0.15 * min(width, height):
                 break
     centre = np.clip(centre, min_centre, np.maximum(max_centre, min_centre))
-    return shape + centre
+    # Rounded as written to the files, so the mask drawn here is the one a reader rasterises.
+    return np.round(shape + centre, 2)
 
 
 def _rasterise(polygon, width, height):
@@ -262,7 +267,7 @@ def render(rng, width, height, class_indices, background, radius_range, centred_
             continue  # no room left for this object
         taken |= mask
         pixels[mask] = _object_colour(rng)
-        flat = [round(float(v), 2) for v in polygon.reshape(-1)]
+        flat = [float(v) for v in polygon.reshape(-1)]
         placement = "centre" if centred or _is_central(polygon, width, height) else "off-centre"
         objects.append(DemoObject(class_index, _mask_box(mask), flat, int(mask.sum()), placement))
     noise = rng.normal(0, 4, size=pixels.shape)
@@ -326,12 +331,22 @@ def _imagenet_xml(wnid, stem, image, objects):
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def generate_imagenet(out_dir, seed=0, per_class=72, eval_per_class=None, progress=False):
+def imagenet_counts(per_class):
+    """Images per class in each split."""
+    return {"train": per_class, "val": max(2, per_class // 6), "shifted": max(2, per_class // 6)}
+
+
+def coco_counts(per_class):
+    """Images in each split: 2 to 4 objects per image, so each class is in about per_class train images."""
+    n_train = max(4, per_class * len(CLASSES) // 3)
+    return {"train": n_train, "val": max(4, n_train // 3), "shifted": max(4, n_train // 3)}
+
+
+def generate_imagenet(out_dir, seed=0, per_class=DEFAULT_IMAGENET_PER_CLASS, progress=False):
     """Write DIR/{train,val,shifted}/<wnid>/<stem>.JPEG, DIR/bbox/<wnid>/<stem>.xml, LOC_synset_mapping.txt,
     gloss.txt (wnid TAB definition) and the generator's manifest. Returns the list of DemoImage written."""
     out = Path(out_dir)
-    eval_per_class = eval_per_class if eval_per_class is not None else max(2, per_class // 6)
-    counts = {"train": per_class, "val": eval_per_class, "shifted": eval_per_class}
+    counts = imagenet_counts(per_class)
     out.mkdir(parents=True, exist_ok=True)
     (out / "LOC_synset_mapping.txt").write_text(
         "".join(f"{c.wnid} {', '.join((c.name, *c.synonyms))}\n" for c in CLASSES))
@@ -376,15 +391,14 @@ def _coco_document(images, first_image_id, first_annotation_id):
             "images": coco_images, "annotations": annotations, "categories": categories}
 
 
-def generate_coco(out_dir, seed=0, per_class=12, progress=False):
+def generate_coco(out_dir, seed=0, per_class=DEFAULT_COCO_PER_CLASS, progress=False):
     """Write DIR/images/{train,val,shifted}/*.jpg and DIR/annotations/instances_{split}.json.
 
-    Each image holds 2 to 4 objects of different categories, so each class appears in about `per_class` train
-    images; the background follows the first object's class (the "main" one) like the ImageNet kind.
+    Each image holds 2 to 4 objects of different categories; the background follows the first object's class
+    (the "main" one) as in the ImageNet kind. Image ids and annotation ids are unique across the splits.
     """
     out = Path(out_dir)
-    n_train = max(4, per_class * len(CLASSES) // 3)
-    counts = {"train": n_train, "val": max(4, n_train // 3), "shifted": max(4, n_train // 3)}
+    counts = coco_counts(per_class)
     written, image_id, annotation_id = [], 1, 1
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     with tqdm(total=sum(counts.values()), desc="coco demo images", disable=not progress) as bar:

@@ -13,16 +13,18 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--per-class", type=int, default=None,
-            help="ImageNet: train images per class (default 72); COCO: train images each class appears in "
-                 "(default 12).",
+            help=f"ImageNet: train images per class (default {demo_data.DEFAULT_IMAGENET_PER_CLASS}); COCO: about "
+                 f"how many train images each class appears in (default {demo_data.DEFAULT_COCO_PER_CLASS}).",
         )
 
     def handle(self, *args, kind, out, seed, per_class, **options):
         progress = options["verbosity"] > 0
         if kind == "imagenet":
-            written = demo_data.generate_imagenet(out, seed=seed, per_class=per_class or 72, progress=progress)
+            written = demo_data.generate_imagenet(
+                out, seed=seed, per_class=per_class or demo_data.DEFAULT_IMAGENET_PER_CLASS, progress=progress)
         else:
-            written = demo_data.generate_coco(out, seed=seed, per_class=per_class or 12, progress=progress)
+            written = demo_data.generate_coco(
+                out, seed=seed, per_class=per_class or demo_data.DEFAULT_COCO_PER_CLASS, progress=progress)
         counts = {split: sum(image.split == split for image in written) for split in demo_data.SPLITS}
         self.stdout.write(self.style.SUCCESS(
             f"{kind} demo data in {out}: " + ", ".join(f"{n} {split}" for split, n in counts.items()) + " images"))
