@@ -12,14 +12,16 @@ def _spread(total, parts):
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def submitted_assignment(kind=TaskKind.IMAGENET, n_pages=10, completed=None, hit=None, minutes=9, **totals):
+def submitted_assignment(kind=TaskKind.IMAGENET, n_pages=10, completed=None, hit=None, batch=None, minutes=9,
+                         **totals):
     """A submitted assignment whose first `completed` pages have summaries adding up to `totals`.
 
+    Without hit, a new published HIT of n_pages is made (in batch, or in a new batch).
     ImageNet-style totals: n_selected, n_in_class, n_in_class_selected. COCO-style: n_gt_categories,
     n_tagged_correct, n_icons, n_icons_on_mask (spread over the pages).
     """
     if hit is None:
-        batch = factories.BatchFactory(
+        batch = batch or factories.BatchFactory(
             dataset=factories.DatasetFactory(kind=kind), status=Batch.Status.PUBLISHED, pages_per_hit=n_pages
         )
         hit = factories.HitFactory(batch=batch, status=Hit.Status.PUBLISHED, published_at=timezone.now())
