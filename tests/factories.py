@@ -127,3 +127,89 @@ class CocoRecordFactory(factory.django.DjangoModelFactory):
     )
     mouse_tracking = factory.LazyFunction(lambda: [{"x": 0.679, "y": 0.862, "timeAt": 15725}])
     final_positions = factory.LazyFunction(lambda: {"1": {"x": 0.5, "y": 0.5}})
+
+
+def make_imagenet_hit(n_pages=10, items_per_page=48, n_in_class=36, **batch_fields):
+    """An ImageNet-style HIT: page p shows class p with n_in_class of its own images first, then other images.
+
+    Rows are bulk-created (no image files are written); the batch is published.
+    """
+    dataset = DatasetFactory(kind=models.TaskKind.IMAGENET)
+    categories = [CategoryFactory(dataset=dataset, index=i) for i in range(n_pages + 1)]
+    other = categories[-1]
+    batch = BatchFactory(
+        dataset=dataset, status=models.Batch.Status.PUBLISHED, pages_per_hit=n_pages,
+        items_per_page=items_per_page, **batch_fields,
+    )
+    hit = HitFactory(batch=batch, status=models.Hit.Status.PUBLISHED)
+    images, pages = [], []
+    for p in range(n_pages):
+        pages.append(models.HitPage(hit=hit, index=p, category=categories[p]))
+        for k in range(items_per_page):
+            label = categories[p] if k < n_in_class else other
+            key = f"{label.key}_{p}_{k}"
+            images.append(models.Image(
+                dataset=dataset, key=key, file=f"images/{key}.JPEG", width=500, height=375, label=label
+            ))
+    models.Image.objects.bulk_create(images)
+    models.HitPage.objects.bulk_create(pages)
+    image_ids = dict(models.Image.objects.filter(dataset=dataset).values_list("key", "pk"))
+    pages = list(hit.pages.order_by("index"))
+    items = [
+        models.PageItem(
+            page=page, image_id=image_ids[image.key], position=k, in_class=k < n_in_class,
+        )
+        for page in pages
+        for k, image in enumerate(images[page.index * items_per_page:(page.index + 1) * items_per_page])
+    ]
+    models.PageItem.objects.bulk_create(items)
+    return hit
+
+
+COCO_TEST_CATEGORIES = [
+    # (key, name, supercategory)
+    ("1", "person", "person"),
+    ("2", "bicycle", "vehicle"),
+    ("3", "car", "vehicle"),
+    ("18", "dog", "animal"),
+]
+
+
+def make_coco_hit(n_pages=2, **batch_fields):
+    """A COCO-style HIT over 640x480 images with three groups (person, vehicle, animal).
+
+    Every image has a person polygon (a square, 100..300 px on both axes), a car with a bbox only
+    (400..600 x 100..200) and, on a corner, a dog given as an uncompressed RLE (the 10x10 block at 0..10 px).
+    """
+    dataset = DatasetFactory(kind=models.TaskKind.COCO)
+    categories = {
+        key: CategoryFactory(dataset=dataset, key=key, index=i, name=name, supercategory=group)
+        for i, (key, name, group) in enumerate(COCO_TEST_CATEGORIES)
+    }
+    batch = BatchFactory(
+        dataset=dataset, status=models.Batch.Status.PUBLISHED, pages_per_hit=n_pages, items_per_page=1,
+        **batch_fields,
+    )
+    hit = HitFactory(batch=batch, status=models.Hit.Status.PUBLISHED)
+    for p in range(n_pages):
+        image = models.Image.objects.create(
+            dataset=dataset, key=str(1000 + p), file=f"images/{1000 + p}.jpg", width=640, height=480
+        )
+        models.HitPage.objects.create(hit=hit, index=p, image=image)
+        models.GroundTruthObject.objects.create(
+            image=image, category=categories["1"], bbox=[100, 100, 200, 200], area=40000,
+            segmentation=[[100, 100, 300, 100, 300, 300, 100, 300]],
+        )
+        models.GroundTruthObject.objects.create(
+            image=image, category=categories["3"], bbox=[400, 100, 200, 100], area=20000, segmentation=None
+        )
+        # Column-major runs over 480 rows: columns 0..9 have rows 0..9 set.
+        counts = []
+        for column in range(10):
+            counts += [0 if column == 0 else 470, 10]
+        counts.append(480 * 640 - sum(counts))
+        models.GroundTruthObject.objects.create(
+            image=image, category=categories["18"], bbox=[0, 0, 10, 10], area=100, iscrowd=True,
+            segmentation={"counts": counts, "size": [480, 640]},
+        )
+    return hit

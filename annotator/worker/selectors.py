@@ -1,0 +1,131 @@
+"""Reads for the worker path: page content, category groups, resume data, assignment progress."""
+from django.urls import reverse
+
+from annotator.models import (
+    Assignment,
+    Category,
+    EventBatch,
+    HitPage,
+    PageItem,
+    PageSubmission,
+    Provider,
+    TaskKind,
+)
+from annotator.worker.tokens import completion_code
+
+FINISHED_STATES = {Assignment.State.SUBMITTED, Assignment.State.APPROVED, Assignment.State.REJECTED}
+OTHER_GROUP = "other"
+
+
+def file_url(image):
+    """The display-size version when there is one, else the original."""
+    return (image.display_file or image.file).url
+
+
+def page_count(hit):
+    return hit.pages.count()
+
+
+def page_of(hit, index):
+    return HitPage.objects.select_related("category", "image").filter(hit=hit, index=index).first()
+
+
+def saved_pages(assignment):
+    """{page index: client save id} of the assignment's saved pages."""
+    return dict(
+        PageSubmission.objects.filter(assignment=assignment).values_list("page__index", "client_save_id")
+    )
+
+
+def page_candidates(page):
+    """{image key: (image pk, in_class)} of an ImageNet-style page, in grid order."""
+    rows = PageItem.objects.filter(page=page).order_by("position").values_list("image__key", "image_id", "in_class")
+    return {key: (image_pk, in_class) for key, image_pk, in_class in rows}
+
+
+def category_groups(dataset):
+    """The browser's groups: categories by supercategory, groups in order of their first category index."""
+    groups = {}
+    for category in Category.objects.filter(dataset=dataset).order_by("index").only("pk", "key", "name", "supercategory"):
+        groups.setdefault(category.supercategory or OTHER_GROUP, []).append(category)
+    return [
+        {
+            "index": index,
+            "name": name,
+            "categories": [
+                {"key": c.key, "name": c.name, "icon": reverse("worker-icon", args=[c.pk])} for c in categories
+            ],
+        }
+        for index, (name, categories) in enumerate(groups.items())
+    ]
+
+
+def imagenet_page_content(page):
+    category = page.category
+    items = PageItem.objects.filter(page=page).select_related("image").order_by("position")
+    return {
+        "category": {
+            "key": category.key,
+            "name": category.name,
+            "synonyms": category.synonyms,
+            "definition": category.definition,
+            "reference_links": category.reference_links,
+        },
+        "items": [{"image_id": item.image.key, "url": file_url(item.image), "position": item.position} for item in items],
+    }
+
+
+def coco_page_content(page):
+    image = page.image
+    return {
+        "image": {"image_id": image.key, "url": file_url(image), "width": image.width, "height": image.height},
+        "groups": category_groups(image.dataset_id),
+    }
+
+
+def page_content(page, kind):
+    content = imagenet_page_content(page) if kind == TaskKind.IMAGENET else coco_page_content(page)
+    return {"index": page.index, "kind": kind, **content}
+
+
+def resume_events(assignment, page):
+    """Every event already flushed for this page, in the client's sequence order."""
+    events = []
+    batches = EventBatch.objects.filter(assignment=assignment, page=page).order_by("seq", "received_at", "pk")
+    for batch_events in batches.values_list("events", flat=True):
+        events.extend(batch_events)
+    return events
+
+
+def assignment_progress(assignment):
+    n_pages = page_count(assignment.hit)
+    completed = sorted(saved_pages(assignment))
+    finished = assignment.state in FINISHED_STATES
+    current = next((i for i in range(n_pages) if i not in set(completed)), None)
+    return {
+        "assignment_id": str(assignment.uuid),
+        "kind": assignment.hit.batch.task_kind,
+        "variant": assignment.interface_variant,
+        "n_pages": n_pages,
+        "completed_pages": completed,
+        "current_page": current,
+        "finished": finished,
+        "completion_code": (assignment.completion_code or completion_code(assignment.uuid)) if finished else None,
+    }
+
+
+def submit_answer(assignment):
+    """What the page does after submit: show the code; MTurk: POST to turkSubmitTo; link: optional redirect."""
+    batch = assignment.hit.batch
+    code = assignment.completion_code or completion_code(assignment.uuid)
+    turk_submit_to = redirect_url = None
+    if batch.provider == Provider.MTURK and assignment.turk_submit_to:
+        turk_submit_to = assignment.turk_submit_to.rstrip("/") + "/mturk/externalSubmit"
+    elif batch.provider_config.get("completion_url"):
+        redirect_url = batch.provider_config["completion_url"].replace("{completion_code}", code)
+    return {
+        "completion_code": code,
+        "turk_submit_to": turk_submit_to,
+        "redirect_url": redirect_url,
+        "market_assignment_id": assignment.external_id,
+    }

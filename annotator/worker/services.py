@@ -1,0 +1,304 @@
+"""Writes on the worker path: accept or resume, flush events, save a page, submit. One mechanism for both kinds.
+
+Every write validates first and then writes inside one transaction, so a refused request leaves nothing behind;
+client-generated ids (batch_id, save_id) and the models' unique constraints make every retry harmless.
+"""
+import logging
+import time
+
+import msgspec
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.exceptions import APIException
+
+from annotator.geometry import point_on_object
+from annotator.models import (
+    Assignment,
+    Batch,
+    CocoRecord,
+    Event,
+    EventBatch,
+    GroundTruthObject,
+    Hit,
+    ImageNetRecord,
+    PageSubmission,
+    TaskKind,
+    Worker,
+)
+from annotator.signals import assignment_submitted
+from annotator.worker import schemas, selectors
+from annotator.worker.tokens import completion_code
+from annotator.worker.validation import (
+    Problems,
+    check_coco_record,
+    check_events,
+    check_imagenet_records,
+    check_save_envelope,
+    decode,
+)
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = {Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS}
+# Assignments that no longer hold one of the HIT's places.
+RELEASED_STATES = {Assignment.State.RETURNED, Assignment.State.EXPIRED}
+
+
+class Conflict(APIException):
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "the request conflicts with what is already stored"
+
+
+class TaskRefused(Exception):
+    """The worker may not take this HIT; the entry page shows title and message with the HTTP status."""
+
+    def __init__(self, title, message, status=403):
+        super().__init__(message)
+        self.title, self.message, self.status = title, message, status
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+@transaction.atomic
+def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_submit_to=""):
+    """Create the worker's assignment for this HIT, or resume the one they have (Event ACCEPTED / RESUMED)."""
+    batch = hit.batch
+    worker, _ = Worker.objects.get_or_create(provider=batch.provider, external_id=worker_external_id)
+    if worker.blocked:
+        raise TaskRefused("You cannot take this task", "Your worker account may no longer take these tasks.")
+    # Lock the HIT so two workers cannot both take its last place.
+    hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+    existing = Assignment.objects.filter(hit=hit, worker=worker).first()
+    if existing is not None:
+        if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:
+            return _resume(existing, assignment_external_id, turk_submit_to)
+        raise TaskRefused(
+            "You have already done this task",
+            f"Your work on this task is {existing.get_state_display()}; it cannot be taken again.",
+            status=409,
+        )
+    if batch.status == Batch.Status.CLOSED or hit.status in (Hit.Status.EXPIRED, Hit.Status.COMPLETED):
+        raise TaskRefused("This task is closed", "This task takes no more work. Thank you for your interest.", 409)
+    if batch.max_hits_per_worker is not None:
+        taken = Assignment.objects.filter(hit__batch=batch, worker=worker).exclude(state__in=RELEASED_STATES).count()
+        if taken >= batch.max_hits_per_worker:
+            raise TaskRefused(
+                "You have reached the limit for these tasks",
+                f"Each worker may do at most {batch.max_hits_per_worker} of these tasks; you have done {taken}.",
+            )
+    holders = hit.assignments.exclude(state__in=RELEASED_STATES).count()
+    if holders >= hit.max_assignments:
+        raise TaskRefused("This task is taken", "Every place on this task is taken. Please choose another one.", 409)
+    assignment = Assignment.objects.create(
+        hit=hit, worker=worker, external_id=assignment_external_id, turk_submit_to=turk_submit_to,
+        interface_variant=batch.interface_variant,
+    )
+    Event.objects.create(
+        type=Event.Type.ACCEPTED, batch=batch, hit=hit, assignment=assignment, worker=worker,
+        data={"market_assignment_id": assignment_external_id},
+    )
+    logger.info("assignment %s accepted on hit %s", assignment.pk, hit.pk)
+    return assignment
+
+
+def _resume(assignment, assignment_external_id, turk_submit_to):
+    changed = []
+    if assignment_external_id and assignment.external_id != assignment_external_id:
+        assignment.external_id = assignment_external_id
+        changed.append("external_id")
+    if turk_submit_to and assignment.turk_submit_to != turk_submit_to:
+        assignment.turk_submit_to = turk_submit_to
+        changed.append("turk_submit_to")
+    if changed:
+        assignment.save(update_fields=changed)
+    Event.objects.create(
+        type=Event.Type.RESUMED, batch=assignment.hit.batch, hit=assignment.hit, assignment=assignment,
+        worker=assignment.worker, data={"state": assignment.state},
+    )
+    return assignment
+
+
+def _start_work(assignment):
+    """ACCEPTED -> IN_PROGRESS on the first write; conditional, so it never undoes a concurrent submit."""
+    if assignment.state == Assignment.State.ACCEPTED:
+        assignment.transition(Assignment.State.IN_PROGRESS)
+        Assignment.objects.filter(pk=assignment.pk, state=Assignment.State.ACCEPTED).update(state=assignment.state)
+
+
+def record_event_batch(assignment, page, body):
+    """Store one flushed batch; the same batch_id again stores nothing. Returns (events stored, created)."""
+    batch = decode(body, schemas.EventBatchIn)
+    if assignment.state not in OPEN_STATES | {Assignment.State.SUBMITTED}:
+        raise Conflict(f"assignment is {assignment.state}; it takes no more events")
+    problems = Problems()
+    kind = assignment.hit.batch.task_kind
+    if kind == TaskKind.IMAGENET:
+        check_events(problems, batch, now_ms(), image_keys=selectors.page_candidates(page))
+    else:
+        groups = selectors.category_groups(page.image.dataset_id)
+        keys = {category["key"] for group in groups for category in group["categories"]}
+        check_events(problems, batch, now_ms(), category_keys=keys, n_groups=len(groups))
+    problems.raise_if_any()
+    raw_events = msgspec.json.decode(body, type=schemas.RawEventBatch).events
+    try:
+        with transaction.atomic():
+            EventBatch.objects.create(
+                assignment=assignment, page=page, client_batch_id=batch.batch_id, seq=batch.seq,
+                events=raw_events, client_sent_at=int(batch.sent_at),
+            )
+            _start_work(assignment)
+    except IntegrityError:
+        stored = EventBatch.objects.filter(assignment=assignment, client_batch_id=batch.batch_id).first()
+        if stored is None:
+            raise
+        return len(stored.events), False
+    return len(raw_events), True
+
+
+def _imagenet_rows(assignment, page, save, problems):
+    """48 ImageNetRecord rows and the review summary (selected, in-class, in-class selected)."""
+    candidates = selectors.page_candidates(page)
+    check_imagenet_records(problems, save.records, page.index, candidates, now_ms())
+    problems.raise_if_any()
+    rows = []
+    n_selected = n_in_class_selected = 0
+    for record in save.records:
+        image_pk, in_class = candidates[record.imageID]
+        n_selected += record.selected
+        n_in_class_selected += record.selected and in_class
+        rows.append(ImageNetRecord(
+            assignment=assignment, page=page, image_id=image_pk, selected=record.selected,
+            selected_record=msgspec.to_builtins(record.selectedRecord),
+            deselected_record=msgspec.to_builtins(record.deselectedRecord),
+            hovered_record=msgspec.to_builtins(record.hoveredRecord),
+            mouse_tracking=msgspec.to_builtins(record.mouseTracking),
+            image_position=msgspec.to_builtins(record.imagePosition),
+            image_width=round(record.imageWidth), image_height=round(record.imageHeight),
+        ))
+    summary = {
+        "n_selected": n_selected,
+        "n_in_class": sum(in_class for _, in_class in candidates.values()),
+        "n_in_class_selected": n_in_class_selected,
+    }
+    return rows, summary
+
+
+def coco_summary(image, final_positions):
+    """Ground-truth categories, correct tags, icons and icons on a mask of their own category."""
+    objects = GroundTruthObject.objects.filter(image=image).values_list("category__key", "bbox", "segmentation")
+    by_key = {}
+    for key, bbox, segmentation in objects:
+        by_key.setdefault(key, []).append((bbox, segmentation))
+    on_mask = 0
+    for key, point in final_positions.items():
+        x, y = point["x"] * image.width, point["y"] * image.height
+        on_mask += any(point_on_object(x, y, segmentation, bbox) for bbox, segmentation in by_key.get(key, ()))
+    return {
+        "n_gt_categories": len(by_key),
+        "n_tagged_correct": len(by_key.keys() & final_positions.keys()),
+        "n_icons": len(final_positions),
+        "n_icons_on_mask": on_mask,
+    }
+
+
+def _coco_rows(assignment, page, save, problems):
+    """One CocoRecord with the replayed final positions, and the review summary."""
+    groups = selectors.category_groups(page.image.dataset_id)
+    keys = {category["key"] for group in groups for category in group["categories"]}
+    final_positions = check_coco_record(problems, save.records, page.index, page.image.key, keys, len(groups))
+    problems.raise_if_any()
+    record = save.records[0]
+    row = CocoRecord(
+        assignment=assignment, page=page, image=page.image,
+        image_width=round(record.imageWidth), image_height=round(record.imageHeight),
+        time_spent=round(record.timeSpent),
+        action_histories=msgspec.to_builtins(record.actionHistories),
+        category_histories=msgspec.to_builtins(record.categoryHistories),
+        mouse_tracking=msgspec.to_builtins(record.mouseTracking),
+        final_positions=final_positions,
+    )
+    return [row], coco_summary(page.image, final_positions)
+
+
+# What differs between the two task kinds: the body's record type and how records become rows and a summary.
+PAGE_KINDS = {
+    TaskKind.IMAGENET: (schemas.ImageNetPageSave, ImageNetRecord, _imagenet_rows),
+    TaskKind.COCO: (schemas.CocoPageSave, CocoRecord, _coco_rows),
+}
+
+
+def save_page(assignment, page, body):
+    """Validate and store a finished page: its records and its summary, all or nothing.
+
+    Returns True when stored, False when this save_id was already stored for this page (a retry).
+    Pages are saved in order; a page saved under another save_id is a conflict.
+    """
+    schema, record_model, build_rows = PAGE_KINDS[assignment.hit.batch.task_kind]
+    save = decode(body, schema)
+    problems = Problems()
+    check_save_envelope(problems, save, now_ms())
+    problems.raise_if_any()
+    rows, summary = build_rows(assignment, page, save, problems)
+    client = msgspec.json.decode(body, type=schemas.RawClient).client
+    with transaction.atomic():
+        state = Assignment.objects.select_for_update().values_list("state", flat=True).get(pk=assignment.pk)
+        saved = selectors.saved_pages(assignment)
+        if page.index in saved:
+            if saved[page.index] == save.save_id:
+                return False
+            raise Conflict(f"page {page.index} is already saved by another save (save_id {saved[page.index]})")
+        if save.save_id in saved.values():
+            raise Conflict(f"save_id {save.save_id} was already used for another page")
+        if state not in OPEN_STATES:
+            raise Conflict(f"assignment is {state}; pages can no longer be saved")
+        unsaved = [index for index in range(page.index) if index not in saved]
+        if unsaved:
+            raise Conflict(f"pages are saved in order: save page {unsaved[0]} before page {page.index}")
+        PageSubmission.objects.create(
+            assignment=assignment, page=page, client_save_id=save.save_id,
+            time_spent_ms=round(save.time_spent), client=client, **summary,
+        )
+        record_model.objects.bulk_create(rows)
+        Event.objects.create(
+            type=Event.Type.PAGE_SAVED, hit_id=assignment.hit_id, assignment=assignment,
+            data={"page": page.index, **summary},
+        )
+        assignment.state = state
+        _start_work(assignment)
+    return True
+
+
+def submit_assignment(assignment, partial=False):
+    """Finish the assignment: state SUBMITTED, completion code, Event SUBMITTED, signal assignment_submitted.
+
+    Every page must be saved, unless partial (the worker chose to hand in early; review judges what is missing).
+    A second submit changes nothing. Returns (assignment, submitted now).
+    """
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+        if locked.state in selectors.FINISHED_STATES:
+            return locked, False
+        if locked.state not in OPEN_STATES:
+            raise Conflict(f"assignment is {locked.state}; it can no longer be submitted")
+        n_pages = selectors.page_count(locked.hit)
+        saved = selectors.saved_pages(locked)
+        if len(saved) < n_pages and not partial:
+            next_page = next(index for index in range(n_pages) if index not in saved)
+            raise Conflict(
+                f"{len(saved)} of {n_pages} pages are saved: save page {next_page} first, "
+                "or submit with partial=true to hand in what is saved"
+            )
+        locked.transition(Assignment.State.SUBMITTED)
+        locked.submitted_at = timezone.now()
+        locked.completion_code = completion_code(locked.uuid)
+        locked.save(update_fields=["state", "submitted_at", "completion_code"])
+        Event.objects.create(
+            type=Event.Type.SUBMITTED, batch=locked.hit.batch, hit=locked.hit, assignment=locked,
+            worker=locked.worker, data={"pages_saved": len(saved), "n_pages": n_pages, "partial": len(saved) < n_pages},
+        )
+        assignment_submitted.send(sender=Assignment, assignment=locked)
+    logger.info("assignment %s submitted with %s of %s pages", locked.pk, len(saved), n_pages)
+    return locked, True

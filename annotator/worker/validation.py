@@ -1,0 +1,245 @@
+"""What the schemas cannot check: ranges, time order, and consistency with the page the worker was shown.
+
+Every problem is reported with its field path and why, e.g. "records[4].selectedRecord[1].x: 1.7 is outside
+[0, 1]"; the caller raises them as one 400 and writes nothing.
+"""
+import re
+
+import msgspec
+from rest_framework.exceptions import ValidationError
+
+from annotator.replay import ReplayError, replay_actions
+from annotator.worker import schemas
+
+DAY_MS = 24 * 3600 * 1000
+MAX_DISPLAY_PX = 100_000
+MAX_REPORTED_PROBLEMS = 20
+
+_MSGSPEC_PATH = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+class Problems:
+    """Collects field-path errors; raise_if_any() turns them into one DRF ValidationError (the error shape)."""
+
+    def __init__(self):
+        self.fields = {}
+
+    def add(self, path, why):
+        if len(self.fields) < MAX_REPORTED_PROBLEMS:
+            self.fields.setdefault(path, []).append(why)
+
+    def raise_if_any(self):
+        if self.fields:
+            raise ValidationError(self.fields)
+
+
+def decode(body, schema):
+    """msgspec-decode a body; a shape error becomes a 400 naming the field path msgspec reports."""
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError as exc:
+        match = _MSGSPEC_PATH.match(str(exc))
+        path = (match.group("path") or "").lstrip(".") or "body"
+        raise ValidationError({path: [match.group("why")]}) from None
+    except msgspec.DecodeError as exc:
+        raise ValidationError({"body": [str(exc)]}) from None
+
+
+def check_fraction(problems, path, value):
+    if not 0 <= value <= 1:
+        problems.add(path, f"{value} is outside [0, 1]")
+
+
+def check_epoch_ms(problems, path, value, now_ms):
+    if abs(value - now_ms) > DAY_MS:
+        problems.add(path, f"{value} is more than a day away from the server clock (epoch ms expected)")
+
+
+def check_page_ms(problems, path, value):
+    if not 0 <= value <= DAY_MS:
+        problems.add(path, f"{value} is outside [0, 24 h] in ms since the page was shown")
+
+
+def check_display_size(problems, path, value):
+    if not 0 < value <= MAX_DISPLAY_PX:
+        problems.add(path, f"{value} is not a displayed size in px (0 < size <= {MAX_DISPLAY_PX})")
+
+
+def check_series(problems, path, items, time_field, now_ms=None, fractions=True):
+    """A list of samples: coordinates are fractions (when fractions), times plausible and never going back."""
+    previous = None
+    for i, item in enumerate(items):
+        if fractions:
+            check_fraction(problems, f"{path}[{i}].x", item.x)
+            check_fraction(problems, f"{path}[{i}].y", item.y)
+        time = getattr(item, time_field)
+        if now_ms is None:
+            check_page_ms(problems, f"{path}[{i}].{time_field}", time)
+        else:
+            check_epoch_ms(problems, f"{path}[{i}].{time_field}", time, now_ms)
+        if previous is not None and time < previous:
+            problems.add(f"{path}[{i}].{time_field}", f"{time} is earlier than the previous sample's {previous}")
+        previous = time
+
+
+def check_save_envelope(problems, save, now_ms):
+    check_epoch_ms(problems, "started_at", save.started_at, now_ms)
+    if not 0 <= save.time_spent <= DAY_MS:
+        problems.add("time_spent", f"{save.time_spent} is outside [0, 24 h] in ms")
+    client = save.client
+    if client.viewport is not None:
+        check_display_size(problems, "client.viewport.w", client.viewport.w)
+        check_display_size(problems, "client.viewport.h", client.viewport.h)
+    if client.dpr is not None and not 0 < client.dpr <= 16:
+        problems.add("client.dpr", f"{client.dpr} is not a device pixel ratio (0 < dpr <= 16)")
+    check_series(problems, "client.scroll", client.scroll, "time", now_ms, fractions=False)
+    check_series(problems, "client.visibility", client.visibility, "time", now_ms, fractions=False)
+
+
+def check_imagenet_records(problems, records, page_index, candidates, now_ms):
+    """records: ImageNetRecordIn list; candidates: the page's image keys. One record per candidate, each valid."""
+    first_seen = {}
+    for i, record in enumerate(records):
+        path = f"records[{i}]"
+        if record.imageID not in candidates:
+            problems.add(f"{path}.imageID", f"page {page_index}: image {record.imageID} is not on this page")
+        elif record.imageID in first_seen:
+            problems.add(
+                f"{path}.imageID", f"image {record.imageID} is already in records[{first_seen[record.imageID]}]"
+            )
+        else:
+            first_seen[record.imageID] = i
+        check_display_size(problems, f"{path}.imageWidth", record.imageWidth)
+        check_display_size(problems, f"{path}.imageHeight", record.imageHeight)
+        check_series(problems, f"{path}.selectedRecord", record.selectedRecord, "time", now_ms)
+        check_series(problems, f"{path}.deselectedRecord", record.deselectedRecord, "time", now_ms)
+        check_series(problems, f"{path}.hoveredRecord", record.hoveredRecord, "time", now_ms, fractions=False)
+        check_series(problems, f"{path}.mouseTracking", record.mouseTracking, "time", now_ms)
+        check_selection(problems, path, record)
+    missing = [key for key in candidates if key not in first_seen]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        problems.add("records", f"page {page_index}: {len(missing)} candidate(s) have no record: {shown}")
+
+
+def check_selection(problems, path, record):
+    """Clicks toggle: selecting and deselecting clicks alternate, starting with a selecting one."""
+    selecting, deselecting = record.selectedRecord, record.deselectedRecord
+    if len(selecting) not in (len(deselecting), len(deselecting) + 1):
+        problems.add(
+            f"{path}.deselectedRecord",
+            f"{len(selecting)} selecting and {len(deselecting)} deselecting clicks cannot alternate",
+        )
+        return
+    for k, click in enumerate(deselecting):
+        if click.time < selecting[k].time:
+            problems.add(
+                f"{path}.deselectedRecord[{k}].time",
+                f"deselecting click at {click.time} comes before the selecting click at {selecting[k].time}",
+            )
+        elif k + 1 < len(selecting) and selecting[k + 1].time < click.time:
+            problems.add(
+                f"{path}.selectedRecord[{k + 1}].time",
+                f"selecting click at {selecting[k + 1].time} comes before the deselecting click at {click.time}",
+            )
+    ends_selected = len(selecting) == len(deselecting) + 1
+    if record.selected != ends_selected:
+        problems.add(
+            f"{path}.selected",
+            f"{str(record.selected).lower()}, but {len(selecting)} selecting and {len(deselecting)} deselecting "
+            f"clicks leave the image {'selected' if ends_selected else 'unselected'}",
+        )
+
+
+def check_icon_action(problems, path, action, category_keys):
+    if action.iconType not in category_keys:
+        problems.add(f"{path}.iconType", f"unknown category {action.iconType}")
+    for name in ("pointFrom", "pointTo"):
+        point = getattr(action, name)
+        if point:
+            check_fraction(problems, f"{path}.{name}.x", point.x)
+            check_fraction(problems, f"{path}.{name}.y", point.y)
+    check_page_ms(problems, f"{path}.timeAt", action.timeAt)
+
+
+def check_coco_record(problems, records, page_index, image_key, category_keys, n_groups):
+    """The page's single record; returns the replayed final positions (None when the record is invalid)."""
+    if len(records) != 1:
+        problems.add("records", f"a COCO-style page has exactly one record, got {len(records)}")
+        return None
+    record, path = records[0], "records[0]"
+    if str(record.image_id) != image_key:
+        problems.add(f"{path}.image_id", f"page {page_index} shows image {image_key}, not {record.image_id}")
+    check_display_size(problems, f"{path}.imageWidth", record.imageWidth)
+    check_display_size(problems, f"{path}.imageHeight", record.imageHeight)
+    if not 0 <= record.timeSpent <= DAY_MS:
+        problems.add(f"{path}.timeSpent", f"{record.timeSpent} is outside [0, 24 h] in ms")
+    previous = None
+    for i, action in enumerate(record.actionHistories):
+        check_icon_action(problems, f"{path}.actionHistories[{i}]", action, category_keys)
+        if previous is not None and action.timeAt < previous:
+            problems.add(f"{path}.actionHistories[{i}].timeAt", f"{action.timeAt} is earlier than {previous}")
+        previous = action.timeAt
+    browsed = set()
+    previous = None
+    for i, visit in enumerate(record.categoryHistories):
+        if not 0 <= visit.categoryIndex < n_groups:
+            problems.add(
+                f"{path}.categoryHistories[{i}].categoryIndex",
+                f"{visit.categoryIndex} is not a group index (0..{n_groups - 1})",
+            )
+        browsed.add(visit.categoryIndex)
+        check_page_ms(problems, f"{path}.categoryHistories[{i}].timeAt", visit.timeAt)
+        if previous is not None and visit.timeAt < previous:
+            problems.add(f"{path}.categoryHistories[{i}].timeAt", f"{visit.timeAt} is earlier than {previous}")
+        previous = visit.timeAt
+    unbrowsed = [str(index) for index in range(n_groups) if index not in browsed]
+    if unbrowsed:
+        problems.add(
+            f"{path}.categoryHistories",
+            f"group(s) {', '.join(unbrowsed)} of {n_groups} were never browsed; browse every group before saving",
+        )
+    check_series(problems, f"{path}.mouseTracking", record.mouseTracking, "timeAt")
+    if problems.fields:
+        return None
+    try:
+        return replay_actions(msgspec.to_builtins(record.actionHistories))
+    except ReplayError as exc:
+        problems.add(f"{path}.actionHistories[{exc.index}]", str(exc))
+        return None
+
+
+def check_events(problems, batch, now_ms, image_keys=None, category_keys=None, n_groups=None):
+    """Flushed events: image ids on this page, known categories and groups, fractions, plausible times.
+
+    image_keys / category_keys are None on pages of the other kind: then events that need them are refused.
+    """
+    check_epoch_ms(problems, "sent_at", batch.sent_at, now_ms)
+    for i, event in enumerate(batch.events):
+        path = f"events[{i}]"
+        image_id = getattr(event, "image_id", None)
+        if image_id is not None:
+            if image_keys is None:
+                problems.add(f"{path}.type", f"{event.__struct_config__.tag} events belong to ImageNet-style pages")
+            elif image_id not in image_keys:
+                problems.add(f"{path}.image_id", f"image {image_id} is not on this page")
+        if isinstance(event, (schemas.ClickEvent, schemas.MoveEvent, schemas.TrackEvent)):
+            check_fraction(problems, f"{path}.x", event.x)
+            check_fraction(problems, f"{path}.y", event.y)
+        if isinstance(event, schemas.ActionEvent):
+            if category_keys is None:
+                problems.add(f"{path}.type", "action events belong to COCO-style pages")
+            else:
+                check_icon_action(problems, path, event, category_keys)
+        elif isinstance(event, schemas.CategoryEvent):
+            if n_groups is None:
+                problems.add(f"{path}.type", "category events belong to COCO-style pages")
+            elif not 0 <= event.categoryIndex < n_groups:
+                problems.add(
+                    f"{path}.categoryIndex", f"{event.categoryIndex} is not a group index (0..{n_groups - 1})"
+                )
+        if hasattr(event, "timeAt"):
+            if not isinstance(event, schemas.ActionEvent):
+                check_page_ms(problems, f"{path}.timeAt", event.timeAt)
+        else:
+            check_epoch_ms(problems, f"{path}.time", event.time, now_ms)

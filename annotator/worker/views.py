@@ -1,0 +1,229 @@
+"""The worker path over HTTP: the task entry page and one API view per operation (docs/worker-api.md)."""
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotator.models import Category, Hit, Provider
+from annotator.worker import schemas, selectors, services
+from annotator.worker.authentication import (
+    AssignmentRateThrottle,
+    AssignmentTokenAuthentication,
+    HasAssignmentToken,
+)
+from annotator.worker.icons import icon_svg
+from annotator.worker.tokens import make_token
+from annotator.worker.validation import decode
+
+MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
+LINK_DEFAULT_PARAMS = {"worker": "workerId", "assignment": "assignmentId"}
+
+
+def frame_headers(response):
+    """Only our own pages and the configured crowd-market origins may frame the worker pages."""
+    ancestors = " ".join(["'self'", *settings.WORKER_FRAME_ANCESTORS])
+    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    return response
+
+
+def entry_params(batch, query):
+    """(worker id, market assignment id, turkSubmitTo) from the task URL; worker id "" means preview."""
+    if batch.provider == Provider.MTURK:
+        names = MTURK_PARAMS
+    else:
+        names = {**LINK_DEFAULT_PARAMS, **batch.provider_config.get("params", {})}
+    worker_id = query.get(names["worker"], "").strip()
+    assignment_id = query.get(names["assignment"], "").strip()
+    if assignment_id == MTURK_PREVIEW_ASSIGNMENT:
+        worker_id = ""
+    turk_submit_to = query.get("turkSubmitTo", "").strip() if batch.provider == Provider.MTURK else ""
+    return worker_id[:200], assignment_id[:100], turk_submit_to[:200]
+
+
+@never_cache
+@xframe_options_exempt
+@require_GET
+def task_entry(request, hit_id):
+    """The task page: preview (records nothing) or the worker's own assignment with its token."""
+    hit = get_object_or_404(Hit.objects.select_related("batch__dataset"), pk=hit_id)
+    batch = hit.batch
+    worker_id, assignment_id, turk_submit_to = entry_params(batch, request.GET)
+    bootstrap = {
+        "token": None,
+        "api": reverse("worker-assignment").rsplit("/", 1)[0],
+        "kind": batch.task_kind,
+        "variant": batch.interface_variant,
+        "n_pages": selectors.page_count(hit),
+        "preview": not worker_id,
+        "market_assignment_id": assignment_id or None,
+    }
+    example_page = None
+    if worker_id:
+        try:
+            assignment = services.accept_assignment(hit, worker_id, assignment_id, turk_submit_to)
+        except services.TaskRefused as refusal:
+            context = {"title": refusal.title, "message": refusal.message}
+            return frame_headers(render(request, "annotator/worker/refused.html", context, status=refusal.status))
+        bootstrap.update(token=make_token(assignment), variant=assignment.interface_variant)
+    else:
+        first_page = selectors.page_of(hit, 0)
+        example_page = selectors.page_content(first_page, batch.task_kind) if first_page else None
+    context = {
+        "bootstrap": bootstrap,
+        "preview": bootstrap["preview"],
+        "batch": batch,
+        "hit": hit,
+        "kind": batch.task_kind,
+        "variant": bootstrap["variant"],
+        "example_page": example_page,
+    }
+    return frame_headers(render(request, "annotator/worker/task.html", context))
+
+
+@require_GET
+def category_icon(request, category_id):
+    category = get_object_or_404(Category, pk=category_id)
+    response = HttpResponse(icon_svg(category), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def read_body(request):
+    """The raw body, refused with 413 from Content-Length before reading, and never read past the limit."""
+    limit = settings.WORKER_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    return body
+
+
+class WorkerAPIView(APIView):
+    """Token-authenticated (no cookies, no CSRF), throttled per assignment, bodies read raw for msgspec."""
+
+    authentication_classes = [AssignmentTokenAuthentication]
+    permission_classes = [HasAssignmentToken]
+    throttle_classes = [AssignmentRateThrottle]
+    throttle_scope = "worker"
+    parser_classes = []
+
+    def dispatch(self, request, *args, **kwargs):
+        if "index" in kwargs:
+            kwargs["index"] = int(kwargs["index"])  # the URL's regex allows only digits
+        return super().dispatch(request, *args, **kwargs)
+
+    def page(self, index):
+        assignment = self.request.auth
+        page = selectors.page_of(assignment.hit, index)
+        if page is None:
+            raise NotFound(f"page {index} is not in this HIT (it has {selectors.page_count(assignment.hit)} pages)")
+        return page
+
+
+ERROR = inline_serializer("WorkerError", {"error": serializers.DictField()})
+
+
+class AssignmentView(WorkerAPIView):
+    @extend_schema(
+        operation_id="worker_assignment",
+        responses={200: inline_serializer("WorkerAssignment", {
+            "assignment_id": serializers.UUIDField(),
+            "kind": serializers.CharField(),
+            "variant": serializers.CharField(),
+            "n_pages": serializers.IntegerField(),
+            "completed_pages": serializers.ListField(child=serializers.IntegerField()),
+            "current_page": serializers.IntegerField(allow_null=True),
+            "finished": serializers.BooleanField(),
+            "completion_code": serializers.CharField(allow_null=True),
+        }), 403: ERROR},
+    )
+    def get(self, request):
+        return Response(selectors.assignment_progress(request.auth))
+
+
+class PageView(WorkerAPIView):
+    @extend_schema(operation_id="worker_page", responses={200: OpenApiTypes.OBJECT, 403: ERROR, 404: ERROR})
+    def get(self, request, index):
+        page = self.page(index)
+        assignment = request.auth
+        content = selectors.page_content(page, assignment.hit.batch.task_kind)
+        content["saved"] = index in selectors.saved_pages(assignment)
+        content["resume"] = {"events": selectors.resume_events(assignment, page)}
+        return Response(content)
+
+
+class PageEventsView(WorkerAPIView):
+    @extend_schema(
+        operation_id="worker_page_events",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            201: inline_serializer("WorkerEventsStored", {"stored": serializers.IntegerField()}),
+            200: inline_serializer("WorkerEventsAlreadyStored", {"stored": serializers.IntegerField()}),
+            400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
+        },
+    )
+    def post(self, request, index):
+        body = read_body(request)
+        page = self.page(index)
+        stored, created = services.record_event_batch(request.auth, page, body)
+        return Response({"stored": stored}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class PageSaveView(WorkerAPIView):
+    @extend_schema(
+        operation_id="worker_page_save",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            201: inline_serializer("WorkerPageSaved", {
+                "saved": serializers.BooleanField(), "next_page": serializers.IntegerField(allow_null=True),
+            }),
+            400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
+        },
+    )
+    def post(self, request, index):
+        body = read_body(request)
+        page = self.page(index)
+        created = services.save_page(request.auth, page, body)
+        n_pages = selectors.page_count(request.auth.hit)
+        next_page = index + 1 if index + 1 < n_pages else None
+        return Response(
+            {"saved": True, "next_page": next_page}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class SubmitView(WorkerAPIView):
+    @extend_schema(
+        operation_id="worker_submit",
+        request=inline_serializer("WorkerSubmit", {"partial": serializers.BooleanField(required=False)}),
+        responses={200: inline_serializer("WorkerSubmitted", {
+            "completion_code": serializers.CharField(),
+            "turk_submit_to": serializers.URLField(allow_null=True),
+            "redirect_url": serializers.URLField(allow_null=True),
+            "market_assignment_id": serializers.CharField(),
+        }), 403: ERROR, 409: ERROR, 413: ERROR},
+    )
+    def post(self, request):
+        body = read_body(request)
+        submit = decode(body or b"{}", schemas.SubmitIn)
+        assignment, _ = services.submit_assignment(request.auth, partial=submit.partial)
+        return Response(selectors.submit_answer(assignment))
