@@ -1,8 +1,9 @@
 """The `link` provider: any market that sends workers to a URL (Prolific, in-house lists, mailing lists).
 
 Each HIT has a task URL `<PUBLIC_BASE_URL>/task/<hit id>/?<params>`; the query parameter names come from
-`batch.provider_config["params"]` (a preset name or a dict). At the end the worker gets the completion code
-issued by the worker API's submit and, when `provider_config["completion_url"]` is set, is redirected there.
+`batch.provider_config["params"]` ({role: name}, see PARAM_PRESETS). At the end the worker gets the completion
+code issued by the worker API's submit and, when `provider_config["completion_url"]` is set, is redirected
+there (`{completion_code}` in that URL is replaced by the code).
 Decisions and bonuses stay in our database (assignment state, BONUSED events) and leave as a CSV
 (`export_decisions`) that the market ingests.
 """
@@ -21,7 +22,7 @@ from .base import CrowdProvider, SyncResult, cap_feedback
 
 logger = logging.getLogger(__name__)
 
-# Role -> query parameter name. "worker" and "assignment" are required; other roles are kept with the assignment.
+# Role -> query parameter name; the worker page reads "worker" and "assignment" (annotator.worker.views).
 PARAM_PRESETS = {
     "generic": {"worker": "workerId", "assignment": "assignmentId"},
     "prolific": {"worker": "PROLIFIC_PID", "study": "STUDY_ID", "assignment": "SESSION_ID"},
@@ -29,7 +30,6 @@ PARAM_PRESETS = {
 DEFAULT_PRESET = "generic"
 # How each preset writes a placeholder the market fills in (Prolific's own syntax; ours for in-house lists).
 PLACEHOLDER_FORMATS = {"prolific": "{{%%%s%%}}", "generic": "{%s}"}
-REQUIRED_ROLES = ("worker", "assignment")
 
 DECISION_CSV_COLUMNS = [
     "worker_id", "assignment_id", "hit", "decision", "feedback", "bonus", "completion_code",
@@ -38,20 +38,17 @@ DECISION_CSV_COLUMNS = [
 
 
 def resolve_params(provider_config):
-    """The {role: parameter name} mapping of a batch's provider_config; raises ValidationError naming the problem."""
-    params = (provider_config or {}).get("params", DEFAULT_PRESET)
-    if isinstance(params, str):
-        if params not in PARAM_PRESETS:
-            raise ValidationError(
-                {"provider_config.params": f"unknown preset {params!r}; choose one of {', '.join(PARAM_PRESETS)}"}
-            )
-        return dict(PARAM_PRESETS[params])
+    """The {role: parameter name} mapping of a batch: the generic names overridden by provider_config["params"]."""
+    params = (provider_config or {}).get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, str) and v for v in params.values()):
-        raise ValidationError({"provider_config.params": "must be a preset name or a {role: parameter name} object"})
-    missing = [role for role in REQUIRED_ROLES if role not in params]
-    if missing:
-        raise ValidationError({"provider_config.params": f"missing the parameter name for {', '.join(missing)}"})
-    return dict(params)
+        raise ValidationError({
+            "provider_config.params": "must be a {role: parameter name} object, e.g. "
+            f"{PARAM_PRESETS['prolific']} (publish --params prolific stores that preset)"
+        })
+    merged = dict(params)
+    for role, name in PARAM_PRESETS[DEFAULT_PRESET].items():
+        merged.setdefault(role, name)
+    return merged
 
 
 def preset_of(params):

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from annotator.models import Assignment, Batch, Event, Hit
 from annotator.providers import services
-from annotator.providers.link import LinkProvider
+from annotator.providers.link import PARAM_PRESETS, LinkProvider
 from tests.factories import AssignmentFactory, BatchFactory, HitFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def test_generic_task_url_carries_worker_and_assignment_parameters():
 
 
 def test_prolific_preset_prints_prolific_placeholders():
-    hit = HitFactory(batch=BatchFactory(provider_config={"params": "prolific"}))
+    hit = HitFactory(batch=BatchFactory(provider_config={"params": PARAM_PRESETS["prolific"]}))
     assert LinkProvider().task_url(hit) == (
         f"https://annotate.example.org/task/{hit.pk}/"
         "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
@@ -63,9 +63,9 @@ def test_publish_explains_what_is_wrong():
     empty = BatchFactory()
     with pytest.raises(CommandError, match="no HITs"):
         call_command("publish", empty.name)
-    odd = BatchFactory(provider_config={"params": {"worker": "pid"}})
+    odd = BatchFactory(provider_config={"params": "prolific"})
     HitFactory(batch=odd)
-    with pytest.raises(CommandError, match="assignment"):
+    with pytest.raises(CommandError, match="params"):
         call_command("publish", odd.name)
     assert not Hit.objects.filter(status=Hit.Status.PUBLISHED).exists()
 
