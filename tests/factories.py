@@ -132,14 +132,14 @@ class CocoRecordFactory(factory.django.DjangoModelFactory):
 def make_imagenet_hit(n_pages=10, items_per_page=48, n_in_class=36, **batch_fields):
     """An ImageNet-style HIT: page p shows class p with n_in_class of its own images first, then other images.
 
-    Rows are bulk-created (no image files are written); the batch is published.
+    Rows are bulk-created (no image files are written); the batch is published unless batch_fields say otherwise.
     """
     dataset = DatasetFactory(kind=models.TaskKind.IMAGENET)
     categories = [CategoryFactory(dataset=dataset, index=i) for i in range(n_pages + 1)]
     other = categories[-1]
     batch = BatchFactory(
-        dataset=dataset, status=models.Batch.Status.PUBLISHED, pages_per_hit=n_pages,
-        items_per_page=items_per_page, **batch_fields,
+        dataset=dataset, pages_per_hit=n_pages, items_per_page=items_per_page,
+        **{"status": models.Batch.Status.PUBLISHED, **batch_fields},
     )
     hit = HitFactory(batch=batch, status=models.Hit.Status.PUBLISHED)
     images, pages = [], []
@@ -187,8 +187,8 @@ def make_coco_hit(n_pages=2, **batch_fields):
         for i, (key, name, group) in enumerate(COCO_TEST_CATEGORIES)
     }
     batch = BatchFactory(
-        dataset=dataset, status=models.Batch.Status.PUBLISHED, pages_per_hit=n_pages, items_per_page=1,
-        **batch_fields,
+        dataset=dataset, pages_per_hit=n_pages, items_per_page=1,
+        **{"status": models.Batch.Status.PUBLISHED, **batch_fields},
     )
     hit = HitFactory(batch=batch, status=models.Hit.Status.PUBLISHED)
     for p in range(n_pages):

@@ -1,0 +1,146 @@
+"""The task entry page: preview, accept and resume, refusals, frame headers; for MTurk and the link provider."""
+import json
+import re
+
+import pytest
+
+from annotator import models
+from annotator.worker.tokens import assignment_uuid_from_token
+from tests.factories import WorkerFactory, make_coco_hit, make_imagenet_hit
+
+pytestmark = pytest.mark.django_db
+
+
+def bootstrap_of(response):
+    match = re.search(rb'<script id="task-bootstrap" type="application/json">(.*?)</script>', response.content, re.S)
+    assert match, response.content[:500]
+    return json.loads(match.group(1))
+
+
+def audit_types():
+    return list(models.Event.objects.order_by("pk").values_list("type", flat=True))
+
+
+@pytest.fixture
+def mturk_hit(db):
+    return make_imagenet_hit(n_pages=2, provider=models.Provider.MTURK)
+
+
+@pytest.mark.parametrize("query", [
+    "?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1&workerId=AW1&turkSubmitTo=https://workersandbox.mturk.com",
+    "?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1",
+    "",
+])
+def test_preview_shows_an_example_and_records_nothing(client, mturk_hit, query):
+    response = client.get(f"/task/{mturk_hit.pk}/{query}")
+    assert response.status_code == 200
+    bootstrap = bootstrap_of(response)
+    assert bootstrap["preview"] is True and bootstrap["token"] is None
+    assert bootstrap["kind"] == "imagenet" and bootstrap["n_pages"] == 2 and bootstrap["api"] == "/api/worker"
+    assert response.context["example_page"]["category"]["key"] == mturk_hit.pages.get(index=0).category.key
+    assert len(response.context["example_page"]["items"]) == 48
+    assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
+    assert not models.Event.objects.exists()
+    assert not response.cookies
+
+
+def test_mturk_accept_creates_the_assignment_and_a_reload_resumes_it(client, mturk_hit):
+    url = (f"/task/{mturk_hit.pk}/?assignmentId=3AMYW&hitId=3HIT&workerId=AWORKER1"
+           "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+    response = client.get(url)
+    assert response.status_code == 200
+    bootstrap = bootstrap_of(response)
+    assert bootstrap["preview"] is False and bootstrap["market_assignment_id"] == "3AMYW"
+    assignment = models.Assignment.objects.get()
+    assert assignment_uuid_from_token(bootstrap["token"]) == assignment.uuid
+    assert assignment.worker.provider == "mturk" and assignment.worker.external_id == "AWORKER1"
+    assert assignment.external_id == "3AMYW" and assignment.turk_submit_to == "https://workersandbox.mturk.com"
+    assert assignment.state == models.Assignment.State.ACCEPTED
+    again = client.get(url)
+    assert assignment_uuid_from_token(bootstrap_of(again)["token"]) == assignment.uuid
+    assert models.Assignment.objects.count() == 1 and models.Worker.objects.count() == 1
+    assert audit_types() == ["accepted", "resumed"]
+    assert not response.cookies
+
+
+def test_frame_headers_allow_only_the_configured_markets(client, mturk_hit, settings):
+    settings.WORKER_FRAME_ANCESTORS = ["https://worker.mturk.com", "https://market.example"]
+    for query in ["", "?assignmentId=A&workerId=W"]:
+        response = client.get(f"/task/{mturk_hit.pk}/{query}")
+        assert response["Content-Security-Policy"] == (
+            "frame-ancestors 'self' https://worker.mturk.com https://market.example"
+        )
+        assert "X-Frame-Options" not in response
+        assert "no-store" in response["Cache-Control"]
+
+
+def test_link_provider_reads_the_batch_parameter_names(client, db):
+    hit = make_coco_hit(
+        n_pages=1, provider_config={"params": {"worker": "PROLIFIC_PID", "study": "STUDY_ID", "assignment": "SESSION_ID"}}
+    )
+    preview = client.get(f"/task/{hit.pk}/?workerId=ignored")
+    assert bootstrap_of(preview)["preview"] is True and not models.Assignment.objects.exists()
+    assert [g["name"] for g in preview.context["example_page"]["groups"]] == ["person", "vehicle", "animal"]
+    response = client.get(f"/task/{hit.pk}/?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=SESS9")
+    assert bootstrap_of(response)["kind"] == "coco"
+    assignment = models.Assignment.objects.get()
+    assert (assignment.worker.provider, assignment.worker.external_id, assignment.external_id) == ("link", "P123", "SESS9")
+    assert assignment.worker.hashed_id and assignment.worker.hashed_id != "P123"
+
+
+def test_variant_is_recorded_with_the_assignment(client, db):
+    hit = make_imagenet_hit(n_pages=1, interface_variant=models.Batch.Variant.RED_DOT)
+    response = client.get(f"/task/{hit.pk}/?workerId=W1")
+    assert bootstrap_of(response)["variant"] == "red_dot"
+    assert models.Assignment.objects.get().interface_variant == "red_dot"
+
+
+def test_blocked_worker_gets_a_clear_page(client, db):
+    hit = make_imagenet_hit(n_pages=1)
+    WorkerFactory(provider="link", external_id="BAD", blocked=True)
+    response = client.get(f"/task/{hit.pk}/?workerId=BAD")
+    assert response.status_code == 403
+    assert b"You cannot take this task" in response.content
+    assert "task-bootstrap" not in response.content.decode()
+    assert not models.Assignment.objects.exists()
+    assert response["Content-Security-Policy"].startswith("frame-ancestors 'self'")
+
+
+def test_worker_over_the_batch_limit_is_refused(client, db):
+    first = make_imagenet_hit(n_pages=1, max_hits_per_worker=1)
+    second = models.Hit.objects.create(batch=first.batch, index=99, status=models.Hit.Status.PUBLISHED)
+    assert client.get(f"/task/{first.pk}/?workerId=W1").status_code == 200
+    response = client.get(f"/task/{second.pk}/?workerId=W1")
+    assert response.status_code == 403
+    assert b"at most 1 of these tasks" in response.content
+    assert models.Assignment.objects.count() == 1
+    assert client.get(f"/task/{second.pk}/?workerId=W2").status_code == 200
+
+
+def test_full_hit_is_refused(client, db):
+    hit = make_imagenet_hit(n_pages=1)
+    assert client.get(f"/task/{hit.pk}/?workerId=W1").status_code == 200
+    response = client.get(f"/task/{hit.pk}/?workerId=W2")
+    assert response.status_code == 409 and b"Every place on this task is taken" in response.content
+    models.Assignment.objects.update(state=models.Assignment.State.RETURNED)
+    assert client.get(f"/task/{hit.pk}/?workerId=W2").status_code == 200
+
+
+def test_closed_batch_is_refused(client, db):
+    hit = make_imagenet_hit(n_pages=1, status=models.Batch.Status.CLOSED)
+    response = client.get(f"/task/{hit.pk}/?workerId=W1")
+    assert response.status_code == 409 and b"This task is closed" in response.content
+
+
+def test_reviewed_work_cannot_be_taken_again_but_submitted_work_shows_its_code(client, db):
+    hit = make_imagenet_hit(n_pages=1)
+    client.get(f"/task/{hit.pk}/?workerId=W1")
+    models.Assignment.objects.update(state=models.Assignment.State.SUBMITTED)
+    assert client.get(f"/task/{hit.pk}/?workerId=W1").status_code == 200
+    models.Assignment.objects.update(state=models.Assignment.State.APPROVED)
+    response = client.get(f"/task/{hit.pk}/?workerId=W1")
+    assert response.status_code == 409 and b"You have already done this task" in response.content
+
+
+def test_unknown_hit_is_404(client, db):
+    assert client.get("/task/999999/?workerId=W1").status_code == 404
