@@ -1,15 +1,25 @@
-"""Writes for exports: stream a batch's byproducts in one format to a file, a storage, or as an ExportJob."""
+"""Writes for byproduct datasets: exports (to a file, a storage, or as an ExportJob) and imports of the published
+ImageNet-AB / COCO-AB files as an imported, approved batch."""
 import gzip
+import itertools
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
-from annotator.models import Category, ExportJob, TaskKind
+from annotator.models import (
+    Assignment, Batch, Category, CocoRecord, ExportJob, Hit, HitPage, Image, ImageNetRecord, Provider, TaskKind,
+    Worker,
+)
+from annotator.replay import replay_actions
 
 from . import coco_ab, imagenet_ab, jsonl, selectors
 from .anonymise import WorkerAnonymiser
@@ -149,3 +159,205 @@ def run_export_job(job_id):
     job.save(update_fields=["file", "status", "progress", "record_count", "finished_at"])
     logger.info("export job %s wrote %d records to %s", job.pk, count, name)
     return job
+
+
+class ImportFailed(ValueError):
+    """The file cannot be imported as a whole; nothing was written. The message names the record and field."""
+
+
+@dataclass
+class ImportResult:
+    batch: Batch
+    records: int = 0
+    unmatched_records: int = 0
+    unmatched_examples: list = field(default_factory=list)
+    duplicate_records: int = 0
+
+    def note_unmatched(self, image_ref, count):
+        self.unmatched_records += count
+        if len(self.unmatched_examples) < UNMATCHED_EXAMPLES:
+            self.unmatched_examples.append(image_ref)
+
+
+UNMATCHED_EXAMPLES = 10
+IMPORT_CHUNK = 1000
+IMPORTED_WORKER_PREFIX = "ab-import:"
+
+
+class _ImportedBatch:
+    """Creates, once each, the workers, HITs, pages and approved assignments that imported records hang on."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.now = timezone.now()
+        self.workers = {}
+        self.hits = {}
+        self.pages = {}
+        self.assignments = {}
+
+    def worker_id(self, exported_worker_id):
+        if exported_worker_id not in self.workers:
+            worker, _ = Worker.objects.get_or_create(
+                provider=Provider.LINK, external_id=f"{IMPORTED_WORKER_PREFIX}{exported_worker_id}"
+            )
+            self.workers[exported_worker_id] = worker.pk
+        return self.workers[exported_worker_id]
+
+    def hit_id(self, hit_key):
+        if hit_key not in self.hits:
+            hit = Hit.objects.create(
+                batch=self.batch, index=len(self.hits), external_id=hit_key[:100], status=Hit.Status.COMPLETED
+            )
+            self.hits[hit_key] = hit.pk
+        return self.hits[hit_key]
+
+    def page_id(self, hit_key, page_index, category_id=None, image_id=None):
+        key = (hit_key, page_index)
+        if key not in self.pages:
+            page = HitPage.objects.create(
+                hit_id=self.hit_id(hit_key), index=page_index, category_id=category_id, image_id=image_id
+            )
+            self.pages[key] = page.pk
+        return self.pages[key]
+
+    def assignment_id(self, hit_key, exported_worker_id, external_id):
+        key = (hit_key, exported_worker_id)
+        if key not in self.assignments:
+            assignment = Assignment.objects.create(
+                hit_id=self.hit_id(hit_key), worker_id=self.worker_id(exported_worker_id),
+                external_id=external_id[:100], state=Assignment.State.APPROVED,
+                decision_source=Assignment.DecisionSource.ADMIN, submitted_at=self.now, reviewed_at=self.now,
+                review={"imported": True},
+            )
+            self.assignments[key] = assignment.pk
+        return self.assignments[key]
+
+
+def _create_import_batch(dataset, kind, batch_name, export_format, source):
+    if dataset.kind != kind:
+        raise ImportFailed(f"{export_format} byproducts need a {kind}-style dataset; {dataset.name} is {dataset.kind}")
+    batch_name = batch_name or slugify(f"{dataset.name}-{export_format}-import")[:100]
+    if Batch.objects.filter(name=batch_name).exists():
+        raise ImportFailed(f"batch {batch_name} already exists: choose another name with --batch")
+    return Batch.objects.create(
+        name=batch_name, dataset=dataset, task_kind=kind, round=0, provider=Provider.LINK,
+        status=Batch.Status.CLOSED, provider_config={"imported": True, "format": export_format, "source": source},
+    )
+
+
+def _chunks(iterable, size):
+    iterator = iter(iterable)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=None):
+    """Attach a published ImageNet-AB tarball to `dataset` as an imported, approved batch (all or nothing)."""
+    with transaction.atomic():
+        batch = _create_import_batch(dataset, TaskKind.IMAGENET, batch_name, ExportJob.Format.IMAGENET_AB, source)
+        result = ImportResult(batch=batch)
+        imported = _ImportedBatch(batch)
+        try:
+            for annotations in _chunks(imagenet_ab.read_tar(fileobj), IMPORT_CHUNK):
+                images = dict(
+                    Image.objects.filter(dataset=dataset, key__in=[a.stem for a in annotations])
+                    .values_list("key", "pk")
+                )
+                labels = dict(Image.objects.filter(pk__in=images.values()).values_list("pk", "label_id"))
+                records = []
+                for annotation in annotations:
+                    image_pk = images.get(annotation.stem)
+                    if image_pk is None:
+                        result.note_unmatched(annotation.stem, len(annotation.sessions))
+                        continue
+                    for session in annotation.sessions:
+                        records.append(ImageNetRecord(
+                            assignment_id=imported.assignment_id(
+                                session.assignment_id, session.worker_id, session.assignment_id
+                            ),
+                            page_id=imported.page_id(session.assignment_id, session.page_idx, labels[image_pk]),
+                            image_id=image_pk, selected=session.selected, selected_record=session.selected_record,
+                            hovered_record=session.hovered_record, mouse_tracking=session.mouse_tracking,
+                            image_position=session.image_position, image_width=session.image_width,
+                            image_height=session.image_height,
+                        ))
+                result.records += _bulk_create_counting_duplicates(ImageNetRecord, records, result)
+                if on_images:
+                    on_images(len(annotations))
+        except imagenet_ab.MalformedAnnotation as error:
+            raise ImportFailed(str(error)) from None
+    logger.info("imported %d ImageNet-AB records into batch %s", result.records, batch.name)
+    return result
+
+
+def import_coco_ab(dataset, data, source="", batch_name=None, on_records=None):
+    """Attach a published COCO-AB JSON list (bytes) to `dataset` as an imported, approved batch (all or nothing)."""
+    try:
+        parsed = coco_ab.read_json_list(data)
+    except coco_ab.MalformedCocoAb as error:
+        raise ImportFailed(str(error)) from None
+    categories = dict(Category.objects.filter(dataset=dataset).values_list("name", "key"))
+    known_keys = set(categories.values())
+    with transaction.atomic():
+        batch = _create_import_batch(dataset, TaskKind.COCO, batch_name, ExportJob.Format.COCO_AB, source)
+        result = ImportResult(batch=batch)
+        imported = _ImportedBatch(batch)
+        for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
+            images = dict(
+                Image.objects.filter(dataset=dataset, key__in=[str(r.image_id) for r in chunk]).values_list("key", "pk")
+            )
+            records = []
+            for number, record in enumerate(chunk, start=chunk_start):
+                image_pk = images.get(str(record.image_id))
+                if image_pk is None:
+                    result.note_unmatched(str(record.image_id), 1)
+                    continue
+                actions = [
+                    _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
+                    for index, action in enumerate(record.actionHistories)
+                ]
+                records.append(CocoRecord(
+                    assignment_id=imported.assignment_id(record.hit_key, record.worker_id, record.assignment_id or ""),
+                    page_id=imported.page_id(record.hit_key, record.page_index, image_id=image_pk),
+                    image_id=image_pk, image_width=record.imageWidth, image_height=record.imageHeight,
+                    time_spent=record.timeSpent, action_histories=actions,
+                    category_histories=msgspec.to_builtins(record.categoryHistories),
+                    mouse_tracking=msgspec.to_builtins(record.mouseTracking),
+                    final_positions=replay_actions(actions, strict=False),
+                ))
+            result.records += _bulk_create_counting_duplicates(CocoRecord, records, result)
+            if on_records:
+                on_records(len(chunk))
+    logger.info("imported %d COCO-AB records into batch %s", result.records, batch.name)
+    return result
+
+
+def _imported_action(action, categories, known_keys, where):
+    """A published action in our stored form: iconType as the category key (published files carry names)."""
+    key = categories.get(action.iconType, action.iconType)
+    if key not in known_keys:
+        raise ImportFailed(f"{where}: iconType {action.iconType!r} is not a category of this dataset")
+    stored = {"actionType": action.actionType, "iconType": key,
+              "pointFrom": msgspec.to_builtins(action.pointFrom) if action.actionType != "add" else None}
+    if action.actionType != "remove":
+        stored["pointTo"] = msgspec.to_builtins(action.pointTo)
+    stored["timeAt"] = action.timeAt
+    return stored
+
+
+def _bulk_create_counting_duplicates(model, records, result):
+    """bulk_create; a record repeating an (assignment, page, image) already imported is counted, not written."""
+    unique = {}
+    for record in records:
+        key = (record.assignment_id, record.page_id, record.image_id)
+        if key in unique:
+            result.duplicate_records += 1
+        unique[key] = record
+    existing = set(
+        model.objects.filter(assignment_id__in={k[0] for k in unique}, page_id__in={k[1] for k in unique})
+        .values_list("assignment_id", "page_id", "image_id")
+    )
+    fresh = [record for key, record in unique.items() if key not in existing]
+    result.duplicate_records += len(unique) - len(fresh)
+    model.objects.bulk_create(fresh, batch_size=IMPORT_CHUNK)
+    return len(fresh)
