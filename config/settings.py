@@ -68,6 +68,8 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    # A file, not memory, so that tests marked celery_worker share the test database with the worker process.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -134,6 +136,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT",
 TRAINING_ENABLED = env.bool("TRAINING_ENABLED", default=True)
 # A training job may run this long before Celery stops it (seconds).
 TRAINING_TASK_TIME_LIMIT = env.int("TRAINING_TASK_TIME_LIMIT", default=24 * 3600)
+# Local working folders of training jobs (checkpoints to resume from, the data snapshot): <this>/<job id>.
+TRAINING_WORK_DIR = Path(env.str("TRAINING_WORK_DIR", default=str(VAR_DIR / "training")))
 # A running job whose heartbeat is older than this (seconds) has lost its worker; it is resumed or failed.
 TRAINING_HEARTBEAT_TIMEOUT = env.int("TRAINING_HEARTBEAT_TIMEOUT", default=300)
 # Deliveries of one job that may start running it (a job that keeps killing its worker fails after these).

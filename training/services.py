@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -67,8 +67,8 @@ def validate_train_config(config):
 
 
 def job_output_dir(job):
-    """The job's local working folder (checkpoints for resume, the manifest): VAR_DIR/training/<job id>."""
-    return Path(settings.VAR_DIR) / "training" / str(job.pk)
+    """The job's local working folder (checkpoints for resume, the manifest): TRAINING_WORK_DIR/<job id>."""
+    return Path(settings.TRAINING_WORK_DIR) / str(job.pk)
 
 
 # --- creating, queueing and cancelling jobs --------------------------------------------------------------------
@@ -216,15 +216,21 @@ class JobMonitor:
     def _beat(self):
         try:
             while not self._stopped.wait(self.interval):
-                fields = {"heartbeat_at": timezone.now()}
-                epoch_metrics = self._finished_epochs()
-                if epoch_metrics is not None:
-                    fields["epoch_metrics"] = epoch_metrics
-                TrainingJob.objects.filter(pk=self.job_id).update(**fields)
-                if TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
-                    self._cancel.set()
+                try:
+                    self._beat_once()
+                except DatabaseError as error:  # a missed beat is retried; only a long silence means "lost"
+                    logger.warning("training job %s: heartbeat not written (%s)", self.job_id, error)
         finally:
             close_old_connections()
+
+    def _beat_once(self):
+        fields = {"heartbeat_at": timezone.now()}
+        epoch_metrics = self._finished_epochs()
+        if epoch_metrics is not None:
+            fields["epoch_metrics"] = epoch_metrics
+        TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+        if TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+            self._cancel.set()
 
     def _finished_epochs(self):
         """Every epoch record in metrics.jsonl when it has new ones since the last call, else None."""
