@@ -17,7 +17,7 @@ def _make_filesystem_broker_folders():
 
     if settings.CELERY_BROKER_URL == "filesystem://":
         options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        folders = [options["data_folder_in"], options["data_folder_out"], options["processed_folder"]]
+        folders = [options[key] for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")]
         if settings.CELERY_RESULT_BACKEND.startswith("file://"):
             folders.append(settings.CELERY_RESULT_BACKEND.removeprefix("file://"))
         for folder in folders:
