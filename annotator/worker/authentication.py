@@ -1,5 +1,6 @@
 """DRF authentication, permission and throttle for the worker API: the token is the only credential."""
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from annotator.models import Assignment
@@ -43,3 +44,14 @@ class AssignmentRateThrottle(throttling.ScopedRateThrottle):
         if not isinstance(request.auth, Assignment):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class AssignmentTokenScheme(OpenApiAuthenticationExtension):
+    target_class = AssignmentTokenAuthentication
+    name = "workerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http", "scheme": "bearer",
+            "description": "Assignment-scoped worker token from the task page (or ?token= for beacons).",
+        }
