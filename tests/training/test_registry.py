@@ -1,0 +1,83 @@
+"""The model registry: one active version per dataset, and the admin's side-by-side comparison of runs."""
+import pytest
+from django.db import IntegrityError, transaction
+
+from tests import factories
+from tests.training.job_data import registered_version
+from training import services
+from training.models import ModelVersion, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+HISTORY_A = [{"epoch": 1, "train_loss": 2.0, "val_top1": 0.40}, {"epoch": 2, "train_loss": 1.2, "val_top1": 0.55}]
+HISTORY_B = [{"epoch": 1, "train_loss": 1.8, "val_top1": 0.45}, {"epoch": 2, "train_loss": 0.9, "val_top1": 0.70}]
+
+
+def test_the_database_refuses_two_active_versions_for_one_dataset():
+    dataset = factories.DatasetFactory()
+    first, second = registered_version(dataset), registered_version(dataset)
+    services.promote_model_version(first)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.filter(pk=second.pk).update(is_active=True)
+
+
+def test_promoting_in_one_dataset_leaves_the_others_alone():
+    dataset, other = factories.DatasetFactory(), factories.DatasetFactory()
+    mine, theirs = registered_version(dataset), registered_version(other)
+    services.promote_model_version(theirs)
+    services.promote_model_version(mine)
+    other.refresh_from_db()
+    assert other.active_model_version == theirs.name
+    assert set(ModelVersion.objects.filter(is_active=True)) == {mine, theirs}
+
+
+def test_admin_compares_runs_side_by_side(admin_client):
+    dataset = factories.DatasetFactory()
+    a = registered_version(dataset, metrics=HISTORY_A[-1], epoch_metrics=HISTORY_A, config={"lambda_point": 0.0})
+    b = registered_version(dataset, metrics=HISTORY_B[-1], epoch_metrics=HISTORY_B, config={"lambda_point": 10.0})
+    response = admin_client.post("/admin/training/modelversion/", {
+        "action": "compare", "_selected_action": [a.pk, b.pk],
+    })
+    assert response.status_code == 302
+    page = admin_client.get(response["Location"])
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert a.name in html and b.name in html
+    assert "0.5500" in html and "0.7000" in html  # val_top1 of each run in the metrics table
+    assert "lambda_point" in html  # the config option that differs
+    assert 'src="data:image/png;base64,' in html  # the overlaid curves
+
+
+def test_admin_add_form_creates_a_job_through_the_service(admin_client, django_capture_on_commit_callbacks):
+    dataset = factories.DatasetFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post("/admin/training/trainingjob/add/", {
+            "dataset": dataset.pk, "config": '{"epochs": 1, "model": "test_resnet"}',
+        })
+    assert response.status_code == 302
+    job = TrainingJob.objects.get()
+    assert job.source == TrainingJob.Source.ADMIN and job.created_by.is_superuser and job.celery_task_id
+
+    refused = admin_client.post("/admin/training/trainingjob/add/", {"dataset": dataset.pk, "config": '{"epochz": 1}'})
+    assert refused.status_code == 200 and "config.epochz: unknown option" in refused.content.decode()
+    assert TrainingJob.objects.count() == 1
+
+
+def test_admin_promote_action_refuses_two_versions_of_one_dataset(admin_client):
+    dataset = factories.DatasetFactory()
+    a, b = registered_version(dataset), registered_version(dataset)
+    admin_client.post("/admin/training/modelversion/", {"action": "promote", "_selected_action": [a.pk, b.pk]})
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+    admin_client.post("/admin/training/modelversion/", {"action": "promote", "_selected_action": [b.pk]})
+    dataset.refresh_from_db()
+    assert dataset.active_model_version == b.name
+
+
+def test_admin_job_page_shows_progress_and_log(admin_client):
+    job = TrainingJob.objects.create(
+        dataset=factories.DatasetFactory(), status="running", log_tail="epoch 1/3: loss 0.5",
+        progress={"epoch": 1, "epochs": 3, "step": 4, "steps": 10, "loss": 0.5, "images_per_s": 99.0, "eta_s": 12.0},
+    )
+    html = admin_client.get(f"/admin/training/trainingjob/{job.pk}/change/").content.decode()
+    assert "epoch 1/3, step 4/10, loss 0.5000, 99 img/s, ETA 12 s" in html
+    assert "epoch 1/3: loss 0.5" in html
