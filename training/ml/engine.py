@@ -280,7 +280,8 @@ def run(config: TrainConfig, on_progress: Callable[[dict], None] | None = None,
 
     on_progress gets {"epoch", "epochs", "step", "steps", "loss", "images_per_s", "eta_s"} every log_every steps
     and at the end of each epoch; should_stop is checked between steps. Returns {"status": "succeeded" |
-    "cancelled", "metrics": last epoch's record, "checkpoint": path, "history": every epoch's record}.
+    "cancelled", "metrics": last finished epoch's record, "checkpoint": path, "history": every finished epoch's
+    record}; a cancelled run also says the epoch (1-based) and step it stopped at.
     """
     context = setup(config)
     try:
@@ -394,7 +395,7 @@ def _run(config, context, on_progress, should_stop):
             logger.info("cancelled at epoch %d step %d; saved %s", epoch + 1, step, path)
             return {
                 "status": "cancelled", "metrics": history[-1] if history else {}, "checkpoint": str(path),
-                "history": history, "epoch": epoch, "step": step,
+                "history": history, "epoch": epoch + 1, "step": step,
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
