@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from . import models, packing
+from .exports.admin import BATCH_ACTIONS as EXPORT_BATCH_ACTIONS
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -93,7 +94,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(models.Batch)
 class BatchAdmin(admin.ModelAdmin):
-    actions = [build_hits_for_batches]
+    actions = [build_hits_for_batches, *EXPORT_BATCH_ACTIONS]
     list_display = ["name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at"]
     list_filter = ["task_kind", "provider", "status", "round"]
     search_fields = ["name"]

@@ -11,10 +11,13 @@ import itertools
 import json
 import logging
 import statistics
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 from django.utils import timezone
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -378,3 +381,15 @@ def write_report(batch, out_dir):
     path.write_text(html)
     logger.info("byproduct report of batch %s written to %s", batch.name, path)
     return path
+
+
+def write_report_to_storage(batch, storage=None):
+    """Write the report into the default storage under reports/<batch>/<time>/; returns report.html's URL."""
+    storage = storage or default_storage
+    folder = f"reports/{batch.name}/{timezone.now():%Y%m%d-%H%M%S}"
+    with tempfile.TemporaryDirectory() as out_dir:
+        write_report(batch, out_dir)
+        for path in sorted(Path(out_dir).iterdir()):
+            with open(path, "rb") as content:
+                storage.save(f"{folder}/{path.name}", File(content))
+    return storage.url(f"{folder}/report.html")

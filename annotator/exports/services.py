@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from annotator import report
 from annotator.models import (
     Assignment, Batch, Category, CocoRecord, ExportJob, Hit, HitPage, Image, ImageNetRecord, Provider, TaskKind,
     Worker,
@@ -361,3 +362,16 @@ def _bulk_create_counting_duplicates(model, records, result):
     result.duplicate_records += len(unique) - len(fresh)
     model.objects.bulk_create(fresh, batch_size=IMPORT_CHUNK)
     return len(fresh)
+
+
+def start_byproduct_report(batch):
+    """Queue the batch's byproduct report (written into the default storage) once the transaction commits."""
+    from .tasks import build_byproduct_report as build_byproduct_report_task
+
+    transaction.on_commit(lambda: build_byproduct_report_task.delay(batch.pk))
+
+
+def build_byproduct_report(batch_id):
+    url = report.write_report_to_storage(Batch.objects.select_related("dataset").get(pk=batch_id))
+    logger.info("byproduct report of batch %s: %s", batch_id, url)
+    return url

@@ -351,3 +351,18 @@ def test_export_job_api_is_for_staff_only(imagenet_batch):
         assert client.post("/api/exports/", {"batch": "imagenet-round-1", "format": "jsonl"}).status_code in (401, 403)
         assert client.get(f"/api/exports/{job.pk}/").status_code in (401, 403)
     assert ExportJob.objects.count() == 1
+
+
+def test_admin_action_on_batches_runs_an_export_job(imagenet_batch, client, django_capture_on_commit_callbacks):
+    client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/annotator/batch/", {
+            "action": "export_published_format", "_selected_action": [imagenet_batch.pk],
+        }, follow=True)
+
+    job = ExportJob.objects.get()
+    assert (job.format, job.status, job.record_count, job.created_by.username) == ("imagenet-ab", "done", 1, "root")
+    assert f"export job <a href=\"/admin/annotator/exportjob/{job.pk}/change/\">{job.pk}</a> queued" in \
+        response.content.decode()
+    assert "download" in client.get(f"/admin/annotator/exportjob/{job.pk}/change/").content.decode()

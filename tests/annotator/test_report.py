@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from annotator import report
@@ -122,3 +123,17 @@ def test_report_command_writes_html_with_the_papers_figures_json_and_plots(image
 
     with pytest.raises(CommandError, match="batch 'nope' does not exist"):
         call_command("byproduct_report", "nope", "--out", str(tmp_path))
+
+
+def test_admin_action_writes_the_report_into_storage(
+    imagenet_batch, client, django_capture_on_commit_callbacks, settings
+):
+    client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/annotator/batch/", {"action": "build_byproduct_report",
+                                                "_selected_action": [imagenet_batch.pk]})
+
+    report_html, = (settings.MEDIA_ROOT / "reports" / "inet-round-1").glob("*/report.html")
+    assert "82.9%" in report_html.read_text()
+    assert (report_html.parent / "click_accuracy.png").exists()
