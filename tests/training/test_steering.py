@@ -1,0 +1,141 @@
+"""The model steers the next round: uncertainty (seed 004) orders the next HITs; agreement is a review signal."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+
+from annotator import packing
+from annotator.models import Assignment, ImageScore, Split
+from tests import factories
+from tests.training.job_data import registered_version
+from training import selectors, services, steering
+from training.models import JobStatus
+
+
+def test_entropy_and_margin_of_known_probabilities():
+    probabilities = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    assert steering.entropy(probabilities) == pytest.approx([0.0, math.log(2), math.log(3)], abs=1e-6)
+    assert steering.margin_uncertainty(probabilities) == pytest.approx([0.0, 1.0, 1.0])
+    multi_label = np.array([[0.5, 0.5], [1.0, 0.0]])
+    assert steering.entropy(multi_label, multi_label=True) == pytest.approx([math.log(2), 0.0], abs=1e-6)
+    assert steering.margin_uncertainty(multi_label, multi_label=True) == pytest.approx([1.0, 0.0])
+
+
+def test_agreement_counts_points_within_the_radius():
+    pairs = [((0.5, 0.5), (0.55, 0.5)), ((0.1, 0.1), (0.9, 0.9))]
+    assert steering.agreement(pairs) == 0.5
+    assert steering.agreement([]) is None
+
+
+class KnownOutputsModel:
+    """Stands in for training.inference: each image's probabilities and points are fixed by its file content."""
+
+    def __init__(self, outputs, multi_label):
+        self.outputs, self.multi_label = outputs, multi_label
+
+    def load_model(self, checkpoint_path, device="auto"):
+        return SimpleNamespace(class_names=["a", "b"], multi_label=self.multi_label)
+
+    def predict(self, loaded, image_bytes):
+        rows = [self.outputs[data] for data in image_bytes]
+        return np.array([p for p, _ in rows]), np.array([points for _, points in rows])
+
+
+@pytest.fixture
+def known_model(monkeypatch):
+    from training import inference
+
+    def install(outputs, multi_label):
+        model = KnownOutputsModel(outputs, multi_label)
+        monkeypatch.setattr(inference, "load_model", model.load_model)
+        monkeypatch.setattr(inference, "predict", model.predict)
+
+    return install
+
+
+def images_with_contents(dataset, contents):
+    return [
+        factories.ImageFactory(dataset=dataset, key=content.decode(), split=Split.TRAIN,
+                               file=ContentFile(content, name=f"{content.decode()}.jpg"))
+        for content in contents
+    ]
+
+
+@pytest.mark.django_db
+def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_capture_on_commit_callbacks):
+    dataset = factories.DatasetFactory(kind="coco")
+    for index, key in enumerate(["a", "b"]):
+        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    sure, unsure, middling, half = images_with_contents(dataset, [b"sure", b"unsure", b"middling", b"half"])
+    centre = [[0.5, 0.5], [0.5, 0.5]]
+    known_model({
+        b"sure": ([0.99, 0.01], centre), b"unsure": ([0.5, 0.5], centre),
+        b"middling": ([0.8, 0.3], centre), b"half": ([0.6, 0.45], centre),
+    }, multi_label=True)
+    version = registered_version(dataset)
+    services.promote_model_version(version)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_inference_job(version, uncertainty="margin")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 4
+
+    ranked = [score.image for score in selectors.images_by_uncertainty(version)]
+    assert ranked == [unsure, half, middling, sure]
+    assert ImageScore.objects.get(image=sure).predicted["top"][0] == ["a", 0.99]
+
+    # The next round's HITs (H4's packing with --order uncertainty) ask about the uncertain images first.
+    dataset.refresh_from_db()
+    batch = factories.BatchFactory(dataset=dataset, pages_per_hit=2)
+    packing.build_hits(batch, order=packing.ORDER_UNCERTAINTY)
+    first_hit = batch.hits.get(index=0)
+    assert set(first_hit.pages.values_list("image__key", flat=True)) == {"unsure", "half"}
+
+
+@pytest.mark.django_db
+def test_agreement_of_clicks_with_predicted_points_is_a_signal_not_a_decision(known_model,
+                                                                             django_capture_on_commit_callbacks):
+    dataset = factories.DatasetFactory(kind="imagenet")
+    for index, key in enumerate(["a", "b"]):
+        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    left, right = images_with_contents(dataset, [b"left", b"right"])
+    known_model({b"left": ([0.9, 0.1], [[0.2, 0.5]]), b"right": ([0.1, 0.9], [[0.8, 0.5]])}, multi_label=False)
+    hit = factories.HitFactory(batch=factories.BatchFactory(dataset=dataset))
+    careful = factories.AssignmentFactory(hit=hit, state=Assignment.State.APPROVED)
+    sloppy = factories.AssignmentFactory(hit=hit, state=Assignment.State.SUBMITTED)
+    for assignment, clicks in ((careful, {left: (0.22, 0.5), right: (0.8, 0.45)}),
+                               (sloppy, {left: (0.9, 0.9), right: (0.78, 0.5)})):
+        page = factories.HitPageFactory(hit=hit)
+        for image, (x, y) in clicks.items():
+            factories.ImageNetRecordFactory(assignment=assignment, page=page, image=image,
+                                            selected_record=[{"x": x, "y": y, "time": 1}])
+    version = registered_version(dataset)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_inference_job(version)
+    job.refresh_from_db()
+    assert job.summary["assignments_scored"] == 2 and job.summary["workers_scored"] == 2
+
+    careful.refresh_from_db()
+    sloppy.refresh_from_db()
+    assert careful.model_agreement == 1.0 and careful.worker.model_agreement == 1.0
+    assert sloppy.model_agreement == 0.5
+    sloppy.worker.refresh_from_db()
+    assert sloppy.worker.model_agreement == 0.5
+    assert sloppy.state == Assignment.State.SUBMITTED  # still waiting for review: nothing was decided
+
+
+@pytest.mark.django_db
+def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, django_capture_on_commit_callbacks):
+    dataset = factories.DatasetFactory()
+    factories.CategoryFactory(dataset=dataset, index=0)
+    images_with_contents(dataset, [b"x"])
+    known_model({b"x": ([1.0, 0.0], [[0.5, 0.5]])}, multi_label=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_inference_job(registered_version(dataset))
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "has 2 classes" in job.error and "1" in job.error
+    assert not ImageScore.objects.exists()
