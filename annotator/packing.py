@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from tqdm import tqdm
 
-from .models import Batch, CocoRecord, Hit, HitPage, Image, ImageNetRecord, ImageScore, PageItem, Split, TaskKind
+from .models import CocoRecord, Hit, HitPage, Image, ImageNetRecord, ImageScore, PageItem, Split, TaskKind
 
 logger = logging.getLogger(__name__)
 

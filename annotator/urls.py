@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 urlpatterns = [
+    path("review/", include("annotator.review.urls")),
     path("api/exports/", include("annotator.exports.urls")),
     path("", include("annotator.worker.urls")),
 ]

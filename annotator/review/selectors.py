@@ -53,6 +53,14 @@ def assignments_to_review(batch):
     )
 
 
+def batch_assignments(batch, state=""):
+    """The batch's assignments for the console table, newest submissions first; state filters when given."""
+    assignments = Assignment.objects.filter(hit__batch=batch).select_related("hit", "worker")
+    if state:
+        assignments = assignments.filter(state=state)
+    return assignments.order_by(F("submitted_at").desc(nulls_last=True), "-id")
+
+
 def _working_minutes(assignments):
     minutes = [
         (a.submitted_at - a.accepted_at).total_seconds() / 60
@@ -92,12 +100,15 @@ def batch_dashboard(batch):
         "rejected": rejected,
         "approval_rate": approved / decided if decided else None,
         "rejection_rate": rejected / decided if decided else None,
+        "approval_percent": 100 * approved / decided if decided else None,
+        "rejection_percent": 100 * rejected / decided if decided else None,
         "median_minutes_per_hit": median_minutes,
         "hourly_wage": hourly_wage,
         "wage_below_minimum": hourly_wage is not None and hourly_wage < batch.min_hourly_wage,
         "paid_to_workers": paid_to_workers,
         "bonuses": bonuses,
         "market_fee": fee,
+        "market_fee_percent": batch.market_fee_rate * 100,
         "total_cost": paid_to_workers + fee,
     }
 
@@ -190,10 +201,4 @@ def worker_history(worker):
         "rejection_rate": counts["rejected"] / decided if decided else None,
         "events": Event.objects.filter(worker=worker).select_related("actor").order_by("-created_at", "-id")[:50],
     }
-
-
-
-def approved_count_by_hit(hit):
-    return hit.assignments.filter(state=Assignment.State.APPROVED).count()
-
 

@@ -260,6 +260,8 @@ def grant_bonus(assignment, amount, actor, reason):
     if len(reason) > rules.FEEDBACK_MAX_CHARS:
         raise ValidationError({"reason": f"at most {rules.FEEDBACK_MAX_CHARS} characters"})
     if assignment.state not in selectors.DECIDED:
-        raise ValidationError({"assignment": f"assignment {assignment.pk} is {assignment.state}: bonus decided work only"})
+        raise ValidationError(
+            {"assignment": f"assignment {assignment.pk} is {assignment.state}: bonus decided work only"}
+        )
     with transaction.atomic():
         signals.bonus_granted.send(sender=Assignment, assignment=assignment, amount=amount, reason=reason, actor=actor)

@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotator import rules
-from annotator.models import Batch, TaskKind
+from annotator.models import TaskKind
 from annotator.review import selectors
 from annotator.rules import WorkSummary
 from annotator.worker.tokens import completion_code
@@ -85,7 +85,9 @@ def test_coco_completed_pages_rule_needs_16_of_20(completed, approve):
     assert fired(coco({"pages_completed": completed})) == ([] if approve else ["pages_completed"])
 
 
-@pytest.mark.parametrize("code_ok, expected", [(True, ["pages_completed"]), (False, ["pages_completed", "no_annotation"])])
+@pytest.mark.parametrize(
+    "code_ok, expected", [(True, ["pages_completed"]), (False, ["pages_completed", "no_annotation"])]
+)
 def test_rule_four_fires_only_without_annotation_and_with_a_wrong_code(code_ok, expected):
     nothing = WorkSummary()
     assert fired(rules.evaluate(TaskKind.IMAGENET, nothing, 10, IMAGENET, code_ok))[-len(expected):] == expected
@@ -110,8 +112,9 @@ def test_batch_thresholds_override_the_defaults_and_bad_keys_are_named():
     batch.rule_thresholds = {"min_icon_accuracy": 0.5, "min_selections": "many"}
     with pytest.raises(ValidationError) as error:
         rules.thresholds_for(batch)
-    assert "unknown threshold for imagenet-style review" in str(error.value.message_dict["rule_thresholds.min_icon_accuracy"])
-    assert "'many' is not a non-negative number" in str(error.value.message_dict["rule_thresholds.min_selections"])
+    problems = error.value.message_dict
+    assert "unknown threshold for imagenet-style review" in str(problems["rule_thresholds.min_icon_accuracy"])
+    assert "'many' is not a non-negative number" in str(problems["rule_thresholds.min_selections"])
 
 
 @pytest.mark.django_db

@@ -1,0 +1,36 @@
+"""Forms of the review console (CSRF-protected POSTs)."""
+from django import forms
+
+from ..rules import FEEDBACK_MAX_CHARS
+
+DECISIONS = [("approve", "Approve"), ("reject", "Reject")]
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=DECISIONS)
+    feedback = forms.CharField(
+        required=False, max_length=FEEDBACK_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=f"Sent to the worker (at most {FEEDBACK_MAX_CHARS} characters; required to reject).",
+    )
+
+    @property
+    def approve(self):
+        return self.cleaned_data["decision"] == "approve"
+
+
+class BulkDecisionForm(DecisionForm):
+    assignments = forms.TypedMultipleChoiceField(coerce=int, choices=[])
+
+    def __init__(self, *args, assignment_ids=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignments"].choices = [(pk, pk) for pk in assignment_ids]
+        self.fields["assignments"].error_messages["required"] = "select at least one assignment"
+
+
+class BonusForm(forms.Form):
+    amount = forms.DecimalField(min_value=0.01, max_digits=8, decimal_places=2)
+    reason = forms.CharField(max_length=FEEDBACK_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class BlockForm(forms.Form):
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))

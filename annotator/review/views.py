@@ -1,0 +1,167 @@
+"""The staff review console: batch dashboards, assignment replays, decisions, worker pages.
+
+Pages are rendered with Django templates (autoescaped; replay data goes through json_script) and every change
+is a CSRF-protected POST that calls a service and redirects back.
+"""
+from functools import partial
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
+
+from ..models import Assignment, Batch, Worker
+from . import forms, selectors, services, tasks
+
+ASSIGNMENTS_PER_PAGE = 100
+
+
+def _report_errors(request, error):
+    for field, problems in error.message_dict.items():
+        for problem in problems:
+            messages.error(request, f"{field}: {problem}")
+
+
+def _form_errors(request, form):
+    for field, problems in form.errors.items():
+        for problem in problems:
+            messages.error(request, f"{field}: {problem}")
+
+
+@staff_member_required
+def batch_list(request):
+    return render(request, "annotator/review/batch_list.html", {"batches": selectors.batches_overview()})
+
+
+@staff_member_required
+def batch_dashboard(request, batch_id):
+    batch = get_object_or_404(Batch.objects.select_related("dataset"), pk=batch_id)
+    state = request.GET.get("state", "")
+    assignments = selectors.batch_assignments(batch, state)
+    page = Paginator(assignments, ASSIGNMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "annotator/review/batch.html", {
+        "batch": batch,
+        "stats": selectors.batch_dashboard(batch),
+        "page": page,
+        "state": state,
+        "states": Assignment.State.choices,
+        "decision_form": forms.DecisionForm(),
+    })
+
+
+@staff_member_required
+@require_POST
+def bulk_decide(request, batch_id):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    ids = selectors.batch_assignments(batch, "").values_list("pk", flat=True)
+    form = forms.BulkDecisionForm(request.POST, assignment_ids=ids)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            changed = services.bulk_decide(
+                form.cleaned_data["assignments"], form.approve, request.user, form.cleaned_data["feedback"]
+            )
+        except ValidationError as error:
+            _report_errors(request, error)
+        else:
+            verb = "approved" if form.approve else "rejected"
+            messages.success(request, f"{changed} assignments {verb}.")
+    url = reverse("review:batch", kwargs={"batch_id": batch.pk})
+    state = request.POST.get("state", "")
+    return redirect(f"{url}?{urlencode({'state': state})}" if state in Assignment.State.values else url)
+
+
+@staff_member_required
+@require_POST
+def rerun_rules(request, batch_id):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    transaction.on_commit(partial(tasks.review_batch.delay, batch.pk, True))
+    messages.success(request, f"The rules are being re-run on {batch.name}; decisions by staff are kept.")
+    return redirect("review:batch", batch_id=batch.pk)
+
+
+@staff_member_required
+def assignment_detail(request, assignment_id):
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("hit__batch__dataset", "worker"), pk=assignment_id
+    )
+    return render(request, "annotator/review/assignment.html", {
+        "assignment": assignment,
+        "batch": assignment.hit.batch,
+        "replay": selectors.assignment_replay(assignment),
+        "events": selectors.assignment_events(assignment),
+        "decision_form": forms.DecisionForm(initial={"feedback": assignment.feedback}),
+        "bonus_form": forms.BonusForm(),
+    })
+
+
+@staff_member_required
+@require_POST
+def decide(request, assignment_id):
+    assignment = get_object_or_404(Assignment, pk=assignment_id)
+    form = forms.DecisionForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            assignment = services.decide(assignment, form.approve, request.user, form.cleaned_data["feedback"])
+        except ValidationError as error:
+            _report_errors(request, error)
+        else:
+            messages.success(request, f"Assignment {assignment.pk} is now {assignment.state}.")
+    return redirect("review:assignment", assignment_id=assignment.pk)
+
+
+@staff_member_required
+@require_POST
+def bonus(request, assignment_id):
+    assignment = get_object_or_404(Assignment, pk=assignment_id)
+    form = forms.BonusForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            services.grant_bonus(assignment, form.cleaned_data["amount"], request.user, form.cleaned_data["reason"])
+        except ValidationError as error:
+            _report_errors(request, error)
+        else:
+            messages.success(request, f"Bonus of ${form.cleaned_data['amount']} sent to the provider.")
+    return redirect("review:assignment", assignment_id=assignment.pk)
+
+
+@staff_member_required
+def worker_detail(request, worker_id):
+    worker = get_object_or_404(Worker, pk=worker_id)
+    history = selectors.worker_history(worker)
+    page = Paginator(history["assignments"], ASSIGNMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "annotator/review/worker.html", {
+        "worker": worker, "history": history, "page": page, "block_form": forms.BlockForm(),
+    })
+
+
+@staff_member_required
+@require_POST
+def block(request, worker_id):
+    worker = get_object_or_404(Worker, pk=worker_id)
+    form = forms.BlockForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        services.block_worker(worker, request.user, form.cleaned_data["reason"])
+        messages.success(request, "Worker blocked.")
+    return redirect("review:worker", worker_id=worker.pk)
+
+
+@staff_member_required
+@require_POST
+def unblock(request, worker_id):
+    worker = get_object_or_404(Worker, pk=worker_id)
+    services.unblock_worker(worker, request.user)
+    messages.success(request, "Worker unblocked.")
+    return redirect("review:worker", worker_id=worker.pk)

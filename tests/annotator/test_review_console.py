@@ -1,0 +1,183 @@
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from annotator.models import Assignment, Event, ImageNetRecord, TaskKind
+from annotator.review import services
+from annotator.worker.tokens import make_token
+from tests import factories
+from tests.annotator.review_data import good_imagenet, spam_imagenet, submitted_assignment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def console_urls(assignment):
+    batch, worker = assignment.hit.batch_id, assignment.worker_id
+    return {
+        "get": ["/review/", f"/review/batches/{batch}/", f"/review/assignments/{assignment.pk}/",
+                f"/review/workers/{worker}/"],
+        "post": [f"/review/batches/{batch}/decide/", f"/review/batches/{batch}/rerun/",
+                 f"/review/assignments/{assignment.pk}/decide/", f"/review/assignments/{assignment.pk}/bonus/",
+                 f"/review/workers/{worker}/block/", f"/review/workers/{worker}/unblock/"],
+    }
+
+
+@pytest.mark.parametrize("who", ["anonymous", "worker"])
+def test_anonymous_users_and_non_staff_cannot_reach_the_console(who):
+    assignment = good_imagenet()
+    client = Client()
+    if who == "worker":
+        client.force_login(get_user_model().objects.create_user("crowd", password="x" * 12))
+    urls = console_urls(assignment)
+    for url in urls["get"]:
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    for url in urls["post"]:
+        response = client.post(url, {"decision": "approve", "assignments": [assignment.pk], "reason": "x",
+                                     "amount": "1.00"})
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.SUBMITTED and not Event.objects.exists()
+
+
+def test_worker_token_gives_no_access_to_review():
+    assignment = good_imagenet()
+    response = Client().get("/review/", HTTP_AUTHORIZATION=f"Bearer {make_token(assignment)}")
+    assert response.status_code == 302
+
+
+def test_console_forms_are_csrf_protected(admin_user):
+    assignment = good_imagenet()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    for url in console_urls(assignment)["post"]:
+        response = client.post(url, {"decision": "reject", "feedback": "no", "assignments": [assignment.pk]})
+        assert response.status_code == 403, url
+    page = client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = client.post(f"/review/batches/{assignment.hit.batch_id}/decide/", {
+        "csrfmiddlewaretoken": token, "decision": "reject", "feedback": "no", "assignments": [assignment.pk],
+    })
+    assert response.status_code == 302
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.REJECTED
+
+
+def test_dashboard_shows_progress_rates_time_wage_warning_and_cost(staff_client):
+    good = good_imagenet(minutes=20)
+    batch = good.hit.batch
+    spam = spam_imagenet(batch=batch, minutes=20)
+    services.auto_review(good.pk)
+    services.auto_review(spam.pk)
+
+    page = staff_client.get(f"/review/batches/{batch.pk}/").content.decode()
+
+    assert "1 / 2 HITs" in page
+    assert "50.0% approved" in page and "50.0% rejected" in page
+    assert "20.0 min median per HIT" in page
+    # $1.50 for 20 minutes is $4.50 an hour: below the $7.25 minimum.
+    assert "Effective hourly wage $4.50 is below the minimum of $7.25" in page
+    assert "$1.80" in page and "$0.30 market fee" in page
+    assert "recall 0.025 &lt; 0.333 on 360 in-class images" in page
+
+
+def test_no_wage_warning_when_the_wage_is_above_the_minimum(staff_client):
+    assignment = good_imagenet(minutes=9)
+    page = staff_client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
+    assert "$10.00 per hour" in page and "below the minimum" not in page
+
+
+def test_bulk_reject_from_the_dashboard_needs_feedback(staff_client):
+    first = good_imagenet()
+    batch = first.hit.batch
+    assignments = [first, good_imagenet(batch=batch)]
+    url = f"/review/batches/{batch.pk}/decide/"
+    ids = [a.pk for a in assignments]
+
+    response = staff_client.post(url, {"decision": "reject", "feedback": "", "assignments": ids}, follow=True)
+    assert "feedback: a rejection needs feedback" in response.content.decode()
+    assert not Assignment.objects.filter(state=Assignment.State.REJECTED).exists()
+
+    response = staff_client.post(url, {"decision": "reject", "feedback": "Random clicks.", "assignments": ids},
+                                 follow=True)
+    assert "2 assignments rejected." in response.content.decode()
+    assert list(Assignment.objects.values_list("feedback", flat=True).distinct()) == ["Random clicks."]
+
+
+def test_replay_page_escapes_worker_data_and_shows_the_rules_and_agreement(staff_client):
+    assignment = spam_imagenet()
+    page = assignment.hit.pages.first()
+    category = factories.CategoryFactory(dataset=assignment.hit.batch.dataset, name="<b>tench</b>")
+    page.category = category
+    page.save()
+    image = factories.ImageFactory(dataset=assignment.hit.batch.dataset, key="</script><script>alert(1)</script>")
+    page.items.create(image=image, position=0, in_class=True)
+    ImageNetRecord.objects.create(assignment=assignment, page=page, image=image, selected=True,
+                                  selected_record=[{"x": 0.4, "y": 0.6, "time": 1}], image_width=100, image_height=100)
+    Assignment.objects.filter(pk=assignment.pk).update(model_agreement=0.75)
+    services.auto_review(assignment.pk)
+
+    html = staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
+
+    assert "<script>alert(1)</script>" not in html and "<b>tench</b>" not in html
+    assert "\\u003C/script\\u003E" in html
+    assert "selections 12 &lt; 30" in html
+    assert "0.750" in html
+
+
+def test_coco_replay_carries_the_icon_actions(staff_client):
+    assignment = submitted_assignment(kind=TaskKind.COCO, n_pages=2, n_gt_categories=2, n_tagged_correct=2,
+                                      n_icons=2, n_icons_on_mask=2)
+    page = assignment.hit.pages.first()
+    page.image = factories.ImageFactory(dataset=assignment.hit.batch.dataset, key="42")
+    page.save()
+    factories.CocoRecordFactory(assignment=assignment, page=page, image=page.image)
+
+    html = staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
+
+    assert '"actionType": "add"' in html and '"image_key": "42"' in html
+
+
+def test_worker_page_blocks_unblocks_and_the_bonus_form_reaches_the_provider(staff_client):
+    assignment = good_imagenet()
+    services.auto_review(assignment.pk)
+    worker = assignment.worker
+
+    staff_client.post(f"/review/workers/{worker.pk}/block/", {"reason": "spam <3"})
+    worker.refresh_from_db()
+    assert worker.blocked and worker.blocked_reason == "spam <3"
+    page = staff_client.get(f"/review/workers/{worker.pk}/").content.decode()
+    assert "spam &lt;3" in page and "100% approved" in page
+    staff_client.post(f"/review/workers/{worker.pk}/unblock/")
+    worker.refresh_from_db()
+    assert not worker.blocked
+
+    response = staff_client.post(f"/review/assignments/{assignment.pk}/bonus/",
+                                 {"amount": "0.75", "reason": "thorough"}, follow=True)
+    assert "Bonus of $0.75 sent to the provider." in response.content.decode()
+
+
+def test_override_from_the_replay_page(staff_client, admin_user):
+    assignment = spam_imagenet()
+    services.auto_review(assignment.pk)
+
+    staff_client.post(f"/review/assignments/{assignment.pk}/decide/", {"decision": "approve", "feedback": ""})
+
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.APPROVED
+    assert Event.objects.get(assignment=assignment, type=Event.Type.OVERRIDDEN).actor == admin_user
+
+
+def test_batch_admin_links_to_the_console(admin_client):
+    assignment = good_imagenet()
+    page = admin_client.get("/admin/annotator/batch/").content.decode()
+    assert f'href="/review/batches/{assignment.hit.batch_id}/"' in page
