@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import models, packing
 from .exports.admin import BATCH_ACTIONS as EXPORT_BATCH_ACTIONS
@@ -95,9 +97,18 @@ class WorkerAdmin(admin.ModelAdmin):
 @admin.register(models.Batch)
 class BatchAdmin(admin.ModelAdmin):
     actions = [build_hits_for_batches, *EXPORT_BATCH_ACTIONS]
-    list_display = ["name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at"]
+    list_display = [
+        "name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at", "review_console",
+    ]
     list_filter = ["task_kind", "provider", "status", "round"]
     search_fields = ["name"]
+    readonly_fields = ["review_console"]
+
+    @admin.display(description="review")
+    def review_console(self, batch):
+        if batch.pk is None:
+            return ""
+        return format_html('<a href="{}">review console</a>', reverse("review:batch", args=[batch.pk]))
 
 
 class HitPageInline(ReadOnlyInline):
