@@ -1,5 +1,6 @@
 import json
-import logging
+import signal
+import threading
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -45,17 +46,17 @@ class Command(BaseCommand):
                 missing = sorted(set(options["batches"]) - {batch.name for batch in batches})
                 if missing:
                     raise ManifestBuildError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
-            manifest_path = build_manifest(dataset, batches, icons=options["icons"])
-            config = TrainConfig(
-                manifest_path=str(manifest_path), out_dir=options["out"], model=options["model"],
+            config = TrainConfig.from_dict(dict(
+                manifest_path="", out_dir=options["out"], model=options["model"],
                 method=options["method"], epochs=options["epochs"], lambda_point=options["lambda_point"],
                 batch_size=options["batch_size"], lr=options["lr"], img_size=options["img_size"],
                 seed=options["seed"], device=options["device"], workers=options["workers"],
                 decode=options["decode"], **parse_options(options["option"]),
-            )
+            ))
+            config.manifest_path = str(build_manifest(dataset, batches, icons=options["icons"]))
         except (ManifestBuildError, ValueError, TypeError) as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"manifest {manifest_path}")
+        self.stdout.write(f"manifest {config.manifest_path}")
         with tqdm(desc=f"{config.method} {config.model}", unit="step", disable=options["verbosity"] == 0) as bar:
             def on_progress(progress):
                 bar.total = progress["steps"] * progress["epochs"]
@@ -64,8 +65,12 @@ class Command(BaseCommand):
                                 img_s=f"{progress['images_per_s']:.0f}")
                 bar.refresh()
 
-            logging.getLogger("training.ml").setLevel(logging.WARNING)
-            result = run(config, on_progress=on_progress)
+            interrupted = threading.Event()  # Ctrl-C: save a checkpoint and stop; running the command again resumes
+            previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+            try:
+                result = run(config, on_progress=on_progress, should_stop=interrupted.is_set)
+            finally:
+                signal.signal(signal.SIGINT, previous_handler)
         self.stdout.write(json.dumps(result["metrics"], indent=2))
         self.stdout.write(self.style.SUCCESS(f"{result['status']}: {result['checkpoint']}"))
 
