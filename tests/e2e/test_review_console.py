@@ -1,0 +1,78 @@
+"""The staff review console in a real browser: dashboard, replay drawn on canvas, bulk rejection with feedback."""
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotator.models import Assignment, Event, ImageNetRecord
+from annotator.review import services
+from tests.annotator.review_data import submitted_assignment
+from tests.e2e.conftest import make_imagenet_hit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+SELECT_GREEN = (26, 152, 80)
+
+
+def log_in(page, live_server, next_url):
+    get_user_model().objects.create_superuser("reviewer", "reviewer@example.com", "a-long-password-1")
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", "reviewer")
+    page.fill("#id_password", "a-long-password-1")
+    page.click("input[type=submit]")
+
+
+def test_dashboard_replay_and_bulk_reject(page, live_server):
+    hit = make_imagenet_hit(items_per_page=(6, 6))
+    batch = hit.batch
+    diligent = submitted_assignment(hit=hit, n_selected=40, n_in_class=9, n_in_class_selected=9)
+    first_page = hit.pages.get(index=0)
+    clicked = first_page.items.get(position=0)
+    ImageNetRecord.objects.create(
+        assignment=diligent, page=first_page, image=clicked.image, selected=True,
+        selected_record=[{"x": 0.5, "y": 0.5, "time": 1_700_000_000_000}],
+        mouse_tracking=[
+            {"x": 0.1, "y": 0.1, "time": 1_699_999_999_000}, {"x": 0.5, "y": 0.5, "time": 1_700_000_000_000},
+        ],
+        hovered_record=[
+            {"action": "enter", "time": 1_699_999_998_000}, {"action": "leave", "time": 1_700_000_001_000},
+        ],
+        image_width=150, image_height=150,
+    )
+    sloppy = [submitted_assignment(hit=hit, n_selected=40, n_in_class=9, n_in_class_selected=9) for _ in range(2)]
+    for assignment in [diligent, *sloppy]:
+        services.auto_review(assignment.pk)
+
+    log_in(page, live_server, f"/review/batches/{batch.pk}/")
+
+    assert page.locator("h1").inner_text() == f"Batch {batch.name}"
+    assert page.locator("#progress").inner_text() == "1 / 1 HITs"
+    assert page.locator("#rates").inner_text() == "100.0% approved · 0.0% rejected"
+
+    page.click(f'#assignments a[href="/review/assignments/{diligent.pk}/"]')
+    canvas = page.locator("#replay canvas").first
+    canvas.wait_for()
+    page.wait_for_function("document.querySelector('#replay canvas').dataset.drawn === 'true'")
+    # The select click at the centre of the first candidate is drawn as a green dot.
+    pixel = page.evaluate(
+        "() => { const c = document.querySelector('#replay canvas');"
+        " return Array.from(c.getContext('2d').getImageData(c.width / 2, c.height / 2, 1, 1).data); }"
+    )
+    assert all(abs(a - b) < 30 for a, b in zip(pixel[:3], SELECT_GREEN)), pixel
+    assert page.locator("#replay figcaption").first.inner_text().endswith("in class · selected")
+    assert "every rule passed" in page.locator("#rules").inner_text()
+
+    page.go_back()
+    for assignment in sloppy:
+        page.check(f'#assignments input[value="{assignment.pk}"]')
+    page.check('#bulk-form input[name=decision][value=reject]')
+    page.fill("#bulk-form textarea[name=feedback]", "The clicks did not land on the objects.")
+    page.click("#bulk-submit")
+
+    assert page.locator("#messages").inner_text() == "2 assignments rejected."
+    for assignment in sloppy:
+        assignment.refresh_from_db()
+        assert assignment.state == Assignment.State.REJECTED
+        assert assignment.feedback == "The clicks did not land on the objects."
+        assert assignment.decision_source == Assignment.DecisionSource.ADMIN
+        assert Event.objects.filter(assignment=assignment, type=Event.Type.OVERRIDDEN).exists()
+    assert Assignment.objects.get(pk=diligent.pk).state == Assignment.State.APPROVED
+    assert "33.3% approved" in page.locator("#rates").inner_text()
