@@ -1,0 +1,327 @@
+"""Training jobs: claimed once per delivery, resumed or failed when their worker dies, never stuck "running".
+
+The tests marked celery_worker start a real `celery worker -Q gpu,default --concurrency 1` process on the configured
+broker (CELERY_BROKER_URL: Redis in CI, else the filesystem transport) against the test database.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.utils import timezone
+
+from annotator.models import ImageScore
+from tests import factories
+from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
+from training import services
+from training.models import JobStatus, ModelVersion, TrainingJob
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+# --- claiming and recovering, without a worker ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_delivery_claims_a_queued_job_and_a_duplicate_delivery_is_skipped():
+    job = TrainingJob.objects.create(dataset=factories.DatasetFactory(), celery_task_id="first")
+    claimed = services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
+    assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.worker_hostname == "gpu-1"
+    # Another message for the same job while it runs with a fresh heartbeat: not run twice.
+    assert services._claim_training_job(job.pk, task_id="second", hostname="gpu-2") is None
+    # The same message redelivered (its worker process died and the broker gave it back): resumed.
+    resumed = services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
+    assert resumed.attempts == 2
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(settings):
+    settings.TRAINING_MAX_ATTEMPTS = 2
+    job = TrainingJob.objects.create(
+        dataset=factories.DatasetFactory(), status=JobStatus.RUNNING, attempts=2, celery_task_id="t",
+        worker_hostname="gpu-1",
+    )
+    assert services._claim_training_job(job.pk, task_id="t", hostname="gpu-1") is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "lost 2 times" in job.error and "gpu-1" in job.error
+
+
+@pytest.mark.django_db
+def test_recover_stale_jobs_requeues_lost_jobs_and_leaves_live_ones(settings, django_capture_on_commit_callbacks,
+                                                                    monkeypatch):
+    from training import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.run_training_job, "apply_async", lambda **kwargs: sent.append(kwargs))
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 60
+    now = timezone.now()
+    dataset = factories.DatasetFactory()
+
+    def running(hostname, heartbeat_age, attempts=1):
+        return TrainingJob.objects.create(
+            dataset=dataset, status=JobStatus.RUNNING, worker_hostname=hostname, attempts=attempts,
+            heartbeat_at=now - timedelta(seconds=heartbeat_age), celery_task_id=str(uuid.uuid4()),
+        )
+
+    silent = running("gpu-2", heartbeat_age=600)
+    restarted_here = running("gpu-1", heartbeat_age=5)  # its worker gpu-1 has just started again
+    alive_elsewhere = running("gpu-3", heartbeat_age=5)
+    hopeless = running("gpu-2", heartbeat_age=600, attempts=settings.TRAINING_MAX_ATTEMPTS)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = services.recover_stale_jobs(hostname="gpu-1", started_at=now - timedelta(seconds=1))
+
+    assert sorted(outcome["requeued"]) == sorted([silent.pk, restarted_here.pk])
+    assert outcome["failed"] == [hopeless.pk]
+    for job in (silent, restarted_here, alive_elsewhere, hopeless):
+        job.refresh_from_db()
+    assert silent.status == restarted_here.status == JobStatus.QUEUED
+    assert alive_elsewhere.status == JobStatus.RUNNING
+    assert hopeless.status == JobStatus.FAILED and "was lost" in hopeless.error
+    assert sorted(call["args"][0] for call in sent) == sorted([silent.pk, restarted_here.pk])
+    assert {call["task_id"] for call in sent} == {silent.celery_task_id, restarted_here.celery_task_id}
+
+
+@pytest.mark.django_db
+def test_a_job_without_training_data_fails_with_the_reason(django_capture_on_commit_callbacks, settings, tmp_path):
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    dataset = factories.DatasetFactory()
+    factories.CategoryFactory(dataset=dataset)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_training_job(dataset=dataset, source=TrainingJob.Source.API)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "has no train images" in job.error
+    assert job.finished_at is not None
+
+
+def test_recover_command_reports_what_it_did(db, capsys):
+    from django.core.management import call_command
+
+    call_command("recover_training_jobs")
+    assert "0 requeued, 0 failed" in capsys.readouterr().out
+
+
+# --- a real worker process ----------------------------------------------------------------------------------------
+
+
+def database_url():
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+
+
+def wait_for(condition, timeout, describe):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {describe()}")
+
+
+class WorkerProcess:
+    """`celery worker -Q gpu,default --concurrency 1` in its own process group, sharing files with the test."""
+
+    def __init__(self, directory, extra_env=None):
+        self.directory = directory
+        self.media_root = directory / "media"
+        self.name = f"h8test-{uuid.uuid4().hex[:8]}@%h"
+        self.env = dict(
+            os.environ, DATABASE_URL=database_url(), VAR_DIR=str(django_settings.VAR_DIR),
+            MEDIA_ROOT=str(self.media_root), TRAINING_WORK_DIR=str(directory / "work"),
+            TRAINING_PROGRESS_INTERVAL="0.2", PYTHONUNBUFFERED="1", **(extra_env or {}),
+        )
+        self.process = None
+        self.starts = 0
+
+    @property
+    def log(self):
+        return self.directory / f"worker-{self.starts}.log"
+
+    def start(self):
+        self.starts += 1
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default", "--concurrency", "1",
+                 "--pool", "prefork", "-n", self.name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+                cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_for(lambda: "ready." in self.log.read_text() or self.process.poll() is not None, 180,
+                 lambda: f"the worker to start:\n{self.log_tail()}")
+        assert self.process.poll() is None, self.log_tail()
+
+    def pool_pids(self):
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def kill_everything(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill_everything()
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log.read_text().splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    with django_db_blocker.unblock():
+        process = WorkerProcess(tmp_path_factory.mktemp("worker"))
+        process.start()
+    yield process
+    process.stop()
+
+
+def watch(job, until, timeout, worker):
+    """Poll the job row until until(job); returns every (status, progress) seen on the way."""
+    seen = []
+
+    def reached():
+        job.refresh_from_db()
+        seen.append((job.status, dict(job.progress)))
+        return until(job)
+
+    wait_for(reached, timeout, lambda: f"job {job.pk} ({job.status}, {job.progress}, {job.error})\n{worker.log_tail()}")
+    return seen
+
+
+def finished(job):
+    return job.is_finished
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_a_job_runs_on_a_real_worker_then_its_model_scores_the_dataset(transactional_db, worker, settings):
+    settings.MEDIA_ROOT = worker.media_root
+    dataset, _ = tiny_imagenet_dataset()
+    job = services.create_training_job(dataset=dataset, config=TINY_CONFIG, source=TrainingJob.Source.API)
+
+    seen = watch(job, finished, 300, worker)
+
+    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n{worker.log_tail()}"
+    assert any(status == JobStatus.RUNNING and progress.get("step") for status, progress in seen), seen
+    assert [entry["epoch"] for entry in job.epoch_metrics] == [1, 2]
+    assert "val_top1" in job.metrics and job.progress["epoch"] == 2 and job.attempts == 1
+    version = ModelVersion.objects.get(job=job)
+    assert version.manifest_hash == job.manifest_hash != ""
+    for name in ("checkpoint", "config", "metrics", "curves"):
+        assert default_storage.exists(job.artifacts[name]), name
+    assert default_storage.open(job.artifacts["curves"]).read(8) == b"\x89PNG\r\n\x1a\n"
+
+    services.promote_model_version(version)
+    inference_job = services.create_inference_job(version)
+    watch(inference_job, lambda j: j.status in (JobStatus.SUCCEEDED, JobStatus.FAILED), 180, worker)
+    assert inference_job.status == JobStatus.SUCCEEDED, inference_job.error
+    assert ImageScore.objects.filter(model_version=version.name).count() == 12  # every train image
+    assert inference_job.summary["assignments_scored"] == 12
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_cancel_stops_a_running_job(transactional_db, worker, settings):
+    settings.MEDIA_ROOT = worker.media_root
+    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
+    job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
+                                       source=TrainingJob.Source.API)
+    watch(job, lambda j: j.status == JobStatus.RUNNING and j.progress.get("step"), 180, worker)
+
+    services.cancel_training_job(job)
+    watch(job, finished, 60, worker)
+
+    assert job.status == JobStatus.CANCELLED
+    assert job.progress["epoch"] < 500
+    assert not ModelVersion.objects.filter(job=job).exists()
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_a_killed_worker_process_leads_to_a_resumed_job(transactional_db, worker, settings):
+    settings.MEDIA_ROOT = worker.media_root
+    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
+    job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
+                                       source=TrainingJob.Source.API)
+    watch(job, lambda j: j.status == JobStatus.RUNNING and j.epoch_metrics, 180, worker)
+
+    # The pool process running the job dies (as under the OOM killer): Celery gives the message back.
+    (pool_pid,) = worker.pool_pids()
+    os.kill(pool_pid, signal.SIGKILL)
+    watch(job, lambda j: j.attempts == 2 and j.status == JobStatus.RUNNING and j.progress.get("epoch", 0) > 1, 120,
+          worker)
+    assert "resuming" in job.log_tail
+
+    # The whole worker dies (host lost, SIGKILL): when it starts again, it picks the job up again.
+    worker.kill_everything()
+    worker.start()
+    watch(job, lambda j: j.attempts == 3 and j.status == JobStatus.RUNNING, 120, worker)
+
+    services.cancel_training_job(job)
+    watch(job, finished, 60, worker)
+    assert job.status == JobStatus.CANCELLED
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, s3_server, tmp_path):
+    s3_env = {
+        "AWS_STORAGE_BUCKET_NAME": "luab-test", "AWS_S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1",
+    }
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="luab-test")
+    for name, value in s3_env.items():
+        setattr(settings, name, value)
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    s3_worker = WorkerProcess(tmp_path, s3_env)
+    s3_worker.start()
+    try:
+        dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
+        job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
+                                           source=TrainingJob.Source.API)
+        watch(job, finished, 300, s3_worker)
+    finally:
+        s3_worker.stop()
+
+    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n{s3_worker.log_tail()}"
+    objects = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing").list_objects_v2(Bucket="luab-test")["Contents"]
+    keys = {entry["Key"] for entry in objects}
+    assert ModelVersion.objects.get(job=job).checkpoint.name in keys
+    assert set(job.artifacts.values()) <= keys
