@@ -539,6 +539,7 @@ def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0
 class CrowdRun:
     outcomes: list
     elapsed_s: float
+    workers: dict  # worker id -> profile name
 
     def by_profile(self):
         table = defaultdict(Counter)
@@ -569,7 +570,7 @@ def hits_to_work(batch, *, limit=None, fill=None):
 
 
 def run_crowd(batch, hits, *, transport, n_workers, mix, seed=0, concurrency=4, show_progress=False):
-    """Workers (profiles drawn from mix) work the HITs concurrently; worker i takes HITs i, i+n, i+2n..."""
+    """Workers (profiles drawn from mix) work the HITs, `concurrency` at a time; worker i takes HITs i, i+n, ..."""
     if n_workers < 1:
         raise ValueError("workers: at least one")
     rng = random.Random(seed)
@@ -581,22 +582,31 @@ def run_crowd(batch, hits, *, transport, n_workers, mix, seed=0, concurrency=4, 
 
     def work(job):
         hit, worker_index = job
+        return simulate_assignment(transport, batch, hit, truth, worker_ids[worker_index],
+                                   PROFILES[profiles[worker_index]], seed)
+
+    def work_in_thread(job):
         try:
-            return simulate_assignment(transport, batch, hit, truth, worker_ids[worker_index],
-                                       PROFILES[profiles[worker_index]], seed)
+            return work(job)
         finally:
             transport.close_thread()
 
     jobs = [(hit, i % n_workers) for i, hit in enumerate(hits)]
+    progress = tqdm(total=len(jobs), desc=f"crowd on {batch.name}", unit="HIT", disable=not show_progress)
     started = time.perf_counter()
     outcomes = []
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"crowd on {batch.name}",
-                           unit="HIT", disable=not show_progress):
-            outcomes.append(future.result())
+    if concurrency <= 1:
+        for job in jobs:
+            outcomes.append(work(job))
+            progress.update()
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for future in as_completed([pool.submit(work_in_thread, job) for job in jobs]):
+                outcomes.append(future.result())
+                progress.update()
+    progress.close()
     outcomes.sort(key=lambda o: o.hit_id)
-    return CrowdRun(outcomes=outcomes, elapsed_s=time.perf_counter() - started)
+    return CrowdRun(outcomes=outcomes, elapsed_s=time.perf_counter() - started, workers=dict(zip(worker_ids, profiles)))
 
 
 def decisions_by_profile(run):
