@@ -168,6 +168,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Crowdsourcing annotation with byproducts, review and a learning loop.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "status" field with different choices; give each enum its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "BatchStatusEnum": "annotator.models.Batch.Status",
+        "HitStatusEnum": "annotator.models.Hit.Status",
+        "ExportJobStatusEnum": "annotator.models.ExportJob.Status",
+        "JobStatusEnum": "training.models.JobStatus",
+    },
 }
 
 # Worker pages: assignment-scoped signed tokens (no cookies inside the market's iframe).
