@@ -1,9 +1,12 @@
 """Shared fixtures of the real-browser tests: Debian chromium through Playwright, HITs with real little images."""
+import html
 import io
 import mimetypes
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.conf import settings
@@ -186,3 +189,45 @@ def stored_events(assignment, page_index):
 
     batches = EventBatch.objects.filter(assignment=assignment, page__index=page_index).order_by("seq")
     return [event for batch in batches for event in batch.events]
+
+
+class MarketHandler(BaseHTTPRequestHandler):
+    """Plays the crowd market: GET /hit?task=<url> frames the task page; POST /mturk/externalSubmit is kept."""
+
+    def do_GET(self):
+        task = parse_qs(urlsplit(self.path).query)["task"][0]
+        body = (
+            "<!doctype html><title>Market</title><h1>A HIT</h1>"
+            f'<iframe id="task" src="{html.escape(task)}" width="1200" height="800"></iframe>'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.server.submissions.append((self.path, parse_qs(self.rfile.read(length).decode())))
+        body = b"<p>Thank you, the market has your assignment.</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def market_server():
+    """A local server on another origin than the task pages (127.0.0.1 vs localhost), in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MarketHandler)
+    server.submissions = []
+    server.origin = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
