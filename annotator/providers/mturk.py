@@ -8,6 +8,7 @@ Every call is appended to the event log as a MARKET_CALL event.
 import logging
 import re
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import boto3
@@ -18,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 
 from annotator import signals
-from annotator.models import Assignment, Event, Provider, Worker
+from annotator.models import Assignment, Event, Hit, Provider, Worker
 
 from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
 
@@ -136,6 +137,7 @@ class MTurkProvider(CrowdProvider):
 
     def publish(self, batch, hits):
         config = {**DEFAULTS, **batch.provider_config}
+        self.task_url(Hit(pk=0, batch=batch))  # refuse a plain-http PUBLIC_BASE_URL before any market call
         hit_type = self._call("CreateHITType", batch=batch, **hit_type_params(batch))["HITTypeId"]
         published = {}
         for hit in hits:
@@ -214,7 +216,7 @@ class MTurkProvider(CrowdProvider):
         assignment.save()
         record_event(
             Event.Type.SYNCED, assignment=assignment, worker=worker,
-            market_status=market["AssignmentStatus"],
+            market_status=market["AssignmentStatus"], claimed_completion_code=claimed_completion_code(market),
             **({"market_decision": assignment.state} if decided_on_market else {}),
         )
         if previous_state != Assignment.State.SUBMITTED and assignment.state == Assignment.State.SUBMITTED:
@@ -302,6 +304,23 @@ class MTurkProvider(CrowdProvider):
                 {"assignment": f"assignment {assignment.uuid} has no Mechanical Turk assignment id: run sync_hits"}
             )
         return assignment.external_id
+
+
+def claimed_completion_code(market_assignment):
+    """The completion code the task page posted to externalSubmit, read from the assignment's Answer XML."""
+    answer = market_assignment.get("Answer")
+    if not answer:
+        return ""
+    try:
+        root = ElementTree.fromstring(answer)
+    except ElementTree.ParseError:
+        return ""
+    for element in root.iter():
+        if element.tag.endswith("Answer"):
+            fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "").strip() for child in element}
+            if fields.get("QuestionIdentifier") == "completion_code":
+                return fields.get("FreeText", "")
+    return ""
 
 
 def _hit_id_in(error):

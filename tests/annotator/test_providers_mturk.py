@@ -19,6 +19,13 @@ pytestmark = pytest.mark.django_db
 HIT_TYPE_ID = "3HITTYPE0000000000000000000001"
 QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
 
+# What MTurk stores from the task page's externalSubmit form.
+ANSWER_XML = (
+    '<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns="http://mechanicalturk.amazonaws.com/'
+    'AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"><Answer><QuestionIdentifier>completion_code'
+    "</QuestionIdentifier><FreeText>9F3A00C2D1E4B7A8</FreeText></Answer></QuestionFormAnswers>"
+)
+
 
 @pytest.fixture
 def client(monkeypatch, settings):
@@ -110,10 +117,9 @@ def test_the_service_model_refuses_a_malformed_request(batch, client):
             client.create_hit_type(**{**mturk.hit_type_params(batch), "Reward": 1.5})
 
 
-def test_publish_refuses_a_plain_http_task_url(batch, settings, stubber):
+def test_publish_refuses_a_plain_http_task_url_before_any_market_call(batch, settings, stubber):
     settings.PUBLIC_BASE_URL = "http://127.0.0.1:8000"
     HitFactory(batch=batch)
-    stubber.add_response("create_hit_type", {"HITTypeId": HIT_TYPE_ID}, mturk.hit_type_params(batch))
     with pytest.raises(ImproperlyConfigured, match="https"):
         services.publish_batch(batch)
     assert not Hit.objects.filter(batch=batch, status=Hit.Status.PUBLISHED).exists()
@@ -127,7 +133,7 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
     stubber.add_response("list_assignments_for_hit", {
         "NextToken": "page2", "NumResults": 1,
         "Assignments": [{"AssignmentId": "3ASG1", "WorkerId": "A1KNOWN", "HITId": hit.external_id,
-                         "AssignmentStatus": "Submitted", "SubmitTime": submitted_at}],
+                         "AssignmentStatus": "Submitted", "SubmitTime": submitted_at, "Answer": ANSWER_XML}],
     }, {"HITId": hit.external_id, "MaxResults": 100})
     stubber.add_response("list_assignments_for_hit", {
         "NumResults": 1,
@@ -150,6 +156,8 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
     assert auto_approved.state == Assignment.State.APPROVED
     assert auto_approved.worker.provider == Provider.MTURK
     assert sorted(submitted) == ["3ASG1"]
+    synced = Event.objects.get(assignment=in_progress, type=Event.Type.SYNCED)
+    assert synced.data["claimed_completion_code"] == "9F3A00C2D1E4B7A8"
     # The market already approved 3ASG2, so no decision is sent for it.
     assert services.last_market_decision(auto_approved) == Assignment.State.APPROVED
     assert services.send_decision(auto_approved) is False
