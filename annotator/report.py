@@ -125,7 +125,9 @@ def imagenet_analysis(batch):
     quantiles = [Rate() for _ in range(TRACE_QUANTILES + 1)]
     recall_by_size = {_size_bin(low, IMAGENET_SIZE_BINS): Rate() for low in IMAGENET_SIZE_BINS[:-1]}
     relative_clicks = []
-    records = selectors.imagenet_records(batch).iterator(chunk_size=RECORD_CHUNK)
+    records = selectors.json_columns(
+        selectors.imagenet_records(batch).iterator(chunk_size=RECORD_CHUNK), selectors.IMAGENET_JSON_FIELDS
+    )
     for record, boxes in _chunked_with_boxes(records):
         if not boxes:
             continue
@@ -355,8 +357,9 @@ def _rows(numbers, kind):
 
 def build_report(batch):
     """All the numbers of the report for one batch (JSON-serialisable)."""
-    numbers = imagenet_analysis(batch) if batch.task_kind == TaskKind.IMAGENET else coco_analysis(batch)
-    numbers["time"] = time_analysis(batch)
+    with selectors.planned_for_all_rows():
+        numbers = imagenet_analysis(batch) if batch.task_kind == TaskKind.IMAGENET else coco_analysis(batch)
+        numbers["time"] = time_analysis(batch)
     return numbers
 
 

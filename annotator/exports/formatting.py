@@ -3,9 +3,8 @@
 COORDINATE_DECIMALS = 3
 
 
-def rounded(value):
-    """A 0..1 coordinate as XML text with three decimals ("0.540")."""
-    return f"{value:.{COORDINATE_DECIMALS}f}"
+# A 0..1 coordinate as XML text with three decimals ("0.540"), for %-formatting (the fastest on the hot path).
+XML_COORDINATE = f"%.{COORDINATE_DECIMALS}f"
 
 
 def rounded_point(point, time_key):

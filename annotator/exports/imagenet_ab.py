@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from .formatting import pixel_number, rounded
+from .formatting import XML_COORDINATE, pixel_number
 
 MEMBER_PREFIX = "train_xml/"
 DATABASE_NAME = "ILSVRC_2012"
@@ -61,11 +61,8 @@ def _unselected_time(start, end, clicks):
 
 
 def _points(tag, points):
-    return "".join(
-        f"\t\t<{tag}>\n\t\t\t<x>{rounded(p['x'])}</x>\n\t\t\t<y>{rounded(p['y'])}</y>\n"
-        f"\t\t\t<time>{p['time']}</time>\n\t\t</{tag}>\n"
-        for p in points
-    )
+    template = f"\t\t<{tag}>\n\t\t\t<x>{XML_COORDINATE}</x>\n\t\t\t<y>{XML_COORDINATE}</y>\n\t\t\t<time>%d</time>\n\t\t</{tag}>\n"
+    return "".join([template % (p["x"], p["y"], p["time"]) for p in points])
 
 
 def metadata_xml(record, exported_worker_id, with_state):
@@ -76,11 +73,11 @@ def metadata_xml(record, exported_worker_id, with_state):
         f"\t\t<imageID>{escape(image_id(record))}</imageID>\n",
         f"\t\t<selected>{'True' if record['selected'] else 'False'}</selected>\n",
         _points("selectedRecord", record["selected_record"]),
-        "".join(
+        "".join([
             f"\t\t<hoveredRecord>\n\t\t\t<action>{escape(h['action'])}</action>\n"
             f"\t\t\t<time>{h['time']}</time>\n\t\t</hoveredRecord>\n"
             for h in hovered
-        ),
+        ]),
         _points("mouseTracking", record["mouse_tracking"]),
         f"\t\t<selectedCount>{len(record['selected_record'])}</selectedCount>\n",
         f"\t\t<hoveredCount>{sum(1 for h in hovered if h['action'] == 'enter')}</hoveredCount>\n",
@@ -138,7 +135,7 @@ def write_tar(records, out, anonymise, load_objects, with_state=False, on_record
     `records` must come ordered by image; `load_objects(image_ids)` gives each image's (category key, bbox) list.
     """
     count = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         by_image = itertools.groupby(records, key=lambda record: record["image_id"])
         while True:
             groups = [list(sessions) for _, sessions in itertools.islice(by_image, IMAGES_PER_OBJECT_QUERY)]

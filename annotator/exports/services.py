@@ -62,10 +62,16 @@ def write_export(batch, export_format, out, include_rejected=False, on_records=N
     record is written before the next is read. `on_records(n)` is called as records are written.
     """
     validate_export(batch, export_format)
-    anonymise = anonymise or WorkerAnonymiser()
-    kind = batch.task_kind
+    with selectors.planned_for_all_rows():
+        return _write_export(batch, export_format, out, include_rejected, on_records, anonymise or WorkerAnonymiser())
+
+
+def _write_export(batch, export_format, out, include_rejected, on_records, anonymise):
     if export_format == ExportJob.Format.IMAGENET_AB:
-        rows = selectors.imagenet_records(batch, include_rejected).iterator(chunk_size=ITERATOR_CHUNK_SIZE)
+        rows = selectors.json_columns(
+            selectors.imagenet_records(batch, include_rejected).iterator(chunk_size=ITERATOR_CHUNK_SIZE),
+            selectors.IMAGENET_JSON_FIELDS,
+        )
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as zipped:
             return imagenet_ab.write_tar(
                 rows, zipped, anonymise, selectors.objects_by_image, with_state=include_rejected,
@@ -73,21 +79,25 @@ def write_export(batch, export_format, out, include_rejected=False, on_records=N
             )
     if export_format == ExportJob.Format.COCO_AB:
         names = dict(Category.objects.filter(dataset_id=batch.dataset_id).values_list("key", "name"))
-        rows = selectors.coco_records(batch, include_rejected).iterator(chunk_size=ITERATOR_CHUNK_SIZE)
+        rows = selectors.json_columns(
+            selectors.coco_records(batch, include_rejected).iterator(chunk_size=ITERATOR_CHUNK_SIZE),
+            selectors.COCO_JSON_FIELDS,
+        )
         return coco_ab.write_json_list(
             rows, out, lambda row: coco_ab.coco_ab_record(row, anonymise, names, batch.name, include_rejected),
             on_record=on_records,
         )
-    if kind == TaskKind.IMAGENET:
-        rows = selectors.imagenet_records(batch, include_rejected, with_client=True)
+    if batch.task_kind == TaskKind.IMAGENET:
+        rows, json_fields = selectors.imagenet_records(batch, include_rejected, True), selectors.IMAGENET_JSON_FIELDS
         to_dict = jsonl.imagenet_record
     else:
-        rows = selectors.coco_records(batch, include_rejected, with_client=True)
+        rows, json_fields = selectors.coco_records(batch, include_rejected, True), selectors.COCO_JSON_FIELDS
         to_dict = jsonl.coco_record
-    return jsonl.write_lines(
-        rows.iterator(chunk_size=ITERATOR_CHUNK_SIZE), out, lambda row: to_dict(row, anonymise, batch.name),
-        on_record=on_records,
+    # Stored JSON goes out as it is stored (full precision), without a decode and re-encode.
+    rows = selectors.json_columns(
+        rows.iterator(chunk_size=ITERATOR_CHUNK_SIZE), (*json_fields, "page_client"), msgspec.Raw
     )
+    return jsonl.write_lines(rows, out, lambda row: to_dict(row, anonymise, batch.name), on_record=on_records)
 
 
 def export_to_path(batch, export_format, path, include_rejected=False, on_records=None):
