@@ -8,7 +8,6 @@
   "use strict";
 
   const MIN_TRACE_INTERVAL_MS = 17; // at most 60 samples a second
-  const SVG_NS = "http://www.w3.org/2000/svg";
   const MAGNIFICATION = 2;
   const LENS_SIZE = 140;
 
@@ -19,65 +18,15 @@
     return node;
   }
 
-  function hashOf(text) {
-    let hash = 2166136261;
-    for (let i = 0; i < text.length; i += 1) {
-      hash ^= text.charCodeAt(i);
-      hash = Math.imul(hash, 16777619);
-    }
-    return hash >>> 0;
-  }
-
-  function initials(name) {
-    const words = name.split(/[\s_-]+/).filter(Boolean);
-    if (words.length > 1) return (words[0][0] + words[1][0]).toUpperCase();
-    return name.slice(0, 2).replace(/^./, (c) => c.toUpperCase());
-  }
-
-  const SHAPES = [
-    (size) => ({ tag: "circle", attrs: { cx: size / 2, cy: size / 2, r: size / 2 - 2 } }),
-    (size) => ({ tag: "rect", attrs: { x: 2, y: 2, width: size - 4, height: size - 4, rx: size / 6 } }),
-    (size) => {
-      const c = size / 2;
-      const r = size / 2 - 2;
-      const points = Array.from({ length: 6 }, (_, i) => {
-        const angle = (Math.PI / 3) * i + Math.PI / 6;
-        return `${(c + r * Math.cos(angle)).toFixed(1)},${(c + r * Math.sin(angle)).toFixed(1)}`;
-      });
-      return { tag: "polygon", attrs: { points: points.join(" ") } };
-    },
-    (size) => {
-      const c = size / 2;
-      return { tag: "polygon", attrs: { points: `${c},1 ${size - 1},${c} ${c},${size - 1} 1,${c}` } };
-    },
-  ];
-
-  /** Our own icon for any category: a shape and colour derived from its key, with its initials. */
-  function categoryGlyph(category, size) {
-    const hash = hashOf(category.key);
-    const svg = document.createElementNS(SVG_NS, "svg");
-    svg.setAttribute("viewBox", `0 0 ${size} ${size}`);
-    svg.setAttribute("width", size);
-    svg.setAttribute("height", size);
-    svg.setAttribute("aria-hidden", "true");
-    const shape = SHAPES[hash % SHAPES.length](size);
-    const body = document.createElementNS(SVG_NS, shape.tag);
-    for (const [name, value] of Object.entries(shape.attrs)) body.setAttribute(name, value);
-    body.setAttribute("fill", `hsl(${(hash >>> 3) % 360}, 62%, 42%)`);
-    body.setAttribute("stroke", "#fff");
-    body.setAttribute("stroke-width", "2");
-    const label = document.createElementNS(SVG_NS, "text");
-    label.setAttribute("x", size / 2);
-    label.setAttribute("y", size / 2);
-    label.setAttribute("dy", "0.35em");
-    label.setAttribute("text-anchor", "middle");
-    label.setAttribute("font-size", Math.round(size * 0.38));
-    label.setAttribute("font-family", "sans-serif");
-    label.setAttribute("font-weight", "bold");
-    label.setAttribute("fill", "#fff");
-    label.textContent = initials(category.name);
-    svg.append(body, label);
-    return svg;
+  /** The category's icon, drawn by the server (GET pages/<i> gives its URL): a tile with the category name. */
+  function categoryIcon(category, size) {
+    const icon = element("img", "category-icon");
+    icon.src = category.icon;
+    icon.alt = category.name;
+    icon.width = size;
+    icon.height = size;
+    icon.draggable = false;
+    return icon;
   }
 
   function mount(root, content, session) {
@@ -148,7 +97,7 @@
         const tile = element("div", "icon-tile");
         tile.dataset.key = category.key;
         tile.title = category.name;
-        tile.append(categoryGlyph(category, 48), element("span", "icon-name", category.name));
+        tile.appendChild(categoryIcon(category, 64));
         tile.classList.toggle("placed", placed.has(category.key));
         tile.addEventListener("pointerdown", (event) => {
           if (!placed.has(category.key)) startDrag(event, category, tile, null);
@@ -171,7 +120,7 @@
           const at = placed.get(key);
           if (at) session.record(removeAction(key, at));
         });
-        entry.append(categoryGlyph(category, 24), element("span", "", category.name), remove);
+        entry.append(categoryIcon(category, 28), element("span", "", category.name), remove);
         containsList.appendChild(entry);
       }
       containsEmpty.hidden = placed.size > 0;
@@ -185,7 +134,7 @@
         const marker = element("div", "placed-icon");
         marker.dataset.key = key;
         marker.title = category.name;
-        marker.append(categoryGlyph(category, 32), element("span", "placed-name", category.name));
+        marker.append(categoryIcon(category, 36), element("span", "placed-name", category.name));
         marker.addEventListener("pointerdown", (event) => {
           const at = placed.get(key);
           if (at) startDrag(event, category, marker, at);
@@ -248,7 +197,7 @@
       event.preventDefault();
       source.setPointerCapture(event.pointerId);
       const ghost = element("div", "drag-ghost");
-      ghost.appendChild(categoryGlyph(category, 40));
+      ghost.appendChild(categoryIcon(category, 48));
       document.body.appendChild(ghost);
       source.classList.add("dragging");
 
