@@ -28,7 +28,7 @@ from .anonymise import WorkerAnonymiser
 logger = logging.getLogger(__name__)
 
 ITERATOR_CHUNK_SIZE = 2000
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3
 FILE_SUFFIX = {ExportJob.Format.IMAGENET_AB: "tar.gz", ExportJob.Format.COCO_AB: "json", ExportJob.Format.JSONL: "jsonl"}
 FORMAT_KINDS = {
     ExportJob.Format.IMAGENET_AB: {TaskKind.IMAGENET},

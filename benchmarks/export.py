@@ -1,0 +1,189 @@
+"""Export throughput and memory: ImageNet-style byproduct records written as JSON lines and as ImageNet-AB XML.
+
+    .venv/bin/python benchmarks/export.py [--records 200000] [--database-url postgres://...] [--reuse]
+
+It (re)creates its own PostgreSQL database, migrates it and bulk-generates an approved ImageNet-style batch:
+480 records per HIT (10 pages x 48 candidates), about 4 sessions per image, 40% selected with one click, 2 hover
+events and 20 mouse samples per record, ground-truth boxes on 42% of the images. Each export then runs in a fresh
+process (so its peak RSS is its own) into a file on local disk. Prints records/s and peak memory; targets:
+jsonl >= 20,000 records/s, imagenet-ab >= 5,000 records/s, peak memory < 1 GiB.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH_NAME = "bench-export"
+RECORDS_PER_HIT = 480
+ITEMS_PER_PAGE = 48
+SESSIONS_PER_IMAGE = 4
+N_CATEGORIES = 100
+TRACE_SAMPLES = 20
+SELECTED_SHARE = 0.4
+BOXED_SHARE = 0.42
+INSERT_CHUNK = 5000
+FORMATS = ("jsonl", "imagenet-ab")
+TARGETS = {"jsonl": 20000, "imagenet-ab": 5000}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/luab_bench_export")
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds the records")
+    parser.add_argument("--run", choices=FORMATS, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def prepare_database(database_url, reuse):
+    """Create the benchmark's own database; an existing one is dropped first unless it is to be reused."""
+    import psycopg
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and reuse:
+            return
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(database_url, migrate):
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+
+def existing_record_count():
+    from annotator.models import ImageNetRecord
+
+    return ImageNetRecord.objects.filter(assignment__hit__batch__name=BATCH_NAME).count()
+
+
+def generate(n_records, rng):
+    from django.db import transaction
+    from tqdm import tqdm
+
+    from annotator import models
+
+    n_images = max(ITEMS_PER_PAGE, n_records // SESSIONS_PER_IMAGE)
+    n_hits = -(-n_records // RECORDS_PER_HIT)
+    with transaction.atomic():
+        dataset = models.Dataset.objects.create(name="bench-export", kind=models.TaskKind.IMAGENET)
+        categories = models.Category.objects.bulk_create(
+            models.Category(dataset=dataset, key=f"n{index:08d}", index=index, name=f"class {index}")
+            for index in range(N_CATEGORIES)
+        )
+        images = models.Image.objects.bulk_create(
+            (models.Image(dataset=dataset, key=f"{categories[i % N_CATEGORIES].key}_{i}", file=f"images/{i}.JPEG",
+                          width=500, height=375, label=categories[i % N_CATEGORIES]) for i in range(n_images)),
+            batch_size=INSERT_CHUNK,
+        )
+        models.GroundTruthObject.objects.bulk_create(
+            (models.GroundTruthObject(image=image, category=image.label, bbox=[50, 40, 300, 250], area=75000)
+             for image in images if rng.random() < BOXED_SHARE),
+            batch_size=INSERT_CHUNK,
+        )
+        batch = models.Batch.objects.create(name=BATCH_NAME, dataset=dataset, task_kind=models.TaskKind.IMAGENET)
+        hits = models.Hit.objects.bulk_create(models.Hit(batch=batch, index=i) for i in range(n_hits))
+        workers = models.Worker.objects.bulk_create(
+            models.Worker(provider="link", external_id=f"W{i}", hashed_id=models.hash_worker_id("link", f"W{i}"))
+            for i in range(n_hits)
+        )
+        assignments = models.Assignment.objects.bulk_create(
+            models.Assignment(hit=hit, worker=worker, state=models.Assignment.State.APPROVED, external_id=f"A{i}")
+            for i, (hit, worker) in enumerate(zip(hits, workers))
+        )
+        pages = models.HitPage.objects.bulk_create(
+            (models.HitPage(hit=hit, index=p, category=categories[(h + p) % N_CATEGORIES])
+             for h, hit in enumerate(hits) for p in range(RECORDS_PER_HIT // ITEMS_PER_PAGE)),
+            batch_size=INSERT_CHUNK,
+        )
+
+    def record(i):
+        page = pages[i // ITEMS_PER_PAGE]
+        start = 1_700_000_000_000 + i * 10
+        selected = rng.random() < SELECTED_SHARE
+        trace = [{"x": round(rng.random(), 4), "y": round(rng.random(), 4), "time": start + 16 * s}
+                 for s in range(TRACE_SAMPLES)]
+        return models.ImageNetRecord(
+            assignment=assignments[i // RECORDS_PER_HIT], page=page, image=images[(i * 7919) % n_images],
+            selected=selected, selected_record=[{**trace[-1], "time": start + 400}] if selected else [],
+            hovered_record=[{"action": "enter", "time": start}, {"action": "leave", "time": start + 800}],
+            mouse_tracking=trace, image_position={"x": 100 + (i % 8) * 210, "y": 300 + (i % 48 // 8) * 180},
+            image_width=200, image_height=150,
+        )
+
+    with tqdm(total=n_records, unit="record", desc="generate") as bar:
+        for start in range(0, n_records, INSERT_CHUNK):
+            chunk = [record(i) for i in range(start, min(n_records, start + INSERT_CHUNK))]
+            models.ImageNetRecord.objects.bulk_create(chunk)
+            bar.update(len(chunk))
+
+
+def run_one(export_format):
+    """Child process: one export into a temporary file; prints a JSON line with its figures."""
+    from annotator.exports import services
+    from annotator.models import Batch
+
+    batch = Batch.objects.get(name=BATCH_NAME)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"export.{export_format}"
+        started = time.perf_counter()
+        count = services.export_to_path(batch, export_format, path)
+        seconds = time.perf_counter() - started
+        size = path.stat().st_size
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"format": export_format, "records": count, "seconds": seconds, "bytes": size,
+                      "peak_rss_mib": peak_kib / 1024}))
+
+
+def main():
+    args = parse_args()
+    if args.run:
+        setup_django(args.database_url, migrate=False)
+        run_one(args.run)
+        return
+    prepare_database(args.database_url, args.reuse)
+    setup_django(args.database_url, migrate=True)
+    existing = existing_record_count()
+    if existing != args.records:
+        if existing:
+            sys.exit(f"the database holds {existing:,} records, not {args.records:,}; run without --reuse")
+        generate(args.records, random.Random(0))
+    print(f"records: {args.records:,} ImageNet-style, {TRACE_SAMPLES} mouse samples each; cpu count {os.cpu_count()}")
+    for export_format in FORMATS:
+        output = subprocess.run(
+            [sys.executable, __file__, "--run", export_format, "--database-url", args.database_url],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        figures = json.loads(output.strip().splitlines()[-1])
+        rate = figures["records"] / figures["seconds"]
+        print(
+            f"{export_format:12s} {figures['records']:,} records in {figures['seconds']:.1f} s = {rate:,.0f} records/s "
+            f"(target >= {TARGETS[export_format]:,}); file {figures['bytes'] / 2**20:.1f} MiB; "
+            f"peak RSS {figures['peak_rss_mib']:.0f} MiB (target < 1024)"
+        )
+
+
+if __name__ == "__main__":
+    main()
