@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from annotator import images as image_files
 from annotator.models import Category, Dataset, GroundTruthObject, Image
+from annotator.tasks import make_display_versions
 
 logger = logging.getLogger(__name__)
 
@@ -117,29 +118,31 @@ def write_import(name, kind, source, categories, planned_images, *, skipped=0, m
             already_there = existing_image_keys(dataset)
             new_images = [p for p in planned_images if p.key not in already_there]
             summary.images_skipped = skipped + len(planned_images) - len(new_images)
-            for start in tqdm(range(0, len(new_images), BULK_SIZE), desc=f"importing {name}", unit="chunk",
-                              disable=not progress or not new_images):
-                chunk = new_images[start:start + BULK_SIZE]
-                rows = [_store_image(dataset, planned, category_ids, make_display, stored_names) for planned in chunk]
-                Image.objects.bulk_create(rows)
-                objects = [
-                    GroundTruthObject(image=row, category_id=category_ids[obj.category_key], bbox=obj.bbox,
-                                      area=obj.area, segmentation=obj.segmentation, iscrowd=obj.iscrowd,
-                                      source_id=obj.source_id)
-                    for row, planned in zip(rows, chunk) for obj in planned.objects
-                ]
-                GroundTruthObject.objects.bulk_create(objects)
-                summary.images_created += len(rows)
-                summary.objects_created += len(objects)
+            with tqdm(total=len(new_images), desc=f"importing {name}", unit="image",
+                      disable=not progress or not new_images) as bar:
+                for start in range(0, len(new_images), BULK_SIZE):
+                    chunk = new_images[start:start + BULK_SIZE]
+                    rows = []
+                    for planned in chunk:
+                        rows.append(_store_image(dataset, planned, category_ids, make_display, stored_names))
+                        bar.update()
+                    Image.objects.bulk_create(rows)
+                    objects = [
+                        GroundTruthObject(image=row, category_id=category_ids[obj.category_key], bbox=obj.bbox,
+                                          area=obj.area, segmentation=obj.segmentation, iscrowd=obj.iscrowd,
+                                          source_id=obj.source_id)
+                        for row, planned in zip(rows, chunk) for obj in planned.objects
+                    ]
+                    GroundTruthObject.objects.bulk_create(objects)
+                    summary.images_created += len(rows)
+                    summary.objects_created += len(objects)
             if new_images and not make_display:
-                from annotator.tasks import make_display_versions
-
                 transaction.on_commit(lambda: make_display_versions.delay(dataset.pk))
     except BaseException:
         for stored in stored_names:
             default_storage.delete(stored)
         raise
-    logger.info("%s", summary)
+    logger.debug("%s", summary)
     return summary
 
 
