@@ -4,6 +4,7 @@ With no environment at all this is the embedded demo set-up: SQLite, kombu's fil
 files, all under var/. Production sets DJANGO_DEBUG=false, DJANGO_SECRET_KEY, DATABASE_URL,
 CELERY_BROKER_URL and, for S3, AWS_STORAGE_BUCKET_NAME.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -68,8 +69,9 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
-    # A file, not memory, so that tests marked celery_worker share the test database with the worker process.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that tests marked celery_worker share the test database with the worker process;
+    # one per test run (process id), so that runs sharing VAR_DIR do not delete each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
