@@ -21,6 +21,7 @@ class SyncResult:
     hits: int = 0
     created: int = 0
     updated: int = 0
+    decisions_sent: int = 0
 
 
 def request_token(key):

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
-from annotator.models import Assignment, Batch, Event, Hit, Worker
+from annotator.models import Assignment, Batch, Event, Hit, Provider, Worker
 
 from .base import get_provider, record_event
 
@@ -54,12 +54,21 @@ def publish_batch(batch, *, show_progress=False):
 
 
 def sync_batch(batch):
-    """Fetch the market's assignments of every published HIT into our rows."""
+    """Fetch the market's assignments of every published HIT into our rows, then send the decisions it lacks."""
     provider = get_provider(batch)
     result = provider.sync(batch)
-    record_event(Event.Type.SYNCED, batch=batch, provider=provider.name,
-                 hits=result.hits, created=result.created, updated=result.updated)
+    result.decisions_sent = send_missing_decisions(batch)
+    record_event(Event.Type.SYNCED, batch=batch, provider=provider.name, hits=result.hits,
+                 created=result.created, updated=result.updated, decisions_sent=result.decisions_sent)
     return result
+
+
+def send_missing_decisions(batch):
+    """Send every decision the market does not have yet (a task lost with a broker outage); returns how many."""
+    if batch.provider == Provider.LINK:
+        return 0
+    decided = Assignment.objects.filter(hit__batch=batch, state__in=DECIDED).exclude(external_id="")
+    return sum(send_decision(assignment) for assignment in decided)
 
 
 def last_market_decision(assignment):

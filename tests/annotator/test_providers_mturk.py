@@ -163,6 +163,19 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
     assert services.send_decision(auto_approved) is False
 
 
+def test_sync_sends_a_decision_whose_task_was_lost(stubber):
+    assignment = mturk_assignment(Assignment.State.REJECTED, feedback="Only 2 of 10 pages were completed.")
+    hit = assignment.hit
+    stubber.add_response("list_assignments_for_hit", {"NumResults": 1, "Assignments": [{
+        "AssignmentId": assignment.external_id, "WorkerId": assignment.worker.external_id, "HITId": hit.external_id,
+        "AssignmentStatus": "Submitted"}]}, {"HITId": hit.external_id, "MaxResults": 100})
+    stubber.add_response("reject_assignment", {}, {
+        "AssignmentId": assignment.external_id, "RequesterFeedback": "Only 2 of 10 pages were completed."})
+    assert services.sync_batch(hit.batch).decisions_sent == 1
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.REJECTED
+
+
 def test_approve_is_sent_once_however_often_the_task_runs(stubber):
     assignment = mturk_assignment(Assignment.State.APPROVED, feedback="Thank you, careful work.")
     stubber.add_response("approve_assignment", {}, {

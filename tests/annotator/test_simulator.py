@@ -17,6 +17,7 @@ from annotator.models import (
     TaskKind,
 )
 from annotator.packing import build_hits
+from annotator.providers import tasks
 from tests.factories import (
     BatchFactory,
     CategoryFactory,
@@ -146,3 +147,21 @@ def test_command_in_process_fills_half_the_batch_once(capsys):
     call_command("simulate_crowd", batch.name, "--in-process", "--fill", "0.5", "-v", "0")
     assert "no untaken HITs" in capsys.readouterr().out
     assert Assignment.objects.filter(hit__batch=batch).count() == worked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mturk_batches_are_opened_with_mturk_parameters(monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks.send_decision, "delay", sent.append)  # no market here: just see it is queued
+    batch = imagenet_batch(classes=2, per_class=6)
+    batch.provider = "mturk"
+    batch.save()
+    hits = simulator.hits_to_work(batch, limit=1)
+    crowd = simulator.run_crowd(batch, hits, transport=simulator.InProcessTransport(), n_workers=1,
+                                mix={"diligent": 1.0}, seed=2, concurrency=1)
+    assert crowd.outcomes[0].status == "submitted", crowd.outcomes[0].error
+    assignment = Assignment.objects.get(hit=hits[0])
+    assert assignment.worker.external_id.startswith("A2SIM")
+    assert assignment.external_id.startswith("SIM")
+    assert assignment.turk_submit_to == "https://workersandbox.mturk.com"
+    assert sent == [assignment.pk]

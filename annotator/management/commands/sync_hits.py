@@ -18,5 +18,5 @@ class Command(BaseCommand):
         result = sync_batch(batch)
         self.stdout.write(
             f"batch {batch.name} ({batch.provider}): {result.hits} HITs synced, "
-            f"{result.created} assignments new, {result.updated} updated"
+            f"{result.created} assignments new, {result.updated} updated, {result.decisions_sent} decisions sent"
         )
