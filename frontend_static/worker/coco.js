@@ -178,8 +178,9 @@
       lens.hidden = false;
       lens.style.backgroundImage = `url("${image.src}")`;
       lens.style.backgroundSize = `${box.width * MAGNIFICATION}px ${box.height * MAGNIFICATION}px`;
-      lens.style.backgroundPosition =
-        `${LENS_SIZE / 2 - point.x * box.width * MAGNIFICATION}px ${LENS_SIZE / 2 - point.y * box.height * MAGNIFICATION}px`;
+      const offsetX = LENS_SIZE / 2 - point.x * box.width * MAGNIFICATION;
+      const offsetY = LENS_SIZE / 2 - point.y * box.height * MAGNIFICATION;
+      lens.style.backgroundPosition = `${offsetX}px ${offsetY}px`;
       lens.style.left = `${clientX - LENS_SIZE / 2}px`;
       lens.style.top = `${clientY - LENS_SIZE - 30}px`;
     }

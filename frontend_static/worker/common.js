@@ -200,7 +200,8 @@
     beacon(path, body) {
       const url = `${this.url(path)}?token=${encodeURIComponent(this.token)}`;
       const payload = JSON.stringify(body);
-      const queued = navigator.sendBeacon && navigator.sendBeacon(url, new Blob([payload], { type: "application/json" }));
+      const blob = new Blob([payload], { type: "application/json" });
+      const queued = Boolean(navigator.sendBeacon) && navigator.sendBeacon(url, blob);
       if (!queued) {
         fetch(url, {
           method: "POST",
@@ -326,6 +327,14 @@
       if (typeof event.timeAt === "number" && event.timeAt > latest) latest = event.timeAt;
     }
     return latest;
+  }
+
+  /** When storage lost the page's start: place it so page-relative times continue after the saved ones. */
+  function inferPageStart(resumed) {
+    const lastTimeAt = maxTimeAt(resumed);
+    if (lastTimeAt >= 0) return Date.now() - lastTimeAt - 1;
+    const firstEpoch = resumed.find((event) => typeof event.time === "number");
+    return firstEpoch ? firstEpoch.time : Date.now();
   }
 
   /** Drives the pages of one assignment (or the example page of a preview). */
@@ -456,9 +465,7 @@
       clock.notBefore(maxEventTime(resumed));
       let startedAt = this.store.get(`start:${pageIndex}`);
       if (typeof startedAt !== "number") {
-        // Storage was lost: place the start so page-relative times continue after the saved ones.
-        const lastTimeAt = maxTimeAt(resumed);
-        startedAt = lastTimeAt >= 0 ? Date.now() - lastTimeAt - 1 : (resumed.length ? resumed[0].time || Date.now() : Date.now());
+        startedAt = inferPageStart(resumed);
         this.store.set(`start:${pageIndex}`, startedAt);
       }
       clock.notBefore(startedAt + maxTimeAt(resumed));
@@ -472,6 +479,7 @@
       this.page = this.kind.mount(this.root, content, this.session);
       for (const event of resumed) this.apply(event);
       this.recording = true;
+      this.record({ type: "visibility", state: document.visibilityState, time: clock.now() });
       this.counter.textContent = `Page ${pageIndex + 1} of ${this.assignment.n_pages}`;
       this.saveButton.textContent = pageIndex + 1 >= this.assignment.n_pages ? "Save and finish" : "Save and next page";
       this.saveButton.disabled = false;

@@ -192,14 +192,23 @@ def stored_events(assignment, page_index):
 
 
 class MarketHandler(BaseHTTPRequestHandler):
-    """Plays the crowd market: GET /hit?task=<url> frames the task page; POST /mturk/externalSubmit is kept."""
+    """Plays the crowd market: GET /hit?task=<url> frames the task page; other GETs (completion links) and
+    POST /mturk/externalSubmit are kept in server.visits / server.submissions."""
 
     def do_GET(self):
-        task = parse_qs(urlsplit(self.path).query)["task"][0]
-        body = (
-            "<!doctype html><title>Market</title><h1>A HIT</h1>"
-            f'<iframe id="task" src="{html.escape(task)}" width="1200" height="800"></iframe>'
-        ).encode()
+        url = urlsplit(self.path)
+        if url.path == "/hit":
+            task = html.escape(parse_qs(url.query)["task"][0])
+            body = (
+                "<!doctype html><title>Market</title><h1>A HIT</h1>"
+                f'<iframe id="task" src="{task}" width="1200" height="800"></iframe>'
+            )
+        else:
+            self.server.visits.append(self.path)
+            body = "<!doctype html><title>Market</title><p>Study complete.</p>"
+        self.reply(body.encode())
+
+    def reply(self, body):
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -209,12 +218,7 @@ class MarketHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.server.submissions.append((self.path, parse_qs(self.rfile.read(length).decode())))
-        body = b"<p>Thank you, the market has your assignment.</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(b"<p>Thank you, the market has your assignment.</p>")
 
     def log_message(self, format, *args):
         pass
@@ -225,6 +229,7 @@ def market_server():
     """A local server on another origin than the task pages (127.0.0.1 vs localhost), in a thread."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), MarketHandler)
     server.submissions = []
+    server.visits = []
     server.origin = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

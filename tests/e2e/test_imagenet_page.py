@@ -113,8 +113,9 @@ def test_clicks_hovers_and_traces_are_stored_without_loss_across_a_reload(page, 
     assert len(ImageNetRecord.objects.filter(assignment=assignment, page__index=1)) == 6
 
 
-def test_going_offline_mid_page_retries_and_loses_nothing(browser_context_factory, live_server):
-    hit = make_imagenet_hit(items_per_page=(8,))
+def test_going_offline_mid_page_retries_and_loses_nothing(browser_context_factory, live_server, market_server):
+    completion_url = f"{market_server.origin}/done?cc={{completion_code}}"
+    hit = make_imagenet_hit(items_per_page=(8,), provider_config={"completion_url": completion_url})
     context = browser_context_factory()
     page = context.new_page()
     page.goto(task_url(live_server, hit))
@@ -135,6 +136,9 @@ def test_going_offline_mid_page_retries_and_loses_nothing(browser_context_factor
 
     page.click("#save-page")
     page.wait_for_selector("#done:not([hidden])")
+    code = page.locator("#completion-code").inner_text()
+    page.wait_for_url(f"{market_server.origin}/done**")
+    assert market_server.visits == [f"/done?cc={code}"]
     records = records_by_position(assignment, 0)
     assert {position for position, record in records.items() if record.selected} == {0, 1, 2}
     assert_close(records[1].selected_record[0], 0.6, 0.6)
