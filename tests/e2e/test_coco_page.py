@@ -151,3 +151,37 @@ def test_an_icon_can_be_placed_by_touch(browser_context_factory, live_server):
     )
     assert [(a["actionType"], a["iconType"]) for a in actions] == [("add", DOG)]
     assert_close(actions[0]["pointTo"], 0.4, 0.55)
+
+
+def test_another_browser_resumes_from_the_server_alone(browser_context_factory, live_server):
+    """No local storage to help: the page, its seq numbers and its page clock come back from the saved events."""
+    hit = make_coco_hit(n_pages=1)
+    first = browser_context_factory().new_page()
+    open_task(first, live_server, hit)
+    drag(first, tile(first, CAT), image_point(first, 0.3, 0.3))
+    first.click(".group-next")
+    assignment = Assignment.objects.get(hit=hit)
+    wait_until(
+        lambda: len([e for e in stored_events(assignment, 0) if e["type"] in ("action", "category")]) == 3,
+        message="the first browser's flush",
+    )
+    first.context.close()
+
+    second = browser_context_factory().new_page()
+    open_task(second, live_server, hit)
+    assert second.locator(".contains-entry").evaluate_all("entries => entries.map((e) => e.dataset.key)") == [CAT]
+    assert second.locator(".group-indicator").inner_text() == "2 / 3"
+    second.keyboard.press("ArrowRight")
+    second.keyboard.press("ArrowRight")
+    drag(second, tile(second, DOG), image_point(second, 0.6, 0.6))
+    second.click("#save-page")
+    second.wait_for_selector("#done:not([hidden])")
+
+    record = CocoRecord.objects.get(assignment=assignment)
+    assert [(a["actionType"], a["iconType"]) for a in record.action_histories] == [("add", CAT), ("add", DOG)]
+    times = [a["timeAt"] for a in record.action_histories] + [v["timeAt"] for v in record.category_histories]
+    assert record.action_histories[0]["timeAt"] < record.action_histories[1]["timeAt"]
+    assert all(0 <= time <= record.time_spent for time in times)
+    assert [v["categoryIndex"] for v in record.category_histories] == [0, 1, 2, 0]
+    seqs = list(assignment.event_batches.order_by("seq").values_list("seq", flat=True))
+    assert len(seqs) == len(set(seqs)), "the second browser reused a seq number"
