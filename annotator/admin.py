@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from . import models, packing
 from .exports.admin import BATCH_ACTIONS as EXPORT_BATCH_ACTIONS
+from .providers.admin import BATCH_ACTIONS as MARKET_BATCH_ACTIONS, HIT_ACTIONS as MARKET_HIT_ACTIONS
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -96,7 +97,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(models.Batch)
 class BatchAdmin(admin.ModelAdmin):
-    actions = [build_hits_for_batches, *EXPORT_BATCH_ACTIONS]
+    actions = [build_hits_for_batches, *MARKET_BATCH_ACTIONS, *EXPORT_BATCH_ACTIONS]
     list_display = [
         "name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at", "review_console",
     ]
@@ -119,6 +120,7 @@ class HitPageInline(ReadOnlyInline):
 
 @admin.register(models.Hit)
 class HitAdmin(admin.ModelAdmin):
+    actions = MARKET_HIT_ACTIONS
     list_display = ["__str__", "batch", "index", "status", "external_id", "published_at"]
     list_filter = ["status", "batch"]
     search_fields = ["external_id", "batch__name"]

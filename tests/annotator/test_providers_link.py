@@ -91,3 +91,19 @@ def test_decisions_csv_lists_decided_work_with_bonuses(tmp_path):
     assert rows[0]["completion_code"] == "ABC123"
     assert rows[1]["feedback"] == "Only 3 of 10 pages were completed."
     assert rows[0]["hit"] == "4"
+
+
+def test_staff_publish_and_expire_from_the_admin(admin_client, django_capture_on_commit_callbacks):
+    batch = BatchFactory()
+    hit = HitFactory(batch=batch)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/annotator/batch/", {
+            "action": "publish_on_market", "_selected_action": [batch.pk]}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [f"publishing queued for 1: {batch.name}"]
+    hit.refresh_from_db()
+    assert hit.status == Hit.Status.PUBLISHED
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/annotator/hit/", {"action": "expire_on_market", "_selected_action": [hit.pk]})
+    hit.refresh_from_db()
+    assert hit.status == Hit.Status.EXPIRED
+    assert Event.objects.filter(hit=hit, type=Event.Type.EXPIRED).exists()
