@@ -366,3 +366,25 @@ def test_admin_action_on_batches_runs_an_export_job(imagenet_batch, client, djan
     assert f"export job <a href=\"/admin/annotator/exportjob/{job.pk}/change/\">{job.pk}</a> queued" in \
         response.content.decode()
     assert "download" in client.get(f"/admin/annotator/exportjob/{job.pk}/change/").content.decode()
+
+
+def test_export_job_streams_into_s3_storage_as_a_multipart_upload(imagenet_batch, settings):
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="luab-exports")
+        settings.STORAGES = {**settings.STORAGES, "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "luab-exports", "region_name": "us-east-1", "access_key": "test",
+                        "secret_key": "test"},
+        }}
+        job = ExportJob.objects.create(batch=imagenet_batch, format="jsonl", include_rejected=True)
+
+        services.run_export_job(job.pk)
+
+        job.refresh_from_db()
+        assert (job.status, job.record_count) == ("done", 2)
+        body = s3.get_object(Bucket="luab-exports", Key=job.file.name)["Body"].read().decode()
+        assert [json.loads(line)["assignment_state"] for line in body.splitlines()] == ["approved", "rejected"]
+        assert s3.list_multipart_uploads(Bucket="luab-exports").get("Uploads", []) == []
