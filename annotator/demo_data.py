@@ -434,7 +434,7 @@ def _write_manifest(out, kind, seed, images):
                                 for o in image.objects]} for image in images],
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest))
-    logger.info("%s demo data: %d images in %s (seed %d)", kind, len(images), out, seed)
+    logger.debug("%s demo data: %d images in %s (seed %d)", kind, len(images), out, seed)
 
 
 def load_manifest(out_dir):
