@@ -325,3 +325,21 @@ def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, 
     keys = {entry["Key"] for entry in objects}
     assert ModelVersion.objects.get(job=job).checkpoint.name in keys
     assert set(job.artifacts.values()) <= keys
+
+
+@pytest.mark.django_db
+def test_train_command_with_async_queues_a_job_instead_of_training(django_capture_on_commit_callbacks, capsys):
+    from django.core.management import CommandError, call_command
+
+    dataset = factories.DatasetFactory()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("train", "--dataset", dataset.name, "--async", "--model", "test_resnet", "--epochs", "3",
+                     "--option", "point_loss=mse")
+    job = TrainingJob.objects.get()
+    assert job.source == TrainingJob.Source.COMMAND and job.status == JobStatus.QUEUED and len(callbacks) == 1
+    assert job.config["model"] == "test_resnet" and job.config["epochs"] == 3 and job.config["point_loss"] == "mse"
+    assert f"training job {job.pk} queued" in capsys.readouterr().out
+
+    with pytest.raises(CommandError, match="config.colour: unknown option"):
+        call_command("train", "--dataset", dataset.name, "--async", "--option", "colour=red")
+    assert TrainingJob.objects.count() == 1

@@ -35,9 +35,15 @@ class Command(BaseCommand):
                             help="COCO-style: final icon positions after replay, or the adds only.")
         parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
                             help="Any other TrainConfig field, value as JSON, e.g. --option point_loss=mse (repeatable).")
-        parser.add_argument("--out", required=True, help="Run folder: checkpoint.pt, config.json, metrics.jsonl.")
+        parser.add_argument("--out", help="Run folder: checkpoint.pt, config.json, metrics.jsonl (not with --async).")
+        parser.add_argument("--async", action="store_true", dest="run_async",
+                            help="Queue a training job for a Celery worker on the gpu queue instead of training here.")
 
     def handle(self, *args, **options):
+        if options["run_async"]:
+            return self.queue_job(options)
+        if not options["out"]:
+            raise CommandError("--out: required (the run folder), unless the job is queued with --async")
         try:
             dataset = dataset_by_name(options["dataset"])
             batches = None
@@ -73,6 +79,38 @@ class Command(BaseCommand):
                 signal.signal(signal.SIGINT, previous_handler)
         self.stdout.write(json.dumps(result["metrics"], indent=2))
         self.stdout.write(self.style.SUCCESS(f"{result['status']}: {result['checkpoint']}"))
+
+    def queue_job(self, options):
+        """--async: a TrainingJob (source "command") that a worker on the gpu queue runs; progress in the admin/API."""
+        from django.core.exceptions import ValidationError
+
+        from training.models import TrainingJob
+        from training.services import create_training_job
+
+        if options["out"]:
+            raise CommandError("--out: a queued job works in TRAINING_WORK_DIR/<job id>; leave --out out with --async")
+        if options["icons"] != "replay":
+            raise CommandError("--icons: queued jobs train on replayed icon positions; run adds_only in-process")
+        try:
+            dataset = dataset_by_name(options["dataset"])
+            batches = list(dataset.batches.filter(name__in=options["batches"]))
+            missing = sorted(set(options["batches"]) - {batch.name for batch in batches})
+            if missing:
+                raise ManifestBuildError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
+            config = {name: options[name] for name in (
+                "model", "method", "epochs", "lambda_point", "batch_size", "lr", "img_size", "seed", "device",
+                "workers", "decode",
+            )}
+            config.update(parse_options(options["option"]))
+            job = create_training_job(dataset=dataset, batches=batches, config=config,
+                                      source=TrainingJob.Source.COMMAND)
+        except ValidationError as error:
+            raise CommandError("; ".join(f"{field}: {' '.join(m)}" for field, m in error.message_dict.items()))
+        except (ManifestBuildError, ValueError) as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(self.style.SUCCESS(
+            f"training job {job.pk} queued on the gpu queue; follow it at /api/training/jobs/{job.pk}/ or in the admin"
+        ))
 
 
 def parse_options(pairs):
