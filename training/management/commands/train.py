@@ -72,11 +72,14 @@ class Command(BaseCommand):
                 bar.refresh()
 
             interrupted = threading.Event()  # Ctrl-C: save a checkpoint and stop; running the command again resumes
-            previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            if in_main_thread:
+                previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
             try:
                 result = run(config, on_progress=on_progress, should_stop=interrupted.is_set)
             finally:
-                signal.signal(signal.SIGINT, previous_handler)
+                if in_main_thread:
+                    signal.signal(signal.SIGINT, previous_handler)
         self.stdout.write(json.dumps(result["metrics"], indent=2))
         self.stdout.write(self.style.SUCCESS(f"{result['status']}: {result['checkpoint']}"))
 
