@@ -74,8 +74,10 @@ def job_output_dir(job):
 # --- creating, queueing and cancelling jobs --------------------------------------------------------------------
 
 
-def create_training_job(*, dataset, config=None, batches=(), source, created_by=None, triggered_by_batch=None):
-    """A queued job; its Celery task is sent once the surrounding transaction commits."""
+def create_training_job(*, dataset, config=None, batches=(), source, created_by=None, triggered_by_batch=None,
+                        enqueue=True):
+    """A queued job; its Celery task is sent once the surrounding transaction commits (unless enqueue is False:
+    the caller runs it in its own process with run_training_job)."""
     config = dict(config or {})
     validate_train_config(config)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.pk]
@@ -88,7 +90,8 @@ def create_training_job(*, dataset, config=None, batches=(), source, created_by=
         )
         job.batches.set(batches)
         task_id = job.celery_task_id
-        transaction.on_commit(lambda: _send_training_task(job.pk, task_id))
+        if enqueue:
+            transaction.on_commit(lambda: _send_training_task(job.pk, task_id))
     logger.info("training job %s queued for dataset %s (%s)", job.pk, dataset.name, source)
     return job
 
@@ -194,8 +197,9 @@ class JobMonitor:
     engine's metrics file (one JSON line per epoch), so a long evaluation between steps neither looks dead nor delays a cancel.
     """
 
-    def __init__(self, job, metrics_path, log_tail):
+    def __init__(self, job, metrics_path, log_tail, progress_listener=None):
         self.job_id = job.pk
+        self.progress_listener = progress_listener
         self.metrics_path = Path(metrics_path)
         self.log_tail = log_tail
         self.interval = settings.TRAINING_PROGRESS_INTERVAL
@@ -246,6 +250,8 @@ class JobMonitor:
         return self._cancel.is_set()
 
     def on_progress(self, progress):
+        if self.progress_listener is not None:
+            self.progress_listener(progress)
         now = time.monotonic()
         epoch_end = progress.get("step") == progress.get("steps")
         if not epoch_end and now - self._last_write < self.interval:
@@ -256,8 +262,11 @@ class JobMonitor:
         )
 
 
-def run_training_job(job_id, *, task_id, hostname=""):
-    """Run one delivery of a job: snapshot the data, train (resuming from a checkpoint), store, register."""
+def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
+    """Run one delivery of a job: snapshot the data, train (resuming from a checkpoint), store, register.
+
+    progress_listener(progress) also gets every progress report of the engine (a command's progress bar).
+    """
     job = _claim_training_job(job_id, task_id=task_id, hostname=hostname)
     if job is None:
         return None
@@ -273,7 +282,7 @@ def run_training_job(job_id, *, task_id, hostname=""):
         config = train_config_class()(**job.config, manifest_path=str(manifest_path), out_dir=str(out_dir))
         logger.info("training job %s: attempt %s on %s, manifest %s", job.pk, job.attempts, hostname,
                     job.manifest_hash[:16])
-        with JobMonitor(job, out_dir / engine.METRICS_NAME, log_tail) as monitor:
+        with JobMonitor(job, out_dir / engine.METRICS_NAME, log_tail, progress_listener) as monitor:
             result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
         if result["status"] == "cancelled":
             logger.info("training job %s cancelled", job.pk)
@@ -427,13 +436,15 @@ def schedule_training_if_due(batch):
 # --- steering: inference over a dataset -------------------------------------------------------------------------
 
 
-def create_inference_job(version, *, uncertainty="entropy", created_by=None):
+def create_inference_job(version, *, uncertainty="entropy", created_by=None, enqueue=True):
+    """A queued inference job, sent to Celery on commit (unless enqueue is False: see create_training_job)."""
     with transaction.atomic():
         job = InferenceJob.objects.create(
             model_version=version, uncertainty=uncertainty, created_by=created_by, celery_task_id=str(uuid.uuid4())
         )
         task_id = job.celery_task_id
-        transaction.on_commit(lambda: _send_inference_task(job.pk, task_id))
+        if enqueue:
+            transaction.on_commit(lambda: _send_inference_task(job.pk, task_id))
     return job
 
 
@@ -449,7 +460,7 @@ def _send_inference_task(job_id, task_id):
         )
 
 
-def run_inference_job(job_id, *, task_id):
+def run_inference_job(job_id, *, task_id, progress_listener=None):
     """Score every train image of the version's dataset (ImageScore: uncertainty, top classes, predicted points),
     then the agreement of each assignment and worker with the predicted points."""
     claimed = InferenceJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
@@ -460,7 +471,7 @@ def run_inference_job(job_id, *, task_id):
         return None
     job = InferenceJob.objects.select_related("model_version__dataset").get(pk=job_id)
     try:
-        summary = _score_dataset(job)
+        summary = _score_dataset(job, progress_listener)
     except Exception as error:  # noqa: BLE001 (any failure ends the job as failed, with the reason)
         logger.exception("inference job %s failed", job.pk)
         InferenceJob.objects.filter(pk=job.pk).update(
@@ -476,7 +487,7 @@ def run_inference_job(job_id, *, task_id):
 INFERENCE_BATCH_SIZE = 32
 
 
-def _score_dataset(job):
+def _score_dataset(job, progress_listener=None):
     from . import inference, steering
 
     version = job.model_version
@@ -514,6 +525,8 @@ def _score_dataset(job):
         InferenceJob.objects.filter(pk=job.pk).update(
             progress={"images_done": start + len(chunk), "images_total": len(images)}
         )
+        if progress_listener is not None:
+            progress_listener({"images_done": start + len(chunk), "images_total": len(images)})
     agreement_summary = score_model_agreement(dataset, predicted_points, multi_label=loaded.multi_label)
     return {"images_scored": len(images), "uncertainty": job.uncertainty, **agreement_summary}
 
