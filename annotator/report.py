@@ -216,7 +216,8 @@ def coco_analysis(batch):
     return {
         "icon_accuracy": icons.as_dict(),
         "action_sequences": [
-            {"sequence": sequence, "count": count, "share": count / total} for sequence, count in sequences.most_common()
+            {"sequence": sequence, "count": count, "share": count / total}
+            for sequence, count in sequences.most_common()
         ],
         "recall_by_size": {name: rate.as_dict() for name, rate in recall_by_size.items()},
     }

@@ -38,7 +38,9 @@ def export_jsonl(modeladmin, request, queryset):
 def build_byproduct_report(modeladmin, request, queryset):
     for batch in queryset:
         services.start_byproduct_report(batch)
-        modeladmin.message_user(request, f"{batch.name}: byproduct report queued; it appears under reports/{batch.name}/")
+        modeladmin.message_user(
+            request, f"{batch.name}: byproduct report queued; it appears under reports/{batch.name}/ in storage"
+        )
 
 
 BATCH_ACTIONS = [export_published_format, export_jsonl, build_byproduct_report]

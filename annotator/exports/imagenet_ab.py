@@ -61,7 +61,10 @@ def _unselected_time(start, end, clicks):
 
 
 def _points(tag, points):
-    template = f"\t\t<{tag}>\n\t\t\t<x>{XML_COORDINATE}</x>\n\t\t\t<y>{XML_COORDINATE}</y>\n\t\t\t<time>%d</time>\n\t\t</{tag}>\n"
+    template = (
+        f"\t\t<{tag}>\n\t\t\t<x>{XML_COORDINATE}</x>\n\t\t\t<y>{XML_COORDINATE}</y>\n"
+        f"\t\t\t<time>%d</time>\n\t\t</{tag}>\n"
+    )
     return "".join([template % (p["x"], p["y"], p["time"]) for p in points])
 
 

@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 ITERATOR_CHUNK_SIZE = 2000
 GZIP_LEVEL = 3
-FILE_SUFFIX = {ExportJob.Format.IMAGENET_AB: "tar.gz", ExportJob.Format.COCO_AB: "json", ExportJob.Format.JSONL: "jsonl"}
+FILE_SUFFIX = {
+    ExportJob.Format.IMAGENET_AB: "tar.gz", ExportJob.Format.COCO_AB: "json", ExportJob.Format.JSONL: "jsonl",
+}
 FORMAT_KINDS = {
     ExportJob.Format.IMAGENET_AB: {TaskKind.IMAGENET},
     ExportJob.Format.COCO_AB: {TaskKind.COCO},

@@ -103,7 +103,9 @@ def imagenet_batch():
         assignment=approved, page=page, image=image, image_width=243, image_height=182,
         selected_record=[{"x": 0.54012, "y": 0.4729, "time": 1641425052000}],
         hovered_record=[{"action": "enter", "time": 1641425051000}, {"action": "leave", "time": 1641425054000}],
-        mouse_tracking=[{"x": 0.6411, "y": 0.629, "time": 1641425051000}, {"x": 0.441, "y": 0.6, "time": 1641425052000}],
+        mouse_tracking=[
+            {"x": 0.6411, "y": 0.629, "time": 1641425051000}, {"x": 0.441, "y": 0.6, "time": 1641425052000}
+        ],
     )
     rejected = factories.AssignmentFactory(hit=approved.hit, state=Assignment.State.REJECTED, external_id="REJ")
     factories.ImageNetRecordFactory(assignment=rejected, page=page, image=image, selected=False, selected_record=[])
@@ -136,9 +138,8 @@ def test_imagenet_ab_include_rejected_adds_flagged_sessions(imagenet_batch):
     document = next(iter(tar_members(export_bytes(imagenet_batch, "imagenet-ab", include_rejected=True)).values()))
     sessions = ElementTree.fromstring(document).findall("metadata")
 
-    assert [(s.findtext("assignment_id"), s.findtext("selected"), s.findtext("assignment_state")) for s in sessions] == [
-        ("3AMYWKA6YLE80HK90YYHI2YEL2Y06L", "True", "approved"), ("REJ", "False", "rejected")
-    ]
+    flags = [(s.findtext("assignment_id"), s.findtext("selected"), s.findtext("assignment_state")) for s in sessions]
+    assert flags == [("3AMYWKA6YLE80HK90YYHI2YEL2Y06L", "True", "approved"), ("REJ", "False", "rejected")]
 
 
 def test_estimate_time_counts_only_hovering_while_unselected():
@@ -229,18 +230,17 @@ def test_jsonl_keeps_the_extras_the_published_formats_lost(coco_batch, imagenet_
 
 
 def test_worker_ids_are_anonymised_stable_within_an_export_and_unlinkable_across(imagenet_batch):
-    worker = Assignment.objects.get(state="approved").worker
-    other_image = factories.ImageFactory(dataset=imagenet_batch.dataset, key="n01440764_9", label=worker.assignments
-                                         .first().hit.pages.first().category)
-    record = ImageNetRecord.objects.get(assignment__worker=worker)
+    record = ImageNetRecord.objects.get(assignment__state="approved")
+    worker = record.assignment.worker
+    other_image = factories.ImageFactory(dataset=imagenet_batch.dataset, key="n01440764_9", label=record.image.label)
     factories.ImageNetRecordFactory(assignment=record.assignment, page=record.page, image=other_image)
 
     def exported_ids(data):
         return [s.findtext("worker_id") for document in tar_members(data).values()
                 for s in ElementTree.fromstring(document).findall("metadata")]
 
-    first, second = exported_ids(export_bytes(imagenet_batch, "imagenet-ab")), exported_ids(
-        export_bytes(imagenet_batch, "imagenet-ab"))
+    first = exported_ids(export_bytes(imagenet_batch, "imagenet-ab"))
+    second = exported_ids(export_bytes(imagenet_batch, "imagenet-ab"))
     assert len(first) == 2 and first[0] == first[1]
     assert len(first[0]) == 10 and int(first[0], 16) >= 0
     assert first[0] not in (worker.external_id, worker.hashed_id[:10].upper())

@@ -125,7 +125,8 @@ def test_a_file_that_is_not_a_tarball_is_refused(imagenet_batch, tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda r: r.pop("timeSpent"), r"Object missing required field `timeSpent` - at `\$\[0\]`"),
     (lambda r: r.update(imageWidth="wide"), r"Expected `int`, got `str` - at `\$\[0\].imageWidth`"),
-    (lambda r: r["actionHistories"][3].pop("pointFrom"), r"record 0 \(image_id 459214\): actionHistories\[3\] \(remove\) has no pointFrom"),
+    (lambda r: r["actionHistories"][3].pop("pointFrom"),
+     r"record 0 \(image_id 459214\): actionHistories\[3\] \(remove\) has no pointFrom"),
     (lambda r: r["actionHistories"][0].update(iconType="spaceship"),
      r"record 0 actionHistories\[0\]: iconType 'spaceship' is not a category of this dataset"),
 ])
