@@ -3,6 +3,10 @@
 The root `annotation` starts with the ILSVRC / Pascal-VOC header (folder, filename, source, size, segmented,
 objects with their boxes) and holds one `metadata` element per worker session that showed the image. Every
 value is a text node; coordinates keep three decimals like the published files.
+
+As published, `selectedRecord` lists every click on the image in time order (selecting and deselecting ones
+alternate, so `selected` is True when their number is odd); we store the two kinds apart and merge them here,
+and an import splits them again by position.
 """
 import io
 import itertools
@@ -68,21 +72,31 @@ def _points(tag, points):
     return "".join([template % (p["x"], p["y"], p["time"]) for p in points])
 
 
+def all_clicks(selected_record, deselected_record):
+    return sorted(selected_record + deselected_record, key=lambda click: click["time"])
+
+
+def split_clicks(clicks):
+    """Published clicks alternate select, deselect, select...: (selecting clicks, deselecting clicks)."""
+    return clicks[0::2], clicks[1::2]
+
+
 def metadata_xml(record, exported_worker_id, with_state):
     hovered = record["hovered_record"]
+    clicks = all_clicks(record["selected_record"], record["deselected_record"])
     position = record["image_position"] or {}
     parts = [
         "\t<metadata>\n",
         f"\t\t<imageID>{escape(image_id(record))}</imageID>\n",
         f"\t\t<selected>{'True' if record['selected'] else 'False'}</selected>\n",
-        _points("selectedRecord", record["selected_record"]),
+        _points("selectedRecord", clicks),
         "".join([
             f"\t\t<hoveredRecord>\n\t\t\t<action>{escape(h['action'])}</action>\n"
             f"\t\t\t<time>{h['time']}</time>\n\t\t</hoveredRecord>\n"
             for h in hovered
         ]),
         _points("mouseTracking", record["mouse_tracking"]),
-        f"\t\t<selectedCount>{len(record['selected_record'])}</selectedCount>\n",
+        f"\t\t<selectedCount>{len(clicks)}</selectedCount>\n",
         f"\t\t<hoveredCount>{sum(1 for h in hovered if h['action'] == 'enter')}</hoveredCount>\n",
         f"\t\t<estimateTime>"
         f"{estimate_time(hovered, record['selected_record'], record['deselected_record'])}</estimateTime>\n",
@@ -164,6 +178,7 @@ class Session:
     image_id: str
     selected: bool
     selected_record: list
+    deselected_record: list
     hovered_record: list
     mouse_tracking: list
     image_position: dict
@@ -225,10 +240,12 @@ def parse_annotation(member, data):
         position = metadata.find("imagePosition")
         if position is None:
             raise MalformedAnnotation(f"{where}: missing <imagePosition>")
+        selecting, deselecting = split_clicks(_point_list(metadata, "selectedRecord", where))
         annotation.sessions.append(Session(
             image_id=_text(metadata, "imageID", where),
             selected=selected == "True",
-            selected_record=_point_list(metadata, "selectedRecord", where),
+            selected_record=selecting,
+            deselected_record=deselecting,
             hovered_record=[
                 {"action": _text(h, "action", f"{where} <hoveredRecord>"),
                  "time": _number(h, "time", f"{where} <hoveredRecord>", int)}

@@ -290,6 +290,7 @@ def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=N
                             ),
                             page_id=imported.page_id(session.assignment_id, session.page_idx, labels[image_pk]),
                             image_id=image_pk, selected=session.selected, selected_record=session.selected_record,
+                            deselected_record=session.deselected_record,
                             hovered_record=session.hovered_record, mouse_tracking=session.mouse_tracking,
                             image_position=session.image_position, image_width=session.image_width,
                             image_height=session.image_height,

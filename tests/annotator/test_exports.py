@@ -142,6 +142,18 @@ def test_imagenet_ab_include_rejected_adds_flagged_sessions(imagenet_batch):
     assert flags == [("3AMYWKA6YLE80HK90YYHI2YEL2Y06L", "True", "approved"), ("REJ", "False", "rejected")]
 
 
+def test_imagenet_ab_lists_every_click_in_time_order_as_published(imagenet_batch):
+    ImageNetRecord.objects.filter(assignment__state="approved").update(
+        selected_record=[{"x": 0.1, "y": 0.1, "time": 1000}, {"x": 0.3, "y": 0.3, "time": 3000}],
+        deselected_record=[{"x": 0.2, "y": 0.2, "time": 2000}],
+    )
+    document = next(iter(tar_members(export_bytes(imagenet_batch, "imagenet-ab")).values()))
+    session = ElementTree.fromstring(document).find("metadata")
+
+    assert [click.findtext("time") for click in session.findall("selectedRecord")] == ["1000", "2000", "3000"]
+    assert (session.findtext("selectedCount"), session.findtext("selected")) == ("3", "True")
+
+
 def test_estimate_time_counts_only_hovering_while_unselected():
     hovered = [{"action": "enter", "time": 0}, {"action": "leave", "time": 1000},
                {"action": "enter", "time": 5000}, {"action": "leave", "time": 6000}]

@@ -41,6 +41,7 @@ def test_imagenet_ab_export_then_import_round_trips(imagenet_batch, tmp_path):
     factories.ImageNetRecordFactory(
         assignment=Assignment.objects.get(state="approved"), page=second_page, image=image, selected=False,
         selected_record=[{"x": 0.2, "y": 0.3, "time": 1641425060000}],
+        deselected_record=[{"x": 0.25, "y": 0.35, "time": 1641425061000}],
     )
     exported = export_bytes(imagenet_batch, "imagenet-ab")
 
@@ -50,6 +51,9 @@ def test_imagenet_ab_export_then_import_round_trips(imagenet_batch, tmp_path):
     batch = Batch.objects.get(name="imagenet-mini-imagenet-ab-import")
     assert (batch.round, batch.provider, batch.provider_config["imported"]) == (0, "link", True)
     assert set(Assignment.objects.filter(hit__batch=batch).values_list("state", flat=True)) == {"approved"}
+    unselected = ImageNetRecord.objects.get(assignment__hit__batch=batch, selected=False)
+    assert unselected.selected_record == [{"x": 0.2, "y": 0.3, "time": 1641425060000}]
+    assert unselected.deselected_record == [{"x": 0.25, "y": 0.35, "time": 1641425061000}]
     assert sessions_without_worker_ids(tar_members(export_bytes(batch, "imagenet-ab"))) == \
         sessions_without_worker_ids(tar_members(exported))
 
