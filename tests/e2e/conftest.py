@@ -2,7 +2,6 @@
 import html
 import io
 import mimetypes
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,9 +19,6 @@ from tests.factories import (
     BatchFactory, CategoryFactory, DatasetFactory, HitFactory, HitPageFactory, ImageFactory,
 )
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -33,10 +29,13 @@ def browser():
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    # While Playwright's sync API runs its event loop in this thread, the tests' ORM calls are still synchronous.
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
 
 
 def serve_media_from_this_tests_root(context, live_server):
