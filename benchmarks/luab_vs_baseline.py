@@ -52,7 +52,7 @@ def simulated_clicks(box, width, height, rng):
 def demo_manifest(out_dir, per_class, seed=0):
     """Generate (once) the demo images and write the manifest with simulated clicks; returns (path, click stats)."""
     data_dir = out_dir / "demo-imagenet"
-    images = demo_data.generate_imagenet(data_dir, seed=seed, per_class=per_class, progress=True)
+    images = demo_data.generate_imagenet(data_dir, seed=seed, per_class=per_class)
     rng = np.random.default_rng(seed)
     entries, inside, clicks_total, clicked_images = [], 0, 0, 0
     for image in images:
