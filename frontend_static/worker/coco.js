@@ -10,6 +10,7 @@
   const MIN_TRACE_INTERVAL_MS = 17; // at most 60 samples a second
   const MAGNIFICATION = 2;
   const LENS_SIZE = 140;
+  const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a drag
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -197,6 +198,7 @@
       if (event.button !== undefined && event.button > 0) return;
       event.preventDefault();
       source.setPointerCapture(event.pointerId);
+      const pressedAt = { x: event.clientX, y: event.clientY };
       const ghost = element("div", "drag-ghost");
       ghost.appendChild(categoryIcon(category, 48));
       document.body.appendChild(ghost);
@@ -210,13 +212,14 @@
       }
 
       function end(endEvent) {
-        source.removeEventListener("pointermove", follow);
-        source.removeEventListener("pointerup", end);
-        source.removeEventListener("pointercancel", end);
+        for (const type of ["pointermove", "pointerup", "pointercancel", "lostpointercapture"]) {
+          source.removeEventListener(type, type === "pointermove" ? follow : end);
+        }
         ghost.remove();
         lens.hidden = true;
         source.classList.remove("dragging");
-        if (endEvent.type === "pointercancel") return;
+        // Cancelled, or the source left the page mid-drag (the group changed): nothing happened.
+        if (endEvent.type !== "pointerup") return;
         const to = pointOnImage(endEvent.clientX, endEvent.clientY);
         const key = category.key;
         if (from === null) {
@@ -225,9 +228,11 @@
               type: "action", actionType: "add", iconType: key, pointFrom: null, pointTo: to, timeAt: session.timeAt(),
             });
           }
+        } else if (Math.hypot(endEvent.clientX - pressedAt.x, endEvent.clientY - pressedAt.y) < CLICK_SLOP_PX) {
+          return;
         } else if (!to) {
           session.record(removeAction(key, from));
-        } else if (to.x !== from.x || to.y !== from.y) {
+        } else {
           session.record({
             type: "action", actionType: "move", iconType: key, pointFrom: { x: from.x, y: from.y }, pointTo: to,
             timeAt: session.timeAt(),
@@ -236,8 +241,7 @@
       }
 
       source.addEventListener("pointermove", follow);
-      source.addEventListener("pointerup", end);
-      source.addEventListener("pointercancel", end);
+      for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) source.addEventListener(type, end);
       follow(event);
     }
 
