@@ -72,7 +72,7 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
     label = models.ForeignKey(
-        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="images",
+        Category, null=True, blank=True, on_delete=models.RESTRICT, related_name="images",
         help_text="ImageNet-style class label; COCO images take their labels from their objects.",
     )
     meta = models.JSONField(default=dict, blank=True)

@@ -1,8 +1,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import RestrictedError
 
-from annotator.models import Assignment, Event, Worker, hash_worker_id
+from annotator.models import Assignment, Category, Event, Image, Worker, hash_worker_id
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,13 @@ def test_a_batch_must_match_its_dataset_kind():
     batch = factories.BatchFactory(dataset=factories.DatasetFactory(kind="coco"), task_kind="imagenet")
     with pytest.raises(ValidationError, match="task_kind"):
         batch.full_clean()
+
+
+def test_deleting_a_dataset_takes_its_classes_and_images_but_a_used_class_alone_stays():
+    category = factories.CategoryFactory()
+    image = factories.ImageFactory(dataset=category.dataset, label=category)
+    factories.GroundTruthObjectFactory(image=image, category=category)
+    with pytest.raises(RestrictedError), transaction.atomic():
+        category.delete()
+    category.dataset.delete()
+    assert not Image.objects.exists() and not Category.objects.exists()
