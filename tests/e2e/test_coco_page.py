@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from annotator.models import Assignment, Batch, CocoRecord, PageSubmission
+from annotator.models import Assignment, Batch, CocoRecord, EventBatch, PageSubmission
 from tests.e2e.conftest import make_coco_hit, point_in, stored_events, task_url, wait_for_images, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -186,3 +186,18 @@ def test_another_browser_resumes_from_the_server_alone(browser_context_factory, 
     assert [v["categoryIndex"] for v in record.category_histories] == [0, 1, 2, 0]
     seqs = list(assignment.event_batches.order_by("seq").values_list("seq", flat=True))
     assert len(seqs) == len(set(seqs)), "the second browser reused a seq number"
+
+
+def test_preview_lets_the_worker_try_the_browser_and_records_nothing(page, live_server):
+    hit = make_coco_hit(n_pages=1)
+    page.goto(task_url(live_server, hit, worker_id=""))
+    page.locator("img.coco-image").wait_for()
+    wait_for_images(page)
+    assert page.locator(".preview-banner").is_visible()
+    page.keyboard.press("ArrowRight")
+    assert page.locator(".group-indicator").inner_text() == "2 / 3"
+    drag(page, tile(page, CAR), image_point(page, 0.5, 0.5))
+    assert page.locator(f".placed-icon[data-key='{CAR}']").count() == 1
+    page.wait_for_timeout(3500)
+    assert not Assignment.objects.exists()
+    assert not EventBatch.objects.exists()
