@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import models, packing
 from .exports.admin import BATCH_ACTIONS as EXPORT_BATCH_ACTIONS
@@ -71,12 +71,36 @@ class GroundTruthInline(ReadOnlyInline):
 
 @admin.register(models.Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["key", "dataset", "split", "label", "width", "height"]
+    list_display = ["thumbnail", "key", "dataset", "split", "label", "width", "height"]
+    list_display_links = ["thumbnail", "key"]
     list_filter = ["dataset", "split"]
     search_fields = ["key"]
     list_select_related = ["dataset", "label"]
     raw_id_fields = ["label"]
+    readonly_fields = ["preview"]
     inlines = [GroundTruthInline]
+
+    @admin.display(description="image")
+    def thumbnail(self, image):
+        if not image.display_file:
+            return "-"
+        return format_html('<img src="{}" alt="" style="height:48px">', image.display_file.url)
+
+    @admin.display(description="display version with the ground-truth boxes")
+    def preview(self, image):
+        if not image.display_file:
+            return "no display version yet"
+        stroke = max(image.width, image.height) / 128
+        boxes = format_html_join(
+            "", '<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#ff0" stroke-width="{}"/>',
+            ((*obj.bbox, stroke) for obj in image.ground_truth_objects.all()),
+        )
+        return format_html(
+            '<svg viewBox="0 0 {w} {h}" width="{display}" role="img"><image href="{url}" width="{w}" height="{h}"/>'
+            "{boxes}</svg>",
+            w=image.width, h=image.height, display=min(image.width * 2, 384), url=image.display_file.url,
+            boxes=boxes,
+        )
 
 
 @admin.register(models.GroundTruthObject)

@@ -12,6 +12,12 @@ urlpatterns = [
     path("", include("annotator.urls")),
     path("", include("training.urls")),
 ]
+
+
+def serve_media(request, path):
+    """Local files (images, exports) are served by the app itself in the embedded set-up."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)  # read per request: tests move MEDIA_ROOT
+
+
 if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
-    # Local files (images, exports) are served by the app itself in the embedded set-up.
-    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
+    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve_media))

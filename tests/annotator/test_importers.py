@@ -316,3 +316,16 @@ def test_rle_segmentation_is_accepted_when_its_size_matches(coco_copy):
     edit_annotations(coco_copy, to_rle)
     import_coco_split(coco_copy)
     assert GroundTruthObject.objects.get(iscrowd=True).segmentation["counts"] == [0, 10, 90]
+
+
+def test_admin_shows_an_imported_image_with_its_box(imagenet_demo_dir, admin_client):
+    call_command("import_imagenet", str(imagenet_demo_dir), name="shapes", verbosity=0)
+    image = Image.objects.get(key="n90000008_2")
+    x, y, w, h = image.ground_truth_objects.get().bbox
+
+    listing = admin_client.get("/admin/annotator/image/", {"q": "n90000008_2"})
+    assert image.display_file.url in listing.content.decode()
+    page = admin_client.get(f"/admin/annotator/image/{image.pk}/change/").content.decode()
+    assert f'<image href="{image.display_file.url}" width="{image.width}" height="{image.height}"/>' in page
+    assert f'<rect x="{x}" y="{y}" width="{w}" height="{h}"' in page
+    assert admin_client.get(image.display_file.url).status_code == 200
