@@ -5,11 +5,13 @@ from django.core.checks import Tags, Warning, register
 
 @register(Tags.security, deploy=True)
 def check_secret_key(app_configs, **kwargs):
+    warnings = []
     if settings.SECRET_KEY == settings.INSECURE_DEV_KEY:
-        return [Warning("DJANGO_SECRET_KEY is not set: the built-in demo key is in use.", id="annotator.W001")]
+        warnings.append(Warning("DJANGO_SECRET_KEY is not set: the built-in demo key is in use.", id="annotator.W001"))
     if settings.WORKER_ID_SALT == "demo-worker-salt":
-        return [Warning("WORKER_ID_SALT is not set: worker ids are hashed with the demo salt.", id="annotator.W002")]
-    return []
+        warnings.append(
+            Warning("WORKER_ID_SALT is not set: worker ids are hashed with the demo salt.", id="annotator.W002"))
+    return warnings
 
 
 @register(deploy=True)

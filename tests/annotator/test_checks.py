@@ -15,6 +15,9 @@ def ids(messages):
 
 def test_demo_secret_key_and_demo_salt_are_flagged(settings):
     settings.SECRET_KEY = settings.INSECURE_DEV_KEY
+    settings.WORKER_ID_SALT = "demo-worker-salt"
+    assert ids(checks.check_secret_key(None)) == ["annotator.W001", "annotator.W002"]
+    settings.WORKER_ID_SALT = "a real salt"
     assert ids(checks.check_secret_key(None)) == ["annotator.W001"]
     settings.SECRET_KEY = secrets.token_urlsafe(50)
     settings.WORKER_ID_SALT = "demo-worker-salt"
