@@ -425,13 +425,14 @@ def generate_coco(out_dir, seed=0, per_class=DEFAULT_COCO_PER_CLASS, progress=Fa
 
 
 def _write_manifest(out, kind, seed, images):
-    """What the formats cannot say: each image's background texture and each object's placement."""
+    """What the formats cannot say: each image's background texture, each object's placement, and the ImageNet
+    kind's object outlines (its XML holds boxes only)."""
     manifest = {
         "kind": kind, "seed": seed, "background_match_rate": BACKGROUND_MATCH_RATE,
         "classes": [c.name for c in CLASSES], "textures": [t[0] for t in TEXTURES],
         "images": [{"file": image.file_name, "split": image.split, "background": image.background,
-                    "objects": [{"class": o.class_index, "bbox": o.bbox, "placement": o.placement}
-                                for o in image.objects]} for image in images],
+                    "objects": [{"class": o.class_index, "bbox": o.bbox, "polygon": o.polygon, "area": o.area,
+                                 "placement": o.placement} for o in image.objects]} for image in images],
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest))
     logger.debug("%s demo data: %d images in %s (seed %d)", kind, len(images), out, seed)

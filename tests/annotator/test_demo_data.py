@@ -121,3 +121,14 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path, kind):
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
     assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
                for f in files if f.suffix.lower() in {".jpeg", ".jpg"})
+
+
+def test_manifest_keeps_the_imagenet_outlines_that_the_xml_cannot(imagenet_demo_dir):
+    manifest = demo_data.load_manifest(imagenet_demo_dir)
+    for entry in manifest["images"][:20]:
+        (obj,) = entry["objects"]
+        with Image.open(imagenet_demo_dir / entry["file"]) as image:
+            mask = demo_data.polygon_mask(obj["polygon"], *image.size)
+        ys, xs = np.nonzero(mask)
+        assert obj["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        assert obj["area"] == mask.sum()
