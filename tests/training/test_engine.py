@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.ml import manifest as manifest_module
 from training.ml.engine import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TrainConfig, run
+
+from .conftest import synthetic_manifest
 
 
 def tiny_config(manifest_path, out_dir, **overrides):
@@ -47,6 +50,10 @@ def test_resume_continues_from_the_saved_epoch(tiny_manifest_path, tmp_path):
     assert {p["epoch"] for p in progress} == {2}  # epoch 1 was not trained again
     assert [record["epoch"] for record in result["history"]] == [1, 2]
     assert len((tmp_path / "run" / METRICS_NAME).read_text().splitlines()) == 2
+
+    other_data = manifest_module.write(synthetic_manifest(tmp_path / "other", seed=1), tmp_path / "other")
+    with pytest.raises(ValueError, match="was trained on manifest"):
+        run(replace(config, epochs=3, manifest_path=str(other_data)))
 
 
 def test_should_stop_cancels_and_the_resumed_run_ends_like_an_uninterrupted_one(tiny_manifest_path, tmp_path):

@@ -15,6 +15,7 @@ manifest that points at them; its boxes and points, being fractions, are unchang
 Randomness of the augmentations comes from a generator seeded by (seed, epoch, image row), so a run is
 reproducible and the same image gets the same crop whether it is loaded by one process or by several.
 """
+import functools
 import io
 import math
 import os
@@ -35,12 +36,17 @@ DECODE_MODES = ("pil", "device")
 def read_image_bytes(location):
     """Bytes of a manifest image: a local path, or s3://bucket/key (boto3, endpoint from AWS_S3_ENDPOINT_URL)."""
     if location.startswith("s3://"):
-        import boto3  # only needed for object storage
-
         parsed = urlparse(location)
-        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_S3_ENDPOINT_URL") or None)
-        return client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+        return s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
     return Path(location).read_bytes()
+
+
+@functools.lru_cache(maxsize=1)
+def s3_client():
+    """One client per loader process (boto3 is only needed for object storage)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_S3_ENDPOINT_URL") or None)
 
 
 class ManifestDataset(torch.utils.data.Dataset):

@@ -28,7 +28,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
-from training.ml.losses import LuabLoss, default_lambda
+from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
 
@@ -78,6 +78,12 @@ class TrainConfig:
             raise ValueError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        for name, value, allowed in (
+            ("device", self.device, ("auto", "cpu", "cuda")), ("decode", self.decode, data_module.DECODE_MODES),
+            ("point_loss", self.point_loss, POINT_LOSSES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
         self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
         self.eval_splits = tuple(self.eval_splits)
 
@@ -345,6 +351,11 @@ def _run(config, context, on_progress, should_stop):
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
+        if state["manifest_hash"] != manifest.content_hash:
+            raise ValueError(
+                f"out_dir: {checkpoint_path} was trained on manifest {state['manifest_hash'][:16]}, "
+                f"manifest_path is {manifest.content_hash[:16]}; resume with the same data or use another out_dir"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

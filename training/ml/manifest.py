@@ -86,12 +86,22 @@ class Manifest:
 
     def boxes_of(self, row):
         """(boxes (B, 4), classes (B,), polygons: list per box of (V, 2) arrays) of one entry."""
-        box_rows = np.flatnonzero(self.box_image == row)
-        polygons = []
-        for box_row in box_rows:
-            polygon_rows = np.flatnonzero(self.polygon_box == box_row)
-            polygons.append([self.polygon_xy[self.polygon_start[p]:self.polygon_start[p + 1]] for p in polygon_rows])
+        box_rows = self._rows_by_key("_box_rows", self.box_image).get(row, [])
+        polygons_by_box = self._rows_by_key("_polygon_rows", self.polygon_box)
+        polygons = [
+            [self.polygon_xy[self.polygon_start[p]:self.polygon_start[p + 1]] for p in polygons_by_box.get(b, [])]
+            for b in box_rows
+        ]
         return self.box[box_rows], self.box_class[box_rows], polygons
+
+    def _rows_by_key(self, cache_name, keys):
+        """{key: [rows with that key]}, built once (evaluation looks up every image)."""
+        if cache_name not in self.__dict__:
+            grouped = {}
+            for row, key in enumerate(keys.tolist()):
+                grouped.setdefault(key, []).append(row)
+            self.__dict__[cache_name] = grouped
+        return self.__dict__[cache_name]
 
     def arrays(self):
         return {name: getattr(self, name) for name in ARRAY_NAMES}
