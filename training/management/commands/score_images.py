@@ -12,7 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset name.")
-        parser.add_argument("--version", help="Model version name (default: the dataset's active model).")
+        parser.add_argument("--model-version", help="Model version name (default: the dataset's active model).")
         parser.add_argument("--uncertainty", choices=steering.UNCERTAINTY_MEASURES, default="entropy")
         parser.add_argument("--unless-scored", action="store_true",
                             help="Do nothing when the version has already scored the dataset (idempotent scripts).")
@@ -22,12 +22,12 @@ class Command(BaseCommand):
             dataset = Dataset.objects.get(name=options["dataset"])
         except Dataset.DoesNotExist:
             raise CommandError(f"--dataset: no dataset named {options['dataset']!r}") from None
-        name = options["version"] or dataset.active_model_version
+        name = options["model_version"] or dataset.active_model_version
         if not name:
-            raise CommandError(f"--version: dataset {dataset.name} has no active model; name a version")
+            raise CommandError(f"--model-version: dataset {dataset.name} has no active model; name a version")
         version = ModelVersion.objects.filter(dataset=dataset, name=name).first()
         if version is None:
-            raise CommandError(f"--version: no model version {name!r} of dataset {dataset.name}")
+            raise CommandError(f"--model-version: no model version {name!r} of dataset {dataset.name}")
         if options["unless_scored"] and ImageScore.objects.filter(model_version=name).exists():
             self.stdout.write(f"{name} has already scored {dataset.name}; nothing to do")
             return
