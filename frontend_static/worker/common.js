@@ -6,8 +6,9 @@
  * kept in localStorage until the server has them), POST pages/<i>/save with a client save id -> POST submit.
  *
  * A kind module (imagenet.js, coco.js) registers itself with LUAB.registerKind(name, {mount}); mount(root,
- * content, session) draws one page and returns {apply(event), records(), canSave(), destroy()}. The page calls
- * session.record(event) for every interaction; the same apply() replays events after a reload.
+ * content, session) draws one page and returns {apply(event), records(timeSpent), canSave(), destroy()} and
+ * optionally ready() (called once recording is on). The page calls session.record(event) for every interaction;
+ * the same apply() replays the saved events after a reload.
  */
 (function () {
   "use strict";
@@ -192,7 +193,9 @@
           throw new ApiError(response.status, data);
         }
         this.status.retrying(requestId);
-        await sleep(Math.min(RETRY_FIRST_DELAY_MS * 2 ** attempt, RETRY_MAX_DELAY_MS));
+        const backoff = Math.min(RETRY_FIRST_DELAY_MS * 2 ** attempt, RETRY_MAX_DELAY_MS);
+        const retryAfterSeconds = response ? Number(response.headers.get("Retry-After")) : NaN;
+        await sleep(retryAfterSeconds > 0 ? Math.max(backoff, retryAfterSeconds * 1000) : backoff);
       }
     }
 
@@ -414,7 +417,6 @@
       return {
         pageIndex,
         startedAt,
-        kind: this.bootstrap.kind,
         variant: this.bootstrap.variant || "default",
         preview: Boolean(this.bootstrap.preview),
         now: () => clock.now(),
@@ -572,6 +574,7 @@
         this.status.error(`Your work could not be submitted: ${refused.message}`);
         return;
       }
+      this.store.remove("outbox");
       const done = document.getElementById("done");
       document.getElementById("completion-code").textContent = answer.completion_code;
       done.hidden = false;
