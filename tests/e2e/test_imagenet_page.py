@@ -148,6 +148,21 @@ def test_going_offline_mid_page_retries_and_loses_nothing(browser_context_factor
         assert_close(click, fx, fy)
 
 
+def test_closing_the_tab_still_delivers_the_unflushed_events(page, live_server):
+    hit = make_imagenet_hit(items_per_page=(6,))
+    page.goto(task_url(live_server, hit))
+    wait_for_images(page)
+    click_at(page.locator("img.candidate-image").nth(4), 0.7, 0.2)
+    page.close(run_before_unload=True)  # well before the 3 s flush: visibilitychange + pagehide (sendBeacon)
+
+    assignment = Assignment.objects.get(hit=hit)
+    clicks = wait_until(
+        lambda: [e for e in stored_events(assignment, 0) if e["type"] == "click"], message="the beaconed click"
+    )
+    assert len(clicks) == 1
+    assert_close(clicks[0], 0.7, 0.2)
+
+
 def test_in_an_mturk_iframe_the_page_posts_external_submit_with_the_assignment_id(
     page, live_server, market_server, settings,
 ):
