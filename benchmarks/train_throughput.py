@@ -122,8 +122,8 @@ def time_training(method, arguments, device, batches_for, decode_dataset=None):
         torch.cuda.synchronize()
     with GpuUtilisation() as utilisation:
         started = time.perf_counter()
-        train_one_epoch(trained, criterion, optimizer, batches_for(arguments.steps), device, total_steps=arguments.steps,
-                        **common)
+        train_one_epoch(trained, criterion, optimizer, batches_for(arguments.steps), device,
+                        total_steps=arguments.steps, **common)
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - started

@@ -11,7 +11,7 @@ COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """OpenMP threads spin-wait on a shared, oversubscribed CPU: one thread trains these tiny models several times faster."""
+    """OpenMP threads spin-wait on a shared, oversubscribed CPU: one thread trains tiny models several times faster."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -31,5 +31,6 @@ def test_imagenet_style_scores_the_single_point_against_the_label_class_boxes():
         {"image": "/1.jpg", "split": "val", "labels": [1], "boxes": [{"class": 1, "box": [0.0, 0.0, 0.5, 0.5]}]},
         {"image": "/2.jpg", "split": "val", "labels": [0]},  # no box: not scored
     ])
-    results = split_metrics(manifest, [0, 1], np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[[0.3, 0.3]], [[0.9, 0.9]]]))
+    logits, points = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[[0.3, 0.3]], [[0.9, 0.9]]])
+    results = split_metrics(manifest, [0, 1], logits, points)
     assert results == {"top1": 1.0, "point_accuracy": 1.0}

@@ -439,7 +439,8 @@ def main(argv=None):
     config = TrainConfig.from_dict(json.loads(Path(arguments.config).read_text()))
     result = run(config, on_progress=lambda progress: logger.info("progress %s", progress))
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"status": result["status"], "checkpoint": result["checkpoint"], "metrics": result["metrics"]}))
+        summary = {"status": result["status"], "checkpoint": result["checkpoint"], "metrics": result["metrics"]}
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,8 @@ def read(path, verify=True):
     except (OSError, KeyError, ValueError) as error:
         raise ManifestError(f"{path}: not a readable manifest ({error})") from error
     if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ManifestError(f"{path}: format {header.get('format')} v{header.get('version')}, expected {FORMAT} v{VERSION}")
+        found = f"{header.get('format')} v{header.get('version')}"
+        raise ManifestError(f"{path}: format {found}, expected {FORMAT} v{VERSION}")
     recorded = header.pop("content_hash", "")
     if verify and content_hash(header, arrays) != recorded:
         raise ManifestError(f"{path}: content does not match its hash {recorded[:16]}")

@@ -85,7 +85,7 @@ class PointClassifier(nn.Module):
 
     @torch.no_grad()
     def predict_points(self, output, labels):
-        """Predicted points (B, K, 2) in the input's frame: the model's own, or the activation peak of each slot's class.
+        """Predicted points (B, K, 2) in the input's frame: the model's own, or each slot's class activation peak.
 
         labels: (B,) class indices (ImageNet-style: slot 0 is scored for the image's class) or (B, C) multi-hot.
         """

@@ -34,7 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--icons", choices=ICON_SEMANTICS, default="replay",
                             help="COCO-style: final icon positions after replay, or the adds only.")
         parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
-                            help="Any other TrainConfig field, value as JSON, e.g. --option point_loss=mse (repeatable).")
+                            help="Any other TrainConfig field, value as JSON, e.g. --option point_loss=mse "
+                                 "(repeatable).")
         parser.add_argument("--out", help="Run folder: checkpoint.pt, config.json, metrics.jsonl (not with --async).")
         parser.add_argument("--async", action="store_true", dest="run_async",
                             help="Queue a training job for a Celery worker on the gpu queue instead of training here.")
