@@ -164,6 +164,8 @@ def run_export_job(job_id):
             count = write_export(job.batch, job.format, out, job.include_rejected, on_records)
     except Exception as error:
         logger.exception("export job %s failed", job.pk)
+        if default_storage.exists(name):
+            default_storage.delete(name)
         job.status, job.error, job.finished_at = ExportJob.Status.FAILED, str(error), timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         return job

@@ -346,6 +346,21 @@ def test_export_job_api_runs_the_export_and_gives_a_download_url(
     assert list(tar_members(stored)) == ["train_xml/n01440764/n01440764_105.xml"]
 
 
+def test_a_failing_export_job_keeps_the_error_and_leaves_no_partial_file(imagenet_batch, monkeypatch, settings):
+    def fail_half_way(batch, export_format, out, *args):
+        out.write(b"half an export")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services, "write_export", fail_half_way)
+    job = ExportJob.objects.create(batch=imagenet_batch, format="jsonl")
+
+    services.run_export_job(job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.error, bool(job.file)) == ("failed", "disk full", False)
+    assert not list((settings.MEDIA_ROOT / "exports").iterdir())
+
+
 def test_export_job_api_refuses_a_format_of_the_other_task_kind(imagenet_batch, staff_client):
     response = staff_client.post("/api/exports/", {"batch": "imagenet-round-1", "format": "coco-ab"}, format="json")
 
