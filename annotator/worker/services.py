@@ -8,6 +8,7 @@ import time
 
 import msgspec
 from django.db import IntegrityError, transaction
+from django.db.models import Value
 from django.utils import timezone
 from rest_framework.exceptions import APIException
 
@@ -176,7 +177,9 @@ def _imagenet_rows(assignment, page, save, problems):
             hovered_record=msgspec.to_builtins(record.hoveredRecord),
             mouse_tracking=msgspec.to_builtins(record.mouseTracking),
             image_position=msgspec.to_builtins(record.imagePosition),
-            image_width=round(record.imageWidth), image_height=round(record.imageHeight),
+            # A Value keeps Django from its UNNEST bulk insert on PostgreSQL, whose array quoting of JSON text
+            # runs in Python per quote character and doubles the insert time of a 48-record page.
+            image_width=Value(round(record.imageWidth)), image_height=round(record.imageHeight),
         ))
     summary = {
         "n_selected": n_selected,

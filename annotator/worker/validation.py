@@ -66,13 +66,26 @@ def check_display_size(problems, path, value):
 
 
 def check_series(problems, path, items, time_field, now_ms=None, fractions=True):
-    """A list of samples: coordinates are fractions (when fractions), times plausible and never going back."""
+    """A list of samples: coordinates are fractions (when fractions), times plausible and never going back.
+
+    The common case (all valid) is decided with C-level min/max/sorted; only a failing list is walked item by item.
+    """
+    if not items:
+        return
+    times = [getattr(item, time_field) for item in items]
+    low, high = (0, DAY_MS) if now_ms is None else (now_ms - DAY_MS, now_ms + DAY_MS)
+    valid = low <= min(times) and max(times) <= high and times == sorted(times)
+    if valid and fractions:
+        xs, ys = [item.x for item in items], [item.y for item in items]
+        valid = 0 <= min(xs) and max(xs) <= 1 and 0 <= min(ys) and max(ys) <= 1
+    if valid:
+        return
     previous = None
     for i, item in enumerate(items):
         if fractions:
             check_fraction(problems, f"{path}[{i}].x", item.x)
             check_fraction(problems, f"{path}[{i}].y", item.y)
-        time = getattr(item, time_field)
+        time = times[i]
         if now_ms is None:
             check_page_ms(problems, f"{path}[{i}].{time_field}", time)
         else:

@@ -1,0 +1,416 @@
+"""Load test of the worker ingestion path: gunicorn + PostgreSQL, load generator on the same machine.
+
+    .venv/bin/python benchmarks/ingest.py [--database-url postgres://postgres@127.0.0.1:5432/luab_bench_ingest]
+
+It (re)creates its own PostgreSQL database, migrates it, packs ImageNet-style and COCO-style HITs, starts gunicorn
+on a free port and runs:
+  A. 50 concurrent workers saving pages (ImageNet-style: 48 records, ~60 trace samples and 2 hover events per
+     image, ~40% selected; then COCO-style pages), reporting saves/s and p50/p95/p99 latency;
+  B. 500 concurrent workers, each flushing a small event batch every 5 s, reporting p50/p95/p99.
+About 5% of the requests are sent twice (a client retry); afterwards the stored counts must equal what was sent,
+with no duplicates. Prints its figures; targets: >= 50 saves/s with p99 < 300 ms, flush p99 < 200 ms.
+"""
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+N_PAGES = 10
+ITEMS_PER_PAGE = 48
+N_IN_CLASS = 36
+TRACE_SAMPLES = 60
+SELECTED_SHARE = 0.4
+RETRY_SHARE = 0.05
+EVENTS_PER_FLUSH = 20
+# Tokens are made here and checked by gunicorn: both sides sign with this key.
+BENCH_SECRET_KEY = "benchmark-only-secret-key-" + "x" * 40
+FLUSH_INTERVAL_S = 5.0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/luab_bench_ingest")
+    parser.add_argument("--save-workers", type=int, default=50, help="scenario A: concurrent workers")
+    parser.add_argument("--flush-workers", type=int, default=500, help="scenario B: concurrent workers")
+    parser.add_argument("--flush-seconds", type=float, default=30.0, help="scenario B: how long to run")
+    parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--gunicorn-threads", type=int, default=4)
+    return parser.parse_args()
+
+
+def recreate_database(database_url):
+    import psycopg
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(database_url):
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SECRET_KEY"] = BENCH_SECRET_KEY
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def pack_hits(n_hits, max_assignments):
+    """n_hits ImageNet-style and n_hits COCO-style HITs of N_PAGES pages each (pages share images across HITs)."""
+    from annotator import models
+
+    imagenet = models.Dataset.objects.create(name="bench-imagenet", kind=models.TaskKind.IMAGENET)
+    classes = [
+        models.Category.objects.create(dataset=imagenet, key=f"n{i:08d}", index=i, name=f"class {i}")
+        for i in range(N_PAGES + 1)
+    ]
+    page_images = []
+    for p in range(N_PAGES):
+        images = [
+            models.Image(
+                dataset=imagenet, key=f"{classes[p].key}_{k}", file=f"images/{p}_{k}.JPEG", width=500, height=375,
+                label=classes[p] if k < N_IN_CLASS else classes[-1],
+            )
+            for k in range(ITEMS_PER_PAGE)
+        ]
+        page_images.append(models.Image.objects.bulk_create(images))
+    coco = models.Dataset.objects.create(name="bench-coco", kind=models.TaskKind.COCO)
+    groups = ["person", "vehicle", "outdoor", "animal", "accessory", "sports", "kitchen", "food", "furniture",
+              "electronic", "appliance", "indoor"]
+    coco_categories = [
+        models.Category.objects.create(
+            dataset=coco, key=str(i + 1), index=i, name=f"category {i + 1}", supercategory=groups[i * 12 // 80]
+        )
+        for i in range(80)
+    ]
+    coco_images = []
+    for p in range(N_PAGES):
+        image = models.Image.objects.create(dataset=coco, key=str(5000 + p), file=f"images/{p}.jpg", width=640,
+                                            height=480)
+        for c in coco_categories[p * 3:p * 3 + 3]:
+            models.GroundTruthObject.objects.create(
+                image=image, category=c, bbox=[100, 100, 200, 200], area=40000,
+                segmentation=[[100, 100, 300, 100, 300, 300, 100, 300]],
+            )
+        coco_images.append(image)
+    hits = {"imagenet": [], "coco": []}
+    for kind, dataset in (("imagenet", imagenet), ("coco", coco)):
+        batch = models.Batch.objects.create(
+            name=f"bench-{kind}", dataset=dataset, task_kind=kind, status=models.Batch.Status.PUBLISHED,
+            pages_per_hit=N_PAGES, items_per_page=ITEMS_PER_PAGE if kind == "imagenet" else 1,
+        )
+        for h in range(n_hits):
+            hit = models.Hit.objects.create(batch=batch, index=h, status=models.Hit.Status.PUBLISHED,
+                                            max_assignments=max_assignments)
+            pages = models.HitPage.objects.bulk_create([
+                models.HitPage(hit=hit, index=p, category=classes[p] if kind == "imagenet" else None,
+                               image=coco_images[p] if kind == "coco" else None)
+                for p in range(N_PAGES)
+            ])
+            if kind == "imagenet":
+                models.PageItem.objects.bulk_create([
+                    models.PageItem(page=page, image=image, position=k, in_class=k < N_IN_CLASS)
+                    for page in pages for k, image in enumerate(page_images[page.index])
+                ])
+            hits[kind].append(hit)
+    return hits, [[image.key for image in images] for images in page_images], coco_images
+
+
+def accept(hit, worker_id):
+    from annotator.worker.services import accept_assignment
+    from annotator.worker.tokens import make_token
+
+    return make_token(accept_assignment(hit, worker_id, f"bench-{worker_id}"))
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def imagenet_page_body(keys, rng):
+    start = now_ms() - 120_000
+    records = []
+    for position, key in enumerate(keys):
+        t = start + position * 1_000
+        selected = rng.random() < SELECTED_SHARE
+        tracking = [
+            {"x": round(rng.random(), 4), "y": round(rng.random(), 4), "time": t + 17 * i}
+            for i in range(TRACE_SAMPLES)
+        ]
+        records.append({
+            "imageID": key, "selected": selected,
+            "selectedRecord": [{"x": round(rng.random(), 4), "y": round(rng.random(), 4), "time": t + 600}]
+            if selected else [],
+            "deselectedRecord": [],
+            "hoveredRecord": [{"action": "enter", "time": t}, {"action": "leave", "time": t + 1_000}],
+            "mouseTracking": tracking,
+            "imagePosition": {"x": 20 + 170 * (position % 8), "y": 300 + 140 * (position // 8)},
+            "imageWidth": 160, "imageHeight": 120,
+        })
+    return {
+        "save_id": str(uuid.uuid4()), "started_at": start, "time_spent": 60_000,
+        "client": {"viewport": {"w": 1440, "h": 900}, "dpr": 2, "user_agent": "bench", "variant": "default",
+                   "scroll": [{"x": 0, "y": 400, "time": start + 30_000}], "visibility": []},
+        "records": records,
+    }
+
+
+def coco_page_body(image_key, rng):
+    actions, t = [], 2_000
+    for key in rng.sample([str(i) for i in range(1, 81)], 3):
+        actions.append({"actionType": "add", "iconType": key, "pointFrom": None,
+                        "pointTo": {"x": round(rng.random(), 4), "y": round(rng.random(), 4)}, "timeAt": t})
+        t += 1_500
+    actions.append({"actionType": "move", "iconType": actions[0]["iconType"], "pointFrom": actions[0]["pointTo"],
+                    "pointTo": {"x": 0.3, "y": 0.3}, "timeAt": t})
+    return {
+        "save_id": str(uuid.uuid4()), "started_at": now_ms() - 30_000, "time_spent": 25_000,
+        "client": {"viewport": {"w": 1440, "h": 900}, "dpr": 1, "user_agent": "bench", "variant": "default"},
+        "records": [{
+            "image_id": image_key, "imageWidth": 600, "imageHeight": 450, "timeSpent": 25_000,
+            "actionHistories": actions,
+            "categoryHistories": [{"categoryIndex": g, "categoryName": "g", "timeAt": 500 + 100 * g,
+                                   "usingKeyboard": g % 2 == 0} for g in range(12)],
+            "mouseTracking": [{"x": round(rng.random(), 4), "y": round(rng.random(), 4), "timeAt": 100 + 17 * i}
+                              for i in range(300)],
+        }],
+    }
+
+
+def event_batch_body(keys, seq, rng):
+    t = now_ms() - 5_000
+    events = []
+    for i in range(EVENTS_PER_FLUSH):
+        key = rng.choice(keys)
+        events.append({"type": "move", "image_id": key, "x": round(rng.random(), 4), "y": round(rng.random(), 4),
+                       "time": t + 17 * i})
+    events.append({"type": "click", "image_id": keys[0], "x": 0.5, "y": 0.5, "time": t + 400, "selected": True})
+    return {"batch_id": str(uuid.uuid4()), "seq": seq, "sent_at": now_ms(), "events": events}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(args, database_url, port):
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "false", "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_SECRET_KEY": BENCH_SECRET_KEY, "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING", "WORKER_API_RATE": "100000/min",
+        "VAR_DIR": os.environ.get("VAR_DIR", "/tmp/luab-bench-var"),
+    }
+    command = [
+        str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(args.gunicorn_workers), "--worker-class", "gthread", "--threads", str(args.gunicorn_threads),
+        "--log-level", "warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/api/worker/assignment", timeout=10)
+            return server
+        except requests.RequestException:
+            time.sleep(0.5)
+    stop(server)
+    raise SystemExit("gunicorn did not answer within 120 s")
+
+
+def stop(server):
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def percentiles(latencies):
+    ordered = sorted(latencies)
+
+    def at(share):
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
+
+    return at(0.50), at(0.95), at(0.99)
+
+
+class Tally:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies, self.failures, self.sent = [], [], 0
+
+    def post(self, session, url, token, body):
+        data = json.dumps(body).encode()
+        started = time.perf_counter()
+        response = session.post(url, data=data, headers={"Authorization": f"Bearer {token}",
+                                                          "Content-Type": "application/json"})
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            self.latencies.append(elapsed)
+            if response.status_code not in (200, 201):
+                self.failures.append((url, response.status_code, response.text[:200]))
+        return response
+
+
+def run_threads(targets):
+    threads = [threading.Thread(target=target) for target in targets]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def scenario_saves(base, kind, tokens, build_page, rng_seed):
+    """Every worker saves its HIT's pages in order as fast as the server answers; a few saves are retried."""
+    tally = Tally()
+    sent = {"records": 0, "saves": 0}
+    lock = threading.Lock()
+
+    def worker(token, seed):
+        rng = random.Random(seed)
+        session = requests.Session()
+        bodies = [build_page(page, rng) for page in range(N_PAGES)]
+        for page, body in enumerate(bodies):
+            url = f"{base}/api/worker/pages/{page}/save"
+            tally.post(session, url, token, body)
+            if rng.random() < RETRY_SHARE:
+                tally.post(session, url, token, body)
+            with lock:
+                sent["saves"] += 1
+                sent["records"] += len(body["records"])
+
+    wall = run_threads([lambda t=t, s=rng_seed + i: worker(t, s) for i, t in enumerate(tokens)])
+    p50, p95, p99 = percentiles(tally.latencies)
+    print(f"A/{kind}: {len(tokens)} workers, {sent['saves']} page saves (+{len(tally.latencies) - sent['saves']} "
+          f"retries) in {wall:.1f} s = {len(tally.latencies) / wall:.1f} saves/s; "
+          f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; failures {len(tally.failures)}")
+    for failure in tally.failures[:5]:
+        print("   failure:", failure)
+    return sent, tally
+
+
+def scenario_flushes(base, tokens_and_keys, seconds):
+    """Every worker flushes a small batch every FLUSH_INTERVAL_S (start times spread over one interval)."""
+    tally = Tally()
+    sent = {"batches": 0, "events": 0}
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def worker(token, keys, seed):
+        rng = random.Random(seed)
+        session = requests.Session()
+        time.sleep(rng.random() * FLUSH_INTERVAL_S)
+        seq = 0
+        while time.time() < stop_at:
+            tick = time.time()
+            seq += 1
+            body = event_batch_body(keys, seq, rng)
+            tally.post(session, f"{base}/api/worker/pages/0/events", token, body)
+            if rng.random() < RETRY_SHARE:
+                tally.post(session, f"{base}/api/worker/pages/0/events", token, body)
+            with lock:
+                sent["batches"] += 1
+                sent["events"] += len(body["events"])
+            time.sleep(max(0.0, FLUSH_INTERVAL_S - (time.time() - tick)))
+
+    wall = run_threads([lambda t=t, k=k, s=i: worker(t, k, s) for i, (t, k) in enumerate(tokens_and_keys)])
+    p50, p95, p99 = percentiles(tally.latencies)
+    print(f"B: {len(tokens_and_keys)} workers flushing {EVENTS_PER_FLUSH + 1} events every {FLUSH_INTERVAL_S:.0f} s "
+          f"for {wall:.0f} s: {len(tally.latencies)} requests ({len(tally.latencies) / wall:.1f}/s); "
+          f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; failures {len(tally.failures)}")
+    for failure in tally.failures[:5]:
+        print("   failure:", failure)
+    return sent, tally
+
+
+def verify(sent_imagenet, sent_coco, sent_events):
+    from django.db import connection
+    from django.db.models import Count
+
+    from annotator import models
+
+    connection.close()
+    stored = {
+        "ImageNet records": models.ImageNetRecord.objects.count(),
+        "COCO records": models.CocoRecord.objects.count(),
+        "page submissions": models.PageSubmission.objects.count(),
+        "event batches": models.EventBatch.objects.count(),
+        "events": sum(len(events) for events in models.EventBatch.objects.values_list("events", flat=True)),
+    }
+    expected = {
+        "ImageNet records": sent_imagenet["records"], "COCO records": sent_coco["records"],
+        "page submissions": sent_imagenet["saves"] + sent_coco["saves"],
+        "event batches": sent_events["batches"], "events": sent_events["events"],
+    }
+    duplicates = (
+        models.ImageNetRecord.objects.values("assignment", "page", "image").annotate(n=Count("id")).filter(n__gt=1)
+        .count()
+        + models.EventBatch.objects.values("assignment", "client_batch_id").annotate(n=Count("id")).filter(n__gt=1)
+        .count()
+    )
+    ok = stored == expected and duplicates == 0
+    for name, count in stored.items():
+        print(f"   stored {name}: {count} (sent {expected[name]})")
+    print(f"verify: {'OK' if ok else 'MISMATCH'}: stored == sent, {duplicates} duplicates")
+    return ok
+
+
+def main():
+    args = parse_args()
+    print(f"machine: {os.cpu_count()} CPU cores; gunicorn {args.gunicorn_workers} gthread workers x "
+          f"{args.gunicorn_threads} threads; load generator on the same machine")
+    recreate_database(args.database_url)
+    setup_django(args.database_url)
+    per_hit = max(1, -(-args.flush_workers // args.save_workers))
+    hits, page_keys, coco_images = pack_hits(args.save_workers, max_assignments=per_hit + 1)
+    save_tokens = {kind: [accept(hit, f"{kind}-saver-{i}") for i, hit in enumerate(hits[kind])] for kind in hits}
+    flush_tokens = [
+        (accept(hits["imagenet"][i % len(hits["imagenet"])], f"flusher-{i}"), page_keys[0])
+        for i in range(args.flush_workers)
+    ]
+    from django.db import connection
+
+    connection.close()
+    port = free_port()
+    server = start_gunicorn(args, args.database_url, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        sent_imagenet, _ = scenario_saves(
+            base, "imagenet", save_tokens["imagenet"], lambda page, rng: imagenet_page_body(page_keys[page], rng), 1
+        )
+        sent_coco, _ = scenario_saves(
+            base, "coco", save_tokens["coco"], lambda page, rng: coco_page_body(coco_images[page].key, rng), 2
+        )
+        sent_events, _ = scenario_flushes(base, flush_tokens, args.flush_seconds)
+    finally:
+        stop(server)
+    ok = verify(sent_imagenet, sent_coco, sent_events)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
