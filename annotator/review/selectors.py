@@ -36,6 +36,16 @@ def work_summaries(assignment_ids):
     return summaries
 
 
+def claimed_completion_codes(assignment_ids):
+    """{assignment id: the completion code the worker gave the market}, from the latest market sync events."""
+    codes = {}
+    events = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
+    for assignment_id, data in events.values_list("assignment_id", "data"):
+        if data.get("claimed_completion_code"):
+            codes[assignment_id] = data["claimed_completion_code"]
+    return codes
+
+
 def page_counts(hit_ids):
     """{hit id: number of pages}."""
     rows = HitPage.objects.filter(hit_id__in=hit_ids).values("hit_id").annotate(n=Count("id"))

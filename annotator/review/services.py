@@ -45,6 +45,10 @@ def evaluate_assignments(assignments, claimed_codes=None):
     summaries = selectors.work_summaries([a.id for a in assignments])
     n_pages = selectors.page_counts({a.hit_id for a in assignments})
     claimed_codes = claimed_codes or {}
+    # Rule 4 needs the code a worker claims only when we hold no annotation: read what the market sync recorded.
+    unclaimed = [a.id for a in assignments if summaries[a.id].pages_completed == 0 and not claimed_codes.get(a.id)]
+    if unclaimed:
+        claimed_codes = {**claimed_codes, **selectors.claimed_completion_codes(unclaimed)}
     return {
         a.id: rules.evaluate(
             batch.task_kind, summaries[a.id], n_pages[a.hit_id], thresholds,

@@ -7,6 +7,7 @@ from django.core.management import call_command
 from annotator import signals
 from annotator.models import Assignment, Event, Hit, TaskKind
 from annotator.review import services
+from annotator.worker.tokens import completion_code
 from tests import factories
 from tests.annotator.review_data import good_imagenet, spam_imagenet, submitted_assignment
 
@@ -206,3 +207,18 @@ def test_bonus_is_validated_and_handed_to_the_provider(admin_user, sent):
     services.grant_bonus(assignment, "0.50", admin_user, "great work")
 
     assert sent["bonus"] == [(assignment.pk, Decimal("0.50"), "great work")]
+
+
+@pytest.mark.parametrize("claimed, rules_fired", [
+    ("right", ["selections", "pages_completed"]),
+    ("0000000000000000", ["selections", "pages_completed", "no_annotation"]),
+])
+def test_rule_four_reads_the_code_the_worker_gave_the_market(claimed, rules_fired):
+    assignment = submitted_assignment(completed=0)
+    code = completion_code(assignment.uuid) if claimed == "right" else claimed
+    Event.objects.create(type=Event.Type.SYNCED, assignment=assignment,
+                         data={"market_status": "Submitted", "claimed_completion_code": code})
+
+    decision = services.auto_review(assignment.pk)
+
+    assert [reason.rule for reason in decision.reasons] == rules_fired
