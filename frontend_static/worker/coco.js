@@ -48,6 +48,7 @@
     const stage = element("div", "coco-stage");
     const image = element("img", "coco-image");
     image.src = content.image.url;
+    image.style.setProperty("--aspect", content.image.width / content.image.height);
     image.alt = "";
     image.draggable = false;
     const markers = element("div", "coco-markers");
