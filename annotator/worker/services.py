@@ -71,7 +71,7 @@ def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_s
     if worker.blocked:
         raise TaskRefused("You cannot take this task", "Your worker account may no longer take these tasks.")
     # Lock the HIT so two workers cannot both take its last place.
-    hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+    hit = Hit.objects.select_for_update().get(pk=hit.pk)
     existing = Assignment.objects.filter(hit=hit, worker=worker).first()
     if existing is not None:
         if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:

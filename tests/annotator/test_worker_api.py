@@ -266,6 +266,18 @@ def test_body_over_the_limit_is_413_without_reading_it(client, imagenet, setting
     assert stored_counts() == (0, 0, 0, 0, 0)
 
 
+def test_declared_length_over_the_limit_is_413_before_the_body_is_read(client, imagenet, settings):
+    _, _, token = imagenet
+    settings.WORKER_MAX_BODY_BYTES = 1_000
+    response = client.post(
+        "/api/worker/pages/0/events", data=json.dumps(bodies.event_batch([])), content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}", CONTENT_LENGTH="50000000",
+    )
+    assert response.status_code == 413
+    assert error_of(response)["message"] == "the body has 50000000 bytes; the limit is 1000"
+    assert models.EventBatch.objects.count() == 0
+
+
 # ---------------------------------------------------------------- ImageNet-style saves
 
 
@@ -428,6 +440,15 @@ def test_malformed_json_is_400(client, imagenet):
     response = call(client, token, "POST", "pages/0/save", raw="{not json")
     assert response.status_code == 400
     assert "JSON is malformed" in error_of(response)["fields"]["body"][0]
+
+
+def test_number_that_is_not_finite_is_400(client, imagenet):
+    hit, _, token = imagenet
+    body = json.dumps(bodies.imagenet_save(hit.pages.get(index=0)))
+    body = body.replace('"imageWidth": 160', '"imageWidth": 1e999', 1)
+    error = error_of(call(client, token, "POST", "pages/0/save", raw=body))
+    assert error["fields"] == {"records[0].imageWidth": ["Number out of range"]}
+    assert stored_counts() == (0, 0, 0, 0, 0)
 
 
 def test_image_known_to_the_dataset_but_foreign_to_the_page(client, imagenet):
