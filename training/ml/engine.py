@@ -100,21 +100,24 @@ class TrainConfig:
 
 
 class MetricLogger:
-    """Running sums of per-step values, averaged over the images seen (reduced across processes on demand)."""
+    """Running sums of per-step values, kept on the device (no synchronisation per step), averaged over the images
+    seen and reduced across processes on demand."""
 
-    def __init__(self):
-        self.sums, self.count = {}, 0
+    def __init__(self, device):
+        self.device, self.sums, self.count = device, {}, 0
 
     def update(self, count, **values):
         self.count += count
         for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value) * count
+            self.sums[name] = self.sums.get(name, 0) + value.detach().double() * count
 
     def averages(self, distributed=False):
         names = sorted(self.sums)
-        totals = torch.tensor([self.sums[name] for name in names] + [self.count], dtype=torch.float64)
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=self.device)
+        totals = torch.cat([torch.stack([self.sums[name] for name in names]), count]) if names else count
         if distributed:
             dist.all_reduce(totals)
+        totals = totals.cpu()
         count = max(totals[-1].item(), 1)
         return {name: totals[i].item() / count for i, name in enumerate(names)}
 
@@ -174,21 +177,24 @@ def prepare_batch(batch, device, channels_last, decode_dataset=None):
 
 def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, amp_context=None,
                     channels_last=False, decode_dataset=None, first_step=0, total_steps=None, on_step=None,
-                    should_stop=None, distributed=False):
-    """One pass over loader; returns (averages of loss / cls / point / images_per_s, steps done, stopped)."""
+                    should_stop=None, distributed=False, log_every=10):
+    """One pass over loader; returns (averages of loss / cls / point / images_per_s, steps done, stopped).
+
+    The loss is read back from the device (a synchronisation) only every log_every steps, when on_step(step,
+    total_steps, loss, images_per_s, seconds_per_step) is called; should_stop is checked before every step
+    (every log_every steps when distributed, where it is a collective).
+    """
     model.train()
-    metric_logger = MetricLogger()
+    metric_logger = MetricLogger(device)
     total_steps = total_steps if total_steps is not None else first_step + len(loader)
     step, started, images_seen = first_step, time.perf_counter(), 0
     for batch in loader:
-        if stop_requested(should_stop, distributed, device):
+        if (not distributed or step % log_every == 0) and stop_requested(should_stop, distributed, device):
             return metric_logger.averages(distributed), step, True
         images, labels, points, weights = prepare_batch(batch, device, channels_last, decode_dataset)
         with amp_context or contextlib.nullcontext():
             output = model(images)
             loss, parts = criterion(output, labels, points, weights)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -196,10 +202,14 @@ def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=No
             scheduler.step()
         step += 1
         images_seen += len(images)
-        elapsed = time.perf_counter() - started
-        metric_logger.update(len(images), loss=loss.item(), cls=parts["cls"].item(), point=parts["point"].item())
-        if on_step is not None:
-            on_step(step, total_steps, loss.item(), images_seen / max(elapsed, 1e-9), elapsed / (step - first_step))
+        metric_logger.update(len(images), loss=loss, cls=parts["cls"], point=parts["point"])
+        if step % log_every == 0 or step == total_steps:
+            current = loss.item()
+            if not math.isfinite(current):
+                raise FloatingPointError(f"step {step}: loss is {current}")
+            if on_step is not None:
+                elapsed = time.perf_counter() - started
+                on_step(step, total_steps, current, images_seen / max(elapsed, 1e-9), elapsed / (step - first_step))
     averages = metric_logger.averages(distributed)
     averages["images_per_s"] = images_seen / max(time.perf_counter() - started, 1e-9)
     return averages, step, False
@@ -388,8 +398,6 @@ def _run(config, context, on_progress, should_stop):
         def on_step(step, steps, loss, images_per_s, seconds_per_step, epoch=epoch):
             if on_progress is None or not context.is_main:
                 return
-            if step % config.log_every and step != steps:
-                return
             remaining = (steps - step) + (config.epochs - epoch - 1) * steps
             on_progress({
                 "epoch": epoch + 1, "epochs": config.epochs, "step": step, "steps": steps, "loss": loss,
@@ -400,6 +408,7 @@ def _run(config, context, on_progress, should_stop):
             trained, criterion, optimizer, train_loader, device, scheduler=scheduler, amp_context=amp_context,
             channels_last=channels_last, decode_dataset=train_set, first_step=first_step,
             total_steps=steps_per_epoch, on_step=on_step, should_stop=should_stop, distributed=context.distributed,
+            log_every=config.log_every,
         )
         if stopped:
             path = save_checkpoint(out_dir, state(epoch, step), config) if context.is_main else checkpoint_path
