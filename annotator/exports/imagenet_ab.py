@@ -165,6 +165,7 @@ def write_tar(records, out, anonymise, load_objects, with_state=False, on_record
                 info.size = len(document)
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(document))
+                tar.members.clear()  # TarFile keeps every member's header for listing; a stream needs none
                 count += len(sessions)
                 if on_record:
                     on_record(len(sessions))
@@ -279,5 +280,6 @@ def read_tar(fileobj):
                 if not member.isfile() or not member.name.endswith(".xml"):
                     continue
                 yield parse_annotation(member.name, tar.extractfile(member).read())
+                tar.members.clear()  # TarFile keeps every member's header for listing; a stream needs none
     except (tarfile.TarError, EOFError, OSError) as error:
         raise MalformedAnnotation(f"not a readable tar.gz archive ({error})") from None
