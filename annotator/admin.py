@@ -7,6 +7,7 @@ from django.utils.html import format_html, format_html_join
 from . import models, packing
 from .exports.admin import BATCH_ACTIONS as EXPORT_BATCH_ACTIONS
 from .providers.admin import BATCH_ACTIONS as MARKET_BATCH_ACTIONS, HIT_ACTIONS as MARKET_HIT_ACTIONS
+from .review.forms import BatchAdminForm
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -121,6 +122,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(models.Batch)
 class BatchAdmin(admin.ModelAdmin):
+    form = BatchAdminForm
     actions = [build_hits_for_batches, *MARKET_BATCH_ACTIONS, *EXPORT_BATCH_ACTIONS]
     list_display = [
         "name", "dataset", "task_kind", "round", "provider", "status", "reward", "created_at", "review_console",

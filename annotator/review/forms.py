@@ -1,7 +1,9 @@
 """Forms of the review console (CSRF-protected POSTs)."""
 from django import forms
+from django.core.exceptions import ValidationError
 
-from ..rules import FEEDBACK_MAX_CHARS
+from ..models import Batch, TaskKind
+from ..rules import FEEDBACK_MAX_CHARS, thresholds_for
 
 DECISIONS = [("approve", "Approve"), ("reject", "Reject")]
 
@@ -34,3 +36,23 @@ class BonusForm(forms.Form):
 
 class BlockForm(forms.Form):
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class BatchAdminForm(forms.ModelForm):
+    """The Batch admin form, refusing rule thresholds the rules would not accept (named key, why)."""
+
+    class Meta:
+        model = Batch
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        probe = Batch(task_kind=cleaned.get("task_kind") or TaskKind.IMAGENET,
+                      rule_thresholds=cleaned.get("rule_thresholds") or {})
+        try:
+            thresholds_for(probe)
+        except ValidationError as error:
+            for problems in error.message_dict.values():
+                for problem in problems:
+                    self.add_error("rule_thresholds", problem)
+        return cleaned

@@ -181,3 +181,23 @@ def test_batch_admin_links_to_the_console(admin_client):
     assignment = good_imagenet()
     page = admin_client.get("/admin/annotator/batch/").content.decode()
     assert f'href="/review/batches/{assignment.hit.batch_id}/"' in page
+
+
+def test_batch_admin_refuses_unknown_rule_thresholds(admin_client):
+    assignment = good_imagenet()
+    batch = assignment.hit.batch
+    url = f"/admin/annotator/batch/{batch.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data["rule_thresholds"] = '{"min_icon_accuracy": 0.5}'
+
+    response = admin_client.post(url, data)
+
+    assert "unknown threshold for imagenet-style review" in response.content.decode()
+    batch.refresh_from_db()
+    assert batch.rule_thresholds == {}
+
+    data["rule_thresholds"] = '{"min_recall": 0.5}'
+    assert admin_client.post(url, data).status_code == 302
+    batch.refresh_from_db()
+    assert batch.rule_thresholds == {"min_recall": 0.5}
