@@ -26,7 +26,9 @@ def curves_png(runs):
     figure, (loss_axes, metric_axes) = pyplot.subplots(1, 2, figsize=(11, 4))
     for label, epoch_metrics in runs.items():
         for name in curve_names(epoch_metrics):
-            points = [(entry.get("epoch", i + 1), entry[name]) for i, entry in enumerate(epoch_metrics) if name in entry]
+            points = [
+                (entry.get("epoch", i + 1), entry[name]) for i, entry in enumerate(epoch_metrics) if name in entry
+            ]
             axes = loss_axes if "loss" in name else metric_axes
             axes.plot([e for e, _ in points], [v for _, v in points], marker="o", label=f"{label}: {name}")
     for axes, title in ((loss_axes, "loss"), (metric_axes, "metrics")):

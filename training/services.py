@@ -56,7 +56,8 @@ def validate_train_config(config):
         raise ValidationError({"config": "must be an object of TrainConfig options"})
     options = train_config_options()
     unknown = {
-        f"config.{name}": f"unknown option; known: {', '.join(sorted(options))}" for name in config if name not in options
+        f"config.{name}": f"unknown option; known: {', '.join(sorted(options))}"
+        for name in config if name not in options
     }
     if unknown:
         raise ValidationError(unknown)
@@ -92,7 +93,7 @@ def create_training_job(*, dataset, config=None, batches=(), source, created_by=
         task_id = job.celery_task_id
         if enqueue:
             transaction.on_commit(lambda: _send_training_task(job.pk, task_id))
-    logger.info("training job %s queued for dataset %s (%s)", job.pk, dataset.name, source)
+    logger.info("training job %s created for dataset %s (%s)", job.pk, dataset.name, source)
     return job
 
 
@@ -194,7 +195,8 @@ class JobMonitor:
 
     on_progress writes the engine's progress to the job row (throttled to TRAINING_PROGRESS_INTERVAL). The
     thread beats the heartbeat, polls the cancel flag for should_stop, and copies finished epochs from the
-    engine's metrics file (one JSON line per epoch), so a long evaluation between steps neither looks dead nor delays a cancel.
+    engine's metrics file (one JSON line per epoch), so a long evaluation between steps neither looks dead
+    nor delays a cancel.
     """
 
     def __init__(self, job, metrics_path, log_tail, progress_listener=None):
@@ -360,7 +362,8 @@ def recover_stale_jobs(*, hostname=None, started_at=None):
     Returns {"requeued": [job ids], "failed": [job ids]}.
     """
     now = timezone.now()
-    lost = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT))
+    stale_before = now - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+    lost = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
     if hostname and started_at:
         lost |= Q(worker_hostname=hostname, heartbeat_at__lt=started_at)
     outcome = {"requeued": [], "failed": []}

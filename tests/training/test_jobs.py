@@ -345,3 +345,18 @@ def test_train_command_with_async_queues_a_job_instead_of_training(django_captur
     with pytest.raises(CommandError, match="config.colour: unknown option"):
         call_command("train", "--dataset", dataset.name, "--async", "--option", "colour=red")
     assert TrainingJob.objects.count() == 1
+
+
+def test_the_worker_parent_never_imports_torch():
+    """What a Celery worker's parent process loads (settings, the apps, every task module, the start-up receivers)
+    leaves torch, and so CUDA, to the pool processes that run the jobs."""
+    script = (
+        "import sys, django; django.setup(); "
+        "from config.celery import app; app.loader.import_default_modules(); "
+        "import training.tasks, training.receivers; "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -33,7 +33,9 @@ class Command(BaseCommand):
         except Dataset.DoesNotExist:
             raise CommandError(f"--dataset: no dataset named {options['dataset']!r}") from None
         if options["unless_active"] and dataset.active_model_version:
-            self.stdout.write(f"{dataset.name} already has the active model {dataset.active_model_version}; nothing to do")
+            self.stdout.write(
+                f"{dataset.name} already has the active model {dataset.active_model_version}; nothing to do"
+            )
             return
         batches = list(dataset.batches.filter(name__in=options["batches"]))
         missing = sorted(set(options["batches"]) - {batch.name for batch in batches})
