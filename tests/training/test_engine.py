@@ -103,3 +103,17 @@ def test_two_process_ddp_on_the_cpu_agrees_with_one_process(tiny_manifest_path, 
             assert ddp_record[name] == pytest.approx(single_record[name], rel=1e-2), name
         for name in ("val_top1", "val_point_accuracy", "shifted_top1"):
             assert ddp_record[name] == single_record[name], name
+
+
+def test_coco_style_multi_label_runs_for_every_method(tmp_path):
+    """BCE, one point slot per class, mAP: the multi-label path of each method trains and is scored."""
+    path = manifest_module.write(
+        synthetic_manifest(tmp_path / "images", per_class=(4, 2, 2), kind="coco"), tmp_path / "manifests"
+    )
+    for method in ("baseline", "luab", "attentive", "patch"):
+        result = run(tiny_config(path, tmp_path / method, method=method, epochs=1, lambda_point=None))
+        metrics = result["metrics"]
+        assert 0 <= metrics["val_mAP"] <= 1 and 0 <= metrics["shifted_point_accuracy"] <= 1, method
+        assert "val_top1" not in metrics
+        checkpoint = torch.load(result["checkpoint"], weights_only=False)
+        assert checkpoint["kind"] == "coco" and checkpoint["lambda_point"] == 5.0  # COCO, small backbone
