@@ -15,7 +15,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -225,7 +224,7 @@ def start_gunicorn(args, database_url, port):
     command = [
         str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.gunicorn_workers), "--worker-class", "gthread", "--threads", str(args.gunicorn_threads),
-        "--log-level", "warning",
+        "--log-level", "warning", "--timeout", "300", "--keep-alive", "10",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -256,22 +255,51 @@ def percentiles(latencies):
     return at(0.50), at(0.95), at(0.99)
 
 
+def server_cpu_seconds(server):
+    """User + system CPU time of gunicorn's worker processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 class Tally:
+    """Latencies and failures; a dropped connection is retried with the same body, as the task page does."""
+
     def __init__(self):
         self.lock = threading.Lock()
-        self.latencies, self.failures, self.sent = [], [], 0
+        self.latencies, self.failures, self.reconnects = [], [], 0
 
     def post(self, session, url, token, body):
         data = json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         started = time.perf_counter()
-        response = session.post(url, data=data, headers={"Authorization": f"Bearer {token}",
-                                                          "Content-Type": "application/json"})
+        for attempt in range(5):
+            try:
+                response = session.post(url, data=data, headers=headers, timeout=120)
+                break
+            except requests.ConnectionError:
+                with self.lock:
+                    self.reconnects += 1
+                time.sleep(0.5 * 2**attempt)
+        else:
+            raise SystemExit(f"{url}: no answer after 5 attempts")
         elapsed = time.perf_counter() - started
         with self.lock:
             self.latencies.append(elapsed)
             if response.status_code not in (200, 201):
                 self.failures.append((url, response.status_code, response.text[:200]))
         return response
+
+    def summary(self, wall, cpu_seconds):
+        p50, p95, p99 = percentiles(self.latencies)
+        n = len(self.latencies)
+        return (f"{n} requests in {wall:.1f} s = {n / wall:.1f}/s; latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
+                f"p99 {p99:.0f} ms; server CPU {1000 * cpu_seconds / n:.1f} ms per request; "
+                f"{len(self.failures)} failures, {self.reconnects} reconnects")
 
 
 def run_threads(targets):
@@ -284,7 +312,7 @@ def run_threads(targets):
     return time.perf_counter() - started
 
 
-def scenario_saves(base, kind, tokens, build_page, rng_seed):
+def scenario_saves(server, base, kind, tokens, build_page, rng_seed):
     """Every worker saves its HIT's pages in order as fast as the server answers; a few saves are retried."""
     tally = Tally()
     sent = {"records": 0, "saves": 0}
@@ -303,17 +331,17 @@ def scenario_saves(base, kind, tokens, build_page, rng_seed):
                 sent["saves"] += 1
                 sent["records"] += len(body["records"])
 
+    cpu_before = server_cpu_seconds(server)
     wall = run_threads([lambda t=t, s=rng_seed + i: worker(t, s) for i, t in enumerate(tokens)])
-    p50, p95, p99 = percentiles(tally.latencies)
-    print(f"A/{kind}: {len(tokens)} workers, {sent['saves']} page saves (+{len(tally.latencies) - sent['saves']} "
-          f"retries) in {wall:.1f} s = {len(tally.latencies) / wall:.1f} saves/s; "
-          f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; failures {len(tally.failures)}")
+    cpu = server_cpu_seconds(server) - cpu_before
+    print(f"A/{kind}: {len(tokens)} workers, {sent['saves']} page saves + "
+          f"{len(tally.latencies) - sent['saves']} deliberate retries: {tally.summary(wall, cpu)}")
     for failure in tally.failures[:5]:
         print("   failure:", failure)
     return sent, tally
 
 
-def scenario_flushes(base, tokens_and_keys, seconds):
+def scenario_flushes(server, base, tokens_and_keys, seconds):
     """Every worker flushes a small batch every FLUSH_INTERVAL_S (start times spread over one interval)."""
     tally = Tally()
     sent = {"batches": 0, "events": 0}
@@ -337,11 +365,11 @@ def scenario_flushes(base, tokens_and_keys, seconds):
                 sent["events"] += len(body["events"])
             time.sleep(max(0.0, FLUSH_INTERVAL_S - (time.time() - tick)))
 
+    cpu_before = server_cpu_seconds(server)
     wall = run_threads([lambda t=t, k=k, s=i: worker(t, k, s) for i, (t, k) in enumerate(tokens_and_keys)])
-    p50, p95, p99 = percentiles(tally.latencies)
-    print(f"B: {len(tokens_and_keys)} workers flushing {EVENTS_PER_FLUSH + 1} events every {FLUSH_INTERVAL_S:.0f} s "
-          f"for {wall:.0f} s: {len(tally.latencies)} requests ({len(tally.latencies) / wall:.1f}/s); "
-          f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms; failures {len(tally.failures)}")
+    cpu = server_cpu_seconds(server) - cpu_before
+    print(f"B: {len(tokens_and_keys)} workers flushing {EVENTS_PER_FLUSH + 1} events every {FLUSH_INTERVAL_S:.0f} s: "
+          f"{tally.summary(wall, cpu)}")
     for failure in tally.failures[:5]:
         print("   failure:", failure)
     return sent, tally
@@ -381,7 +409,7 @@ def verify(sent_imagenet, sent_coco, sent_events):
 
 def main():
     args = parse_args()
-    print(f"machine: {os.cpu_count()} CPU cores; gunicorn {args.gunicorn_workers} gthread workers x "
+    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start; gunicorn {args.gunicorn_workers} gthread workers x "
           f"{args.gunicorn_threads} threads; load generator on the same machine")
     recreate_database(args.database_url)
     setup_django(args.database_url)
@@ -400,12 +428,12 @@ def main():
     base = f"http://127.0.0.1:{port}"
     try:
         sent_imagenet, _ = scenario_saves(
-            base, "imagenet", save_tokens["imagenet"], lambda page, rng: imagenet_page_body(page_keys[page], rng), 1
+            server, base, "imagenet", save_tokens["imagenet"], lambda page, rng: imagenet_page_body(page_keys[page], rng), 1
         )
         sent_coco, _ = scenario_saves(
-            base, "coco", save_tokens["coco"], lambda page, rng: coco_page_body(coco_images[page].key, rng), 2
+            server, base, "coco", save_tokens["coco"], lambda page, rng: coco_page_body(coco_images[page].key, rng), 2
         )
-        sent_events, _ = scenario_flushes(base, flush_tokens, args.flush_seconds)
+        sent_events, _ = scenario_flushes(server, base, flush_tokens, args.flush_seconds)
     finally:
         stop(server)
     ok = verify(sent_imagenet, sent_coco, sent_events)

@@ -46,7 +46,8 @@ def page_candidates(page):
 def category_groups(dataset):
     """The browser's groups: categories by supercategory, groups in order of their first category index."""
     groups = {}
-    for category in Category.objects.filter(dataset=dataset).order_by("index").only("pk", "key", "name", "supercategory"):
+    categories = Category.objects.filter(dataset=dataset).order_by("index").only("pk", "key", "name", "supercategory")
+    for category in categories:
         groups.setdefault(category.supercategory or OTHER_GROUP, []).append(category)
     return [
         {
@@ -71,7 +72,9 @@ def imagenet_page_content(page):
             "definition": category.definition,
             "reference_links": category.reference_links,
         },
-        "items": [{"image_id": item.image.key, "url": file_url(item.image), "position": item.position} for item in items],
+        "items": [
+            {"image_id": item.image.key, "url": file_url(item.image), "position": item.position} for item in items
+        ],
     }
 
 

@@ -76,4 +76,5 @@ def test_point_on_object_uses_polygons_then_rle_then_the_box():
     rle = {"size": [3, 4], "counts": [4, 2, 6]}
     assert point_on_object(1.5, 1.2, rle, [0, 0, 4, 3]) and not point_on_object(1.5, 0.5, rle, [0, 0, 4, 3])
     assert point_on_object(1.5, 2.5, {"size": [3, 4], "counts": _rle_string([4, 2, 6])}, None)
-    assert point_on_object(450, 150, None, [400, 100, 200, 100]) and not point_on_object(350, 150, None, [400, 100, 200, 100])
+    box = [400, 100, 200, 100]
+    assert point_on_object(450, 150, None, box) and not point_on_object(350, 150, None, box)

@@ -152,7 +152,8 @@ def test_token_in_query_string_works_for_beacons(client, imagenet):
 def test_a_token_only_reaches_its_own_assignment(client, imagenet):
     hit, first, first_token = imagenet
     second, second_token = accept(make_imagenet_hit(n_pages=1), "W2")
-    call(client, first_token, "POST", "pages/0/events", bodies.event_batch([{"type": "visibility", "state": "hidden", "time": bodies.now_ms()}]))
+    hidden = {"type": "visibility", "state": "hidden", "time": bodies.now_ms()}
+    call(client, first_token, "POST", "pages/0/events", bodies.event_batch([hidden]))
     assert call(client, second_token, "GET", "assignment").json()["assignment_id"] == str(second.uuid)
     assert call(client, second_token, "GET", "pages/0").json()["resume"]["events"] == []
     response = call(client, second_token, "POST", "pages/0/save", bodies.imagenet_save(hit.pages.get(index=0)))
@@ -168,7 +169,8 @@ def test_events_are_stored_once_and_resumed_in_order(client, imagenet):
     _, assignment, token = imagenet
     page_key = call(client, token, "GET", "pages/0").json()["items"][0]["image_id"]
     t = bodies.now_ms()
-    later = bodies.event_batch([{"type": "click", "image_id": page_key, "x": 0.5, "y": 0.25, "time": t, "selected": True}], seq=2)
+    click = {"type": "click", "image_id": page_key, "x": 0.5, "y": 0.25, "time": t, "selected": True}
+    later = bodies.event_batch([click], seq=2)
     earlier = bodies.event_batch([
         {"type": "hover", "image_id": page_key, "action": "enter", "time": t - 10, "pointerType": "mouse"},
         {"type": "move", "image_id": page_key, "x": 0.5, "y": 0.2, "time": t - 5},
@@ -234,7 +236,8 @@ def test_event_times_far_from_the_server_clock_are_refused(client, imagenet):
 
 def test_coco_event_with_unknown_category_is_refused(client, coco):
     _, _, token = coco
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([{"type": "action", **bodies.add("99", 0.5, 0.5, 10)}]))
+    action = {"type": "action", **bodies.add("99", 0.5, 0.5, 10)}
+    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([action]))
     assert error_of(response)["fields"]["events[0].iconType"] == ["unknown category 99"]
 
 
@@ -386,7 +389,8 @@ def _imagenet_bad_cases():
          "records[4].imageID", "is already in records[3]"),
         ("missing candidate", lambda body, ctx: body["records"].pop(), "records",
          "page 0: 1 candidate(s) have no record"),
-        ("x outside", set_("records[4].selectedRecord", lambda ctx: [{"x": 0.1, "y": 0.1, "time": ctx["t"]}, {"x": 1.7, "y": 0.1, "time": ctx["t"] + 1}]),
+        ("x outside", set_("records[4].selectedRecord", lambda ctx: [
+            {"x": 0.1, "y": 0.1, "time": ctx["t"]}, {"x": 1.7, "y": 0.1, "time": ctx["t"] + 1}]),
          "records[4].selectedRecord[1].x", "1.7 is outside [0, 1]"),
         ("y negative in tracking", set_("records[4].mouseTracking[1].y", -0.01), "records[4].mouseTracking[1].y",
          "-0.01 is outside [0, 1]"),
@@ -407,11 +411,13 @@ def _imagenet_bad_cases():
          "Expected `array` of length <= 10000"),
         ("too many clicks", too_many_clicks, "records[4].selectedRecord", "Expected `array` of length <= 1000"),
         ("zero display width", set_("records[4].imageWidth", 0), "records[4].imageWidth", "0 is not a displayed size"),
-        ("missing imageID", set_("records[4].imageID", DELETE), "records[4]", "Object missing required field `imageID`"),
+        ("missing imageID", set_("records[4].imageID", DELETE), "records[4]",
+         "Object missing required field `imageID`"),
         ("bad save id", set_("save_id", "not-a-uuid"), "save_id", "Invalid UUID"),
         ("absurd started_at", set_("started_at", 5), "started_at", "more than a day away"),
         ("negative time spent", set_("time_spent", -5), "time_spent", "-5 is outside [0, 24 h]"),
-        ("scroll time going back", set_("client.scroll", lambda ctx: [{"x": 0, "y": 1, "time": ctx["t"]}, {"x": 0, "y": 2, "time": ctx["t"] - 1}]),
+        ("scroll time going back", set_("client.scroll", lambda ctx: [
+            {"x": 0, "y": 1, "time": ctx["t"]}, {"x": 0, "y": 2, "time": ctx["t"] - 1}]),
          "client.scroll[1].time", "is earlier than"),
         ("bad visibility state", set_("client.visibility[0].state", "gone"), "client.visibility[0].state",
          "Invalid enum value 'gone'"),
@@ -501,7 +507,8 @@ def test_coco_save_replays_actions_and_summarises(client, coco):
     assert record.category_histories[1]["usingKeyboard"] is True
     assert record.image_width == 600 and record.time_spent == 25_000
     submission = models.PageSubmission.objects.get(assignment=assignment, page=page)
-    assert (submission.n_gt_categories, submission.n_tagged_correct, submission.n_icons, submission.n_icons_on_mask) == (3, 3, 4, 3)
+    summary = (submission.n_gt_categories, submission.n_tagged_correct, submission.n_icons, submission.n_icons_on_mask)
+    assert summary == (3, 3, 4, 3)
 
 
 def _coco_bad_cases():
@@ -530,9 +537,11 @@ def _coco_bad_cases():
          "records[0].actionHistories[0]", "move of 1: that icon was never added"),
         ("remove of an icon never added", actions(remove("3", (0.5, 0.5), 10)),
          "records[0].actionHistories[0]", "remove of 3: that icon was never added"),
-        ("move of a removed icon", actions(add("1", 0.5, 0.5, 10), remove("1", (0.5, 0.5), 20), move("1", (0.5, 0.5), (0.1, 0.1), 30)),
+        ("move of a removed icon",
+         actions(add("1", 0.5, 0.5, 10), remove("1", (0.5, 0.5), 20), move("1", (0.5, 0.5), (0.1, 0.1), 30)),
          "records[0].actionHistories[2]", "move of 1: that icon was removed by action 1"),
-        ("remove of a removed icon", actions(add("1", 0.5, 0.5, 10), remove("1", (0.5, 0.5), 20), remove("1", (0.5, 0.5), 30)),
+        ("remove of a removed icon",
+         actions(add("1", 0.5, 0.5, 10), remove("1", (0.5, 0.5), 20), remove("1", (0.5, 0.5), 30)),
          "records[0].actionHistories[2]", "remove of 1: that icon was removed by action 1"),
         ("double add", actions(add("1", 0.5, 0.5, 10), add("1", 0.2, 0.2, 20)),
          "records[0].actionHistories[1]", "add of 1: that icon is already on the image"),
@@ -650,7 +659,8 @@ def test_mturk_submit_points_to_external_submit(client, db):
 
 
 def test_link_submit_redirects_to_the_completion_url(client, db):
-    hit = make_imagenet_hit(n_pages=1, provider_config={"completion_url": "https://app.prolific.com/submissions/complete?cc=C0DE"})
+    completion_url = "https://app.prolific.com/submissions/complete?cc=C0DE"
+    hit = make_imagenet_hit(n_pages=1, provider_config={"completion_url": completion_url})
     assignment, token = accept(hit)
     save_all_pages(client, hit, token)
     answer = call(client, token, "POST", "submit", {}).json()

@@ -76,7 +76,8 @@ def test_frame_headers_allow_only_the_configured_markets(client, mturk_hit, sett
 
 def test_link_provider_reads_the_batch_parameter_names(client, db):
     hit = make_coco_hit(
-        n_pages=1, provider_config={"params": {"worker": "PROLIFIC_PID", "study": "STUDY_ID", "assignment": "SESSION_ID"}}
+        n_pages=1,
+        provider_config={"params": {"worker": "PROLIFIC_PID", "study": "STUDY_ID", "assignment": "SESSION_ID"}},
     )
     preview = client.get(f"/task/{hit.pk}/?workerId=ignored")
     assert bootstrap_of(preview)["preview"] is True and not models.Assignment.objects.exists()
@@ -84,7 +85,8 @@ def test_link_provider_reads_the_batch_parameter_names(client, db):
     response = client.get(f"/task/{hit.pk}/?PROLIFIC_PID=P123&STUDY_ID=S1&SESSION_ID=SESS9")
     assert bootstrap_of(response)["kind"] == "coco"
     assignment = models.Assignment.objects.get()
-    assert (assignment.worker.provider, assignment.worker.external_id, assignment.external_id) == ("link", "P123", "SESS9")
+    identity = (assignment.worker.provider, assignment.worker.external_id, assignment.external_id)
+    assert identity == ("link", "P123", "SESS9")
     assert assignment.worker.hashed_id and assignment.worker.hashed_id != "P123"
 
 
