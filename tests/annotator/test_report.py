@@ -137,3 +137,14 @@ def test_admin_action_writes_the_report_into_storage(
     report_html, = (settings.MEDIA_ROOT / "reports" / "inet-round-1").glob("*/report.html")
     assert "82.9%" in report_html.read_text()
     assert (report_html.parent / "click_accuracy.png").exists()
+
+
+@pytest.mark.parametrize("kind", [TaskKind.IMAGENET, TaskKind.COCO])
+def test_a_batch_without_approved_work_gets_a_report_of_empty_figures(kind, tmp_path):
+    batch = factories.BatchFactory(dataset=factories.DatasetFactory(kind=kind))
+
+    report.write_report(batch, tmp_path)
+
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>n/a</td><td>0</td>" in html
+    assert (tmp_path / "recall_by_size.png").exists()
