@@ -54,7 +54,8 @@ class Profile:
     name: str
     select_in_class: float  # chance to select an in-class candidate (ImageNet) / tag a present category (COCO)
     select_other: float  # chance to select a candidate of another class / tag an absent category
-    on_object: float  # chance a click or icon is aimed at the object (else anywhere on the image)
+    on_object: float  # chance a click is aimed at the object (else anywhere on the image)
+    icon_on_object: float  # COCO: chance an icon is dropped aimed at its object (a drag is more deliberate)
     aim_spread: float  # spread of an aimed click around the object's centre, as a share of its size
     click_mode: str  # "object", "random" or "centre"
     speed: float  # time multiplier (1 = the paper's median pace, about 9 min per ImageNet-style HIT)
@@ -67,10 +68,11 @@ class Profile:
 # Seed 000, C.1: the red-dot cursor raised clicks on the object from 70.7% to 91.7%.
 RED_DOT_AIM_GAIN = 0.1
 PROFILES = {
-    "diligent": Profile("diligent", 0.9, 0.03, 0.85, 0.22, "object", 1.0, 0.35),
-    "sloppy": Profile("sloppy", 0.5, 0.08, 0.8, 0.3, "object", 0.55, 0.15),
-    "spammer": Profile("spammer", 0.08, 0.08, 0.0, 1.0, "random", 0.2, 0.05, skip_rate=0.5, correction_rate=0.0),
-    "centre": Profile("centre", 0.85, 0.04, 1.0, 0.0, "centre", 0.8, 0.2),
+    "diligent": Profile("diligent", 0.9, 0.03, 0.85, 0.97, 0.22, "object", 1.0, 0.35),
+    "sloppy": Profile("sloppy", 0.5, 0.08, 0.8, 0.85, 0.3, "object", 0.55, 0.15),
+    "spammer": Profile("spammer", 0.08, 0.08, 0.0, 0.0, 1.0, "random", 0.2, 0.05, skip_rate=0.5,
+                       correction_rate=0.0),
+    "centre": Profile("centre", 0.85, 0.04, 1.0, 1.0, 0.0, "centre", 0.8, 0.2),
 }
 
 
@@ -243,11 +245,11 @@ def _clip(value):
     return min(1.0, max(0.0, value))
 
 
-def _aimed_point(truth, objects, profile, rng):
+def _aimed_point(truth, objects, profile, rng, on_object):
     """A click or drop point (fractions of the displayed image) following the profile's habits."""
     if profile.click_mode == "centre":
         return _clip(0.5 + rng.gauss(0, 0.004)), _clip(0.5 + rng.gauss(0, 0.004))
-    if profile.click_mode == "random" or not objects or rng.random() >= profile.on_object:
+    if profile.click_mode == "random" or not objects or rng.random() >= on_object:
         return rng.uniform(0.02, 0.98), rng.uniform(0.02, 0.98)
     _, (bx, by, bw, bh), segmentation = rng.choice(objects)
     cx, cy = bx + bw / 2, by + bh / 2
@@ -321,7 +323,10 @@ def imagenet_page(content, truth, profile, rng, clock):
         if not (wants or slip or rng.random() < profile.hover_rate):
             continue
         objects = (image.objects_of(category_key) or image.objects) if image else []
-        fx, fy = _aimed_point(image, objects, profile, rng) if image else (rng.random(), rng.random())
+        if image:
+            fx, fy = _aimed_point(image, objects, profile, rng, profile.on_object)
+        else:
+            fx, fy = rng.random(), rng.random()
         if not wants and not slip:
             fx, fy = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)  # just passing over it
         left, top, width, height = layout[key]
@@ -415,7 +420,8 @@ def coco_page(content, truth, profile, rng, clock):
             if key not in to_tag:
                 continue
             objects = image.objects_of(key) if image else []
-            fx, fy = _aimed_point(image, objects, profile, rng) if image else (rng.random(), rng.random())
+            fx, fy = (_aimed_point(image, objects, profile, rng, profile.icon_on_object) if image
+                      else (rng.random(), rng.random()))
             target = {"x": round(fx, 5), "y": round(fy, 5)}
             icon_at = (rng.uniform(0, width), height + rng.uniform(40, 120))  # the icon panel under the image
             t += rng.uniform(800, 2500) * profile.speed  # finding the object
@@ -424,7 +430,8 @@ def coco_page(content, truth, profile, rng, clock):
             placed[key] = target
             roll = rng.random()
             if roll < profile.correction_rate * 1.5:  # nudging the icon onto the object
-                better_x, better_y = _aimed_point(image, objects, profile, rng) if image else (fx, fy)
+                better_x, better_y = (_aimed_point(image, objects, profile, rng, profile.icon_on_object) if image
+                                      else (fx, fy))
                 better = {"x": round(better_x, 5), "y": round(better_y, 5)}
                 drag((fx * width, fy * height), (better_x * width, better_y * height))
                 act("move", key, target, better)

@@ -94,7 +94,7 @@ class LinkProvider(CrowdProvider):
 
     def notify(self, batch, workers, subject, message, request_key):
         # A link market has no messaging API here: the message is kept in the NOTIFIED event for staff to send.
-        logger.info("batch %s: message %r for %d workers recorded for sending on the market", batch, subject, len(workers))
+        logger.info("batch %s: message %r for %d workers kept for sending on the market", batch, subject, len(workers))
         return {}
 
 

@@ -143,7 +143,7 @@ class FakeMTurk:
         assignment = self._assignment(body["AssignmentId"])
         allowed = {"Submitted"} | ({"Rejected"} if body.get("OverrideRejection") else set())
         if assignment["AssignmentStatus"] not in allowed:
-            raise MarketError(f"This operation can be called with a status of: Submitted ({assignment['AssignmentStatus']})")
+            raise MarketError(f"This operation needs status Submitted, not {assignment['AssignmentStatus']}")
         assignment.update(AssignmentStatus="Approved", ApprovalTime=time.time(),
                           RequesterFeedback=body.get("RequesterFeedback", ""))
         return {}
@@ -151,7 +151,7 @@ class FakeMTurk:
     def op_RejectAssignment(self, body):
         assignment = self._assignment(body["AssignmentId"])
         if assignment["AssignmentStatus"] != "Submitted":
-            raise MarketError(f"This operation can be called with a status of: Submitted ({assignment['AssignmentStatus']})")
+            raise MarketError(f"This operation needs status Submitted, not {assignment['AssignmentStatus']}")
         if len(body["RequesterFeedback"]) > 1024:
             raise MarketError("RequesterFeedback is longer than 1024 characters")
         assignment.update(AssignmentStatus="Rejected", RejectionTime=time.time(),

@@ -48,7 +48,7 @@ def test_publish_prints_one_url_per_hit_and_is_idempotent():
     batch.refresh_from_db()
     assert batch.status == Batch.Status.PUBLISHED
     assert batch.provider_config["completion_url"] == "https://app.prolific.com/submissions/complete?cc=C1"
-    assert batch.provider_config["params"] == {"worker": "PROLIFIC_PID", "study": "STUDY_ID", "assignment": "SESSION_ID"}
+    assert batch.provider_config["params"] == PARAM_PRESETS["prolific"]
     events = Event.objects.filter(type=Event.Type.PUBLISHED).count()
 
     again = io.StringIO()
