@@ -43,12 +43,23 @@ def page_candidates(page):
     return {key: (image_pk, in_class) for key, image_pk, in_class in rows}
 
 
-def category_groups(dataset):
-    """The browser's groups: categories by supercategory, groups in order of their first category index."""
+def grouped_categories(dataset):
+    """[(group name, [Category])]: categories by supercategory, groups in order of their first category index."""
     groups = {}
     categories = Category.objects.filter(dataset=dataset).order_by("index").only("pk", "key", "name", "supercategory")
     for category in categories:
         groups.setdefault(category.supercategory or OTHER_GROUP, []).append(category)
+    return list(groups.items())
+
+
+def category_keys_and_group_count(dataset):
+    """What validation needs: the set of category keys and how many groups the browser shows."""
+    groups = grouped_categories(dataset)
+    return {category.key for _, categories in groups for category in categories}, len(groups)
+
+
+def category_groups(dataset):
+    """The category browser's groups as the page gets them, with icon URLs."""
     return [
         {
             "index": index,
@@ -57,7 +68,7 @@ def category_groups(dataset):
                 {"key": c.key, "name": c.name, "icon": reverse("worker-icon", args=[c.pk])} for c in categories
             ],
         }
-        for index, (name, categories) in enumerate(groups.items())
+        for index, (name, categories) in enumerate(grouped_categories(dataset))
     ]
 
 

@@ -139,9 +139,8 @@ def record_event_batch(assignment, page, body):
     if kind == TaskKind.IMAGENET:
         check_events(problems, batch, now_ms(), image_keys=selectors.page_candidates(page))
     else:
-        groups = selectors.category_groups(page.image.dataset_id)
-        keys = {category["key"] for group in groups for category in group["categories"]}
-        check_events(problems, batch, now_ms(), category_keys=keys, n_groups=len(groups))
+        keys, n_groups = selectors.category_keys_and_group_count(page.image.dataset_id)
+        check_events(problems, batch, now_ms(), category_keys=keys, n_groups=n_groups)
     problems.raise_if_any()
     raw_events = msgspec.json.decode(body, type=schemas.RawEventBatch).events
     try:
@@ -209,9 +208,8 @@ def coco_summary(image, final_positions):
 
 def _coco_rows(assignment, page, save, problems):
     """One CocoRecord with the replayed final positions, and the review summary."""
-    groups = selectors.category_groups(page.image.dataset_id)
-    keys = {category["key"] for group in groups for category in group["categories"]}
-    final_positions = check_coco_record(problems, save.records, page.index, page.image.key, keys, len(groups))
+    keys, n_groups = selectors.category_keys_and_group_count(page.image.dataset_id)
+    final_positions = check_coco_record(problems, save.records, page.index, page.image.key, keys, n_groups)
     problems.raise_if_any()
     record = save.records[0]
     row = CocoRecord(
