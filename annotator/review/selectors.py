@@ -2,7 +2,7 @@
 import statistics
 from decimal import Decimal
 
-from django.db.models import Avg, Count, F, FloatField, Q, Sum
+from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
@@ -46,17 +46,15 @@ def claimed_completion_codes(assignment_ids):
     return codes
 
 
-def page_counts(hit_ids):
-    """{hit id: number of pages}."""
-    rows = HitPage.objects.filter(hit_id__in=hit_ids).values("hit_id").annotate(n=Count("id"))
-    counts = {hit_id: 0 for hit_id in hit_ids}
-    counts.update({row["hit_id"]: row["n"] for row in rows})
-    return counts
+def with_page_count(assignments):
+    """Annotate each assignment with its HIT's number of pages (n_pages), in the same query."""
+    pages = HitPage.objects.filter(hit_id=OuterRef("hit_id")).order_by().values("hit_id").annotate(n=Count("id"))
+    return assignments.annotate(n_pages=Subquery(pages.values("n")))
 
 
 def assignments_to_review(batch):
     """The batch's submitted and decided assignments, oldest first."""
-    return (
+    return with_page_count(
         Assignment.objects.filter(hit__batch=batch, state__in=DONE)
         .select_related("hit__batch", "worker")
         .order_by("submitted_at", "id")

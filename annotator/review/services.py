@@ -36,14 +36,14 @@ class BatchReview:
 
 
 def evaluate_assignments(assignments, claimed_codes=None):
-    """{assignment id: rules.Decision} for assignments of one batch, from their summaries (two queries)."""
+    """{assignment id: rules.Decision} for assignments of one batch (annotated with n_pages), from their
+    summaries (one query)."""
     assignments = list(assignments)
     if not assignments:
         return {}
     batch = assignments[0].hit.batch
     thresholds = rules.thresholds_for(batch)
     summaries = selectors.work_summaries([a.id for a in assignments])
-    n_pages = selectors.page_counts({a.hit_id for a in assignments})
     claimed_codes = claimed_codes or {}
     # Rule 4 needs the code a worker claims only when we hold no annotation: read what the market sync recorded.
     unclaimed = [a.id for a in assignments if summaries[a.id].pages_completed == 0 and not claimed_codes.get(a.id)]
@@ -51,7 +51,7 @@ def evaluate_assignments(assignments, claimed_codes=None):
         claimed_codes = {**claimed_codes, **selectors.claimed_completion_codes(unclaimed)}
     return {
         a.id: rules.evaluate(
-            batch.task_kind, summaries[a.id], n_pages[a.hit_id], thresholds,
+            batch.task_kind, summaries[a.id], a.n_pages or 0, thresholds,
             completion_code_ok=rules.check_completion_code(a, claimed_codes.get(a.id, "")),
         )
         for a in assignments
@@ -60,10 +60,10 @@ def evaluate_assignments(assignments, claimed_codes=None):
 
 def _locked(assignment_ids):
     """The assignments, locked for this transaction, in id order (one query)."""
-    return list(
+    return list(selectors.with_page_count(
         Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
         .filter(pk__in=assignment_ids).order_by("pk")
-    )
+    ))
 
 
 def auto_review(assignment_id, claimed_code=""):
