@@ -415,24 +415,30 @@ def promote_model_version(version, *, actor=None):
 
 def schedule_training_if_due(batch):
     """Schedule a job when the batch has gained train_every_n_approved more approved assignments since its
-    last trigger. The batch row is locked and the count recorded, so one count never schedules two jobs."""
+    last trigger. The batch row is locked and the count recorded, so one count never schedules two jobs; a
+    triggered job of the dataset that has not taken its snapshot yet will train on the new approvals too, so
+    none is added beside it (approving many assignments at once schedules one job)."""
     if not settings.TRAINING_ENABLED or not batch.train_every_n_approved:
         return None
     with transaction.atomic():
-        batch = Batch.objects.select_for_update().select_related("dataset").get(pk=batch.pk)
+        batch = Batch.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=batch.pk)
         trigger, _ = BatchTrainingTrigger.objects.get_or_create(batch=batch)
         approved = Assignment.objects.filter(hit__batch=batch, state=Assignment.State.APPROVED).count()
         if approved - trigger.approved_count_at_last_trigger < batch.train_every_n_approved:
             return None
-        active = ModelVersion.objects.filter(dataset=batch.dataset, is_active=True).first()
-        config = {k: v for k, v in active.config.items() if k in train_config_options()} if active else {}
-        job = create_training_job(
-            dataset=batch.dataset, config=config, source=TrainingJob.Source.TRIGGER, triggered_by_batch=batch
-        )
+        job = TrainingJob.objects.filter(
+            dataset=batch.dataset, source=TrainingJob.Source.TRIGGER, status=JobStatus.QUEUED, manifest_hash=""
+        ).first()
+        if job is None:
+            active = ModelVersion.objects.filter(dataset=batch.dataset, is_active=True).first()
+            config = {k: v for k, v in active.config.items() if k in train_config_options()} if active else {}
+            job = create_training_job(
+                dataset=batch.dataset, config=config, source=TrainingJob.Source.TRIGGER, triggered_by_batch=batch
+            )
         trigger.approved_count_at_last_trigger = approved
         trigger.last_job = job
         trigger.save(update_fields=["approved_count_at_last_trigger", "last_job", "updated_at"])
-    logger.info("batch %s reached %s approved assignments: training job %s scheduled", batch.name, approved, job.pk)
+    logger.info("batch %s reached %s approved assignments: training job %s", batch.name, approved, job.pk)
     return job
 
 

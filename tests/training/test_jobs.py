@@ -166,6 +166,10 @@ class WorkerProcess:
                  lambda: f"the worker to start:\n{self.log_tail()}")
         assert self.process.poll() is None, self.log_tail()
 
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
     def pool_pids(self):
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         return [int(pid) for pid in children]
@@ -175,7 +179,7 @@ class WorkerProcess:
         self.process.wait(30)
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
+        if self.running:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)
@@ -187,12 +191,18 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        process = WorkerProcess(tmp_path_factory.mktemp("worker"))
-        process.start()
+def worker_process(django_db_setup, tmp_path_factory):
+    """One worker for the module's tests (started by `worker`), so its start-up is paid once."""
+    process = WorkerProcess(tmp_path_factory.mktemp("worker"))
     yield process
     process.stop()
+
+
+@pytest.fixture
+def worker(worker_process):
+    if not worker_process.running:
+        worker_process.start()
+    return worker_process
 
 
 def watch(job, until, timeout, worker):
@@ -301,7 +311,8 @@ def s3_server():
 
 @pytest.mark.celery_worker
 @pytest.mark.slow
-def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, s3_server, tmp_path):
+def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, s3_server, tmp_path, worker_process):
+    worker_process.stop()  # only the worker with the S3 settings may take the job
     s3_env = {
         "AWS_STORAGE_BUCKET_NAME": "luab-test", "AWS_S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1",

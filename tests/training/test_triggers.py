@@ -1,5 +1,6 @@
 """Automatic training: a batch with train_every_n_approved schedules one job per N newly approved assignments."""
 import pytest
+from django.db import transaction
 
 from annotator.models import Assignment
 from annotator.review import services as review
@@ -19,21 +20,32 @@ def staff(django_user_model):
     return django_user_model.objects.create_user("admin", is_staff=True)
 
 
-def test_trigger_fires_once_per_threshold_after_commit(django_capture_on_commit_callbacks, staff):
+def test_trigger_fires_once_per_threshold(staff):
     batch = factories.BatchFactory(train_every_n_approved=3)
     assignments = submitted_assignments(batch, 7)
 
-    sent_per_approval = []
-    for assignment in assignments:
-        with django_capture_on_commit_callbacks() as callbacks:
-            review.decide(assignment, approve=True, actor=staff)
-        sent_per_approval.append(TrainingJob.objects.count())
+    jobs_after_each_approval = []
+    for number, assignment in enumerate(assignments, start=1):
+        review.decide(assignment, approve=True, actor=staff)
+        jobs_after_each_approval.append(TrainingJob.objects.count())
+        if number == 3:  # the first job starts: it takes its data snapshot
+            TrainingJob.objects.update(status=JobStatus.RUNNING, manifest_hash="a" * 64)
 
     # Jobs appear at the 3rd and 6th approval only, each queued for the whole dataset by the trigger.
-    assert sent_per_approval == [0, 0, 1, 1, 1, 2, 2]
+    assert jobs_after_each_approval == [0, 0, 1, 1, 1, 2, 2]
     jobs = list(TrainingJob.objects.order_by("pk"))
     assert all(job.source == TrainingJob.Source.TRIGGER and job.triggered_by_batch == batch for job in jobs)
-    assert all(job.status == JobStatus.QUEUED for job in jobs)
+    assert jobs[1].status == JobStatus.QUEUED
+    assert BatchTrainingTrigger.objects.get(batch=batch).approved_count_at_last_trigger == 6
+
+
+def test_approving_many_in_one_transaction_schedules_one_job_for_the_one_snapshot(staff):
+    batch = factories.BatchFactory(train_every_n_approved=3)
+    assignments = submitted_assignments(batch, 7)
+    with transaction.atomic():
+        for assignment in assignments:
+            review.decide(assignment, approve=True, actor=staff)
+    assert TrainingJob.objects.count() == 1
     assert BatchTrainingTrigger.objects.get(batch=batch).approved_count_at_last_trigger == 6
 
 
