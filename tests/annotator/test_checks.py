@@ -45,7 +45,9 @@ def test_training_without_a_gpu_queue_is_flagged(settings):
 
 
 def deploy_check(tmp_path, **overrides):
-    env = {**os.environ, "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    # Browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a production environment has no such thing.
+    inherited = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {**inherited, "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
            "WORKER_ID_SALT": "x", "DJANGO_ALLOWED_HOSTS": "example.com", "VAR_DIR": str(tmp_path), **overrides}
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -679,17 +679,15 @@ def test_coco_hit_end_to_end(client, coco):
 # ---------------------------------------------------------------- throttle
 
 
-def test_one_token_cannot_flood_the_server(client, imagenet, settings):
+def test_one_token_cannot_flood_the_server(client, imagenet, monkeypatch):
     from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
 
     _, _, token = imagenet
+    # The rates are read into the class when DRF loads; monkeypatch puts the real ones back after the test.
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"worker": "3/min"})
     cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"worker": "3/min"}}
     try:
-        from rest_framework.settings import api_settings
-        from rest_framework.throttling import ScopedRateThrottle
-
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
         statuses = [call(client, token, "GET", "assignment").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         response = call(client, token, "GET", "assignment")
@@ -699,4 +697,3 @@ def test_one_token_cannot_flood_the_server(client, imagenet, settings):
         assert call(client, other_token, "GET", "assignment").status_code == 200
     finally:
         cache.clear()
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
