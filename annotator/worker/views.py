@@ -1,4 +1,6 @@
 """The worker path over HTTP: the task entry page and one API view per operation (docs/worker-api.md)."""
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -47,6 +49,9 @@ def entry_params(batch, query):
     if assignment_id == MTURK_PREVIEW_ASSIGNMENT:
         worker_id = ""
     turk_submit_to = query.get("turkSubmitTo", "").strip() if batch.provider == Provider.MTURK else ""
+    parsed = urlsplit(turk_submit_to)
+    if parsed.scheme not in ("https", "http") or not parsed.netloc:
+        turk_submit_to = ""  # the page would POST the worker's code there: only a web origin will do
     return worker_id[:200], assignment_id[:100], turk_submit_to[:200]
 
 

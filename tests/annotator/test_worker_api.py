@@ -250,6 +250,18 @@ def test_too_many_events_in_a_batch(client, imagenet):
     assert models.EventBatch.objects.count() == 0
 
 
+def test_late_events_are_kept_after_submit_but_not_after_review(client, imagenet):
+    _, assignment, token = imagenet
+    call(client, token, "POST", "submit", {"partial": True})
+    hidden = [{"type": "visibility", "state": "hidden", "time": bodies.now_ms()}]
+    assert call(client, token, "POST", "pages/0/events", bodies.event_batch(hidden)).status_code == 201
+    models.Assignment.objects.filter(pk=assignment.pk).update(state=models.Assignment.State.APPROVED)
+    response = call(client, token, "POST", "pages/0/events", bodies.event_batch(hidden))
+    assert response.status_code == 409
+    assert error_of(response)["message"] == "assignment is approved; it takes no more events"
+    assert models.EventBatch.objects.count() == 1
+
+
 def test_events_for_a_page_beyond_the_hit_are_404(client, imagenet):
     _, _, token = imagenet
     assert call(client, token, "POST", "pages/7/events", bodies.event_batch([])).status_code == 404

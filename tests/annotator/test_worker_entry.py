@@ -63,6 +63,11 @@ def test_mturk_accept_creates_the_assignment_and_a_reload_resumes_it(client, mtu
     assert not response.cookies
 
 
+def test_turk_submit_to_must_be_a_web_origin(client, mturk_hit):
+    client.get(f"/task/{mturk_hit.pk}/?assignmentId=A&workerId=W&turkSubmitTo=javascript:alert(1)")
+    assert models.Assignment.objects.get().turk_submit_to == ""
+
+
 def test_frame_headers_allow_only_the_configured_markets(client, mturk_hit, settings):
     settings.WORKER_FRAME_ANCESTORS = ["https://worker.mturk.com", "https://market.example"]
     for query in ["", "?assignmentId=A&workerId=W"]:
