@@ -5,7 +5,7 @@ from .models import InferenceJob, ModelVersion, TrainingJob
 
 
 def training_jobs(*, dataset=None, status=None):
-    jobs = TrainingJob.objects.select_related("dataset", "created_by").prefetch_related("batches")
+    jobs = TrainingJob.objects.select_related("dataset", "created_by", "model_version").prefetch_related("batches")
     if dataset is not None:
         jobs = jobs.filter(dataset__name=dataset)
     if status is not None:

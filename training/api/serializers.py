@@ -41,8 +41,10 @@ class TrainingJobOutput(serializers.ModelSerializer):
         ]
 
     def get_model_version(self, job) -> str | None:
-        version = ModelVersion.objects.filter(job=job).values_list("name", flat=True).first()
-        return version
+        try:
+            return job.model_version.name
+        except ModelVersion.DoesNotExist:
+            return None
 
 
 class ModelVersionOutput(serializers.ModelSerializer):
