@@ -3,6 +3,8 @@
 `iconType` carries the category name, as in the published file; `pointFrom` is null on add and `pointTo` is
 absent on remove; coordinates keep three decimals.
 """
+import itertools
+import json
 from typing import Literal
 
 import msgspec
@@ -117,19 +119,83 @@ class CocoAbRecord(msgspec.Struct):
         return self.page_id if self.page_id is not None else self.page_idx
 
 
+READ_CHUNK_CHARS = 1 << 20
+
+
 class MalformedCocoAb(ValueError):
     """A COCO-AB file that does not parse; the message names the record and the field."""
 
 
-def read_json_list(data):
-    """Decode and validate a COCO-AB JSON list (bytes) into CocoAbRecord objects."""
-    try:
-        records = msgspec.json.decode(data, type=list[CocoAbRecord])
-    except msgspec.ValidationError as error:
-        raise MalformedCocoAb(f"invalid COCO-AB record: {error}") from None
-    except msgspec.DecodeError as error:
-        raise MalformedCocoAb(f"not a JSON file: {error}") from None
-    for index, record in enumerate(records):
+class _JsonListReader:
+    """Reads the elements of a top-level JSON list from a text file one at a time (memory: about one element)."""
+
+    def __init__(self, fileobj, chunk_chars):
+        self.fileobj, self.chunk_chars = fileobj, chunk_chars
+        self.buffer, self.position, self.exhausted = "", 0, False
+        self.decoder = json.JSONDecoder()
+
+    def _fill(self):
+        """Append the next chunk (dropping what was consumed); False at the end of the file."""
+        try:
+            more = "" if self.exhausted else self.fileobj.read(self.chunk_chars)
+        except UnicodeDecodeError as error:
+            raise MalformedCocoAb(f"not UTF-8 text ({error.reason} at byte {error.start} of a chunk)") from None
+        self.exhausted = not more
+        self.buffer, self.position = self.buffer[self.position:] + more, 0
+        return bool(more)
+
+    def _next_char(self):
+        """The next character that is not white space ("" at the end of the file), not consumed."""
+        while True:
+            while self.position < len(self.buffer) and self.buffer[self.position] in " \t\r\n":
+                self.position += 1
+            if self.position < len(self.buffer):
+                return self.buffer[self.position]
+            if not self._fill():
+                return ""
+
+    def _element(self, index):
+        while True:
+            try:
+                element, end = self.decoder.raw_decode(self.buffer, self.position)
+            except json.JSONDecodeError as error:
+                if self._fill():
+                    continue
+                raise MalformedCocoAb(f"record {index}: not valid JSON ({error.msg})") from None
+            if end == len(self.buffer) and self._fill():
+                continue  # a number cut by the chunk boundary would decode short
+            self.position = end
+            return element
+
+    def elements(self):
+        if self._next_char() != "[":
+            raise MalformedCocoAb("not a JSON list: the file must start with [")
+        self.position += 1
+        if self._next_char() == "]":
+            return
+        for index in itertools.count():
+            yield self._element(index)
+            separator = self._next_char()
+            if separator == "]":
+                return
+            if separator != ",":
+                raise MalformedCocoAb(f"record {index}: expected , or ] after it, found {separator or 'the end'}")
+            self.position += 1
+            self._next_char()
+
+
+def iter_json_list(fileobj, chunk_chars=READ_CHUNK_CHARS):
+    """Yield the elements of a top-level JSON list from a text file, one at a time."""
+    return _JsonListReader(fileobj, chunk_chars).elements()
+
+
+def read_json_list(fileobj):
+    """Yield validated CocoAbRecord objects from a COCO-AB JSON list (a text file), streaming."""
+    for index, element in enumerate(iter_json_list(fileobj)):
+        try:
+            record = msgspec.convert(element, CocoAbRecord)
+        except msgspec.ValidationError as error:
+            raise MalformedCocoAb(f"record {index}: {error}") from None
         where = f"record {index} (image_id {record.image_id})"
         if record.hit_key is None:
             raise MalformedCocoAb(f"{where}: needs hit_id or assignment_id")
@@ -140,4 +206,4 @@ def read_json_list(data):
                 raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointTo")
             if action.actionType != "add" and action.pointFrom is None:
                 raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointFrom")
-    return records
+        yield record

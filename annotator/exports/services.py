@@ -306,46 +306,51 @@ def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=N
     return result
 
 
-def import_coco_ab(dataset, data, source="", batch_name=None, on_records=None):
-    """Attach a published COCO-AB JSON list (bytes) to `dataset` as an imported, approved batch (all or nothing)."""
-    try:
-        parsed = coco_ab.read_json_list(data)
-    except coco_ab.MalformedCocoAb as error:
-        raise ImportFailed(str(error)) from None
+def import_coco_ab(dataset, fileobj, source="", batch_name=None, on_records=None):
+    """Attach a published COCO-AB JSON list (a text file, read as a stream) to `dataset` as an imported, approved
+    batch (all or nothing)."""
     categories = dict(Category.objects.filter(dataset=dataset).values_list("name", "key"))
     known_keys = set(categories.values())
     with transaction.atomic():
         batch = _create_import_batch(dataset, TaskKind.COCO, batch_name, ExportJob.Format.COCO_AB, source)
         result = ImportResult(batch=batch)
         imported = _ImportedBatch(batch)
-        for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
-            images = dict(
-                Image.objects.filter(dataset=dataset, key__in=[str(r.image_id) for r in chunk]).values_list("key", "pk")
-            )
-            records = []
-            for number, record in enumerate(chunk, start=chunk_start):
-                image_pk = images.get(str(record.image_id))
-                if image_pk is None:
-                    result.note_unmatched(str(record.image_id), 1)
-                    continue
-                actions = [
-                    _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
-                    for index, action in enumerate(record.actionHistories)
-                ]
-                records.append(CocoRecord(
-                    assignment_id=imported.assignment_id(record.hit_key, record.worker_id, record.assignment_id or ""),
-                    page_id=imported.page_id(record.hit_key, record.page_index, image_id=image_pk),
-                    image_id=image_pk, image_width=record.imageWidth, image_height=record.imageHeight,
-                    time_spent=record.timeSpent, action_histories=actions,
-                    category_histories=msgspec.to_builtins(record.categoryHistories),
-                    mouse_tracking=msgspec.to_builtins(record.mouseTracking),
-                    final_positions=replay_actions(actions, strict=False),
-                ))
-            result.records += _bulk_create_counting_duplicates(CocoRecord, records, result)
-            if on_records:
-                on_records(len(chunk))
+        try:
+            _import_coco_records(dataset, coco_ab.read_json_list(fileobj), imported, result, categories, known_keys,
+                                 on_records)
+        except coco_ab.MalformedCocoAb as error:
+            raise ImportFailed(str(error)) from None
     logger.info("imported %d COCO-AB records into batch %s", result.records, batch.name)
     return result
+
+
+def _import_coco_records(dataset, parsed, imported, result, categories, known_keys, on_records):
+    for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
+        images = dict(
+            Image.objects.filter(dataset=dataset, key__in=[str(r.image_id) for r in chunk]).values_list("key", "pk")
+        )
+        records = []
+        for number, record in enumerate(chunk, start=chunk_start):
+            image_pk = images.get(str(record.image_id))
+            if image_pk is None:
+                result.note_unmatched(str(record.image_id), 1)
+                continue
+            actions = [
+                _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
+                for index, action in enumerate(record.actionHistories)
+            ]
+            records.append(CocoRecord(
+                assignment_id=imported.assignment_id(record.hit_key, record.worker_id, record.assignment_id or ""),
+                page_id=imported.page_id(record.hit_key, record.page_index, image_id=image_pk),
+                image_id=image_pk, image_width=record.imageWidth, image_height=record.imageHeight,
+                time_spent=record.timeSpent, action_histories=actions,
+                category_histories=msgspec.to_builtins(record.categoryHistories),
+                mouse_tracking=msgspec.to_builtins(record.mouseTracking),
+                final_positions=replay_actions(actions, strict=False),
+            ))
+        result.records += _bulk_create_counting_duplicates(CocoRecord, records, result)
+        if on_records:
+            on_records(len(chunk))
 
 
 def _imported_action(action, categories, known_keys, where):

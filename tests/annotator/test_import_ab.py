@@ -6,7 +6,7 @@ from xml.etree import ElementTree
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotator.exports import services
+from annotator.exports import coco_ab, services
 from annotator.models import Assignment, Batch, CocoRecord, ImageNetRecord, TaskKind
 from tests import factories
 from tests.annotator.test_exports import coco_batch, export_bytes, imagenet_batch, tar_members  # noqa: F401
@@ -127,8 +127,8 @@ def test_a_file_that_is_not_a_tarball_is_refused(imagenet_batch, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda r: r.pop("timeSpent"), r"Object missing required field `timeSpent` - at `\$\[0\]`"),
-    (lambda r: r.update(imageWidth="wide"), r"Expected `int`, got `str` - at `\$\[0\].imageWidth`"),
+    (lambda r: r.pop("timeSpent"), r"record 0: Object missing required field `timeSpent`"),
+    (lambda r: r.update(imageWidth="wide"), r"record 0: Expected `int`, got `str` - at `\$.imageWidth`"),
     (lambda r: r["actionHistories"][3].pop("pointFrom"),
      r"record 0 \(image_id 459214\): actionHistories\[3\] \(remove\) has no pointFrom"),
     (lambda r: r["actionHistories"][0].update(iconType="spaceship"),
@@ -167,3 +167,25 @@ def test_imported_imagenet_records_count_as_approved_work_of_the_dataset(imagene
     assert record.selected_record == [{"x": 0.54, "y": 0.473, "time": 1641425052000}]
     assert record.page.category == record.image.label
     assert result.batch.task_kind == TaskKind.IMAGENET
+
+
+@pytest.mark.parametrize("text, message", [
+    ("RECORD", r"not a JSON list: the file must start with \["),
+    ("[RECORD, {", r"record 1: not valid JSON \(Expecting property name enclosed in double quotes\)"),
+    ("[RECORD RECORD]", "record 0: expected , or ] after it, found {"),
+    ("[RECORD, \udcff]", "not UTF-8 text"),
+])
+def test_a_file_that_is_not_a_json_list_is_refused(coco_batch, tmp_path, text, message):
+    record = json.dumps(json.loads(export_bytes(coco_batch, "coco-ab"))[0])
+    data = text.replace("RECORD", record).encode("utf-8", errors="surrogateescape")
+
+    with pytest.raises(CommandError, match=message):
+        import_file(tmp_path, data, "coco-ab", "coco-mini")
+    assert not Batch.objects.filter(name__endswith="-import").exists()
+
+
+def test_coco_ab_is_read_as_a_stream_across_chunk_boundaries():
+    records = [{"image_id": i, "mouseTracking": [{"x": 0.5, "y": 0.25, "timeAt": 10 * i}]} for i in range(50)]
+    text = json.dumps(records, indent=2)
+
+    assert list(coco_ab.iter_json_list(io.StringIO(text), chunk_chars=7)) == records

@@ -35,10 +35,9 @@ class Command(BaseCommand):
                 with open(path, "rb") as tarball, tqdm(unit="image", desc="import imagenet-ab", disable=quiet) as bar:
                     result = services.import_imagenet_ab(dataset, tarball, str(path), batch, on_images=bar.update)
             else:
-                with tqdm(unit="record", desc="import coco-ab", disable=quiet) as bar:
-                    result = services.import_coco_ab(
-                        dataset, path.read_bytes(), str(path), batch, on_records=bar.update
-                    )
+                with open(path, encoding="utf-8") as json_file, \
+                        tqdm(unit="record", desc="import coco-ab", disable=quiet) as bar:
+                    result = services.import_coco_ab(dataset, json_file, str(path), batch, on_records=bar.update)
         except services.ImportFailed as error:
             raise CommandError(f"{path}: {error} (nothing was imported)") from None
         self.stdout.write(f"imported {result.records} records into batch {result.batch.name}")
