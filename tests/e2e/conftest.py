@@ -1,14 +1,12 @@
 """Shared fixtures of the real-browser tests: Debian chromium through Playwright, HITs with real little images."""
 import html
 import io
-import mimetypes
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from PIL import Image as PilImage
@@ -38,30 +36,14 @@ def browser():
             chromium.close()
 
 
-def serve_media_from_this_tests_root(context, live_server):
-    """The URLconf binds MEDIA_ROOT when first imported; each test writes its images under its own MEDIA_ROOT."""
-    media_root = Path(settings.MEDIA_ROOT)
-
-    def fulfil(route):
-        relative = urlsplit(route.request.url).path.removeprefix(settings.MEDIA_URL)
-        path = media_root / relative
-        if not path.is_file():
-            route.fulfill(status=404, body="not found")
-            return
-        route.fulfill(status=200, body=path.read_bytes(), content_type=mimetypes.guess_type(path.name)[0])
-
-    context.route(f"{live_server.url}{settings.MEDIA_URL}**", fulfil)
-
-
 @pytest.fixture
-def browser_context_factory(browser, live_server):
+def browser_context_factory(browser):
     contexts = []
 
     def make(**options):
         options.setdefault("viewport", {"width": 1280, "height": 900})
         context = browser.new_context(**options)
         context.set_default_timeout(15_000)
-        serve_media_from_this_tests_root(context, live_server)
         contexts.append(context)
         return context
 
