@@ -13,8 +13,9 @@ the workers are spammers (few selections, low recall) and 3% left pages undone. 
   B. `review BATCH` dry run: annotator.review.services.review_batch over the whole batch;
   C. `review BATCH --apply` on the same HITs, submitted again: the rules decide them in chunks of 500 per
      transaction (bulk writes), which is how a whole batch is reviewed.
-Prints ms per HIT for each and the reject rate; target: under 5 ms per HIT. With --reuse the assignments are
-put back to "submitted" (their review events removed) before measuring.
+Prints ms per HIT for each and the reject rate (target: under 5 ms per HIT), with the machine's load and the
+database's round-trip and commit latency, which bound A (about ten round trips and one commit per HIT).
+With --reuse the assignments are put back to "submitted" (their review events removed) before measuring.
 """
 import argparse
 import os
@@ -209,12 +210,35 @@ def main():
     def verdict(ms):
         return f"target < {TARGET_MS_PER_HIT} ms: {'met' if ms < TARGET_MS_PER_HIT else 'NOT met'}"
 
+    round_trip_ms, commit_ms = database_latency()
+    print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; database round trip "
+          f"{round_trip_ms:.2f} ms, smallest committed write {commit_ms:.2f} ms")
     print(f"A. review on submit, one HIT per transaction: {on_submit_ms:.2f} ms per HIT over {len(ids):,} HITs "
           f"({verdict(on_submit_ms)}); rejected {rejected:,} ({rejected / len(ids):.1%})")
     print(f"B. review BATCH (dry run): {dry_run_ms:.2f} ms per HIT over {result.reviewed:,} HITs "
           f"({verdict(dry_run_ms)}); reject rate {result.rejection_rate:.1%}")
     print(f"C. review BATCH --apply: {apply_ms:.2f} ms per HIT over {applied.reviewed:,} HITs "
           f"({verdict(apply_ms)}); {applied.changed:,} decided, reject rate {applied.rejection_rate:.1%}")
+
+
+def database_latency():
+    """Median ms of a SELECT 1 and of a one-row write committed, for reading the figures above."""
+    import statistics
+
+    from django.db import connection, transaction
+
+    selects, commits = [], []
+    with connection.cursor() as cursor:
+        for _ in range(50):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            selects.append(time.perf_counter() - started)
+    for _ in range(20):
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE annotator_batch SET status = status WHERE name = %s", [BATCH_NAME])
+        commits.append(time.perf_counter() - started)
+    return statistics.median(selects) * 1000, statistics.median(commits) * 1000
 
 
 def resubmit(batch):
