@@ -113,7 +113,7 @@
       overlay(ctx, canvas.width, canvas.height);
       canvas.dataset.drawn = "true";
     };
-    image.src = url;
+    if (url) image.src = url; else image.onerror();
     return canvas;
   }
 

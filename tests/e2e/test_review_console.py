@@ -5,7 +5,8 @@ from django.contrib.auth import get_user_model
 from annotator.models import Assignment, Event, ImageNetRecord
 from annotator.review import services
 from tests.annotator.review_data import submitted_assignment
-from tests.e2e.conftest import make_imagenet_hit
+from tests.e2e.conftest import make_coco_hit, make_imagenet_hit
+from tests.factories import CocoRecordFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -76,3 +77,34 @@ def test_dashboard_replay_and_bulk_reject(page, live_server):
         assert Event.objects.filter(assignment=assignment, type=Event.Type.OVERRIDDEN).exists()
     assert Assignment.objects.get(pk=diligent.pk).state == Assignment.State.APPROVED
     assert "33.3% approved" in page.locator("#rates").inner_text()
+
+
+def test_coco_replay_draws_the_icon_actions(page, live_server):
+    hit = make_coco_hit(n_pages=2)
+    assignment = submitted_assignment(hit=hit, n_gt_categories=2, n_tagged_correct=1, n_icons=1, n_icons_on_mask=1)
+    first_page = hit.pages.get(index=0)
+    CocoRecordFactory(
+        assignment=assignment, page=first_page, image=first_page.image,
+        action_histories=[
+            {"actionType": "add", "iconType": "2", "pointFrom": None, "pointTo": {"x": 0.2, "y": 0.2}, "timeAt": 900},
+            {"actionType": "move", "iconType": "2", "pointFrom": {"x": 0.2, "y": 0.2}, "pointTo": {"x": 0.5, "y": 0.5},
+             "timeAt": 2100},
+        ],
+        final_positions={"2": {"x": 0.5, "y": 0.5}},
+    )
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    log_in(page, live_server, f"/review/assignments/{assignment.pk}/")
+
+    page.wait_for_function("document.querySelector('#replay canvas').dataset.drawn === 'true'")
+    assert page.locator("#replay ol.actions li").all_inner_texts() == ["0.9 s: add 2", "2.1 s: move 2"]
+    # The add is a green dot where the icon was dropped (sampled just off the move arrow that starts there).
+    pixel = page.evaluate(
+        "() => { const c = document.querySelector('#replay canvas'); const x = c.width * 0.2 - 2;"
+        " return Array.from(c.getContext('2d').getImageData(x, c.height * 0.2 + 2, 1, 1).data); }"
+    )
+    assert all(abs(a - b) < 30 for a, b in zip(pixel[:3], SELECT_GREEN)), pixel
+    page.click("#page-tabs button:nth-child(2)")
+    assert "not completed" not in page.locator("#replay h3").inner_text()
+    assert errors == []
