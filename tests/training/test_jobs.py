@@ -140,10 +140,11 @@ class WorkerProcess:
     def __init__(self, directory, extra_env=None):
         self.directory = directory
         self.media_root = directory / "media"
+        self.work_dir = directory / "work"
         self.name = f"h8test-{uuid.uuid4().hex[:8]}@%h"
         self.env = dict(
             os.environ, DATABASE_URL=database_url(), VAR_DIR=str(django_settings.VAR_DIR),
-            MEDIA_ROOT=str(self.media_root), TRAINING_WORK_DIR=str(directory / "work"),
+            MEDIA_ROOT=str(self.media_root), TRAINING_WORK_DIR=str(self.work_dir),
             TRAINING_PROGRESS_INTERVAL="0.2", PYTHONUNBUFFERED="1",
             OMP_NUM_THREADS="1",  # the tiny model trains faster on one thread than on cores shared with the suite
             **(extra_env or {}),
@@ -274,7 +275,8 @@ def test_a_killed_worker_process_leads_to_a_resumed_job(transactional_db, worker
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
     job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
                                        source=TrainingJob.Source.API)
-    watch(job, lambda j: j.status == JobStatus.RUNNING and j.epoch_metrics, 180, worker)
+    checkpoint = worker.work_dir / str(job.pk) / "checkpoint.pt"  # written atomically after each epoch
+    watch(job, lambda j: j.status == JobStatus.RUNNING and checkpoint.exists(), 180, worker)
 
     # The pool process running the job dies (as under the OOM killer): Celery gives the message back.
     (pool_pid,) = worker.pool_pids()
