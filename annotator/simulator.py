@@ -33,7 +33,7 @@ from django.db import connections
 from tqdm import tqdm
 
 from annotator.geometry import point_on_object
-from annotator.models import Assignment, Batch, GroundTruthObject, Image, Provider, TaskKind
+from annotator.models import Assignment, Batch, GroundTruthObject, Hit, Image, Provider, TaskKind
 from annotator.providers.link import resolve_params
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ SAMPLE_MS = 17  # the page samples the pointer at most at 60 Hz
 FLUSH_EVERY_MS = 4000
 FLUSH_MAX_EVENTS = 400
 REQUEST_TIMEOUT_S = 30
+RETRIES = 3
+RETRY_BACKOFF_S = 0.5
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) LUAB-crowd-simulator/1.0"
 # The ImageNet-style grid as the page lays it out (CSS px): 8 columns of thumbnails 120 px high.
 GRID_COLUMNS, THUMB_HEIGHT, GRID_GAP, GRID_LEFT, GRID_TOP = 8, 120, 12, 24, 200
@@ -217,15 +219,23 @@ class _Session:
         self.transport, self.outcome, self.token, self.api = transport, outcome, None, None
 
     def call(self, method, path, payload=None, expect=(200, 201)):
-        started = time.perf_counter()
-        status, body = self.transport.request(method, path, self.token, payload)
-        self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
-        if status not in expect:
-            raise SimulationError(f"{method} {path}: HTTP {status}: {body[:300]}")
-        return body
+        """One request; like the page, it retries timeouts, 429 and 5xx with the same body (writes are idempotent)."""
+        for attempt in range(RETRIES + 1):
+            started = time.perf_counter()
+            try:
+                status, body = self.transport.request(method, path, self.token, payload)
+            except requests.RequestException as error:
+                status, body = None, str(error)
+            self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
+            if status in expect:
+                return status, body
+            if status is not None and status != 429 and status < 500:
+                break
+            time.sleep(RETRY_BACKOFF_S * 2 ** attempt)
+        raise SimulationError(f"{method} {path}: HTTP {status}: {body[:300]}")
 
     def api_call(self, method, path, payload=None):
-        return json.loads(self.call(method, f"{self.api}/{path}", payload))
+        return json.loads(self.call(method, f"{self.api}/{path}", payload)[1])
 
 
 class Clock:
@@ -499,13 +509,14 @@ def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0
     outcome = AssignmentOutcome(worker=worker_id, profile=profile.name, hit_id=hit.pk, status="failed")
     session = _Session(transport, outcome)
     try:
-        status, html = transport.request("GET", f"/task/{hit.pk}/?{task_query(batch, hit, worker_id)}")
-        if status in (403, 409):
+        status, html = session.call("GET", f"/task/{hit.pk}/?{task_query(batch, hit, worker_id)}",
+                                    expect=(200, 403, 409))
+        if status != 200:
             outcome.status = "refused"
             return outcome
-        match = BOOTSTRAP.search(html) if status == 200 else None
+        match = BOOTSTRAP.search(html)
         if match is None:
-            raise SimulationError(f"task page for HIT {hit.pk}: HTTP {status}, no bootstrap")
+            raise SimulationError(f"task page for HIT {hit.pk}: no bootstrap in the HTML")
         bootstrap = json.loads(match.group(1))
         session.token, session.api = bootstrap["token"], bootstrap["api"].rstrip("/")
         progress = session.api_call("GET", "assignment")
@@ -569,8 +580,10 @@ class CrowdRun:
 
 
 def hits_to_work(batch, *, limit=None, fill=None):
-    """HITs nobody has taken yet, in order; limit caps their number, fill stops once that share has work."""
-    untouched = list(batch.hits.filter(assignments__isnull=True).order_by("index"))
+    """Open HITs nobody has taken yet, in order; limit caps their number, fill stops once that share has work."""
+    untouched = list(
+        batch.hits.filter(assignments__isnull=True).exclude(status=Hit.Status.EXPIRED).order_by("index")
+    )
     if fill is not None:
         total = batch.hits.count()
         taken = total - len(untouched)

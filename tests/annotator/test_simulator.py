@@ -165,3 +165,30 @@ def test_mturk_batches_are_opened_with_mturk_parameters(monkeypatch):
     assert assignment.external_id.startswith("SIM")
     assert assignment.turk_submit_to == "https://workersandbox.mturk.com"
     assert sent == [assignment.pk]
+
+
+class FlakyTransport(simulator.InProcessTransport):
+    """The first page save times out after the server stored it, as on a flaky network."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed = []
+
+    def request(self, method, path, token=None, payload=None):
+        answer = super().request(method, path, token, payload)
+        if path.endswith("/save") and not self.failed:
+            self.failed.append(path)
+            raise simulator.requests.Timeout("read timed out")
+        return answer
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_is_retried_with_the_same_save_and_stored_once():
+    batch = imagenet_batch(classes=2, per_class=6)
+    hit = simulator.hits_to_work(batch, limit=1)[0]
+    transport = FlakyTransport()
+    outcome = simulator.simulate_assignment(transport, batch, hit, simulator.load_ground_truth([hit]), "W-retry",
+                                            simulator.PROFILES["diligent"], seed=4)
+    assert transport.failed == ["/api/worker/pages/0/save"]
+    assert outcome.status == "submitted", outcome.error
+    assert PageSubmission.objects.filter(assignment__hit=hit).count() == outcome.pages_saved == hit.pages.count()
