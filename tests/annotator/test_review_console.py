@@ -201,3 +201,19 @@ def test_batch_admin_refuses_unknown_rule_thresholds(admin_client):
     assert admin_client.post(url, data).status_code == 302
     batch.refresh_from_db()
     assert batch.rule_thresholds == {"min_recall": 0.5}
+
+
+def test_rerun_button_reapplies_the_rules_with_the_batch_thresholds(staff_client, django_capture_on_commit_callbacks):
+    assignment = good_imagenet()
+    services.auto_review(assignment.pk)
+    batch = assignment.hit.batch
+    batch.rule_thresholds = {"min_recall": 0.99}
+    batch.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(f"/review/batches/{batch.pk}/rerun/", follow=True)
+
+    assert "The rules are being re-run on" in response.content.decode()
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.REJECTED
+    assert assignment.review["reasons"][0]["message"] == "recall 0.944 < 0.99 on 360 in-class images"
