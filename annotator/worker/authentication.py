@@ -23,7 +23,7 @@ class AssignmentTokenAuthentication(authentication.BaseAuthentication):
         except InvalidToken as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
         assignment = (
-            Assignment.objects.select_related("hit__batch__dataset").filter(uuid=assignment_uuid).first()
+            Assignment.objects.select_related("hit__batch").filter(uuid=assignment_uuid).first()
         )
         if assignment is None:
             raise exceptions.AuthenticationFailed("the worker token names no assignment")

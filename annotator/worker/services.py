@@ -139,22 +139,22 @@ def record_event_batch(assignment, page, body):
     if kind == TaskKind.IMAGENET:
         check_events(problems, batch, now_ms(), image_keys=selectors.page_candidates(page))
     else:
-        keys, n_groups = selectors.category_keys_and_group_count(page.image.dataset_id)
+        keys, n_groups = selectors.category_keys_and_group_count(assignment.hit.batch.dataset_id)
         check_events(problems, batch, now_ms(), category_keys=keys, n_groups=n_groups)
     problems.raise_if_any()
     raw_events = msgspec.json.decode(body, type=schemas.RawEventBatch).events
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # a savepoint when nested, so a duplicate leaves the outer transaction usable
             EventBatch.objects.create(
                 assignment=assignment, page=page, client_batch_id=batch.batch_id, seq=batch.seq,
                 events=raw_events, client_sent_at=int(batch.sent_at),
             )
-            _start_work(assignment)
     except IntegrityError:
         stored = EventBatch.objects.filter(assignment=assignment, client_batch_id=batch.batch_id).first()
         if stored is None:
             raise
         return len(stored.events), False
+    _start_work(assignment)
     return len(raw_events), True
 
 
@@ -300,7 +300,10 @@ def submit_assignment(assignment, partial=False):
     A second submit changes nothing. Returns (assignment, submitted now).
     """
     with transaction.atomic():
-        locked = Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+        locked = (
+            Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
+            .get(pk=assignment.pk)
+        )
         if locked.state in selectors.FINISHED_STATES:
             return locked, False
         if locked.state not in OPEN_STATES:
