@@ -389,7 +389,7 @@ def coco_page(content, truth, profile, rng, clock):
     started_at = clock.now
     present = {o[0] for o in image.objects} if image else set()
     group_of = {c["key"]: g["index"] for g in groups for c in g["categories"]}
-    to_tag = {key for key in present if key in group_of and rng.random() < profile.select_in_class}
+    to_tag = {key for key in sorted(present) if key in group_of and rng.random() < profile.select_in_class}
     absent = [key for key in group_of if key not in present]
     to_tag |= {key for key in absent if rng.random() < profile.select_other / 4}
     events, actions, visits, tracking = [], [], [], []
@@ -505,7 +505,7 @@ def _flush(session, index, events, clock):
 
 def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0):
     """One worker does one HIT through the API: open the task, work every page (or some), submit."""
-    rng = random.Random(f"{seed}:{hit.pk}:{worker_id}")
+    rng = random.Random(f"{seed}:{hit.index}:{worker_id}")  # the same run again behaves the same
     outcome = AssignmentOutcome(worker=worker_id, profile=profile.name, hit_id=hit.pk, status="failed")
     session = _Session(transport, outcome)
     try:

@@ -219,7 +219,7 @@ class MTurkProvider(CrowdProvider):
             market_status=market["AssignmentStatus"], claimed_completion_code=claimed_completion_code(market),
             **({"market_decision": assignment.state} if decided_on_market else {}),
         )
-        if previous_state != Assignment.State.SUBMITTED and assignment.state == Assignment.State.SUBMITTED:
+        if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
             signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
         if decided_on_market:
             signals.assignment_decided.send(

@@ -136,10 +136,12 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
                          "AssignmentStatus": "Submitted", "SubmitTime": submitted_at, "Answer": ANSWER_XML}],
     }, {"HITId": hit.external_id, "MaxResults": 100})
     stubber.add_response("list_assignments_for_hit", {
-        "NumResults": 1,
+        "NumResults": 2,
         "Assignments": [{"AssignmentId": "3ASG2", "WorkerId": "A1NEW", "HITId": hit.external_id,
                          "AssignmentStatus": "Approved", "SubmitTime": submitted_at,
-                         "ApprovalTime": submitted_at}],
+                         "ApprovalTime": submitted_at},
+                        {"AssignmentId": "3ASG3", "WorkerId": "A1NEVERONOURPAGE", "HITId": hit.external_id,
+                         "AssignmentStatus": "Submitted", "SubmitTime": submitted_at}],
     }, {"HITId": hit.external_id, "MaxResults": 100, "NextToken": "page2"})
     submitted = []
     signals.assignment_submitted.connect(lambda sender, assignment, **kw: submitted.append(assignment.external_id),
@@ -149,13 +151,14 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
     finally:
         signals.assignment_submitted.disconnect(dispatch_uid="test-sync")
 
-    assert (result.hits, result.created, result.updated) == (1, 1, 1)
+    assert (result.hits, result.created, result.updated) == (1, 2, 1)
     in_progress.refresh_from_db()
     assert (in_progress.external_id, in_progress.state) == ("3ASG1", Assignment.State.SUBMITTED)
     auto_approved = Assignment.objects.get(external_id="3ASG2")
     assert auto_approved.state == Assignment.State.APPROVED
     assert auto_approved.worker.provider == Provider.MTURK
-    assert sorted(submitted) == ["3ASG1"]
+    # Both submissions go to review, including the one we have no data for (rule 4 decides it).
+    assert sorted(submitted) == ["3ASG1", "3ASG3"]
     synced = Event.objects.get(assignment=in_progress, type=Event.Type.SYNCED)
     assert synced.data["claimed_completion_code"] == "9F3A00C2D1E4B7A8"
     # The market already approved 3ASG2, so no decision is sent for it.

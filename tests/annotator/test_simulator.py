@@ -26,8 +26,6 @@ from tests.factories import (
     ImageFactory,
 )
 
-SQUARE = [[100, 100, 300, 100, 300, 250, 100, 250]]
-
 
 def imagenet_batch(classes=4, per_class=12):
     dataset = DatasetFactory(kind=TaskKind.IMAGENET)
@@ -42,7 +40,7 @@ def imagenet_batch(classes=4, per_class=12):
     return batch
 
 
-def coco_batch(images=8):
+def coco_batch(images=16):
     dataset = DatasetFactory(kind=TaskKind.COCO)
     categories = [CategoryFactory(dataset=dataset, index=i, key=str(i + 1), supercategory=group)
                   for i, group in enumerate(["animal", "animal", "vehicle", "food"])]
@@ -50,10 +48,11 @@ def coco_batch(images=8):
     for _ in range(images):
         image = ImageFactory(dataset=dataset, split=Split.TRAIN, width=640, height=480)
         for category in rng.sample(categories, 2):
-            x, y = rng.randint(20, 380), rng.randint(20, 260)
+            # Left or right of the middle, never on it: a centre clicker misses every object.
+            x, y = rng.choice([rng.randint(10, 90), rng.randint(330, 410)]), rng.randint(20, 280)
             GroundTruthObjectFactory(image=image, category=category, bbox=[x, y, 220, 180],
                                      segmentation=[[x, y, x + 220, y, x + 220, y + 180, x, y + 180]])
-    batch = BatchFactory(dataset=dataset, pages_per_hit=2)
+    batch = BatchFactory(dataset=dataset, pages_per_hit=4)
     build_hits(batch, seed=1)
     return batch
 
@@ -121,11 +120,15 @@ def test_coco_crowd_tags_objects_and_review_rejects_spammers_and_centre_clickers
     assert records.count() == sum(o.pages_saved for o in crowd.outcomes)
     diligent_records = records.filter(assignment__worker__external_id__contains="diligent")
     assert diligent_records.exists()
+    tagged = present = 0
     for record in diligent_records:
         groups_browsed = {visit["categoryIndex"] for visit in record.category_histories}
         assert groups_browsed == {0, 1, 2}
         assert all(0 <= a["timeAt"] <= record.time_spent for a in record.action_histories)
-        assert record.final_positions, "a diligent worker tags what is on the image"
+        truth = set(record.image.ground_truth_objects.values_list("category__key", flat=True))
+        tagged += len(truth & set(record.final_positions))
+        present += len(truth)
+    assert tagged / present > 0.6, "diligent workers tag most of what is on the images (0.9 each)"
 
     table = rates(crowd)
     assert table["diligent"][0] == 1.0
