@@ -169,6 +169,16 @@ class HttpTransport:
         pass
 
 
+def _allowed_host():
+    """A Host header the configured ALLOWED_HOSTS accepts (the test client's "testserver" may not be listed)."""
+    from django.conf import settings
+
+    for host in settings.ALLOWED_HOSTS:
+        if host not in ("*", "") and not host.startswith("."):
+            return host
+    return "testserver"
+
+
 class InProcessTransport:
     """The same API through Django's test Client (no server needed); each thread has its own client."""
 
@@ -180,7 +190,7 @@ class InProcessTransport:
 
     def request(self, method, path, token=None, payload=None):
         if not hasattr(self._local, "client"):
-            self._local.client = self._client_class(HTTP_USER_AGENT=USER_AGENT)
+            self._local.client = self._client_class(HTTP_USER_AGENT=USER_AGENT, HTTP_HOST=_allowed_host())
         extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
         if method == "GET":
             response = self._local.client.get(path, **extra)
