@@ -12,16 +12,15 @@ cursor 91.7%) and the icon location accuracy (COCO-style; the paper: 92.3%).
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.support import free_port, fresh_database, setup_django  # noqa: E402
 
 MIX = "diligent=0.7,sloppy=0.15,spammer=0.1,centre=0.05"
 
@@ -35,16 +34,6 @@ def parse_args():
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--gunicorn-workers", type=int, default=3)
     return parser.parse_args()
-
-
-def recreate_database(database_url):
-    import psycopg
-
-    url = urlparse(database_url)
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{url.path.lstrip("/")}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{url.path.lstrip("/")}"')
 
 
 def prepare(args):
@@ -67,12 +56,6 @@ def prepare(args):
             call_command("build_hits", dataset=dataset, batch=name, seed=i, pages_per_hit=pages, verbosity=0)
             names.append(name)
     return names
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_serving(port, timeout_s=180):
@@ -143,12 +126,8 @@ def report(runs, elapsed_s):
 
 def main():
     args = parse_args()
-    recreate_database(args.database_url)
-    os.environ.update(DATABASE_URL=args.database_url, CELERY_TASK_ALWAYS_EAGER="true", LOG_LEVEL="WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
+    fresh_database(args.database_url)
+    setup_django(args.database_url, migrate=False, CELERY_TASK_ALWAYS_EAGER="true", LOG_LEVEL="WARNING")
     from annotator import simulator
     from annotator.models import Batch
 

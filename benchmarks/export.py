@@ -19,10 +19,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.support import fresh_database, setup_django  # noqa: E402
 
 BATCH_NAME = "bench-export"
 RECORDS_PER_HIT = 480
@@ -44,34 +44,6 @@ def parse_args():
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds the records")
     parser.add_argument("--run", choices=FORMATS, help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def prepare_database(database_url, reuse):
-    """Create the benchmark's own database; an existing one is dropped first unless it is to be reused."""
-    import psycopg
-
-    url = urlparse(database_url)
-    name = url.path.lstrip("/")
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reuse:
-            return
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(database_url, migrate):
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    if migrate:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
 
 
 def existing_record_count():
@@ -172,7 +144,7 @@ def main():
         setup_django(args.database_url, migrate=False)
         run_one(args.run)
         return
-    prepare_database(args.database_url, args.reuse)
+    fresh_database(args.database_url, args.reuse)
     setup_django(args.database_url, migrate=True)
     existing = existing_record_count()
     if existing != args.records:

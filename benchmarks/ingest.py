@@ -14,19 +14,18 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.support import free_port, fresh_database, setup_django  # noqa: E402
 
 N_PAGES = 10
 ITEMS_PER_PAGE = 48
@@ -50,30 +49,6 @@ def parse_args():
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--gunicorn-threads", type=int, default=4)
     return parser.parse_args()
-
-
-def recreate_database(database_url):
-    import psycopg
-
-    url = urlparse(database_url)
-    name = url.path.lstrip("/")
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(database_url):
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DJANGO_SECRET_KEY"] = BENCH_SECRET_KEY
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def pack_hits(n_hits, max_assignments):
@@ -207,12 +182,6 @@ def event_batch_body(keys, seq, rng):
                        "time": t + 17 * i})
     events.append({"type": "click", "image_id": keys[0], "x": 0.5, "y": 0.5, "time": t + 400, "selected": True})
     return {"batch_id": str(uuid.uuid4()), "seq": seq, "sent_at": now_ms(), "events": events}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gunicorn(args, database_url, port):
@@ -419,8 +388,8 @@ def main():
     args = parse_args()
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start; gunicorn {args.gunicorn_workers} gthread workers x "
           f"{args.gunicorn_threads} threads; load generator on the same machine")
-    recreate_database(args.database_url)
-    setup_django(args.database_url)
+    fresh_database(args.database_url)
+    setup_django(args.database_url, DJANGO_SECRET_KEY=BENCH_SECRET_KEY)
     per_hit = max(1, -(-args.flush_workers // args.save_workers))
     hits, page_keys, coco_images = pack_hits(args.save_workers, max_assignments=per_hit + 1)
     save_tokens = {kind: [accept(hit, f"{kind}-saver-{i}") for i, hit in enumerate(hits[kind])] for kind in hits}

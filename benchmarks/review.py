@@ -22,10 +22,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.support import fresh_database, setup_django  # noqa: E402
 
 BATCH_NAME = "bench-review"
 PAGES_PER_HIT = 10
@@ -42,34 +42,6 @@ def parse_args():
     parser.add_argument("--hits", type=int, default=2000)
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already exists")
     return parser.parse_args()
-
-
-def prepare_database(database_url, reuse):
-    """Create the benchmark's own database (dropping an old one unless reused); True when it must be filled."""
-    import psycopg
-
-    url = urlparse(database_url)
-    name = url.path.lstrip("/")
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reuse:
-            return False
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return True
-
-
-def setup_django(database_url):
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def generate(n_hits):
@@ -170,7 +142,7 @@ def generate(n_hits):
 
 def main():
     args = parse_args()
-    fill = prepare_database(args.database_url, args.reuse)
+    fill = fresh_database(args.database_url, args.reuse)
     setup_django(args.database_url)
     from annotator import signals
     from annotator.models import Assignment, Batch, ImageNetRecord

@@ -1,0 +1,41 @@
+"""What the benchmarks share: their own PostgreSQL database, Django set up against it, a free local port."""
+import os
+import socket
+from urllib.parse import urlparse
+
+
+def fresh_database(database_url, reuse=False):
+    """Create the benchmark's own database, dropping an old one unless it is to be reused; True when it is new."""
+    import psycopg
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and reuse:
+            return False
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return True
+
+
+def setup_django(database_url, migrate=True, **environment):
+    """Point Django at database_url (plus any extra environment variables) and migrate it."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.update(environment)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
