@@ -1,0 +1,38 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db.models import Count, F
+
+from annotator.models import Batch
+from annotator.providers.base import get_provider
+
+
+class Command(BaseCommand):
+    help = "Print where to click in the running demo: admin, review console, a worker task link per batch, reports."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default=settings.PUBLIC_BASE_URL)
+
+    def handle(self, *args, base_url, **options):
+        base = base_url.rstrip("/")
+        lines = [
+            ("Admin (datasets, HITs, assignments, training jobs)", f"{base}/admin/"),
+            ("Review console (dashboards, replays, decisions)", f"{base}/review/"),
+            ("Training jobs and model versions", f"{base}/admin/training/"),
+            ("API docs (OpenAPI at /api/schema/)", f"{base}/api/docs/"),
+        ]
+        for batch in Batch.objects.filter(name__startswith="demo-").order_by("name"):
+            open_hit = (
+                batch.hits.annotate(taken=Count("assignments"))
+                .filter(taken__lt=F("max_assignments"))
+                .order_by("index")
+                .first()
+            )
+            if open_hit is not None:
+                url = get_provider(batch).task_url(open_hit, worker="DEMO-WORKER", assignment=f"demo-{open_hit.pk}")
+                lines.append((f"Do a HIT of {batch.name} as a worker", url.replace(settings.PUBLIC_BASE_URL, base, 1)))
+            report = settings.VAR_DIR / "media" / "reports" / batch.name / "report.html"
+            if report.exists():
+                lines.append((f"Byproduct report of {batch.name}", f"{base}/media/reports/{batch.name}/report.html"))
+        width = max(len(label) for label, _ in lines)
+        for label, url in lines:
+            self.stdout.write(f"  {label:<{width}}  {url}")
