@@ -471,8 +471,12 @@ def _send_inference_task(job_id, task_id):
 
 def run_inference_job(job_id, *, task_id, progress_listener=None):
     """Score every train image of the version's dataset (ImageScore: uncertainty, top classes, predicted points),
-    then the agreement of each assignment and worker with the predicted points."""
-    claimed = InferenceJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+    then the agreement of each assignment and worker with the predicted points.
+
+    Scoring overwrites its own rows, so the broker's redelivery of a message whose worker died (same task id)
+    takes the job up again instead of leaving it running; any other duplicate delivery is skipped."""
+    redelivered = Q(status=JobStatus.RUNNING, celery_task_id=task_id)
+    claimed = InferenceJob.objects.filter(Q(status=JobStatus.QUEUED) | redelivered, pk=job_id).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), celery_task_id=task_id
     )
     if not claimed:

@@ -11,7 +11,7 @@ from annotator.models import Assignment, ImageScore, Split
 from tests import factories
 from tests.training.job_data import registered_version
 from training import selectors, services, steering
-from training.models import JobStatus
+from training.models import InferenceJob, JobStatus
 
 
 def test_entropy_and_margin_of_known_probabilities():
@@ -139,3 +139,22 @@ def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, dj
     assert job.status == JobStatus.FAILED
     assert "has 2 classes" in job.error and "1" in job.error
     assert not ImageScore.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_running(known_model):
+    dataset = factories.DatasetFactory()
+    for index, key in enumerate(["a", "b"]):
+        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    images_with_contents(dataset, [b"x"])
+    known_model({b"x": ([0.7, 0.3], [[0.5, 0.5]])}, multi_label=False)
+    job = InferenceJob.objects.create(model_version=registered_version(dataset), status=JobStatus.RUNNING,
+                                      celery_task_id="delivery-1")  # its worker was killed mid-run
+
+    services.run_inference_job(job.pk, task_id="another-delivery")
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # a duplicate message does not start a second run
+
+    services.run_inference_job(job.pk, task_id="delivery-1")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 1
