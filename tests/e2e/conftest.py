@@ -181,12 +181,12 @@ class MarketHandler(BaseHTTPRequestHandler):
         if url.path == "/hit":
             task = html.escape(parse_qs(url.query)["task"][0])
             body = (
-                "<!doctype html><title>Market</title><h1>A HIT</h1>"
+                "<!doctype html><link rel=\"icon\" href=\"data:,\"><title>Market</title><h1>A HIT</h1>"
                 f'<iframe id="task" src="{task}" width="1200" height="800"></iframe>'
             )
         else:
             self.server.visits.append(self.path)
-            body = "<!doctype html><title>Market</title><p>Study complete.</p>"
+            body = '<!doctype html><link rel="icon" href="data:,"><title>Market</title><p>Study complete.</p>'
         self.reply(body.encode())
 
     def reply(self, body):
