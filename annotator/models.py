@@ -1,7 +1,8 @@
 """The annotation data model: datasets and ground truth, batches of HITs, assignments and their byproducts.
 
 Byproduct records keep the field names of the published ImageNet-AB / COCO-AB datasets inside their JSON
-columns (JSONB on PostgreSQL); the unique constraints make every repeated write idempotent.
+columns (PostgreSQL `json`, kept as sent: see ByproductJSONField); the unique constraints make every repeated
+write idempotent.
 """
 import hashlib
 import hmac
@@ -11,6 +12,25 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+
+
+class ByproductJSONField(models.JSONField):
+    """A JSON column stored as PostgreSQL `json` (the text as sent) instead of `jsonb`; elsewhere a JSONField.
+
+    Byproducts (traces, clicks, action histories, flushed events) are written once, read whole (exports, replay,
+    training, review's replay) and never searched inside by SQL. jsonb would parse and re-encode every trace on
+    insert, about half of PostgreSQL's CPU for a 48-record page save, and re-encode it again as text on export.
+    """
+
+    def db_type(self, connection):
+        if connection.vendor == "postgresql":
+            return "json"
+        return super().db_type(connection)
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or isinstance(value, str):
+            return super().from_db_value(value, expression, connection)
+        return value  # psycopg's loader for `json` already decoded it
 
 
 class TaskKind(models.TextChoices):
@@ -365,12 +385,14 @@ class Event(models.Model):
 class PageSubmission(models.Model):
     """A finished page of an assignment, with the summary that review needs (computed once, at save)."""
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="page_submissions")
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="page_submissions", db_index=False,  # the unique key leads with it
+    )
     page = models.ForeignKey(HitPage, on_delete=models.CASCADE, related_name="submissions")
     client_save_id = models.UUIDField(help_text="Client-generated id: a retried save is recognised.")
     saved_at = models.DateTimeField(auto_now_add=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
-    client = models.JSONField(
+    client = ByproductJSONField(
         default=dict, blank=True,
         help_text="Viewport, device pixel ratio, user agent, interface variant, scroll and visibility changes.",
     )
@@ -394,11 +416,13 @@ class PageSubmission(models.Model):
 class EventBatch(models.Model):
     """A batch of raw interface events flushed while a page is open (journal for resume and audit)."""
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="event_batches")
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="event_batches", db_index=False,  # the unique key leads with it
+    )
     page = models.ForeignKey(HitPage, on_delete=models.CASCADE, related_name="event_batches")
     client_batch_id = models.UUIDField()
     seq = models.PositiveIntegerField(help_text="Client sequence number within the page.")
-    events = models.JSONField(default=list)
+    events = ByproductJSONField(default=list)
     client_sent_at = models.BigIntegerField(help_text="Client clock, epoch ms.")
     received_at = models.DateTimeField(auto_now_add=True, help_text="Server receive time (clock-skew correction).")
 
@@ -412,15 +436,17 @@ class EventBatch(models.Model):
 class ImageNetRecord(models.Model):
     """One (assignment, page, image) record, seed 000 Figure A (plus deselect clicks)."""
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="imagenet_records")
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="imagenet_records", db_index=False,  # the unique key leads with it
+    )
     page = models.ForeignKey(HitPage, on_delete=models.CASCADE, related_name="imagenet_records")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="imagenet_records")
     selected = models.BooleanField()
-    selected_record = models.JSONField(default=list, help_text="[{x, y, time}] clicks that selected.")
-    deselected_record = models.JSONField(default=list, help_text="[{x, y, time}] clicks that deselected.")
-    hovered_record = models.JSONField(default=list, help_text="[{action: enter|leave, time}].")
-    mouse_tracking = models.JSONField(default=list, help_text="[{x, y, time}], at most 60 Hz.")
-    image_position = models.JSONField(default=dict, help_text="{x, y} in CSS px on the page.")
+    selected_record = ByproductJSONField(default=list, help_text="[{x, y, time}] clicks that selected.")
+    deselected_record = ByproductJSONField(default=list, help_text="[{x, y, time}] clicks that deselected.")
+    hovered_record = ByproductJSONField(default=list, help_text="[{action: enter|leave, time}].")
+    mouse_tracking = ByproductJSONField(default=list, help_text="[{x, y, time}], at most 60 Hz.")
+    image_position = ByproductJSONField(default=dict, help_text="{x, y} in CSS px on the page.")
     image_width = models.PositiveIntegerField(help_text="Displayed width.")
     image_height = models.PositiveIntegerField(help_text="Displayed height.")
 
@@ -434,16 +460,18 @@ class ImageNetRecord(models.Model):
 class CocoRecord(models.Model):
     """One (assignment, page) record, seed 000 Figure B, with the replayed final tags and positions."""
 
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="coco_records")
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.CASCADE, related_name="coco_records", db_index=False,  # the unique key leads with it
+    )
     page = models.ForeignKey(HitPage, on_delete=models.CASCADE, related_name="coco_records")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="coco_records")
     image_width = models.PositiveIntegerField(help_text="Displayed width.")
     image_height = models.PositiveIntegerField(help_text="Displayed height.")
     time_spent = models.PositiveIntegerField(help_text="ms")
-    action_histories = models.JSONField(default=list)
-    category_histories = models.JSONField(default=list)
-    mouse_tracking = models.JSONField(default=list)
-    final_positions = models.JSONField(
+    action_histories = ByproductJSONField(default=list)
+    category_histories = ByproductJSONField(default=list)
+    mouse_tracking = ByproductJSONField(default=list)
+    final_positions = ByproductJSONField(
         default=dict, help_text="{category key: {x, y}} after replaying adds, moves and removes."
     )
 

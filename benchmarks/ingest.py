@@ -4,8 +4,11 @@
 
 It (re)creates its own PostgreSQL database, migrates it, packs ImageNet-style and COCO-style HITs, starts gunicorn
 on a free port and runs:
-  A. 50 concurrent workers saving pages (ImageNet-style: 48 records, ~60 trace samples and 2 hover events per
-     image, ~40% selected; then COCO-style pages), reporting saves/s and p50/p95/p99 latency;
+  A. 50 concurrent workers, each saving a page every second (an offered load of 50 saves/s; ImageNet-style:
+     48 records, ~60 trace samples and 2 hover events per image, ~40% selected; then COCO-style pages), reporting
+     the held saves/s and p50/p95/p99 latency, measured from when each save was due (a late start counts);
+  S. the same workers saving as fast as the server answers: the capacity in saves/s (latency here is only
+     queueing: 50 workers / throughput);
   B. 500 concurrent workers, each flushing a small event batch every 5 s, reporting p50/p95/p99.
 About 5% of the requests are sent twice (a client retry); afterwards the stored counts must equal what was sent,
 with no duplicates. Prints its figures; targets: >= 50 saves/s with p99 < 300 ms, flush p99 < 200 ms.
@@ -45,7 +48,9 @@ def parse_args():
     parser.add_argument("--save-workers", type=int, default=50, help="scenario A: concurrent workers")
     parser.add_argument("--flush-workers", type=int, default=500, help="scenario B: concurrent workers")
     parser.add_argument("--flush-seconds", type=float, default=30.0, help="scenario B: how long to run")
-    parser.add_argument("--scenarios", default="A,B", help="which scenarios to run: A (page saves), B (flushes)")
+    parser.add_argument("--save-interval", type=float, default=1.0, help="scenario A: seconds between a worker's saves")
+    parser.add_argument("--scenarios", default="A,S,B",
+                        help="which scenarios to run: A (paced page saves), S (saturating page saves), B (flushes)")
     parser.add_argument("--gunicorn-workers", type=int, default=4)
     parser.add_argument("--gunicorn-threads", type=int, default=4)
     return parser.parse_args()
@@ -191,9 +196,11 @@ def start_gunicorn(args, database_url, port):
         "LOG_LEVEL": "WARNING", "WORKER_API_RATE": "100000/min",
         "VAR_DIR": os.environ.get("VAR_DIR", "/tmp/luab-bench-var"),
     }
+    # The deployment's settings (config/gunicorn.conf.py: the deadline thread worker, access log) with this
+    # benchmark's process and thread counts.
     command = [
-        str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(args.gunicorn_workers), "--worker-class", "gthread", "--threads", str(args.gunicorn_threads),
+        str(ROOT / ".venv/bin/gunicorn"), "-c", "config/gunicorn.conf.py", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(args.gunicorn_workers), "--threads", str(args.gunicorn_threads),
         "--log-level", "warning", "--timeout", "300", "--keep-alive", "10",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -243,9 +250,10 @@ class Tally:
         self.lock = threading.Lock()
         self.latencies, self.failures, self.reconnects = [], [], 0
 
-    def post(self, session, url, token, data):
+    def post(self, session, url, token, data, due=None):
+        """POST with retries; the latency counts from `due` (when the request should have gone out) if given."""
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        started = time.perf_counter()
+        started = min(due, time.perf_counter()) if due is not None else time.perf_counter()
         for attempt in range(5):
             try:
                 response = session.post(url, data=data, headers=headers, timeout=120)
@@ -281,8 +289,9 @@ def run_threads(targets):
     return time.perf_counter() - started
 
 
-def scenario_saves(server, base, kind, tokens, build_page, rng_seed):
-    """Every worker saves its HIT's pages in order as fast as the server answers; a few saves are retried."""
+def scenario_saves(server, base, kind, tokens, build_page, rng_seed, interval=None):
+    """Every worker saves its HIT's pages in order, one every `interval` seconds (start times spread over one
+    interval), or as fast as the server answers when interval is None; a few saves are retried."""
     tally = Tally()
     sent = {"records": 0, "saves": 0}
     lock = threading.Lock()
@@ -290,14 +299,18 @@ def scenario_saves(server, base, kind, tokens, build_page, rng_seed):
     def worker(token, seed, bodies):
         rng = random.Random(seed)
         session = requests.Session()
+        due = time.perf_counter() + (rng.random() * interval if interval else 0)
         for page, (data, n_records) in enumerate(bodies):
+            if interval:
+                time.sleep(max(0.0, due - time.perf_counter()))
             url = f"{base}/api/worker/pages/{page}/save"
-            tally.post(session, url, token, data)
+            tally.post(session, url, token, data, due=due if interval else None)
             if rng.random() < RETRY_SHARE:
                 tally.post(session, url, token, data)
             with lock:
                 sent["saves"] += 1
                 sent["records"] += n_records
+            due += interval or 0
 
     # Bodies are built and encoded before the clock starts: the load generator shares the machine's CPU.
     rng = random.Random(rng_seed)
@@ -310,7 +323,8 @@ def scenario_saves(server, base, kind, tokens, build_page, rng_seed):
         lambda t=t, s=rng_seed + i, b=b: worker(t, s, b) for i, (t, b) in enumerate(zip(tokens, bodies))
     ])
     cpu = server_cpu_seconds(server) - cpu_before
-    print(f"A/{kind}: {len(tokens)} workers, {sent['saves']} page saves + "
+    pace = f"one save every {interval:g} s each" if interval else "saving as fast as answered"
+    print(f"{'A' if interval else 'S'}/{kind}: {len(tokens)} workers {pace}, {sent['saves']} page saves + "
           f"{len(tally.latencies) - sent['saves']} deliberate retries: {tally.summary(wall, cpu)}")
     for failure in tally.failures[:5]:
         print("   failure:", failure)
@@ -352,6 +366,17 @@ def scenario_flushes(server, base, tokens_and_keys, seconds):
     return sent, tally
 
 
+def warm_up(base, token, n_threads, requests_per_thread=20):
+    """Let every gunicorn thread serve a few reads first (imports, URL resolver, database connection), as a
+    running deployment has; the workers' own first saves and flushes are still measured cold."""
+    def reads():
+        session = requests.Session()
+        for _ in range(requests_per_thread):
+            session.get(f"{base}/api/worker/assignment", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    run_threads([reads] * (2 * n_threads))
+
+
 def verify(sent_imagenet, sent_coco, sent_events):
     from django.db import connection
     from django.db.models import Count
@@ -391,7 +416,7 @@ def main():
     fresh_database(args.database_url)
     setup_django(args.database_url, DJANGO_SECRET_KEY=BENCH_SECRET_KEY)
     per_hit = max(1, -(-args.flush_workers // args.save_workers))
-    hits, page_keys, coco_images = pack_hits(args.save_workers, max_assignments=per_hit + 1)
+    hits, page_keys, coco_images = pack_hits(2 * args.save_workers, max_assignments=per_hit + 1)
     save_tokens = {kind: [accept(hit, f"{kind}-saver-{i}") for i, hit in enumerate(hits[kind])] for kind in hits}
     flush_tokens = [
         (accept(hits["imagenet"][i % len(hits["imagenet"])], f"flusher-{i}"), page_keys[0])
@@ -403,19 +428,25 @@ def main():
     port = free_port()
     server = start_gunicorn(args, args.database_url, port)
     base = f"http://127.0.0.1:{port}"
+    warm_up(base, flush_tokens[0][0], args.gunicorn_workers * args.gunicorn_threads)
     try:
         nothing = {"records": 0, "saves": 0}
         sent_imagenet = sent_coco = nothing
         sent_events = {"batches": 0, "events": 0}
-        if "A" in args.scenarios:
-            sent_imagenet, _ = scenario_saves(
-                server, base, "imagenet", save_tokens["imagenet"],
-                lambda page, rng: imagenet_page_body(page_keys[page], rng), 1,
+        n = args.save_workers
+        for scenario, interval, offset in (("A", args.save_interval, 0), ("S", None, n)):
+            if scenario not in args.scenarios:
+                continue
+            imagenet_sent, _ = scenario_saves(
+                server, base, "imagenet", save_tokens["imagenet"][offset:offset + n],
+                lambda page, rng: imagenet_page_body(page_keys[page], rng), 1 + offset, interval,
             )
-            sent_coco, _ = scenario_saves(
-                server, base, "coco", save_tokens["coco"],
-                lambda page, rng: coco_page_body(coco_images[page].key, rng), 2,
+            coco_sent, _ = scenario_saves(
+                server, base, "coco", save_tokens["coco"][offset:offset + n],
+                lambda page, rng: coco_page_body(coco_images[page].key, rng), 2 + offset, interval,
             )
+            sent_imagenet = {key: sent_imagenet[key] + imagenet_sent[key] for key in nothing}
+            sent_coco = {key: sent_coco[key] + coco_sent[key] for key in nothing}
         if "B" in args.scenarios:
             sent_events, _ = scenario_flushes(server, base, flush_tokens, args.flush_seconds)
     finally:

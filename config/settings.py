@@ -75,6 +75,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Throttle counters live here: point CACHE_URL at Redis (redis://host:6379/1) so every web process shares one limit.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that is down or hung must not fail worker requests: short timeouts, and the cache fails open.
+    CACHES["default"]["BACKEND"] = "config.cache.FailOpenRedisCache"
+    CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 1.0, "socket_timeout": 1.0})
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -132,7 +136,8 @@ if CELERY_BROKER_URL == "filesystem://":
     }
     CELERY_RESULT_BACKEND = CELERY_RESULT_BACKEND or f"file://{VAR_DIR / 'celery' / 'results'}"
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.tasks.*": {"queue": "gpu"}}
+# The training sweeper runs beside the jobs it watches, not behind them on the gpu queue.
+CELERY_TASK_ROUTES = {"training.tasks.sweep_jobs": {"queue": "default"}, "training.tasks.*": {"queue": "gpu"}}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -153,8 +158,23 @@ TRAINING_MAX_ATTEMPTS = env.int("TRAINING_MAX_ATTEMPTS", default=3)
 # Progress and heartbeat are written to the job row at most this often (seconds).
 TRAINING_PROGRESS_INTERVAL = env.float("TRAINING_PROGRESS_INTERVAL", default=2.0)
 if CELERY_BROKER_URL.startswith(("redis", "rediss", "sqs")):
-    # An unacknowledged training message must not be redelivered while its job still runs.
+    # An unacknowledged training message must not be redelivered while its job still runs. So a message whose
+    # worker died whole (kill -9, lost host) is not redelivered in practice: the sweepers below pick its work up.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TASK_TIME_LIMIT + 3600}
+# A Redis broker that is down or hung must not hold a web request: one connection attempt (kombu retries for
+# seconds otherwise), short connect and read timeouts; request handlers publish once (config.celery.send_task).
+# The worker's own reconnection loop is not affected (its retries are CELERY_BROKER_CONNECTION_MAX_RETRIES).
+REDIS_BROKER_FAIL_FAST_OPTIONS = {
+    "max_retries": 0,
+    "socket_connect_timeout": env.float("CELERY_BROKER_SOCKET_CONNECT_TIMEOUT", default=2.0),
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=5.0),
+}
+if CELERY_BROKER_URL.startswith(("redis", "rediss")):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(REDIS_BROKER_FAIL_FAST_OPTIONS)
+# Sweepers (beat, or cron with manage.py sweep_work / recover_training_jobs): every SWEEP_INTERVAL seconds they queue
+# again the work left undone for longer than SWEEP_AFTER seconds (a review, a market decision, an unsent job).
+SWEEP_INTERVAL = env.float("SWEEP_INTERVAL", default=60.0)
+SWEEP_AFTER = env.float("SWEEP_AFTER", default=120.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -162,13 +182,23 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # The API speaks JSON only: a form body (where a key can come several times) gets 415 instead of DRF guessing.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "annotator.api.schema.ErrorDocumentingAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "annotator.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotator.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "worker": env.str("WORKER_API_RATE", default="600/min"),
+        # "none" turns a limit off. worker: per assignment; worker_entry and worker_bad_token: per client address.
+        **{scope: None if rate.strip().lower() in ("", "none", "off") else rate.strip() for scope, rate in {
+            "worker": env.str("WORKER_API_RATE", default="600/min"),
+            "worker_entry": env.str("WORKER_ENTRY_RATE", default="300/min"),
+            "worker_bad_token": env.str("WORKER_BAD_TOKEN_RATE", default="120/min"),
+        }.items()},
     },
+    # The client address of the per-address limits: REMOTE_ADDR, or with N trusted proxies in front the address
+    # the Nth-last one put in X-Forwarded-For (a client can write anything in that header itself).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LUAB annotation backend API",

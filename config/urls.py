@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("annotator.urls")),
     path("", include("training.urls")),
 ]
+handler404 = "annotator.api.errors.not_found"
 
 
 def serve_media(request, path):

@@ -13,3 +13,12 @@ def _isolated_files_and_eager_celery(settings, tmp_path, request):
         celery_app.conf.CELERY_TASK_ALWAYS_EAGER = False
     else:
         yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counters():
+    """The throttle counters (in the default cache) start empty in every test: one test's requests never count
+    against the next one's (the worker API limits requests per assignment and bad tokens and entries per address)."""
+    from django.core.cache import cache
+
+    cache.clear()

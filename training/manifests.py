@@ -52,8 +52,10 @@ def imagenet_points(images, batches):
     ).values_list("image_id", "selected_record")
     clicks = defaultdict(list)
     for image_id, selected_record in records:
-        if selected_record:
-            clicks[image_id].append((selected_record[0]["x"], selected_record[0]["y"]))
+        # A keyboard selection (usingKeyboard) has no point: the first click with one is the target.
+        click = next((click for click in selected_record if "x" in click), None)
+        if click is not None:
+            clicks[image_id].append((click["x"], click["y"]))
     return {image_id: _mean(points) for image_id, points in clicks.items()}
 
 

@@ -30,9 +30,13 @@ def recover_stale_jobs(sender=None, **kwargs):
     hostname = getattr(sender, "hostname", None)
     try:
         outcome = services.recover_stale_jobs(hostname=hostname, started_at=_worker_started_at.get("now"))
+        inference = services.recover_stale_inference_jobs(hostname=hostname, started_at=_worker_started_at.get("now"))
     finally:
         # The parent's connection must not be shared with the pool processes it forks.
         connections.close_all()
     if outcome["requeued"] or outcome["failed"]:
         logger.warning("worker %s start: training jobs requeued %s, ended %s", hostname, outcome["requeued"],
                        outcome["failed"])
+    if inference["requeued"] or inference["failed"]:
+        logger.warning("worker %s start: inference jobs requeued %s, failed %s", hostname, inference["requeued"],
+                       inference["failed"])

@@ -11,8 +11,10 @@ import shutil
 import tempfile
 import threading
 import time
+import types
+import typing
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,33 @@ def train_config_options():
     return [field.name for field in dataclasses.fields(train_config_class()) if field.name not in SERVICE_CONFIG_FIELDS]
 
 
+# JSON types each TrainConfig annotation accepts, and bounds that keep a typo from queueing a run that never ends.
+_OPTION_JSON_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), tuple: (list,), dict: (dict,)}
+_OPTION_BOUNDS = {
+    "epochs": (1, 10_000), "batch_size": (1, 65_536), "img_size": (16, 4_096), "workers": (0, 256),
+    "log_every": (1, 1_000_000), "lr": (0, 10), "weight_decay": (0, 10), "lambda_point": (0, 1e6),
+}
+
+
+def _option_problem(name, value):
+    """Why `value` cannot be the TrainConfig option `name` (wrong JSON type, out of bounds), or None."""
+    annotation = typing.get_type_hints(train_config_class())[name]
+    allowed = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (
+        annotation,
+    )
+    if value is None:
+        return None if type(None) in allowed else "must not be null"
+    json_types = tuple(t for a in allowed for t in _OPTION_JSON_TYPES.get(typing.get_origin(a) or a, ()))
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (isinstance(value, json_types) and (is_number or not isinstance(value, bool) or bool in allowed)):
+        expected = " or ".join(sorted({getattr(a, "__name__", str(a)) for a in allowed if a is not type(None)}))
+        return f"{value!r} is not of type {expected}"
+    low, high = _OPTION_BOUNDS.get(name, (None, None))
+    if low is not None and not low <= value <= high:
+        return f"{value} is outside [{low}, {high}]"
+    return None
+
+
 def validate_train_config(config):
     """Raise ValidationError naming each unknown option of a job's config, or the engine's objection to it."""
     if not isinstance(config, dict):
@@ -61,6 +90,9 @@ def validate_train_config(config):
     }
     if unknown:
         raise ValidationError(unknown)
+    wrong = {f"config.{name}": why for name, value in config.items() if (why := _option_problem(name, value))}
+    if wrong:
+        raise ValidationError(wrong)
     try:
         train_config_class()(manifest_path="", out_dir="", **config)
     except (TypeError, ValueError) as error:
@@ -97,14 +129,20 @@ def create_training_job(*, dataset, config=None, batches=(), source, created_by=
     return job
 
 
+# On a queued job whose message the broker did not take; sweep_jobs sends it again (and clears this).
+NOT_QUEUED = "not queued yet: the broker was unreachable; the sweeper sends it again"
+
+
 def _send_training_task(job_id, task_id):
+    """Send the job's message; with the broker down the job stays queued, marked NOT_QUEUED for sweep_jobs."""
+    from config.celery import send_task
+
     from . import tasks
 
-    try:
-        tasks.run_training_job.apply_async(args=[job_id], task_id=task_id)
-    except Exception as error:  # noqa: BLE001 (any broker failure leaves the job unqueued: say so on the job)
-        logger.exception("training job %s could not be queued", job_id)
-        _finish(job_id, JobStatus.FAILED, error=f"could not be queued on the broker: {error}")
+    if send_task(tasks.run_training_job, [job_id], task_id=task_id):
+        return True
+    TrainingJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, celery_task_id=task_id).update(error=NOT_QUEUED)
+    return False
 
 
 def cancel_training_job(job, *, actor=None):
@@ -169,8 +207,9 @@ def _claim_training_job(job_id, *, task_id, hostname):
         job.worker_hostname = hostname or ""
         job.heartbeat_at = now
         job.started_at = job.started_at or now
+        job.error = "" if job.error == NOT_QUEUED else job.error
         job.save(update_fields=[
-            "status", "attempts", "celery_task_id", "worker_hostname", "heartbeat_at", "started_at",
+            "status", "attempts", "celery_task_id", "worker_hostname", "heartbeat_at", "started_at", "error",
         ])
     return job
 
@@ -201,6 +240,10 @@ class JobMonitor:
 
     def __init__(self, job, metrics_path, log_tail, progress_listener=None):
         self.job_id = job.pk
+        # The delivery this run is; once the job row names another (the sweeper requeued a job it thought lost),
+        # this run is superseded: it stops at its next step and writes nothing more to the job.
+        self.task_id = job.celery_task_id
+        self.superseded = False
         self.progress_listener = progress_listener
         self.metrics_path = Path(metrics_path)
         self.log_tail = log_tail
@@ -234,7 +277,12 @@ class JobMonitor:
         epoch_metrics = self._finished_epochs()
         if epoch_metrics is not None:
             fields["epoch_metrics"] = epoch_metrics
-        TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+        if not TrainingJob.objects.filter(pk=self.job_id, celery_task_id=self.task_id).update(**fields):
+            logger.warning("training job %s: delivery %s was superseded (requeued as lost); it stops", self.job_id,
+                           self.task_id)
+            self.superseded = True
+            self._cancel.set()
+            return
         if TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
             self._cancel.set()
 
@@ -259,7 +307,7 @@ class JobMonitor:
         if not epoch_end and now - self._last_write < self.interval:
             return
         self._last_write = now
-        TrainingJob.objects.filter(pk=self.job_id).update(
+        TrainingJob.objects.filter(pk=self.job_id, celery_task_id=self.task_id).update(
             progress=progress, heartbeat_at=timezone.now(), log_tail=self.log_tail.text()
         )
 
@@ -269,15 +317,20 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
 
     progress_listener(progress) also gets every progress report of the engine (a command's progress bar).
     """
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from training.ml import engine  # torch: seconds to import, before the claim starts the heartbeat clock
+
     job = _claim_training_job(job_id, task_id=task_id, hostname=hostname)
     if job is None:
         return None
-    from billiard.exceptions import SoftTimeLimitExceeded
-
-    from training.ml import engine
-
+    mine = Q(celery_task_id=task_id)  # a superseded delivery must not end the job its successor runs
     log_tail = LogTail(job.log_tail)
     logging.getLogger().addHandler(log_tail)
+    # The job's log keeps its INFO lines ("resuming ... at epoch N") under a worker started with -l warning too.
+    training_logger = logging.getLogger("training")
+    level = training_logger.level
+    training_logger.setLevel(logging.INFO)
     try:
         out_dir = job_output_dir(job)
         manifest_path = _snapshot_manifest(job, out_dir)
@@ -286,22 +339,26 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
                     job.manifest_hash[:16])
         with JobMonitor(job, out_dir / engine.METRICS_NAME, log_tail, progress_listener) as monitor:
             result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
+        if monitor.superseded:
+            return None
         if result["status"] == "cancelled":
             logger.info("training job %s cancelled", job.pk)
-            _finish(job.pk, JobStatus.CANCELLED, log_tail=log_tail.text())
+            _finish(job.pk, JobStatus.CANCELLED, only_if=mine, log_tail=log_tail.text())
             return None
         version = _complete_training_job(job, config, result, log_tail)
         shutil.rmtree(out_dir, ignore_errors=True)
         return version
     except SoftTimeLimitExceeded:
         logger.error("training job %s ran past TRAINING_TASK_TIME_LIMIT", job.pk)
-        _finish(job.pk, JobStatus.FAILED, log_tail=log_tail.text(),
+        _finish(job.pk, JobStatus.FAILED, only_if=mine, log_tail=log_tail.text(),
                 error=f"ran past TRAINING_TASK_TIME_LIMIT ({settings.TRAINING_TASK_TIME_LIMIT} s)")
     except Exception as error:  # noqa: BLE001 (whatever the engine raises ends the job as failed, with the reason)
         logger.exception("training job %s failed", job.pk)
-        _finish(job.pk, JobStatus.FAILED, log_tail=log_tail.text(), error=f"{type(error).__name__}: {error}")
+        _finish(job.pk, JobStatus.FAILED, only_if=mine, log_tail=log_tail.text(),
+                error=f"{type(error).__name__}: {error}")
     finally:
         logging.getLogger().removeHandler(log_tail)
+        training_logger.setLevel(level)
     return None
 
 
@@ -394,6 +451,116 @@ def recover_stale_jobs(*, hostname=None, started_at=None):
     return outcome
 
 
+def recover_stale_inference_jobs(*, hostname=None, started_at=None):
+    """Requeue (scoring starts over; it overwrites its rows) or fail every running inference job whose worker is
+    gone: no heartbeat for TRAINING_HEARTBEAT_TIMEOUT, or, for a worker that has just started as hostname at
+    started_at, a job it was running before. Fails after TRAINING_MAX_ATTEMPTS runs.
+    Returns {"requeued": [job ids], "failed": [job ids]}."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+
+    def lost(job):
+        beat = job.progress.get("heartbeat_at")
+        beat = datetime.fromisoformat(beat) if beat else job.started_at
+        if beat is None or beat < stale_before:
+            return True
+        return bool(hostname and started_at and job.progress.get("worker") == hostname and beat < started_at)
+
+    outcome = {"requeued": [], "failed": []}
+    for job_id in InferenceJob.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = InferenceJob.objects.select_for_update().filter(pk=job_id, status=JobStatus.RUNNING).first()
+            if job is None or not lost(job):
+                continue
+            lost_on = job.progress.get("worker") or "an unknown worker"
+            runs = job.progress.get("requeued", 0) + 1
+            if runs >= settings.TRAINING_MAX_ATTEMPTS:
+                InferenceJob.objects.filter(pk=job.pk).update(
+                    status=JobStatus.FAILED, finished_at=now,
+                    error=f"its worker {lost_on} was lost {runs} times (TRAINING_MAX_ATTEMPTS="
+                          f"{settings.TRAINING_MAX_ATTEMPTS})",
+                )
+                outcome["failed"].append(job.pk)
+            else:
+                task_id = str(uuid.uuid4())
+                InferenceJob.objects.filter(pk=job.pk).update(
+                    status=JobStatus.QUEUED, celery_task_id=task_id, progress={"requeued": runs},
+                )
+                transaction.on_commit(lambda job_id=job.pk, task_id=task_id: _send_inference_task(job_id, task_id))
+                outcome["requeued"].append(job.pk)
+            logger.warning("inference job %s lost its worker %s: %s", job.pk, lost_on,
+                           "requeued" if job.pk in outcome["requeued"] else "failed")
+    return outcome
+
+
+def _task_ids_held_by_broker():
+    """Task ids of the messages a Redis broker holds for the gpu queue (waiting, or delivered and not acknowledged),
+    or None when the broker is not Redis or cannot be read."""
+    from config.celery import app
+
+    from . import tasks
+
+    if not app.conf.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    queue = app.amqp.router.route({}, tasks.run_training_job.name)["queue"].name
+    try:
+        with app.connection_for_read() as connection:
+            client = connection.default_channel.client
+            waiting, unacked = client.lrange(queue, 0, -1), client.hvals("unacked")
+    except Exception as error:  # noqa: BLE001 (an unreadable broker: only jobs marked NOT_QUEUED are sent again)
+        logger.warning("sweep: the broker's queue %s could not be read (%s)", queue, error)
+        return None
+    held = set()
+    for raw, unwrap in [(raw, False) for raw in waiting] + [(raw, True) for raw in unacked]:
+        try:
+            message = json.loads(raw)
+            held.add((message[0] if unwrap else message)["headers"]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return held
+
+
+def resend_unsent_jobs():
+    """Send again the queued training and inference jobs the broker did not take (NOT_QUEUED) or no longer holds (a
+    Redis broker restarted without persistence: queued for longer than SWEEP_AFTER, its message in no queue), each
+    under a new task id (a message that does turn up after all is then a duplicate the claim skips).
+    Returns {"training": [job ids], "inference": [job ids]} of the jobs the broker took now."""
+    outcome = {"training": [], "inference": []}
+    held = _task_ids_held_by_broker()
+    cutoff = timezone.now() - timedelta(seconds=settings.SWEEP_AFTER)
+    for key, model, send in (("training", TrainingJob, _send_training_task),
+                             ("inference", InferenceJob, _send_inference_task)):
+        queued = model.objects.filter(status=JobStatus.QUEUED)
+        unsent = set(queued.filter(error=NOT_QUEUED).values_list("pk", flat=True))
+        if held is not None:
+            unsent |= {pk for pk, task_id in queued.filter(created_at__lt=cutoff).values_list("pk", "celery_task_id")
+                       if task_id not in held}
+        for job_id in sorted(unsent):
+            task_id = str(uuid.uuid4())
+            if not model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(celery_task_id=task_id, error=""):
+                continue
+            if not send(job_id, task_id):
+                logger.warning("sweep: the broker is still unreachable; %s job %s stays queued", key, job_id)
+                break
+            logger.warning("sweep: %s job %s was not in the broker; sent again", key, job_id)
+            outcome[key].append(job_id)
+    return outcome
+
+
+def sweep_jobs():
+    """The training sweeper (beat, or cron with `manage.py recover_training_jobs`): requeue or fail the training and
+    inference jobs whose worker is gone, and send the queued jobs a broker outage left unsent.
+    Returns {"requeued", "failed", "inference_requeued", "inference_failed", "resent"}."""
+    training = recover_stale_jobs()
+    inference = recover_stale_inference_jobs()
+    resent = resend_unsent_jobs()
+    return {
+        "requeued": training["requeued"], "failed": training["failed"],
+        "inference_requeued": inference["requeued"], "inference_failed": inference["failed"],
+        "resent": resent["training"] + resent["inference"],
+    }
+
+
 # --- model registry ---------------------------------------------------------------------------------------------
 
 
@@ -458,31 +625,34 @@ def create_inference_job(version, *, uncertainty="entropy", created_by=None, enq
 
 
 def _send_inference_task(job_id, task_id):
+    """Send the job's message; with the broker down the job stays queued, marked NOT_QUEUED for sweep_jobs."""
+    from config.celery import send_task
+
     from . import tasks
 
-    try:
-        tasks.run_inference_job.apply_async(args=[job_id], task_id=task_id)
-    except Exception as error:  # noqa: BLE001 (any broker failure: say so on the job)
-        logger.exception("inference job %s could not be queued", job_id)
-        InferenceJob.objects.filter(pk=job_id).update(
-            status=JobStatus.FAILED, finished_at=timezone.now(), error=f"could not be queued on the broker: {error}"
-        )
+    if send_task(tasks.run_inference_job, [job_id], task_id=task_id):
+        return True
+    InferenceJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, celery_task_id=task_id).update(error=NOT_QUEUED)
+    return False
 
 
-def run_inference_job(job_id, *, task_id, progress_listener=None):
+def run_inference_job(job_id, *, task_id, hostname="", progress_listener=None):
     """Score every train image of the version's dataset (ImageScore: uncertainty, top classes, predicted points),
     then the agreement of each assignment and worker with the predicted points.
 
     Scoring overwrites its own rows, so the broker's redelivery of a message whose worker died (same task id)
-    takes the job up again instead of leaving it running; any other duplicate delivery is skipped."""
+    takes the job up again instead of leaving it running; any other duplicate delivery is skipped. The job's
+    progress carries a heartbeat (heartbeat_at, worker): sweep_jobs requeues a job whose worker went silent."""
     redelivered = Q(status=JobStatus.RUNNING, celery_task_id=task_id)
     claimed = InferenceJob.objects.filter(Q(status=JobStatus.QUEUED) | redelivered, pk=job_id).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), celery_task_id=task_id
+        status=JobStatus.RUNNING, started_at=timezone.now(), celery_task_id=task_id, error=""
     )
     if not claimed:
         logger.info("inference job %s is not queued; delivery %s skipped", job_id, task_id)
         return None
     job = InferenceJob.objects.select_related("model_version__dataset").get(pk=job_id)
+    job.progress = {"requeued": job.progress.get("requeued", 0), "worker": hostname or ""}
+    _beat_inference(job)
     try:
         summary = _score_dataset(job, progress_listener)
     except Exception as error:  # noqa: BLE001 (any failure ends the job as failed, with the reason)
@@ -535,13 +705,17 @@ def _score_dataset(job, progress_listener=None):
             rows, update_conflicts=True, unique_fields=["image", "model_version"],
             update_fields=["uncertainty", "predicted"],
         )
-        InferenceJob.objects.filter(pk=job.pk).update(
-            progress={"images_done": start + len(chunk), "images_total": len(images)}
-        )
+        job.progress.update(images_done=start + len(chunk), images_total=len(images))
+        _beat_inference(job)
         if progress_listener is not None:
             progress_listener({"images_done": start + len(chunk), "images_total": len(images)})
     agreement_summary = score_model_agreement(dataset, predicted_points, multi_label=loaded.multi_label)
     return {"images_scored": len(images), "uncertainty": job.uncertainty, **agreement_summary}
+
+
+def _beat_inference(job):
+    job.progress["heartbeat_at"] = timezone.now().isoformat()
+    InferenceJob.objects.filter(pk=job.pk).update(progress=job.progress)
 
 
 def _predicted_record(probabilities, points, categories, multi_label, top=3):

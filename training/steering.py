@@ -53,8 +53,9 @@ def imagenet_pairs(records, predicted_points):
     pairs = []
     for record in records:
         point = predicted_points.get(record.image_id)
-        if record.selected and record.selected_record and point is not None:
-            click = record.selected_record[0]
+        # A keyboard selection (usingKeyboard) has no point: the first click with one counts.
+        click = next((click for click in record.selected_record if "x" in click), None) if record.selected else None
+        if click is not None and point is not None:
             pairs.append(((click["x"], click["y"]), point))
     return pairs
 

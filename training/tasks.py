@@ -1,4 +1,4 @@
-"""Celery tasks of the training app: all routed to the `gpu` queue (settings.CELERY_TASK_ROUTES).
+"""Celery tasks of the training app: routed to the `gpu` queue but for the sweeper (settings.CELERY_TASK_ROUTES).
 
 acks_late + reject_on_worker_lost: a worker process killed mid-job gives its message back, and the redelivered
 task resumes the job from its last checkpoint. The soft limit lets a job that runs too long end as failed.
@@ -22,9 +22,15 @@ def run_training_job(self, job_id):
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, **TIME_LIMITS)
 def run_inference_job(self, job_id):
-    services.run_inference_job(job_id, task_id=self.request.id)
+    services.run_inference_job(job_id, task_id=self.request.id, hostname=self.request.hostname or "")
 
 
 @shared_task
 def recover_stale_jobs():
     return services.recover_stale_jobs()
+
+
+@shared_task
+def sweep_jobs():
+    """Beat runs this every SWEEP_INTERVAL on the default queue (settings.CELERY_TASK_ROUTES)."""
+    return services.sweep_jobs()

@@ -69,7 +69,11 @@ def _points(tag, points):
         f"\t\t<{tag}>\n\t\t\t<x>{XML_COORDINATE}</x>\n\t\t\t<y>{XML_COORDINATE}</y>\n"
         f"\t\t\t<time>%d</time>\n\t\t</{tag}>\n"
     )
-    return "".join([template % (p["x"], p["y"], p["time"]) for p in points])
+    keyboard = f"\t\t<{tag}>\n\t\t\t<time>%d</time>\n\t\t\t<usingKeyboard>True</usingKeyboard>\n\t\t</{tag}>\n"
+    # A keyboard toggle (our extension) has no point: no x / y rather than a made-up one.
+    return "".join([
+        template % (p["x"], p["y"], p["time"]) if "x" in p else keyboard % p["time"] for p in points
+    ])
 
 
 def all_clicks(selected_record, deselected_record):
@@ -216,10 +220,16 @@ def _number(element, tag, where, kind):
         raise MalformedAnnotation(f"{where}: <{tag}> is {text!r}, not a number") from None
 
 
+def _point(p, where):
+    if p.findtext("usingKeyboard") == "True":  # our keyboard toggles: a time, no point
+        return {"time": _number(p, "time", where, int), "usingKeyboard": True}
+    x, y = _number(p, "x", where, float), _number(p, "y", where, float)
+    return {"x": x, "y": y, "time": _number(p, "time", where, int)}
+
+
 def _point_list(metadata, tag, where):
     return [
-        {"x": _number(p, "x", f"{where} <{tag}>", float), "y": _number(p, "y", f"{where} <{tag}>", float),
-         "time": _number(p, "time", f"{where} <{tag}>", int)}
+        _point(p, f"{where} <{tag}>")
         for p in metadata.findall(tag)
     ]
 

@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from annotator.api.fields import NameField
 from annotator.models import Batch, ExportJob
 
 
 class ExportJobInputSerializer(serializers.Serializer):
-    batch = serializers.SlugRelatedField(slug_field="name", queryset=Batch.objects.all())
+    batch = NameField(slug_field="name", queryset=Batch.objects.all())
     format = serializers.ChoiceField(choices=ExportJob.Format.choices)
     include = serializers.ListField(
         child=serializers.ChoiceField(choices=["rejected"]), required=False, default=list,

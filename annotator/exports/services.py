@@ -3,6 +3,7 @@ ImageNet-AB / COCO-AB files as an imported, approved batch."""
 import gzip
 import itertools
 import logging
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,12 @@ from django.utils.text import slugify
 
 from annotator import report
 from annotator.models import (
-    Assignment, Batch, Category, CocoRecord, ExportJob, Hit, HitPage, Image, ImageNetRecord, Provider, TaskKind,
-    Worker,
+    Assignment, Batch, Category, CocoRecord, ExportJob, Hit, HitPage, Image, ImageNetRecord, PageItem,
+    PageSubmission, Provider, TaskKind, Worker,
 )
 from annotator.replay import replay_actions
+from annotator.worker.services import coco_summary
+from config.celery import send_on_commit
 
 from . import coco_ab, imagenet_ab, jsonl, selectors
 from .anonymise import WorkerAnonymiser
@@ -136,15 +139,19 @@ def start_export_job(batch, export_format, include_rejected=False, user=None):
     job = ExportJob.objects.create(
         batch=batch, format=export_format, include_rejected=include_rejected, created_by=user
     )
-    transaction.on_commit(lambda: run_export_job_task.delay(job.pk))
+    send_on_commit(run_export_job_task, job.pk)
     return job
 
 
 def run_export_job(job_id):
     """Run an ExportJob into the default storage, saving progress as it goes; failures are kept on the job."""
+    # Claimed once: a job the sweeper queued again while its first message was still waiting runs only once.
+    if not ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.PENDING).update(
+        status=ExportJob.Status.RUNNING, progress=0, error=""
+    ):
+        logger.info("export job %s is not pending any more; nothing to do", job_id)
+        return ExportJob.objects.get(pk=job_id)
     job = ExportJob.objects.select_related("batch").get(pk=job_id)
-    job.status, job.progress, job.error = ExportJob.Status.RUNNING, 0, ""
-    job.save(update_fields=["status", "progress", "error"])
     total = max(count_records(job.batch, job.include_rejected), 1)
     written = 0
     saved_progress = 0.0
@@ -187,6 +194,7 @@ class ImportResult:
     unmatched_records: int = 0
     unmatched_examples: list = field(default_factory=list)
     duplicate_records: int = 0
+    page_summaries: int = 0
 
     def note_unmatched(self, image_ref, count):
         self.unmatched_records += count
@@ -197,6 +205,8 @@ class ImportResult:
 UNMATCHED_EXAMPLES = 10
 IMPORT_CHUNK = 1000
 IMPORTED_WORKER_PREFIX = "ab-import:"
+# Event times below this are epoch seconds, not milliseconds (1e11 ms is 1973; 1e11 s is far in the future).
+EPOCH_MS_FLOOR = 10 ** 11
 
 
 class _ImportedBatch:
@@ -209,6 +219,11 @@ class _ImportedBatch:
         self.hits = {}
         self.pages = {}
         self.assignments = {}
+        # (assignment pk, page pk): what the page's review summary (PageSubmission) is made of.
+        self.imagenet_pages = {}
+        self.coco_pages = {}
+        self.page_categories = {}
+        self.shown = {}  # ImageNet-style page pk: {image pk: (y, x, in class)}, for the PageItems
 
     def worker_id(self, exported_worker_id):
         if exported_worker_id not in self.workers:
@@ -233,7 +248,73 @@ class _ImportedBatch:
                 hit_id=self.hit_id(hit_key), index=page_index, category_id=category_id, image_id=image_id
             )
             self.pages[key] = page.pk
+            self.page_categories[page.pk] = category_id
         return self.pages[key]
+
+    def note_imagenet_record(self, record, label_id):
+        """Count the record into its page's summary (the fields the worker path's page save writes, see
+        annotator.worker.services._imagenet_rows), its event times and its place on the page."""
+        summary = self.imagenet_pages.setdefault(
+            (record.assignment_id, record.page_id),
+            {"n_selected": 0, "n_in_class": 0, "n_in_class_selected": 0, "first": None, "last": None},
+        )
+        in_class = label_id is not None and label_id == self.page_categories.get(record.page_id)
+        summary["n_selected"] += record.selected
+        summary["n_in_class"] += in_class
+        summary["n_in_class_selected"] += record.selected and in_class
+        times = [
+            event["time"] for series in (record.selected_record, record.deselected_record, record.hovered_record,
+                                         record.mouse_tracking)
+            for event in series if isinstance(event.get("time"), (int, float))
+        ]
+        if times:
+            summary["first"] = min(times + ([summary["first"]] if summary["first"] is not None else []))
+            summary["last"] = max(times + ([summary["last"]] if summary["last"] is not None else []))
+        position = record.image_position or {}
+        self.shown.setdefault(record.page_id, {}).setdefault(
+            record.image_id, (position.get("y", 0), position.get("x", 0), in_class)
+        )
+
+    def note_coco_record(self, record, image, time_spent):
+        self.coco_pages[(record.assignment_id, record.page_id)] = {
+            "time_spent_ms": time_spent, **coco_summary(image, record.final_positions)
+        }
+
+    def write_page_summaries(self):
+        """One PageSubmission per imported (assignment, page), as the worker path writes on a page save, so review,
+        the report and the admin see imported pages like collected ones; ImageNet-style pages also get their
+        PageItems (the images the page showed, in page order, in-class when of the page's class).
+
+        ImageNet-AB carries no page time: time_spent_ms is the span of the page's recorded events (first to last
+        hover, click or mouse sample), marked in `client`. Its records only cover the images that left a byproduct,
+        so n_in_class counts the in-class images with a record.
+        """
+        submissions = []
+        for (assignment_id, page_id), summary in self.imagenet_pages.items():
+            first, last = summary.pop("first"), summary.pop("last")
+            span = 0 if first is None else last - first
+            if first is not None and last < EPOCH_MS_FLOOR:  # times in epoch seconds (as in seed 000, Figure A)
+                span *= 1000
+            submissions.append(PageSubmission(
+                assignment_id=assignment_id, page_id=page_id, client_save_id=uuid.uuid4(), time_spent_ms=round(span),
+                client={"imported": True, "time_spent": "span of the page's recorded events"}, **summary,
+            ))
+        items = [
+            PageItem(page_id=page_id, image_id=image_id, position=position, in_class=in_class)
+            for page_id, images in self.shown.items()
+            for position, (image_id, (_, _, in_class)) in enumerate(
+                sorted(images.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+            )
+        ]
+        for (assignment_id, page_id), summary in self.coco_pages.items():
+            time_spent = summary.pop("time_spent_ms")
+            submissions.append(PageSubmission(
+                assignment_id=assignment_id, page_id=page_id, client_save_id=uuid.uuid4(), time_spent_ms=time_spent,
+                client={"imported": True}, **summary,
+            ))
+        PageItem.objects.bulk_create(items, batch_size=IMPORT_CHUNK)
+        PageSubmission.objects.bulk_create(submissions, batch_size=IMPORT_CHUNK)
+        return len(submissions)
 
     def assignment_id(self, hit_key, exported_worker_id, external_id):
         key = (hit_key, exported_worker_id)
@@ -297,11 +378,15 @@ def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=N
                             image_position=session.image_position, image_width=session.image_width,
                             image_height=session.image_height,
                         ))
-                result.records += _bulk_create_counting_duplicates(ImageNetRecord, records, result)
+                fresh = _bulk_create_counting_duplicates(ImageNetRecord, records, result)
+                result.records += len(fresh)
+                for record in fresh:
+                    imported.note_imagenet_record(record, labels[record.image_id])
                 if on_images:
                     on_images(len(annotations))
         except imagenet_ab.MalformedAnnotation as error:
             raise ImportFailed(str(error)) from None
+        result.page_summaries = imported.write_page_summaries()
     logger.info("imported %d ImageNet-AB records into batch %s", result.records, batch.name)
     return result
 
@@ -320,21 +405,25 @@ def import_coco_ab(dataset, fileobj, source="", batch_name=None, on_records=None
                                  on_records)
         except coco_ab.MalformedCocoAb as error:
             raise ImportFailed(str(error)) from None
+        result.page_summaries = imported.write_page_summaries()
     logger.info("imported %d COCO-AB records into batch %s", result.records, batch.name)
     return result
 
 
 def _import_coco_records(dataset, parsed, imported, result, categories, known_keys, on_records):
     for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
-        images = dict(
-            Image.objects.filter(dataset=dataset, key__in=[str(r.image_id) for r in chunk]).values_list("key", "pk")
-        )
+        keys = [str(r.image_id) for r in chunk]
+        images = {
+            image.key: image
+            for image in Image.objects.filter(dataset=dataset, key__in=keys).only("key", "width", "height")
+        }
         records = []
         for number, record in enumerate(chunk, start=chunk_start):
-            image_pk = images.get(str(record.image_id))
-            if image_pk is None:
+            image = images.get(str(record.image_id))
+            if image is None:
                 result.note_unmatched(str(record.image_id), 1)
                 continue
+            image_pk = image.pk
             actions = [
                 _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
                 for index, action in enumerate(record.actionHistories)
@@ -348,7 +437,11 @@ def _import_coco_records(dataset, parsed, imported, result, categories, known_ke
                 mouse_tracking=msgspec.to_builtins(record.mouseTracking),
                 final_positions=replay_actions(actions, strict=False),
             ))
-        result.records += _bulk_create_counting_duplicates(CocoRecord, records, result)
+        fresh = _bulk_create_counting_duplicates(CocoRecord, records, result)
+        result.records += len(fresh)
+        by_pk = {image.pk: image for image in images.values()}
+        for record in fresh:
+            imported.note_coco_record(record, by_pk[record.image_id], record.time_spent)
         if on_records:
             on_records(len(chunk))
 
@@ -367,7 +460,8 @@ def _imported_action(action, categories, known_keys, where):
 
 
 def _bulk_create_counting_duplicates(model, records, result):
-    """bulk_create; a record repeating an (assignment, page, image) already imported is counted, not written."""
+    """bulk_create; a record repeating an (assignment, page, image) already imported is counted, not written.
+    Returns the records written."""
     unique = {}
     for record in records:
         key = (record.assignment_id, record.page_id, record.image_id)
@@ -381,14 +475,14 @@ def _bulk_create_counting_duplicates(model, records, result):
     fresh = [record for key, record in unique.items() if key not in existing]
     result.duplicate_records += len(unique) - len(fresh)
     model.objects.bulk_create(fresh, batch_size=IMPORT_CHUNK)
-    return len(fresh)
+    return fresh
 
 
 def start_byproduct_report(batch):
     """Queue the batch's byproduct report (written into the default storage) once the transaction commits."""
     from .tasks import build_byproduct_report as build_byproduct_report_task
 
-    transaction.on_commit(lambda: build_byproduct_report_task.delay(batch.pk))
+    send_on_commit(build_byproduct_report_task, batch.pk)
 
 
 def build_byproduct_report(batch_id):

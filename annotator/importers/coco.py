@@ -1,7 +1,8 @@
 """COCO instances format: {"images": [...], "categories": [...], "annotations": [...]} and an images folder.
 
 Categories may carry optional "synonyms" and "definition" keys (the demo data has them). Image keys are COCO
-image ids as text; category indexes are dense in COCO-id order; annotation ids make objects idempotent.
+image ids as text; category indexes are dense in COCO-id order; annotation ids make objects idempotent: a
+re-import adds new images and the annotations of images already there that are not stored yet.
 """
 import json
 from numbers import Number
@@ -34,9 +35,12 @@ def import_coco(images_dir, annotations_file, name, *, split=Split.TRAIN, make_d
         entry["id"]: _plan_image(images_root, split, where, entry)
         for where, entry in tqdm(new_entries, desc=f"checking {images_root}", disable=not progress or not new_entries)
     }
-    _read_annotations(document, source, {entry["id"]: entry for _, entry in entries}, categories, planned)
+    existing_objects = {}
+    _read_annotations(document, source, {entry["id"]: entry for _, entry in entries}, categories, planned,
+                      existing_objects)
     return write_import(name, TaskKind.COCO, str(annotations_path), list(categories.values()), list(planned.values()),
-                        skipped=len(entries) - len(new_entries), make_display=make_display, progress=progress)
+                        skipped=len(entries) - len(new_entries), existing_objects=existing_objects,
+                        make_display=make_display, progress=progress)
 
 
 class _Source:
@@ -124,8 +128,9 @@ def _plan_image(images_root, split, where, entry):
                         width=width, height=height, meta={"file_name": file_name, "coco_id": entry["id"]})
 
 
-def _read_annotations(document, source, images, categories, planned):
-    """Check every annotation; attach those of new images to their planned image."""
+def _read_annotations(document, source, images, categories, planned, existing_objects):
+    """Check every annotation; attach those of new images to their planned image, the others (images already
+    imported) go to existing_objects ({image key: [PlannedObject]})."""
     seen = set()
     for position, item in enumerate(document["annotations"]):
         where = source.at("annotations", position, item)
@@ -149,11 +154,14 @@ def _read_annotations(document, source, images, categories, planned):
         iscrowd = item.get("iscrowd", 0)
         if iscrowd not in (0, 1):
             raise DatasetImportError(f"{where}: 'iscrowd' must be 0 or 1, got {iscrowd!r}")
+        planned_object = PlannedObject(
+            category_key=str(category_id), bbox=bbox, area=float(area), segmentation=segmentation,
+            iscrowd=bool(iscrowd), source_id=annotation_id,
+        )
         if image_id in planned:
-            planned[image_id].objects.append(PlannedObject(
-                category_key=str(category_id), bbox=bbox, area=float(area), segmentation=segmentation,
-                iscrowd=bool(iscrowd), source_id=annotation_id,
-            ))
+            planned[image_id].objects.append(planned_object)
+        else:
+            existing_objects.setdefault(str(image_id), []).append(planned_object)
 
 
 def _read_bbox(item, where, width, height):

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from annotator import images as image_files
 from annotator.models import Category, Dataset, GroundTruthObject, Image
 from annotator.tasks import make_display_versions
+from config.celery import send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,13 @@ class ImportSummary:
     images_skipped: int = 0
     objects_created: int = 0
     categories_created: int = 0
+    objects_added_to_existing: int = 0
 
     def __str__(self):
+        added = (f" ({self.objects_added_to_existing} of them added to images already there)"
+                 if self.objects_added_to_existing else "")
         return (f"dataset {self.dataset.name}: {self.images_created} images imported, {self.images_skipped} already "
-                f"there, {self.objects_created} objects, {self.categories_created} new categories")
+                f"there, {self.objects_created} objects{added}, {self.categories_created} new categories")
 
 
 def check_dataset_name(name, kind):
@@ -103,10 +107,14 @@ def read_image_size(path, where):
     return decoded.size
 
 
-def write_import(name, kind, source, categories, planned_images, *, skipped=0, make_display=True, progress=False):
+def write_import(name, kind, source, categories, planned_images, *, skipped=0, existing_objects=None,
+                 make_display=True, progress=False):
     """Create the dataset, new categories, new images (copied to storage) and their objects, all or nothing.
 
     planned_images are those the planner found new; `skipped` counts the ones it found already imported.
+    existing_objects ({image key: [PlannedObject]}) are the ground-truth objects the input gives for images that
+    are already there: those not stored yet are added (see _add_missing_objects), so a re-import that brings
+    boxes for old images adds them once.
     Without make_display the display versions are left to annotator.tasks.make_display_versions, queued on commit.
     """
     stored_names = []
@@ -136,14 +144,52 @@ def write_import(name, kind, source, categories, planned_images, *, skipped=0, m
                     GroundTruthObject.objects.bulk_create(objects)
                     summary.images_created += len(rows)
                     summary.objects_created += len(objects)
+            if existing_objects:
+                _add_missing_objects(dataset, existing_objects, category_ids, summary)
             if new_images and not make_display:
-                transaction.on_commit(lambda: make_display_versions.delay(dataset.pk))
+                send_on_commit(make_display_versions, dataset.pk)
     except BaseException:
         for stored in stored_names:
             default_storage.delete(stored)
         raise
     logger.debug("%s", summary)
     return summary
+
+
+def _object_identity(image_id, category_key, bbox, source_id):
+    """What makes two ground-truth objects the same: the COCO annotation id when there is one, else the class
+    and the box (ILSVRC XML boxes carry no id)."""
+    if source_id is not None:
+        return image_id, "source", int(source_id)
+    return image_id, category_key, tuple(float(value) for value in bbox)
+
+
+def _add_missing_objects(dataset, existing_objects, category_ids, summary):
+    """Add the planned objects of already imported images that are not stored yet (idempotent)."""
+    keys = list(existing_objects)
+    for start in range(0, len(keys), BULK_SIZE):
+        chunk = keys[start:start + BULK_SIZE]
+        image_ids = dict(dataset.images.filter(key__in=chunk).values_list("key", "pk"))
+        stored = {
+            _object_identity(image_id, category_key, bbox, source_id)
+            for image_id, category_key, bbox, source_id in GroundTruthObject.objects.filter(
+                image_id__in=image_ids.values()
+            ).values_list("image_id", "category__key", "bbox", "source_id")
+        }
+        fresh = [
+            GroundTruthObject(image_id=image_ids[key], category_id=category_ids[obj.category_key], bbox=obj.bbox,
+                              area=obj.area, segmentation=obj.segmentation, iscrowd=obj.iscrowd,
+                              source_id=obj.source_id)
+            for key in chunk if key in image_ids
+            for obj in existing_objects[key]
+            if _object_identity(image_ids[key], obj.category_key, obj.bbox, obj.source_id) not in stored
+        ]
+        GroundTruthObject.objects.bulk_create(fresh)
+        summary.objects_created += len(fresh)
+        summary.objects_added_to_existing += len(fresh)
+    if summary.objects_added_to_existing:
+        logger.info("%s: %d ground-truth objects added to images already imported", dataset.name,
+                    summary.objects_added_to_existing)
 
 
 def _ensure_categories(dataset, categories, summary):

@@ -6,8 +6,18 @@
     DIR/gloss.txt                         optional: "<wnid><TAB>definition" per line
     DIR/bbox/<wnid>/<stem>.xml            optional: ILSVRC / Pascal-VOC boxes (xmax, ymax exclusive)
 
-Image keys are file stems, unique across splits; category indexes are dense in wnid order.
+The val and shifted splits may instead use the flat layout of the ILSVRC / Kaggle release: the images directly
+in DIR/val/ (DIR/val/ILSVRC2012_val_00000001.JPEG) with labels and boxes in DIR/LOC_val_solution.csv (header
+"ImageId,PredictionString", each row "<stem>,<wnid> <xmin> <ymin> <xmax> <ymax> [<wnid> <xmin> ...]"; the
+wnid is the image's label, so all of a row's boxes must name the same class). DIR/shifted/ flat reads
+DIR/LOC_shifted_solution.csv. Rows of images that are not in the folder are skipped (a subset is fine); an image
+without a row is an error.
+
+Image keys are file stems, unique across splits; category indexes are dense in wnid order. A re-import adds the
+new images and the boxes of images already there that are not stored yet (never twice).
 """
+import csv
+import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,9 +30,13 @@ from .common import (
     read_image_size, resolve_inside, write_import,
 )
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 MAPPING_FILE = "LOC_synset_mapping.txt"
 GLOSS_FILE = "gloss.txt"
+# Splits that may come in the flat ILSVRC layout, with the solution file that labels them.
+FLAT_SPLITS = {Split.VAL: "LOC_val_solution.csv", Split.SHIFTED: "LOC_shifted_solution.csv"}
 
 
 def import_imagenet(directory, name, *, make_display=True, progress=False):
@@ -32,21 +46,31 @@ def import_imagenet(directory, name, *, make_display=True, progress=False):
     existing = check_dataset_name(name, TaskKind.IMAGENET)
     names = _read_mapping(root / MAPPING_FILE)
     definitions = _read_gloss(root / GLOSS_FILE)
-    files = _list_images(root, names)
+    flat_boxes = {}
+    files = _list_images(root, names, flat_boxes)
     wnids = sorted({wnid for _, wnid, _ in files})
     categories = [
         PlannedCategory(key=wnid, name=names.get(wnid, [wnid])[0], synonyms=names.get(wnid, [wnid])[1:],
                         definition=definitions.get(wnid, ""))
         for wnid in wnids
     ]
-    already_there = existing_image_keys(existing)
-    new_files = [entry for entry in files if entry[2].stem not in already_there]
+    sizes = {key: (width, height) for key, width, height in existing.images.values_list("key", "width", "height")} \
+        if existing else {}
+    new_files = [entry for entry in files if entry[2].stem not in sizes]
     planned = [
-        _plan_image(root, split, wnid, path, set(wnids))
+        _plan_image(root, split, wnid, path, set(wnids), flat_boxes)
         for split, wnid, path in tqdm(new_files, desc=f"checking {root}", disable=not progress or not new_files)
     ]
+    # Boxes for images imported before (e.g. the bbox folder arrived later); the stored size checks them.
+    existing_objects = {}
+    for split, wnid, path in files:
+        if path.stem in sizes:
+            objects = _objects_for(root, wnid, path, *sizes[path.stem], set(wnids), flat_boxes)
+            if objects:
+                existing_objects[path.stem] = objects
     return write_import(name, TaskKind.IMAGENET, str(root), categories, planned,
-                        skipped=len(files) - len(new_files), make_display=make_display, progress=progress)
+                        skipped=len(files) - len(new_files), existing_objects=existing_objects,
+                        make_display=make_display, progress=progress)
 
 
 def _read_lines(path):
@@ -87,41 +111,149 @@ def _read_gloss(path):
     return definitions
 
 
-def _list_images(root, names):
-    """[(split, wnid, path)] for every image file, checking layout, class names and key uniqueness."""
+def _list_images(root, names, flat_boxes):
+    """[(split, wnid, path)] for every image file, checking layout, class names and key uniqueness.
+
+    Flat splits (images directly in DIR/val/) take their labels from the split's solution CSV; their boxes are
+    put in flat_boxes ({stem: [(where, wnid, xmin, ymin, xmax, ymax)]})."""
     files, seen = [], {}
     for split in Split.values:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
-        for class_dir in sorted(split_dir.iterdir()):
-            if not class_dir.is_dir():
-                raise DatasetImportError(f"{class_dir}: expected only class folders <wnid>/ in {split_dir}")
-            wnid = class_dir.name
-            if names and wnid not in names:
-                raise DatasetImportError(f"{class_dir}: class {wnid} is not listed in {root / MAPPING_FILE}")
-            if len(wnid) > 64:
-                raise DatasetImportError(f"{class_dir}: class folder names are at most 64 characters")
-            for path in sorted(class_dir.iterdir()):
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                resolve_inside(root, path.relative_to(root).as_posix(), str(path))
-                if path.stem in seen:
-                    raise DatasetImportError(f"{path}: image name {path.stem} is also used by {seen[path.stem]}")
-                seen[path.stem] = path
-                files.append((split, wnid, path))
+        entries = sorted(split_dir.iterdir())
+        loose_images = [path for path in entries if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+        if loose_images:
+            listed = _list_flat_split(root, split, split_dir, entries, loose_images, names, flat_boxes)
+        else:
+            listed = _list_class_folders(root, split_dir, entries, names)
+        for split_wnid, path in listed:
+            resolve_inside(root, path.relative_to(root).as_posix(), str(path))
+            if path.stem in seen:
+                raise DatasetImportError(f"{path}: image name {path.stem} is also used by {seen[path.stem]}")
+            seen[path.stem] = path
+            files.append((split, split_wnid, path))
     if not files:
         raise DatasetImportError(f"{root / 'train'}: no images found (expected <wnid>/*.JPEG)")
     return files
 
 
-def _plan_image(root, split, wnid, path, wnids):
+def _check_wnid(wnid, names, root, where):
+    if names and wnid not in names:
+        raise DatasetImportError(f"{where}: class {wnid} is not listed in {root / MAPPING_FILE}")
+    if len(wnid) > 64:
+        raise DatasetImportError(f"{where}: class names are at most 64 characters")
+
+
+def _list_class_folders(root, split_dir, entries, names):
+    listed = []
+    for class_dir in entries:
+        if not class_dir.is_dir():
+            raise DatasetImportError(f"{class_dir}: expected only class folders <wnid>/ in {split_dir}")
+        _check_wnid(class_dir.name, names, root, class_dir)
+        listed += [
+            (class_dir.name, path) for path in sorted(class_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return listed
+
+
+def _list_flat_split(root, split, split_dir, entries, loose_images, names, flat_boxes):
+    """The flat ILSVRC layout: images directly in the split folder, labelled by the split's solution CSV."""
+    if split not in FLAT_SPLITS:
+        raise DatasetImportError(
+            f"{loose_images[0]}: images directly in {split_dir}; {split} must use class folders <wnid>/*.JPEG "
+            f"(the flat layout with a solution CSV is read for {', '.join(FLAT_SPLITS)} only)")
+    folders = [path for path in entries if path.is_dir()]
+    if folders:
+        raise DatasetImportError(
+            f"{split_dir}: holds both images and the folder {folders[0].name}/; use either class folders "
+            f"<wnid>/ or the flat layout with {FLAT_SPLITS[split]}")
+    csv_path = root / FLAT_SPLITS[split]
+    if not csv_path.is_file():
+        raise DatasetImportError(
+            f"{split_dir}: images directly in the folder (the flat ILSVRC layout) need {csv_path} with "
+            f"'ImageId,PredictionString' rows giving each image's class and boxes")
+    rows = _read_solution(csv_path, names, root)
+    listed = []
+    for path in loose_images:
+        if path.stem not in rows:
+            raise DatasetImportError(f"{path}: image {path.stem} has no row in {csv_path}")
+        wnid, boxes = rows[path.stem]
+        flat_boxes[path.stem] = boxes
+        listed.append((wnid, path))
+    unused = len(rows) - len(loose_images)
+    if unused:
+        logger.info("%s: %d rows name images that are not in %s, skipped", csv_path, unused, split_dir)
+    return listed
+
+
+def _read_solution(path, names, root):
+    """{stem: (wnid, [(where, wnid, xmin, ymin, xmax, ymax)])} from a LOC_val_solution.csv-style file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetImportError(f"{path}: not UTF-8 text ({exc})") from exc
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None or [column.strip() for column in header[:2]] != ["ImageId", "PredictionString"]:
+        raise DatasetImportError(f"{path} line 1: expected the header 'ImageId,PredictionString', got {header!r}")
+    rows = {}
+    for number, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        where = f"{path} line {number}"
+        if len(row) != 2 or not row[0].strip():
+            raise DatasetImportError(f"{where}: expected '<ImageId>,<wnid> <xmin> <ymin> <xmax> <ymax> ...'")
+        stem, tokens = row[0].strip(), row[1].split()
+        if stem in rows:
+            raise DatasetImportError(f"{where}: image {stem} is listed twice")
+        if not tokens or len(tokens) % 5:
+            raise DatasetImportError(
+                f"{where}: PredictionString must be groups of '<wnid> <xmin> <ymin> <xmax> <ymax>', "
+                f"got {len(tokens)} values")
+        boxes = []
+        for start in range(0, len(tokens), 5):
+            wnid, *corners = tokens[start:start + 5]
+            box_where = f"{where} box {start // 5 + 1}"
+            _check_wnid(wnid, names, root, box_where)
+            try:
+                xmin, ymin, xmax, ymax = (round(float(value)) for value in corners)
+            except ValueError:
+                raise DatasetImportError(f"{box_where}: coordinates {' '.join(corners)!r} are not numbers") from None
+            boxes.append((box_where, wnid, xmin, ymin, xmax, ymax))
+        classes = sorted({box[1] for box in boxes})
+        if len(classes) > 1:
+            raise DatasetImportError(
+                f"{where}: boxes of several classes ({', '.join(classes)}); the row's class is the image's label")
+        rows[stem] = (classes[0], boxes)
+    return rows
+
+
+def _plan_image(root, split, wnid, path, wnids, flat_boxes):
     width, height = read_image_size(path, str(path))
     relative = path.relative_to(root).as_posix()
-    xml_path = root / "bbox" / wnid / f"{path.stem}.xml"
-    objects = _read_boxes(xml_path, width, height, wnids) if xml_path.exists() else []
+    objects = _objects_for(root, wnid, path, width, height, wnids, flat_boxes)
     return PlannedImage(key=path.stem, split=split, path=path, stored_name=relative, width=width, height=height,
                         label_key=wnid, meta={"source": relative}, objects=objects)
+
+
+def _objects_for(root, wnid, path, width, height, wnids, flat_boxes):
+    """The image's boxes: from the solution CSV for a flat split, else from DIR/bbox/<wnid>/<stem>.xml if any."""
+    if path.stem in flat_boxes:
+        return [_checked_box(where, box_wnid, xmin, ymin, xmax, ymax, width, height, wnids)
+                for where, box_wnid, xmin, ymin, xmax, ymax in flat_boxes[path.stem]]
+    xml_path = root / "bbox" / wnid / f"{path.stem}.xml"
+    return _read_boxes(xml_path, width, height, wnids) if xml_path.exists() else []
+
+
+def _checked_box(where, wnid, xmin, ymin, xmax, ymax, width, height, wnids):
+    if wnid not in wnids:
+        raise DatasetImportError(f"{where}: class {wnid!r} is not a class of this dataset")
+    if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
+        raise DatasetImportError(
+            f"{where}: box ({xmin}, {ymin}, {xmax}, {ymax}) is empty or outside the {width}x{height} image")
+    return PlannedObject(category_key=wnid, bbox=[xmin, ymin, xmax - xmin, ymax - ymin],
+                         area=float((xmax - xmin) * (ymax - ymin)))
 
 
 def _read_boxes(path, width, height, wnids):

@@ -1,15 +1,14 @@
 """Admin actions that hand market work to Celery (registered on the Batch and HIT admins)."""
-from functools import partial
-
 from django.contrib import admin
-from django.db import transaction
+
+from config.celery import send_on_commit
 
 from . import tasks
 
 
 def _queue(modeladmin, request, task, objects, what):
     for obj in objects:
-        transaction.on_commit(partial(task.delay, obj.pk))
+        send_on_commit(task, obj.pk)
     modeladmin.message_user(request, f"{what} queued for {len(objects)}: {', '.join(str(o) for o in objects)}")
 
 

@@ -1,8 +1,11 @@
-"""Automatic review follows every submission, after the submitting transaction commits."""
-from functools import partial
+"""Automatic review follows every submission, after the submitting transaction commits.
 
-from django.db import transaction
+A broker outage never fails the submission: the review is queued with send_on_commit (logged when the broker is
+down), and the sweeper (annotator.sweep) reviews every assignment left submitted.
+"""
 from django.dispatch import receiver
+
+from config.celery import send_on_commit
 
 from ..signals import assignment_submitted
 from . import tasks
@@ -10,4 +13,4 @@ from . import tasks
 
 @receiver(assignment_submitted, dispatch_uid="review.auto_review_on_submit")
 def queue_auto_review(sender, assignment, **kwargs):
-    transaction.on_commit(partial(tasks.auto_review.delay, assignment.pk))
+    send_on_commit(tasks.auto_review, assignment.pk)

@@ -20,6 +20,8 @@ from . import selectors
 logger = logging.getLogger(__name__)
 
 ACTIVE = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS, Assignment.State.SUBMITTED)
+# Assignments that gave their place on the HIT back (the market counts every other one against MaxAssignments).
+RELEASED = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -257,9 +259,12 @@ def _update_hits(hit_ids):
             hit.status = status
             changed.append(hit)
         missing = required - approved - sum(state in ACTIVE for state in hit_states)
-        if approved < required and missing > 0 and Assignment.State.REJECTED in hit_states:
+        # Places re-posted earlier that nobody has taken yet already cover part of what is missing.
+        open_places = max(0, hit.max_assignments - sum(state not in RELEASED for state in hit_states))
+        to_add = missing - open_places
+        if approved < required and to_add > 0 and Assignment.State.REJECTED in hit_states:
             # The provider re-posts after commit and records the REPOSTED event (once per target).
-            signals.hit_needs_repost.send(sender=Hit, hit=hit, count=missing)
+            signals.hit_needs_repost.send(sender=Hit, hit=hit, count=to_add)
     for status in {hit.status for hit in changed}:
         Hit.objects.filter(pk__in=[hit.pk for hit in changed if hit.status == status]).update(status=status)
 

@@ -3,17 +3,17 @@
 Pages are rendered with Django templates (autoescaped; replay data goes through json_script) and every change
 is a CSRF-protected POST that calls a service and redirects back.
 """
-from functools import partial
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
+
+from config.celery import send_on_commit
 
 from ..models import Assignment, Batch, Worker
 from . import forms, selectors, services, tasks
@@ -81,7 +81,7 @@ def bulk_decide(request, batch_id):
 @require_POST
 def rerun_rules(request, batch_id):
     batch = get_object_or_404(Batch, pk=batch_id)
-    transaction.on_commit(partial(tasks.review_batch.delay, batch.pk, True))
+    send_on_commit(tasks.review_batch, batch.pk, True)
     messages.success(request, f"The rules are being re-run on {batch.name}; decisions by staff are kept.")
     return redirect("review:batch", batch_id=batch.pk)
 

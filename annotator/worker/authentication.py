@@ -1,10 +1,14 @@
-"""DRF authentication, permission and throttle for the worker API: the token is the only credential."""
+"""DRF authentication, permission and throttles for the worker API: the token is the only credential."""
+import logging
+
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from annotator.models import Assignment
 from annotator.worker.tokens import InvalidToken, assignment_uuid_from_token
+
+logger = logging.getLogger(__name__)
 
 
 class AssignmentTokenAuthentication(authentication.BaseAuthentication):
@@ -21,13 +25,27 @@ class AssignmentTokenAuthentication(authentication.BaseAuthentication):
         try:
             assignment_uuid = assignment_uuid_from_token(token.strip())
         except InvalidToken as exc:
-            raise exceptions.AuthenticationFailed(str(exc)) from None
+            self.refuse(request, str(exc))
         assignment = (
             Assignment.objects.select_related("hit__batch").filter(uuid=assignment_uuid).first()
         )
         if assignment is None:
-            raise exceptions.AuthenticationFailed("the worker token names no assignment")
+            self.refuse(request, "the worker token names no assignment")
         return AnonymousUser(), assignment
+
+    @staticmethod
+    def refuse(request, message):
+        """403 for a missing, forged or expired token; 429 once its address sent too many ("worker_bad_token").
+
+        Only bad requests count, and a good token is never refused for them: workers behind one address (a lab,
+        a carrier's NAT) are not locked out by one broken or hostile client among them.
+        """
+        guard = ClientAddressThrottle("worker_bad_token")
+        if guard.over_limit(request):
+            logger.warning("worker API: %s is over the bad-token limit", guard.get_ident(request))
+            raise exceptions.Throttled(guard.wait())
+        guard.record()
+        raise exceptions.AuthenticationFailed(message)
 
 
 class HasAssignmentToken(permissions.BasePermission):
@@ -44,6 +62,35 @@ class AssignmentRateThrottle(throttling.ScopedRateThrottle):
         if not isinstance(request.auth, Assignment):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class ClientAddressThrottle(throttling.SimpleRateThrottle):
+    """A rate (settings scope) counted per client address: REMOTE_ADDR, or the one NUM_PROXIES trusted proxies
+    put in X-Forwarded-For. For what has no token to count by: task page entries and requests with a bad token.
+
+    allow_request() checks and counts in one step; over_limit() only checks, and record() then counts.
+    """
+
+    def __init__(self, scope):
+        self.scope = scope
+        super().__init__()
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def over_limit(self, request):
+        if self.rate is None:
+            return False
+        self.key = self.get_cache_key(request, None)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        return len(self.history) >= self.num_requests
+
+    def record(self):
+        if self.rate is not None:
+            self.throttle_success()
 
 
 class AssignmentTokenScheme(OpenApiAuthenticationExtension):

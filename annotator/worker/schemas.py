@@ -22,12 +22,17 @@ MAX_CLIENT_CHANGES = 10_000
 MAX_RECORDS = 1_000
 
 
-class Point(Struct):
+
+class Body(Struct, gc=False):
+    """Base of the request body types. Decoded JSON holds no reference cycles, so the garbage collector need not
+    track the thousands of small objects one page save decodes to (collections then ran every few requests)."""
+
+class Point(Body):
     x: Number
     y: Number
 
 
-class TimedPoint(Struct):
+class TimedPoint(Body):
     """A point with an epoch-ms time (ImageNet-style)."""
 
     x: Number
@@ -35,7 +40,18 @@ class TimedPoint(Struct):
     time: Number
 
 
-class PageTimedPoint(Struct):
+class Toggle(Body, kw_only=True, omit_defaults=True):
+    """A selecting or deselecting toggle of an image: a click, with the point it landed on (fractions), or a key
+    press (Space / Enter on the focused image: usingKeyboard true and no point, since the worker pointed at
+    nothing and a made-up point would pass for a click location)."""
+
+    x: Union[Number, UnsetType] = UNSET
+    y: Union[Number, UnsetType] = UNSET
+    time: Number
+    usingKeyboard: bool = False
+
+
+class PageTimedPoint(Body):
     """A point with a time in ms since the page was shown (COCO-style)."""
 
     x: Number
@@ -43,28 +59,28 @@ class PageTimedPoint(Struct):
     timeAt: Number
 
 
-class Hover(Struct):
+class Hover(Body):
     action: Literal["enter", "leave"]
     time: Number
 
 
-class Viewport(Struct):
+class Viewport(Body):
     w: Number
     h: Number
 
 
-class ScrollPosition(Struct):
+class ScrollPosition(Body):
     x: Number
     y: Number
     time: Number
 
 
-class VisibilityChange(Struct):
+class VisibilityChange(Body):
     state: Literal["visible", "hidden"]
     time: Number
 
 
-class ClientInfo(Struct):
+class ClientInfo(Body):
     viewport: Union[Viewport, None] = None
     dpr: Union[Number, None] = None
     user_agent: Annotated[str, Meta(max_length=2_000)] = ""
@@ -73,19 +89,19 @@ class ClientInfo(Struct):
     visibility: Annotated[list[VisibilityChange], Meta(max_length=MAX_CLIENT_CHANGES)] = []
 
 
-class ImageNetRecordIn(Struct):
+class ImageNetRecordIn(Body):
     imageID: str
     selected: bool
     imagePosition: Point
     imageWidth: Number
     imageHeight: Number
-    selectedRecord: Annotated[list[TimedPoint], Meta(max_length=MAX_CLICKS)] = []
-    deselectedRecord: Annotated[list[TimedPoint], Meta(max_length=MAX_CLICKS)] = []
+    selectedRecord: Annotated[list[Toggle], Meta(max_length=MAX_CLICKS)] = []
+    deselectedRecord: Annotated[list[Toggle], Meta(max_length=MAX_CLICKS)] = []
     hoveredRecord: Annotated[list[Hover], Meta(max_length=MAX_HOVERS)] = []
     mouseTracking: Annotated[list[TimedPoint], Meta(max_length=MAX_TRACKING_SAMPLES)] = []
 
 
-class IconAction(Struct):
+class IconAction(Body):
     """add: pointFrom null, pointTo set; move: both set; remove: pointFrom set, pointTo absent."""
 
     actionType: Literal["add", "move", "remove"]
@@ -93,16 +109,18 @@ class IconAction(Struct):
     timeAt: Number
     pointFrom: Union[Point, None] = None
     pointTo: Union[Point, None, UnsetType] = UNSET
+    # Placed with the keyboard (the point is still the worker's choice); left out for pointer actions.
+    usingKeyboard: Union[bool, UnsetType] = UNSET
 
 
-class CategoryVisit(Struct):
+class CategoryVisit(Body):
     categoryIndex: int
     timeAt: Number
     categoryName: str = ""
     usingKeyboard: bool = False
 
 
-class CocoRecordIn(Struct):
+class CocoRecordIn(Body):
     image_id: Union[str, int]
     imageWidth: Number
     imageHeight: Number
@@ -115,12 +133,14 @@ class CocoRecordIn(Struct):
 RecordT = TypeVar("RecordT")
 
 
-class PageSave(Struct, Generic[RecordT]):
+class PageSave(Body, Generic[RecordT]):
     save_id: uuid.UUID
     started_at: Number
     time_spent: Number
     records: Annotated[list[RecordT], Meta(max_length=MAX_RECORDS)]
-    client: ClientInfo = msgspec.field(default_factory=ClientInfo)
+    # Kept raw: stored as sent (extra fields included) and decoded into ClientInfo on its own, so the page's
+    # body is parsed once.
+    client: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
 
 
 ImageNetPageSave = PageSave[ImageNetRecordIn]
@@ -128,21 +148,24 @@ CocoPageSave = PageSave[CocoRecordIn]
 
 
 # Events flushed while a page is open: a union tagged by "type".
-class ClickEvent(Struct, tag="click", tag_field="type"):
+class ClickEvent(Body, tag="click", tag_field="type", kw_only=True):
+    """A toggle of an image: by mouse with its point, or by keyboard (usingKeyboard, no point), as in Toggle."""
+
     image_id: str
-    x: Number
-    y: Number
+    x: Union[Number, UnsetType] = UNSET
+    y: Union[Number, UnsetType] = UNSET
     time: Number
     selected: bool
+    usingKeyboard: bool = False
 
 
-class HoverEvent(Struct, tag="hover", tag_field="type"):
+class HoverEvent(Body, tag="hover", tag_field="type"):
     image_id: str
     action: Literal["enter", "leave"]
     time: Number
 
 
-class MoveEvent(Struct, tag="move", tag_field="type"):
+class MoveEvent(Body, tag="move", tag_field="type"):
     image_id: str
     x: Number
     y: Number
@@ -174,24 +197,21 @@ PageEvent = Union[
 ]
 
 
-class EventBatchIn(Struct):
+class EventBatchIn(Body):
     batch_id: uuid.UUID
     seq: Annotated[int, Meta(ge=0, le=2**31 - 1)]
     sent_at: Number
     events: Annotated[list[PageEvent], Meta(max_length=MAX_EVENTS_PER_BATCH)]
 
 
-class SubmitIn(Struct):
+class SubmitIn(Body):
     """partial: the worker chose to hand in before the last page was saved (review judges the missing pages)."""
 
     partial: bool = False
 
 
-class RawEventBatch(Struct):
-    """The same body read untyped: events are stored exactly as sent (after validation of the typed copy)."""
+class RawEventBatch(Body):
+    """The same body's events as their JSON text: stored exactly as sent (after validation of the typed copy)."""
 
-    events: list[dict]
+    events: msgspec.Raw
 
-
-class RawClient(Struct):
-    client: dict = {}

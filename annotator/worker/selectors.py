@@ -1,4 +1,8 @@
 """Reads for the worker path: page content, category groups, resume data, assignment progress."""
+import threading
+from collections import OrderedDict
+from urllib.parse import urlsplit
+
 from django.urls import reverse
 
 from annotator.models import (
@@ -43,6 +47,52 @@ def page_candidates(page):
     return {key: (image_pk, in_class) for key, image_pk, in_class in rows}
 
 
+class _OpenWorkCache:
+    """A per-process LRU of what stays fixed while a worker has an assignment open: its HIT's pages, their
+    candidates and the dataset's category keys. Keyed by the assignment's random uuid, it saves every event flush
+    and page save two or three queries (a worker sends a dozen requests per page)."""
+
+    def __init__(self, size):
+        self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, compute):
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        value = compute()
+        if value is not None:
+            with self.lock:
+                self.entries[key] = value
+                if len(self.entries) > self.size:
+                    self.entries.popitem(last=False)
+        return value
+
+
+_open_work = _OpenWorkCache(size=20_000)
+
+
+def assignment_page(assignment, index):
+    """The assignment's page `index` (with its category and image), or None."""
+    return _open_work.get((assignment.uuid, "page", index), lambda: page_of(assignment.hit, index))
+
+
+def assignment_page_count(assignment):
+    return _open_work.get((assignment.uuid, "page count"), lambda: page_count(assignment.hit))
+
+
+def assignment_page_candidates(assignment, page):
+    """page_candidates(page) of one of the assignment's pages."""
+    return _open_work.get((assignment.uuid, "candidates", page.index), lambda: page_candidates(page))
+
+
+def assignment_category_keys(assignment):
+    """category_keys_and_group_count() of the assignment's dataset."""
+    return _open_work.get(
+        (assignment.uuid, "categories"), lambda: category_keys_and_group_count(assignment.hit.batch.dataset_id)
+    )
+
+
 def grouped_categories(dataset):
     """[(group name, [Category])]: categories by supercategory, groups in order of their first category index."""
     groups = {}
@@ -72,6 +122,15 @@ def category_groups(dataset):
     ]
 
 
+def web_links(links):
+    """Only http(s) URLs reach the task page: a `javascript:` or `data:` link in imported data would run on click."""
+    safe = []
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, str) and urlsplit(link.strip()).scheme.lower() in ("http", "https"):
+            safe.append(link.strip())
+    return safe
+
+
 def imagenet_page_content(page):
     category = page.category
     items = PageItem.objects.filter(page=page).select_related("image").order_by("position")
@@ -81,7 +140,7 @@ def imagenet_page_content(page):
             "name": category.name,
             "synonyms": category.synonyms,
             "definition": category.definition,
-            "reference_links": category.reference_links,
+            "reference_links": web_links(category.reference_links),
         },
         "items": [
             {"image_id": item.image.key, "url": file_url(item.image), "position": item.position} for item in items

@@ -4,10 +4,13 @@ Every problem is reported with its field path and why, e.g. "records[4].selected
 [0, 1]"; the caller raises them as one 400 and writes nothing.
 """
 import re
+from operator import attrgetter
 
 import msgspec
+from msgspec import UNSET
 from rest_framework.exceptions import ValidationError
 
+from annotator.api.fields import nul_path
 from annotator.replay import ReplayError, replay_actions
 from annotator.worker import schemas
 
@@ -15,6 +18,7 @@ DAY_MS = 24 * 3600 * 1000
 MAX_DISPLAY_PX = 100_000
 MAX_REPORTED_PROBLEMS = 20
 
+_x, _y = attrgetter("x"), attrgetter("y")
 _MSGSPEC_PATH = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -33,16 +37,29 @@ class Problems:
             raise ValidationError(self.fields)
 
 
-def decode(body, schema):
-    """msgspec-decode a body; a shape error becomes a 400 naming the field path msgspec reports."""
+def decode(body, schema, path="body"):
+    """msgspec-decode a body (or the part of one at `path`); a shape error becomes a 400 naming the field path."""
     try:
-        return msgspec.json.decode(body, type=schema)
+        decoded = msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
         match = _MSGSPEC_PATH.match(str(exc))
-        path = (match.group("path") or "").lstrip(".") or "body"
-        raise ValidationError({path: [match.group("why")]}) from None
+        inner = (match.group("path") or "").lstrip(".")
+        if path != "body":
+            inner = f"{path}.{inner}" if inner else path
+        raise ValidationError({inner or "body": [match.group("why")]}) from None
     except msgspec.DecodeError as exc:
-        raise ValidationError({"body": [str(exc)]}) from None
+        raise ValidationError({path: [str(exc)]}) from None
+    if path == "body":
+        refuse_nul(body)
+    return decoded
+
+
+def refuse_nul(body):
+    """Bodies are stored as sent, and PostgreSQL's jsonb cannot hold NUL: a \\u0000 anywhere is a 400 naming it."""
+    if b"\\u0000" in body:  # the fast check; only a body that may hold one is walked
+        where = nul_path(msgspec.json.decode(body))
+        if where is not None:
+            raise ValidationError({where: ["contains a NUL character (\\u0000), which cannot be stored"]})
 
 
 def check_fraction(problems, path, value):
@@ -72,11 +89,11 @@ def check_series(problems, path, items, time_field, now_ms=None, fractions=True)
     """
     if not items:
         return
-    times = [getattr(item, time_field) for item in items]
+    times = list(map(attrgetter(time_field), items))
     low, high = (0, DAY_MS) if now_ms is None else (now_ms - DAY_MS, now_ms + DAY_MS)
     valid = low <= min(times) and max(times) <= high and times == sorted(times)
     if valid and fractions:
-        xs, ys = [item.x for item in items], [item.y for item in items]
+        xs, ys = list(map(_x, items)), list(map(_y, items))
         valid = 0 <= min(xs) and max(xs) <= 1 and 0 <= min(ys) and max(ys) <= 1
     if valid:
         return
@@ -95,11 +112,32 @@ def check_series(problems, path, items, time_field, now_ms=None, fractions=True)
         previous = time
 
 
-def check_save_envelope(problems, save, now_ms):
+def check_toggle_point(problems, path, toggle):
+    """A click has its point (fractions); a keyboard toggle has none."""
+    pointed = [name for name in ("x", "y") if getattr(toggle, name) is not UNSET]
+    if toggle.usingKeyboard:
+        for name in pointed:
+            problems.add(f"{path}.{name}", "a keyboard toggle has no point: leave x and y out")
+    elif len(pointed) < 2:
+        for name in ("x", "y"):
+            if name not in pointed:
+                problems.add(f"{path}.{name}", "required: a click has its point (only usingKeyboard toggles have none)")
+    else:
+        check_fraction(problems, f"{path}.x", toggle.x)
+        check_fraction(problems, f"{path}.y", toggle.y)
+
+
+def check_toggles(problems, path, toggles, now_ms):
+    check_series(problems, path, toggles, "time", now_ms, fractions=False)
+    for i, toggle in enumerate(toggles):
+        check_toggle_point(problems, f"{path}[{i}]", toggle)
+
+
+def check_save_envelope(problems, save, client, now_ms):
+    """save: a PageSave; client: its ClientInfo."""
     check_epoch_ms(problems, "started_at", save.started_at, now_ms)
     if not 0 <= save.time_spent <= DAY_MS:
         problems.add("time_spent", f"{save.time_spent} is outside [0, 24 h] in ms")
-    client = save.client
     if client.viewport is not None:
         check_display_size(problems, "client.viewport.w", client.viewport.w)
         check_display_size(problems, "client.viewport.h", client.viewport.h)
@@ -124,8 +162,8 @@ def check_imagenet_records(problems, records, page_index, candidates, now_ms):
             first_seen[record.imageID] = i
         check_display_size(problems, f"{path}.imageWidth", record.imageWidth)
         check_display_size(problems, f"{path}.imageHeight", record.imageHeight)
-        check_series(problems, f"{path}.selectedRecord", record.selectedRecord, "time", now_ms)
-        check_series(problems, f"{path}.deselectedRecord", record.deselectedRecord, "time", now_ms)
+        check_toggles(problems, f"{path}.selectedRecord", record.selectedRecord, now_ms)
+        check_toggles(problems, f"{path}.deselectedRecord", record.deselectedRecord, now_ms)
         check_series(problems, f"{path}.hoveredRecord", record.hoveredRecord, "time", now_ms, fractions=False)
         check_series(problems, f"{path}.mouseTracking", record.mouseTracking, "time", now_ms)
         check_selection(problems, path, record)
@@ -236,7 +274,9 @@ def check_events(problems, batch, now_ms, image_keys=None, category_keys=None, n
                 problems.add(f"{path}.type", f"{event.__struct_config__.tag} events belong to ImageNet-style pages")
             elif image_id not in image_keys:
                 problems.add(f"{path}.image_id", f"image {image_id} is not on this page")
-        if isinstance(event, (schemas.ClickEvent, schemas.MoveEvent, schemas.TrackEvent)):
+        if isinstance(event, schemas.ClickEvent):
+            check_toggle_point(problems, path, event)
+        elif isinstance(event, (schemas.MoveEvent, schemas.TrackEvent)):
             check_fraction(problems, f"{path}.x", event.x)
             check_fraction(problems, f"{path}.y", event.y)
         if isinstance(event, schemas.ActionEvent):

@@ -1,8 +1,10 @@
 """The worker path over HTTP: the task entry page and one API view per operation (docs/worker-api.md)."""
+import logging
+import math
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, UnreadablePostError
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -15,11 +17,13 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotator.api.schema import Error, msgspec_schema
 from annotator.models import Category, Hit, Provider
 from annotator.worker import schemas, selectors, services
 from annotator.worker.authentication import (
     AssignmentRateThrottle,
     AssignmentTokenAuthentication,
+    ClientAddressThrottle,
     HasAssignmentToken,
 )
 from annotator.worker.icons import icon_svg
@@ -29,6 +33,8 @@ from annotator.worker.validation import decode
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
 LINK_DEFAULT_PARAMS = {"worker": "workerId", "assignment": "assignmentId"}
+
+logger = logging.getLogger(__name__)
 
 
 def frame_headers(response):
@@ -55,11 +61,49 @@ def entry_params(batch, query):
     return worker_id[:200], assignment_id[:100], turk_submit_to[:200]
 
 
+def check_market_hit(hit, query):
+    """MTurk: the hitId it sends must be this HIT's market id (once published there); else TaskRefused.
+
+    A link that carries another HIT's id (a copied or tampered URL) would otherwise record work against a HIT
+    the market never assigned to the worker, and the market would never learn of it.
+    """
+    if hit.batch.provider != Provider.MTURK or not hit.external_id:
+        return
+    sent = query.get(MTURK_PARAMS["hit"], "").strip()
+    if sent != hit.external_id:
+        logger.warning("hit %s: entry refused, hitId %r is not its market id %r", hit.pk, sent[:100], hit.external_id)
+        raise services.TaskRefused(
+            "This link is not for this task",
+            "The HIT id in this link does not match this task. Please open the task again from the market's page.",
+            status=400,
+        )
+
+
+def check_entry_params(*values):
+    """Ids PostgreSQL cannot store (a NUL character) make a refused link, not a server error."""
+    if any("\x00" in value for value in values):
+        raise services.TaskRefused(
+            "This link is not valid",
+            "The task link contains a character that is not allowed. "
+            "Please open the task again from the market's page.",
+            status=400,
+        )
+
+
 @never_cache
 @xframe_options_exempt
 @require_GET
 def task_entry(request, hit_id):
     """The task page: preview (records nothing) or the worker's own assignment with its token."""
+    throttle = ClientAddressThrottle("worker_entry")
+    if not throttle.allow_request(request, None):
+        # Anyone can open task URLs with made-up worker ids, each taking a place on a HIT: limit it per address.
+        wait = math.ceil(throttle.wait() or 1)
+        logger.warning("task entry: %s is over the entry limit", throttle.get_ident(request))
+        context = {"title": "Too many requests", "message": f"Please wait {wait} seconds, then reload this page."}
+        response = render(request, "annotator/worker/refused.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return frame_headers(response)
     hit = get_object_or_404(Hit.objects.select_related("batch__dataset"), pk=hit_id)
     batch = hit.batch
     worker_id, assignment_id, turk_submit_to = entry_params(batch, request.GET)
@@ -71,10 +115,14 @@ def task_entry(request, hit_id):
         "n_pages": selectors.page_count(hit),
         "preview": not worker_id,
         "market_assignment_id": assignment_id or None,
+        # Flush and retry timings of the page (common.js has the defaults); tests shorten them.
+        "timing": getattr(settings, "WORKER_PAGE_TIMING", {}),
     }
     example_page = None
     if worker_id:
         try:
+            check_entry_params(worker_id, assignment_id, turk_submit_to)
+            check_market_hit(hit, request.GET)
             assignment = services.accept_assignment(hit, worker_id, assignment_id, turk_submit_to)
         except services.TaskRefused as refusal:
             context = {"title": refusal.title, "message": refusal.message}
@@ -108,6 +156,11 @@ class PayloadTooLarge(APIException):
     default_code = "too_large"
 
 
+class BodyTimeout(APIException):
+    status_code = status.HTTP_408_REQUEST_TIMEOUT
+    default_code = "timeout"
+
+
 def read_body(request):
     """The raw body, refused with 413 from Content-Length before reading, and never read past the limit."""
     limit = settings.WORKER_MAX_BODY_BYTES
@@ -117,7 +170,11 @@ def read_body(request):
         declared = 0
     if declared > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
-    body = request._request.read(limit + 1)
+    try:
+        body = request._request.read(limit + 1)
+    except UnreadablePostError as error:
+        # The client stopped sending, or trickled past the server's deadline (config/gunicorn_worker.py).
+        raise BodyTimeout(f"the body did not arrive: {error}") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
     return body
@@ -139,13 +196,14 @@ class WorkerAPIView(APIView):
 
     def page(self, index):
         assignment = self.request.auth
-        page = selectors.page_of(assignment.hit, index)
+        page = selectors.assignment_page(assignment, index)
         if page is None:
-            raise NotFound(f"page {index} is not in this HIT (it has {selectors.page_count(assignment.hit)} pages)")
+            n_pages = selectors.assignment_page_count(assignment)
+            raise NotFound(f"page {index} is not in this HIT (it has {n_pages} pages)")
         return page
 
 
-ERROR = inline_serializer("WorkerError", {"error": serializers.DictField()})
+ERROR = Error
 
 
 class AssignmentView(WorkerAPIView):
@@ -180,11 +238,11 @@ class PageView(WorkerAPIView):
 class PageEventsView(WorkerAPIView):
     @extend_schema(
         operation_id="worker_page_events",
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": msgspec_schema(schemas.EventBatchIn)},
         responses={
             201: inline_serializer("WorkerEventsStored", {"stored": serializers.IntegerField()}),
             200: inline_serializer("WorkerEventsAlreadyStored", {"stored": serializers.IntegerField()}),
-            400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
+            400: ERROR, 403: ERROR, 404: ERROR, 408: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
         },
     )
     def post(self, request, index):
@@ -197,19 +255,19 @@ class PageEventsView(WorkerAPIView):
 class PageSaveView(WorkerAPIView):
     @extend_schema(
         operation_id="worker_page_save",
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": msgspec_schema(schemas.ImageNetPageSave, schemas.CocoPageSave)},
         responses={
-            201: inline_serializer("WorkerPageSaved", {
+            **dict.fromkeys((201, 200), inline_serializer("WorkerPageSaved", {
                 "saved": serializers.BooleanField(), "next_page": serializers.IntegerField(allow_null=True),
-            }),
-            400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
+            })),
+            400: ERROR, 403: ERROR, 404: ERROR, 408: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
         },
     )
     def post(self, request, index):
         body = read_body(request)
         page = self.page(index)
         created = services.save_page(request.auth, page, body)
-        n_pages = selectors.page_count(request.auth.hit)
+        n_pages = selectors.assignment_page_count(request.auth)
         next_page = index + 1 if index + 1 < n_pages else None
         return Response(
             {"saved": True, "next_page": next_page}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -219,13 +277,13 @@ class PageSaveView(WorkerAPIView):
 class SubmitView(WorkerAPIView):
     @extend_schema(
         operation_id="worker_submit",
-        request=inline_serializer("WorkerSubmit", {"partial": serializers.BooleanField(required=False)}),
+        request={"application/json": msgspec_schema(schemas.SubmitIn)},
         responses={200: inline_serializer("WorkerSubmitted", {
             "completion_code": serializers.CharField(),
             "turk_submit_to": serializers.URLField(allow_null=True),
             "redirect_url": serializers.URLField(allow_null=True),
             "market_assignment_id": serializers.CharField(),
-        }), 403: ERROR, 409: ERROR, 413: ERROR},
+        }), 403: ERROR, 408: ERROR, 409: ERROR, 413: ERROR},
     )
     def post(self, request):
         body = read_body(request)

@@ -3,6 +3,9 @@
  * dragged with pointer events (mouse, pen, touch): onto the image = add, a placed icon elsewhere = move, off the
  * image or its remove control = remove. One icon per category. Records actionHistories, categoryHistories and
  * mouseTracking with timeAt in ms since the page was shown.
+ * Keyboard: Enter / Space on a browser icon (or on a placed one) shows a cursor on the image; the arrow keys move it
+ * (Shift: larger steps), Enter / Space drops the icon there (one add or move action with usingKeyboard: the point
+ * is the worker's own choice), Escape cancels; Delete / Backspace on a placed icon removes it.
  */
 (function () {
   "use strict";
@@ -11,6 +14,7 @@
   const MAGNIFICATION = 2;
   const LENS_SIZE = 140;
   const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a drag
+  const KEY_STEP = 0.02; // fraction of the image per arrow key press (Shift: 5 times as far)
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -52,7 +56,11 @@
     image.alt = "";
     image.draggable = false;
     const markers = element("div", "coco-markers");
+    const keyCursor = element("div", "keyboard-cursor");
+    keyCursor.hidden = true;
+    markers.appendChild(keyCursor);
     stage.append(image, markers);
+    let keyboardPlacing = null; // {category, from: null | {x, y}, point: {x, y}, returnFocus}
 
     const containsPanel = element("section", "contains-panel");
     containsPanel.appendChild(element("h2", "", "This image contains"));
@@ -99,8 +107,12 @@
         const tile = element("div", "icon-tile");
         tile.dataset.key = category.key;
         tile.title = category.name;
+        tile.tabIndex = 0;
+        tile.setAttribute("role", "button");
+        tile.setAttribute("aria-label", `Place ${category.name} on the image`);
         tile.appendChild(categoryIcon(category, 64));
         tile.classList.toggle("placed", placed.has(category.key));
+        tile.setAttribute("aria-disabled", String(placed.has(category.key)));
         tile.addEventListener("pointerdown", (event) => {
           if (!placed.has(category.key)) startDrag(event, category, tile, null);
         });
@@ -126,7 +138,10 @@
         containsList.appendChild(entry);
       }
       containsEmpty.hidden = placed.size > 0;
-      for (const tile of iconRow.children) tile.classList.toggle("placed", placed.has(tile.dataset.key));
+      for (const tile of iconRow.children) {
+        tile.classList.toggle("placed", placed.has(tile.dataset.key));
+        tile.setAttribute("aria-disabled", String(placed.has(tile.dataset.key)));
+      }
     }
 
     function placeMarker(key, point) {
@@ -136,6 +151,9 @@
         const marker = element("div", "placed-icon");
         marker.dataset.key = key;
         marker.title = category.name;
+        marker.tabIndex = 0;
+        marker.setAttribute("role", "button");
+        marker.setAttribute("aria-label", `${category.name} on the image: Enter to move it, Delete to remove it`);
         marker.append(categoryIcon(category, 36), element("span", "placed-name", category.name));
         marker.addEventListener("pointerdown", (event) => {
           const at = placed.get(key);
@@ -151,11 +169,48 @@
       entry.marker.style.top = `${point.y * 100}%`;
     }
 
-    function removeAction(key, from) {
-      return {
+    function removeAction(key, from, usingKeyboard) {
+      const action = {
         type: "action", actionType: "remove", iconType: key, pointFrom: { x: from.x, y: from.y },
         timeAt: session.timeAt(),
       };
+      if (usingKeyboard) action.usingKeyboard = true;
+      return action;
+    }
+
+    function showKeyCursor() {
+      const { category, point } = keyboardPlacing;
+      keyCursor.textContent = "";
+      keyCursor.append(categoryIcon(category, 36));
+      keyCursor.style.left = `${point.x * 100}%`;
+      keyCursor.style.top = `${point.y * 100}%`;
+      keyCursor.hidden = false;
+    }
+
+    function startKeyboardPlacing(category, from, returnFocus) {
+      const start = from ? { x: from.x, y: from.y } : { x: 0.5, y: 0.5 };
+      keyboardPlacing = { category, from, point: start, returnFocus };
+      showKeyCursor();
+      session.setMessage(`Arrow keys move the ${category.name} icon; Enter places it, Escape cancels.`);
+    }
+
+    function endKeyboardPlacing(commit) {
+      const { category, from, point, returnFocus } = keyboardPlacing;
+      keyboardPlacing = null;
+      keyCursor.hidden = true;
+      session.setMessage("");
+      if (commit) {
+        const to = { x: Math.round(point.x * 10000) / 10000, y: Math.round(point.y * 10000) / 10000 };
+        const base = { type: "action", iconType: category.key, timeAt: session.timeAt(), usingKeyboard: true };
+        if (from === null && !placed.has(category.key)) {
+          session.record({ ...base, actionType: "add", pointFrom: null, pointTo: to });
+        } else if (from !== null && placed.has(category.key) && (to.x !== from.x || to.y !== from.y)) {
+          session.record({ ...base, actionType: "move", pointFrom: { x: from.x, y: from.y }, pointTo: to });
+        }
+      }
+      const marker = placed.get(category.key);
+      const focusTarget = marker ? marker.marker : returnFocus;
+      if (focusTarget && focusTarget.isConnected) focusTarget.focus();
     }
 
     function showGroup(index, usingKeyboard) {
@@ -250,8 +305,48 @@
       trace(event.clientX, event.clientY);
     }
 
+    const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+
     function onKey(event) {
       if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+      const activate = event.key === "Enter" || event.key === " ";
+      if (keyboardPlacing) {
+        event.preventDefault();
+        if (ARROWS[event.key]) {
+          const [dx, dy] = ARROWS[event.key];
+          const step = event.shiftKey ? KEY_STEP * 5 : KEY_STEP;
+          const point = keyboardPlacing.point;
+          point.x = Math.min(1, Math.max(0, point.x + dx * step));
+          point.y = Math.min(1, Math.max(0, point.y + dy * step));
+          showKeyCursor();
+        } else if (activate && !event.repeat) {
+          endKeyboardPlacing(true);
+        } else if (event.key === "Escape") {
+          endKeyboardPlacing(false);
+        }
+        return;
+      }
+      const target = event.target;
+      const tile = target.closest ? target.closest(".icon-tile") : null;
+      const marker = target.closest ? target.closest(".placed-icon") : null;
+      if (activate && tile && !event.repeat) {
+        event.preventDefault();
+        if (!placed.has(tile.dataset.key)) startKeyboardPlacing(categories.get(tile.dataset.key), null, tile);
+        return;
+      }
+      if (marker && placed.has(marker.dataset.key)) {
+        const at = placed.get(marker.dataset.key);
+        if (activate && !event.repeat) {
+          event.preventDefault();
+          startKeyboardPlacing(categories.get(marker.dataset.key), { x: at.x, y: at.y }, marker);
+          return;
+        }
+        if (event.key === "Delete" || event.key === "Backspace") {
+          event.preventDefault();
+          session.record(removeAction(marker.dataset.key, at, true));
+          return;
+        }
+      }
       if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
         event.preventDefault();
         showGroup(shownGroup + (event.key === "ArrowRight" ? 1 : -1), true);
@@ -270,6 +365,7 @@
         const entry = { actionType: event.actionType, iconType: event.iconType, pointFrom: event.pointFrom };
         if (event.actionType !== "remove") entry.pointTo = event.pointTo;
         entry.timeAt = event.timeAt;
+        if (event.usingKeyboard) entry.usingKeyboard = true;
         actionHistories.push(entry);
         if (event.actionType === "remove") {
           const removed = placed.get(event.iconType);
@@ -286,7 +382,10 @@
         });
         browsedGroups.add(event.categoryIndex);
         shownGroup = groupPosition(event.categoryIndex);
+        const browsingByKeyboard = iconRow.contains(document.activeElement);
         renderGroup();
+        // The focused tile was redrawn away: keep the keyboard user in the browser, on the new group's first icon.
+        if (browsingByKeyboard && iconRow.firstElementChild) iconRow.firstElementChild.focus();
         if (browsedGroups.size >= groups.length) session.setMessage("");
       } else if (event.type === "track") {
         mouseTracking.push({ x: event.x, y: event.y, timeAt: event.timeAt });

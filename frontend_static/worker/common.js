@@ -13,10 +13,21 @@
 (function () {
   "use strict";
 
-  const FLUSH_INTERVAL_MS = 3000;
   const MAX_EVENTS_PER_BATCH = 5000;
-  const RETRY_FIRST_DELAY_MS = 1000;
-  const RETRY_MAX_DELAY_MS = 30000;
+  // Flush every few seconds; retry a failed request after 1 s, 2 s, 4 s ... at most 30 s apart (or as soon as the
+  // browser says it is online again). The page config (bootstrap.timing, from settings.WORKER_PAGE_TIMING) may
+  // change them: {flush_interval_ms, retry_first_delay_ms, retry_max_delay_ms}.
+  const timing = { flushIntervalMs: 3000, retryFirstDelayMs: 1000, retryMaxDelayMs: 30000 };
+
+  function configureTiming(config) {
+    const names = {
+      flush_interval_ms: "flushIntervalMs", retry_first_delay_ms: "retryFirstDelayMs", retry_max_delay_ms: "retryMaxDelayMs",
+    };
+    for (const [name, key] of Object.entries(names)) {
+      const value = config && Number(config[name]);
+      if (value > 0) timing[key] = value;
+    }
+  }
   const RETRYING_MESSAGE = "Your work is kept in this page; we are retrying to save it. Please keep this page open.";
 
   const kinds = {};
@@ -193,7 +204,7 @@
           throw new ApiError(response.status, data);
         }
         this.status.retrying(requestId);
-        const backoff = Math.min(RETRY_FIRST_DELAY_MS * 2 ** attempt, RETRY_MAX_DELAY_MS);
+        const backoff = Math.min(timing.retryFirstDelayMs * 2 ** attempt, timing.retryMaxDelayMs);
         const retryAfterSeconds = response ? Number(response.headers.get("Retry-After")) : NaN;
         await sleep(retryAfterSeconds > 0 ? Math.max(backoff, retryAfterSeconds * 1000) : backoff);
       }
@@ -394,7 +405,7 @@
       this.saveButton.addEventListener("click", () => this.savePage());
       setInterval(() => {
         if (this.queue.pending.length || this.queue.outbox.length) this.queue.flush();
-      }, FLUSH_INTERVAL_MS);
+      }, timing.flushIntervalMs);
       let scrollTimer = null;
       window.addEventListener("scroll", () => {
         if (scrollTimer !== null) return;
@@ -612,6 +623,7 @@
 
   function startTaskPage() {
     const bootstrap = readJsonScript("task-bootstrap");
+    configureTiming(bootstrap.timing);
     const kind = kinds[bootstrap.kind];
     const runner = new TaskRunner(bootstrap, kind);
     document.body.classList.add(`variant-${bootstrap.variant || "default"}`);

@@ -2,6 +2,8 @@
  * ImageNet-style page: one class, its candidate images in a grid; a click toggles selection.
  * Per image it records clicks (selected / deselected, with the point as fractions of the displayed image),
  * hover enter/leave and the mouse trace (at most one sample per 17 ms per page), appending to plain arrays.
+ * Keyboard: every candidate is a checkbox in the tab order; Space or Enter toggles it, recorded as a toggle with
+ * usingKeyboard and no point (the worker pointed at nothing, so no point is made up).
  */
 (function () {
   "use strict";
@@ -15,6 +17,16 @@
     return node;
   }
 
+  /** The link as an absolute http(s) URL, or null: a `javascript:` or `data:` link must never become clickable. */
+  function webLink(href) {
+    try {
+      const url = new URL(String(href), document.baseURI);
+      return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
   function classPanel(category) {
     const panel = element("section", "class-panel");
     const heading = element("h2", "class-name");
@@ -24,9 +36,10 @@
       panel.appendChild(element("p", "class-synonyms", `Also called: ${category.synonyms.join(", ")}`));
     }
     if (category.definition) panel.appendChild(element("p", "class-definition", category.definition));
-    if (category.reference_links && category.reference_links.length) {
+    const hrefs = (category.reference_links || []).map(webLink).filter(Boolean);
+    if (hrefs.length) {
       const links = element("p", "class-links", "See: ");
-      category.reference_links.forEach((href, i) => {
+      hrefs.forEach((href, i) => {
         const link = element("a", "", `example ${i + 1}`);
         link.href = href;
         link.target = "_blank";
@@ -45,10 +58,17 @@
   function mount(root, content, session) {
     const recordsById = new Map();
     const grid = element("div", "candidate-grid");
+    grid.setAttribute("role", "group");
+    grid.setAttribute("aria-label", `Candidate images for ${content.category.name}`);
     let lastTraceTime = 0;
 
-    for (const item of content.items) {
+    content.items.forEach((item, i) => {
       const cell = element("figure", "candidate");
+      cell.tabIndex = 0;
+      cell.setAttribute("role", "checkbox");
+      cell.setAttribute("aria-checked", "false");
+      cell.setAttribute("aria-label", `Image ${i + 1} of ${content.items.length}`);
+      cell.dataset.imageId = item.image_id;
       const image = element("img", "candidate-image");
       image.src = item.url;
       image.alt = "";
@@ -65,7 +85,7 @@
         hoveredRecord: [],
         mouseTracking: [],
       });
-    }
+    });
 
     root.append(classPanel(content.category), grid);
 
@@ -82,6 +102,18 @@
       session.record({
         type: "click", image_id: record.imageID, x: point.x, y: point.y, time: session.now(),
         selected: !record.selected,
+      });
+    }
+
+    function onKey(event) {
+      if ((event.key !== " " && event.key !== "Enter") || event.altKey || event.ctrlKey || event.metaKey) return;
+      const cell = event.target.closest ? event.target.closest("figure.candidate") : null;
+      const record = cell ? recordsById.get(cell.dataset.imageId) : null;
+      if (!record) return;
+      event.preventDefault(); // Space would scroll the page
+      if (event.repeat) return;
+      session.record({
+        type: "click", image_id: record.imageID, time: session.now(), selected: !record.selected, usingKeyboard: true,
       });
     }
 
@@ -107,6 +139,7 @@
 
     const listeners = [
       ["click", onClick], ["mouseover", onHover("enter")], ["mouseout", onHover("leave")], ["mousemove", onMove],
+      ["keydown", onKey],
     ];
     for (const [type, listener] of listeners) grid.addEventListener(type, listener);
 
@@ -114,10 +147,13 @@
       const record = recordsById.get(event.image_id);
       if (!record) return;
       if (event.type === "click") {
-        const click = { x: event.x, y: event.y, time: event.time };
+        const click = event.usingKeyboard
+          ? { time: event.time, usingKeyboard: true }
+          : { x: event.x, y: event.y, time: event.time };
         (event.selected ? record.selectedRecord : record.deselectedRecord).push(click);
         record.selected = event.selected;
         record.cell.classList.toggle("selected", event.selected);
+        record.cell.setAttribute("aria-checked", String(event.selected));
       } else if (event.type === "hover") {
         record.hoveredRecord.push({ action: event.action, time: event.time });
       } else if (event.type === "move") {

@@ -1,15 +1,22 @@
 import io
 import json
 import tarfile
+from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from annotator.exports import coco_ab, services
-from annotator.models import Assignment, Batch, CocoRecord, ImageNetRecord, TaskKind
+from annotator.models import Assignment, Batch, CocoRecord, ImageNetRecord, PageItem, PageSubmission, TaskKind
+from annotator.review.selectors import work_summaries
+from annotator.worker.services import coco_summary
 from tests import factories
-from tests.annotator.test_exports import coco_batch, export_bytes, imagenet_batch, tar_members  # noqa: F401
+from tests.annotator.test_exports import (  # noqa: F401
+    GOLDEN_XML, coco_batch, export_bytes, imagenet_batch, tar_members,
+)
+from training.manifests import manifest_for
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +196,177 @@ def test_coco_ab_is_read_as_a_stream_across_chunk_boundaries():
     text = json.dumps(records, indent=2)
 
     assert list(coco_ab.iter_json_list(io.StringIO(text), chunk_chars=7)) == records
+
+
+# Imported batches look like collected ones downstream: page summaries, page items, training, report, review
+
+def published_xml(stem, sessions):
+    """A released-format ImageNet-AB document (seed 000, Figure A) for `stem` with one metadata per session:
+    (worker_id, assignment_id, page_idx, click (x, y) or None for an unselected session, imagePosition y)."""
+    head = GOLDEN_XML[:GOLDEN_XML.index("\t<metadata>")]
+    metadata = GOLDEN_XML[GOLDEN_XML.index("\t<metadata>"):GOLDEN_XML.index("</annotation>")]
+    wnid = stem.split("_")[0]
+    parts = [head.replace("n01440764_105", stem).replace("n01440764", wnid)]
+    for worker, assignment, page_idx, click, position_y in sessions:
+        session = (metadata.replace("n01440764/n01440764_105", f"{wnid}/{stem}").replace("{worker}", worker)
+                   .replace("3AMYWKA6YLE80HK90YYHI2YEL2Y06L", assignment)
+                   .replace("<page_idx>3</page_idx>", f"<page_idx>{page_idx}</page_idx>")
+                   .replace("<y>1976</y>", f"<y>{position_y}</y>"))
+        if click is None:
+            start, end = session.index("\t\t<selectedRecord>"), session.index("\t\t<hoveredRecord>")
+            session = session[:start] + session[end:]
+            session = session.replace("<selected>True</selected>", "<selected>False</selected>")
+        else:
+            session = session.replace("<x>0.540</x>", f"<x>{click[0]}</x>")
+            session = session.replace("<y>0.473</y>", f"<y>{click[1]}</y>")
+        parts.append(session)
+    parts.append("</annotation>\n")
+    return "".join(parts)
+
+
+@pytest.fixture
+def released_imagenet(tmp_path):
+    """A dataset imported earlier (two tench images with boxes, a goldfish, a val image) and a released-format
+    ImageNet-AB tarball: worker A's page 3 shows the three train images, worker B's page 0 one of them."""
+    dataset = factories.DatasetFactory(name="released")
+    tench = factories.CategoryFactory(dataset=dataset, key="n01440764", name="tench", index=0)
+    goldfish = factories.CategoryFactory(dataset=dataset, key="n01443537", name="goldfish", index=1)
+    centred = factories.ImageFactory(dataset=dataset, key="n01440764_105", label=tench)
+    cornered = factories.ImageFactory(dataset=dataset, key="n01440764_9", label=tench)
+    factories.ImageFactory(dataset=dataset, key="n01443537_7", label=goldfish)
+    factories.ImageFactory(dataset=dataset, key="val_1", label=goldfish, split="val")
+    factories.GroundTruthObjectFactory(image=centred, category=tench, bbox=[10, 20, 300, 200])
+    factories.GroundTruthObjectFactory(image=cornered, category=tench, bbox=[0, 0, 50, 50])
+    members = {
+        "train_xml/n01440764/n01440764_105.xml": published_xml("n01440764_105", [
+            ("AAAAAAAAAA", "ASSIGNMENT-A", 3, (0.54, 0.473), 1976), ("BBBBBBBBBB", "ASSIGNMENT-B", 0, (0.2, 0.2), 10),
+        ]),
+        "train_xml/n01440764/n01440764_9.xml": published_xml("n01440764_9", [
+            ("AAAAAAAAAA", "ASSIGNMENT-A", 3, (0.05, 0.05), 100),
+        ]),
+        "train_xml/n01443537/n01443537_7.xml": published_xml("n01443537_7", [
+            ("AAAAAAAAAA", "ASSIGNMENT-A", 3, None, 500),
+        ]),
+    }
+    path = tmp_path / "imagenet_ab.tar.gz"
+    path.write_bytes(tarball(members))
+    return dataset, path
+
+
+def test_imported_imagenet_ab_gets_page_summaries_and_items_like_collected_work(released_imagenet):
+    dataset, path = released_imagenet
+    out = io.StringIO()
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", stdout=out)
+    assert "imported 4 records into batch released-imagenet-ab-import (2 page summaries" in out.getvalue()
+
+    batch = Batch.objects.get(name="released-imagenet-ab-import")
+    page_a = PageSubmission.objects.get(assignment__hit__batch=batch, page__index=3)
+    assert (page_a.n_selected, page_a.n_in_class, page_a.n_in_class_selected) == (2, 2, 2)
+    assert page_a.time_spent_ms == 3000  # first hover to last leave of the page's records
+    assert page_a.client["imported"] is True
+    page_b = PageSubmission.objects.get(assignment__hit__batch=batch, page__index=0)
+    assert (page_b.n_selected, page_b.n_in_class, page_b.n_in_class_selected) == (1, 1, 1)
+    items = PageItem.objects.filter(page=page_a.page).order_by("position")
+    assert [(item.image.key, item.in_class) for item in items] == [
+        ("n01440764_9", True), ("n01443537_7", False), ("n01440764_105", True)]  # page order: imagePosition y
+    summaries = work_summaries([page_a.assignment_id])
+    assert summaries[page_a.assignment_id].pages_completed == 1
+    assert summaries[page_a.assignment_id].n_in_class_selected == 2
+
+
+def test_researcher_path_import_then_train_manifest_then_report(released_imagenet, tmp_path):
+    """Released tarball -> import_ab -> the training manifest carries the clicks -> the report runs on it."""
+    dataset, path = released_imagenet
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+    batch = Batch.objects.get(name="released-imagenet-ab-import")
+
+    manifest = manifest_for(dataset)  # all of the dataset's batches, as `manage.py train --dataset` does
+    rows = {Path(image).stem: row for row, image in enumerate(manifest.image)}
+    assert np.allclose(manifest.point[rows["n01440764_105"], 0], [(0.54 + 0.2) / 2, (0.473 + 0.2) / 2])
+    assert np.allclose(manifest.point[rows["n01440764_9"], 0], [0.05, 0.05])
+    assert manifest.point_weight[rows["n01440764_105"], 0] == 1
+    assert manifest.point_weight[rows["n01443537_7"], 0] == 0  # shown, not selected
+    assert manifest.source["train_with_points"] == 2
+
+    call_command("byproduct_report", batch.name, "--out", str(tmp_path / "report"), verbosity=0)
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())["ours"]
+    assert numbers["click_accuracy"] == {"value": 1.0, "n": 2}
+    assert numbers["centre_baseline"] == {"value": 0.5, "n": 2}
+    assert numbers["off_centre_click_accuracy"] == {"value": 1.0, "n": 1}
+    assert numbers["time"]["median_seconds_per_page"] == 3.0
+    assert "<tr><td>Click in a GT box</td><td>100.0%</td><td>2</td><td>82.9%</td></tr>" in \
+        (tmp_path / "report" / "report.html").read_text()
+
+
+def test_page_times_in_epoch_seconds_as_in_the_paper_figure_are_read_as_seconds(released_imagenet, tmp_path):
+    dataset, _ = released_imagenet
+    document = published_xml("n01440764_9", [("AAAAAAAAAA", "ASSIGNMENT-A", 3, (0.05, 0.05), 100)])
+    document = document.replace("000</time>", "</time>")  # 1641425051000 ms -> 1641425051 s
+    path = tmp_path / "seconds.tar.gz"
+    path.write_bytes(tarball({"train_xml/n01440764/n01440764_9.xml": document}))
+
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+
+    assert PageSubmission.objects.get().time_spent_ms == 3000
+
+
+def test_imported_coco_ab_gets_page_summaries_from_the_replayed_tags(coco_batch, tmp_path):
+    records = json.loads(export_bytes(coco_batch, "coco-ab"))
+
+    import_file(tmp_path, json.dumps(records).encode(), "coco-ab", "coco-mini")
+
+    batch = Batch.objects.get(name="coco-mini-coco-ab-import")
+    record = CocoRecord.objects.get(assignment__hit__batch=batch)
+    submission = PageSubmission.objects.get(assignment__hit__batch=batch)
+    assert submission.page_id == record.page_id and submission.time_spent_ms == records[0]["timeSpent"]
+    expected = coco_summary(record.image, record.final_positions)
+    assert {key: getattr(submission, key) for key in expected} == expected
+    assert expected["n_icons"] == 1 and expected["n_gt_categories"] >= 1
+
+
+def test_researcher_path_coco_ab_import_then_train_manifest_then_report(coco_batch, tmp_path):
+    """Released COCO-AB JSON -> import_ab -> manifest icons (replayed and adds-only) -> report and summaries."""
+    records = json.loads(export_bytes(coco_batch, "coco-ab"))
+    car_only = {**records[0], "hit_id": "HIT-2", "worker_id": "00AA3B5E80", "page_id": 0, "timeSpent": 10000,
+                "actionHistories": [{"actionType": "add", "iconType": "car", "pointFrom": None,
+                                     "pointTo": {"x": 0.3, "y": 0.4}, "timeAt": 5000}]}
+    import_file(tmp_path, json.dumps([records[0], car_only]).encode(), "coco-ab", "coco-mini")
+    dataset = coco_batch.dataset
+    imported = Batch.objects.get(name="coco-mini-coco-ab-import")
+    for offset in (1000, 0):  # dense class indexes, as the importers make them
+        for index, category in enumerate(dataset.categories.order_by("key")):
+            category.index = offset + index
+            category.save(update_fields=["index"])
+
+    car = dataset.categories.get(name="car").index
+    replayed = manifest_for(dataset, batches=[imported])
+    assert replayed.point_weight[0].tolist() == [1.0 if index == car else 0.0 for index in range(2)]
+    assert np.allclose(replayed.point[0, car], [0.3, 0.4])  # the first worker removed their car icon
+    adds_only = manifest_for(dataset, batches=[imported], icons="adds_only")
+    assert np.allclose(adds_only.point[0, car], [(0.583 + 0.3) / 2, (0.588 + 0.4) / 2])
+
+    call_command("byproduct_report", imported.name, "--out", str(tmp_path / "report"), verbosity=0)
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())["ours"]
+    assert numbers["icon_accuracy"] == {"value": 0.5, "n": 2}  # a bicycle icon on an image without bicycles
+    assert numbers["time"]["median_minutes_per_hit"] == pytest.approx((22283 + 10000) / 2 / 60000)
+    page = PageSubmission.objects.get(assignment__hit__external_id="HIT-2")
+    assert (page.n_gt_categories, page.n_tagged_correct, page.n_icons, page.n_icons_on_mask) == (1, 1, 1, 1)
+
+
+def test_round_two_repacks_what_the_imported_round_did_not_reselect(released_imagenet, tmp_path):
+    dataset, _ = released_imagenet
+    members = {
+        "train_xml/n01440764/n01440764_105.xml": published_xml("n01440764_105", [
+            ("AAAAAAAAAA", "ASSIGNMENT-A", 0, (0.54, 0.473), 10)]),
+        "train_xml/n01440764/n01440764_9.xml": published_xml("n01440764_9", [
+            ("AAAAAAAAAA", "ASSIGNMENT-A", 0, None, 20)]),
+    }
+    path = tmp_path / "round1.tar.gz"
+    path.write_bytes(tarball(members))
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+
+    call_command("build_hits", "--dataset", "released", "--batch", "round-2", "--round", "2",
+                 "--from-batch", "released-imagenet-ab-import", "--items-per-page", "2", verbosity=0)
+
+    repacked = PageItem.objects.filter(page__hit__batch__name="round-2", in_class=True)
+    assert [item.image.key for item in repacked] == ["n01440764_9"]

@@ -1,6 +1,8 @@
 import json
 import shutil
+from io import StringIO
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -329,3 +331,146 @@ def test_admin_shows_an_imported_image_with_its_box(imagenet_demo_dir, admin_cli
     assert f'<image href="{image.display_file.url}" width="{image.width}" height="{image.height}"/>' in page
     assert f'<rect x="{x}" y="{y}" width="{w}" height="{h}"' in page
     assert admin_client.get(image.display_file.url).status_code == 200
+
+
+# Re-import adds the ground truth of images already there (issue #2)
+
+def box_rows():
+    return sorted(GroundTruthObject.objects.values_list("image__key", "category__key", "bbox", "source_id"))
+
+
+def test_imagenet_reimport_adds_the_boxes_of_images_already_there_once(imagenet_copy):
+    shutil.move(imagenet_copy / "bbox", imagenet_copy.parent / "bbox-later")
+    call_command("import_imagenet", str(imagenet_copy), name="shapes", verbosity=0)
+    assert Image.objects.count() == 120 and not GroundTruthObject.objects.exists()
+    shutil.move(imagenet_copy.parent / "bbox-later", imagenet_copy / "bbox")
+
+    out = StringIO()
+    call_command("import_imagenet", str(imagenet_copy), name="shapes", stdout=out)
+    assert "0 images imported, 120 already there, 120 objects (120 of them added to images already there)" \
+        in out.getvalue()
+    image = Image.objects.get(key="n90000007_3")
+    manifest = {entry["file"]: entry for entry in demo_data.load_manifest(imagenet_copy)["images"]}
+    assert [o.bbox for o in image.ground_truth_objects.all()] == \
+        [manifest["train/n90000007/n90000007_3.JPEG"]["objects"][0]["bbox"]]
+    after_second = box_rows()
+
+    out = StringIO()
+    call_command("import_imagenet", str(imagenet_copy), name="shapes", stdout=out)
+    assert box_rows() == after_second and len(after_second) == 120
+    assert "120 already there, 0 objects, 0 new categories" in out.getvalue()
+
+
+def test_imagenet_reimport_adds_a_box_added_to_an_xml_and_keeps_the_others(imagenet_copy):
+    call_command("import_imagenet", str(imagenet_copy), name="shapes", verbosity=0)
+    xml = imagenet_copy / "bbox" / "n90000002" / "n90000002_1.xml"
+    text = xml.read_text()
+    second = text[text.index("<object>"):text.index("</object>") + len("</object>")]
+    second = second.replace(second[second.index("<bndbox>"):second.index("</bndbox>")],
+                            "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>5</xmax><ymax>7</ymax>")
+    xml.write_text(text.replace("</annotation>", second + "\n</annotation>"))
+
+    for _ in range(2):
+        call_command("import_imagenet", str(imagenet_copy), name="shapes", verbosity=0)
+
+    boxes = [o.bbox for o in Image.objects.get(key="n90000002_1").ground_truth_objects.order_by("id")]
+    assert len(boxes) == 2 and boxes[1] == [1, 2, 4, 5]
+    assert GroundTruthObject.objects.count() == 121
+
+
+def test_coco_reimport_adds_the_annotations_of_images_already_there_once(coco_copy):
+    path = coco_copy / "annotations" / "instances_train.json"
+    full = path.read_text()
+    document = json.loads(full)
+    held_back = document["annotations"][::2]
+    document["annotations"] = document["annotations"][1::2]
+    path.write_text(json.dumps(document))
+    import_coco_split(coco_copy)
+    assert GroundTruthObject.objects.count() == len(document["annotations"])
+    path.write_text(full)
+
+    import_coco_split(coco_copy)
+    import_coco_split(coco_copy)
+
+    assert GroundTruthObject.objects.count() == len(json.loads(full)["annotations"])
+    added = GroundTruthObject.objects.get(source_id=held_back[0]["id"])
+    assert (added.image.key, added.bbox, added.segmentation) == (
+        str(held_back[0]["image_id"]), held_back[0]["bbox"], held_back[0]["segmentation"])
+    assert len(set(GroundTruthObject.objects.values_list("source_id", flat=True))) == GroundTruthObject.objects.count()
+
+
+# The flat ILSVRC val layout: DIR/val/*.JPEG with LOC_val_solution.csv
+
+def flatten_val(root):
+    """Move val/<wnid>/*.JPEG to val/*.JPEG and write LOC_val_solution.csv from the val boxes; returns the rows."""
+    rows = {}
+    for class_dir in sorted((root / "val").iterdir()):
+        for image in sorted(class_dir.iterdir()):
+            xml = ElementTree.parse(root / "bbox" / class_dir.name / f"{image.stem}.xml").getroot()
+            boxes = [" ".join([o.findtext("name")] + [o.find("bndbox").findtext(t) for t in
+                                                        ("xmin", "ymin", "xmax", "ymax")])
+                     for o in xml.iter("object")]
+            rows[image.stem] = " ".join(boxes)
+            shutil.move(image, root / "val" / image.name)
+            (root / "bbox" / class_dir.name / f"{image.stem}.xml").unlink()
+        class_dir.rmdir()
+    lines = ["ImageId,PredictionString"] + [f"{stem},{boxes} " for stem, boxes in rows.items()]
+    lines.append("ILSVRC2012_val_00049999,n90000001 1 1 10 10")  # an image this copy does not have: skipped
+    (root / "LOC_val_solution.csv").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def test_flat_val_layout_takes_labels_and_boxes_from_the_solution_csv(imagenet_copy, imagenet_demo_dir):
+    rows = flatten_val(imagenet_copy)
+
+    call_command("import_imagenet", str(imagenet_copy), name="flat", verbosity=0)
+
+    val = Dataset.objects.get(name="flat").images.filter(split="val")
+    assert val.count() == 24 == len(rows)
+    image = val.get(key="n90000007_val_2")
+    assert image.label.key == "n90000007" and image.meta["source"] == "val/n90000007_val_2.JPEG"
+    reference = ElementTree.parse(imagenet_demo_dir / "bbox" / "n90000007" / "n90000007_val_2.xml").getroot()
+    expected = [[int(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]
+                for o in reference.iter("object")]
+    assert [[x, y, x + w, y + h] for x, y, w, h in (o.bbox for o in image.ground_truth_objects.all())] == expected
+    assert GroundTruthObject.objects.count() == 120
+
+    call_command("import_imagenet", str(imagenet_copy), name="flat", verbosity=0)
+    assert GroundTruthObject.objects.count() == 120 and Image.objects.count() == 120
+
+
+@pytest.mark.parametrize("how, message", [
+    ("no csv", "images directly in the folder (the flat ILSVRC layout) need"),
+    ("image without a row", "val/n90000001_val_2.JPEG: image n90000001_val_2 has no row in"),
+    ("two classes in a row", "LOC_val_solution.csv line 2: boxes of several classes (n90000001, n90000002)"),
+    ("box outside", "LOC_val_solution.csv line 2 box 1: box (0, 0, 9999, 5) is empty or outside the"),
+    ("not a number", "LOC_val_solution.csv line 2 box 1: coordinates"),
+    ("bad header", "LOC_val_solution.csv line 1: expected the header 'ImageId,PredictionString'"),
+    ("flat train", "train must use class folders"),
+])
+def test_flat_val_layout_errors_name_the_file_and_line(imagenet_copy, settings, how, message):
+    flatten_val(imagenet_copy)
+    csv_path = imagenet_copy / "LOC_val_solution.csv"
+    lines = csv_path.read_text().splitlines()
+    first_stem = lines[1].split(",")[0]
+    if how == "no csv":
+        csv_path.unlink()
+    elif how == "image without a row":
+        csv_path.write_text("\n".join(line for line in lines if not line.startswith("n90000001_val_2,")))
+    elif how == "two classes in a row":
+        lines[1] = f"{first_stem},n90000001 0 0 5 5 n90000002 0 0 5 5"
+    elif how == "box outside":
+        lines[1] = f"{first_stem},n90000001 0 0 9999 5"
+    elif how == "not a number":
+        lines[1] = f"{first_stem},n90000001 0 zero 5 5"
+    elif how == "bad header":
+        lines[0] = "id,boxes"
+    elif how == "flat train":
+        shutil.copy(imagenet_copy / "train" / "n90000001" / "n90000001_1.JPEG", imagenet_copy / "train" / "x.JPEG")
+    if how not in ("no csv", "image without a row"):
+        csv_path.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(CommandError) as error:
+        call_command("import_imagenet", str(imagenet_copy), name="flat", verbosity=0)
+    assert message in str(error.value)
+    assert_nothing_imported(settings)

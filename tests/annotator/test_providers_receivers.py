@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch):
     calls = []
     for name in ("send_decision", "pay_bonus", "repost_hit"):
-        monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args, _name=name: calls.append((_name, args)))
+        monkeypatch.setattr(getattr(tasks, name), "apply_async",
+                            lambda args=(), _name=name, **options: calls.append((_name, tuple(args))))
     return calls
 
 

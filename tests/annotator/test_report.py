@@ -51,6 +51,7 @@ def test_clicks_all_in_their_boxes_give_full_accuracy_against_the_baselines(imag
     numbers = report.build_report(imagenet_batch)
 
     assert numbers["click_accuracy"] == {"value": 1.0, "n": 2}
+    assert numbers["click_accuracy_per_click"] == {"value": 1.0, "n": 2}
     assert numbers["centre_baseline"] == {"value": 0.5, "n": 2}
     assert numbers["uniform_baseline"]["value"] == pytest.approx((200 * 150 + 100 * 100) / 2 / (500 * 375))
     assert numbers["off_centre_click_accuracy"] == {"value": 1.0, "n": 1}
@@ -60,6 +61,40 @@ def test_clicks_all_in_their_boxes_give_full_accuracy_against_the_baselines(imag
     assert numbers["recall_by_size"]["0.10-0.25"] == {"value": 1.0, "n": 1}
     assert numbers["recall_by_size"]["0.75-1.00"] == {"value": 0.0, "n": 1}
     assert numbers["time"]["median_seconds_per_page"] == 60.0
+
+
+def test_click_accuracy_and_baselines_are_means_over_images_as_in_the_paper():
+    """Image A (box over the centre, half the image) has three workers' clicks, all in the box; image B (a
+    corner box, a tenth of the image) one click outside it. Per image (the paper): clicks 50%, always-centre
+    50%, uniform (0.5 + 0.1) / 2 = 30%, off-centre 0%. Per click it would be 75%, 75%, 40%."""
+    dataset = factories.DatasetFactory(name="per-image")
+    tench = factories.CategoryFactory(dataset=dataset)
+    other = factories.CategoryFactory(dataset=dataset)
+    a = factories.ImageFactory(dataset=dataset, label=tench, width=100, height=100)
+    b = factories.ImageFactory(dataset=dataset, label=tench, width=100, height=100)
+    c = factories.ImageFactory(dataset=dataset, label=other, width=100, height=100)
+    factories.GroundTruthObjectFactory(image=a, category=tench, bbox=[0, 25, 100, 50])
+    factories.GroundTruthObjectFactory(image=b, category=tench, bbox=[0, 0, 10, 100])
+    factories.GroundTruthObjectFactory(image=c, category=other, bbox=[0, 0, 100, 100])
+    batch = factories.BatchFactory(dataset=dataset)
+    hit = factories.HitFactory(batch=batch)
+    page = factories.HitPageFactory(hit=hit, category=tench)
+    for worker in range(3):
+        assignment = factories.AssignmentFactory(hit=hit, state=Assignment.State.APPROVED)
+        imagenet_session(assignment, page, a, (0.5, 0.5), [(0.5, 0.5)])
+        if worker == 0:
+            imagenet_session(assignment, page, b, (0.9, 0.9), [(0.9, 0.9)])
+            # Selected by mistake on a page of another class: not a localisation click of its own class.
+            imagenet_session(assignment, page, c, (0.5, 0.5), [(0.5, 0.5)])
+
+    numbers = report.build_report(batch)
+
+    assert numbers["click_accuracy"] == {"value": 0.5, "n": 2}
+    assert numbers["centre_baseline"] == {"value": 0.5, "n": 2}
+    assert numbers["uniform_baseline"]["value"] == pytest.approx(0.3)
+    assert numbers["uniform_baseline"]["n"] == 2
+    assert numbers["off_centre_click_accuracy"] == {"value": 0.0, "n": 1}
+    assert numbers["click_accuracy_per_click"] == {"value": 0.75, "n": 4}
 
 
 def test_union_area_counts_overlapping_boxes_once():
@@ -110,6 +145,8 @@ def test_report_command_writes_html_with_the_papers_figures_json_and_plots(image
 
     html = (tmp_path / "inet" / "report.html").read_text()
     assert "<tr><td>Click in a GT box</td><td>100.0%</td><td>2</td><td>82.9%</td></tr>" in html
+    assert "<tr><td>Always-centre click</td><td>50.0%</td><td>2</td><td>83.9%</td></tr>" in html
+    assert "per image, each image weighing the same" in html
     for paper_figure in ("83.9%", "48.2%", "56.5%"):
         assert paper_figure in html
     for plot in ("click_accuracy.png", "trace_last_n.png", "trace_quantiles.png", "recall_by_size.png",

@@ -90,6 +90,24 @@ def test_no_repost_while_another_worker_is_still_on_the_hit(sent):
     assert sent["repost"] == []
 
 
+def test_an_open_place_on_the_hit_counts_against_what_is_missing(sent):
+    """Re-posting used to add the missing count whatever places were still open (in the soak, max_assignments
+    grew past smallint); a place re-posted or posted earlier and not taken yet covers one missing approval."""
+    first = spam_imagenet()
+    hit = first.hit
+    second = spam_imagenet(hit=hit)
+    factories.AssignmentFactory(hit=hit, state=Assignment.State.RETURNED)  # gave its place back
+    Hit.objects.filter(pk=hit.pk).update(max_assignments=3)  # one place nobody holds
+
+    services.auto_review(first.pk)
+    services.auto_review(second.pk)
+    assert sent["repost"] == []
+
+    third = spam_imagenet(hit=hit)  # takes the open place, and is rejected too
+    services.auto_review(third.pk)
+    assert sent["repost"] == [(hit.pk, 1)]
+
+
 def test_admin_override_flips_the_decision_with_an_audit_trail(admin_user, sent):
     assignment = spam_imagenet()
     services.auto_review(assignment.pk)

@@ -155,7 +155,8 @@ def test_command_in_process_fills_half_the_batch_once(capsys):
 @pytest.mark.django_db(transaction=True)
 def test_mturk_batches_are_opened_with_mturk_parameters(monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.send_decision, "delay", sent.append)  # no market here: just see it is queued
+    # No market here: just see it is queued.
+    monkeypatch.setattr(tasks.send_decision, "apply_async", lambda args=(), **options: sent.extend(args))
     batch = imagenet_batch(classes=2, per_class=6)
     batch.provider = "mturk"
     batch.save()

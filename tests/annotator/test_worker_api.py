@@ -190,6 +190,24 @@ def test_events_are_stored_once_and_resumed_in_order(client, imagenet):
     assert assignment.state == models.Assignment.State.IN_PROGRESS
 
 
+def test_a_page_is_read_once_per_assignment_not_per_flush(client, imagenet, coco):
+    """Flushes come every few seconds from every open page: after the first, one reads only the token's
+    assignment and writes the batch (the page, its candidates and the category keys come from memory)."""
+    for (_, _, token), event in ((imagenet, None), (coco, {"type": "track", "x": 0.2, "y": 0.3, "timeAt": 210})):
+        if event is None:
+            key = call(client, token, "GET", "pages/0").json()["items"][0]["image_id"]
+            event = {"type": "move", "image_id": key, "x": 0.5, "y": 0.2, "time": bodies.now_ms()}
+        assert call(client, token, "POST", "pages/0/events", bodies.event_batch([event], seq=1)).status_code == 201
+        with CaptureQueriesContext(connection) as queries:
+            response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event], seq=2))
+        assert response.status_code == 201
+        tables = [q["sql"] for q in queries.captured_queries
+                  if q["sql"].startswith(("SELECT", "INSERT", "UPDATE", "COPY", "1 times"))]
+        assert len(tables) == 2, tables
+        assert "annotator_assignment" in tables[0] and '"annotator_eventbatch"' in tables[1]
+        assert tables[1].startswith(("INSERT", "COPY", "1 times: INSERT")), tables[1]
+
+
 def test_coco_events_are_accepted(client, coco):
     _, _, token = coco
     response = call(client, token, "POST", "pages/0/events", bodies.event_batch([
@@ -433,6 +451,8 @@ def _imagenet_bad_cases():
          "client.scroll[1].time", "is earlier than"),
         ("bad visibility state", set_("client.visibility[0].state", "gone"), "client.visibility[0].state",
          "Invalid enum value 'gone'"),
+        ("client not an object", set_("client", None), "client", "Expected `object`, got `null`"),
+        ("dpr not a number", set_("client.dpr", "retina"), "client.dpr", "Expected `int | float | null`, got `str`"),
     ]
 
 
@@ -484,10 +504,12 @@ def test_save_uses_few_queries(client, imagenet):
     with CaptureQueriesContext(connection) as queries:
         response = call(client, token, "POST", "pages/0/save", body)
     assert response.status_code == 201
-    inserts = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
-    # One bulk insert (one executemany) of the 48 records, one summary, one audit event: no per-record queries.
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "48 times", "COPY"))]
+    # One bulk insert of the 48 records (a COPY on PostgreSQL, one executemany elsewhere), one summary, one audit
+    # event: no per-record queries.
     record_inserts = [sql for sql in inserts if "imagenetrecord" in sql]
-    assert len(record_inserts) == 1 and record_inserts[0].startswith("48 times: INSERT")
+    assert len(record_inserts) == 1
+    assert record_inserts[0].startswith("48 times: INSERT") or record_inserts[0].endswith("FROM STDIN (48 rows)")
     assert len(inserts) == 3
     assert len(queries.captured_queries) <= 14, [q["sql"][:80] for q in queries.captured_queries]
 
@@ -710,3 +732,34 @@ def test_one_token_cannot_flood_the_server(client, imagenet, monkeypatch):
         assert call(client, other_token, "GET", "assignment").status_code == 200
     finally:
         cache.clear()
+
+
+# ---------------------------------------------------------------- NUL characters (PostgreSQL cannot store them)
+
+
+@pytest.mark.parametrize("where, expected_field", [
+    ("event_value", "events[0].note"), ("event_key", "events[0].no\\u0000te"), ("client", "client.user_agent"),
+])
+def test_a_nul_character_anywhere_in_a_stored_body_is_a_400_naming_it(client, imagenet, where, expected_field):
+    """Each of these was a DataError from jsonb and a 500 (found while fuzzing the schema)."""
+    hit, _, token = imagenet
+    before = stored_counts()
+    if where == "client":
+        body = bodies.imagenet_save(hit.pages.get(index=0))
+        body["client"]["user_agent"] = "Mozilla\x00"
+        response = call(client, token, "POST", "pages/0/save", body)
+    else:
+        extra = {"note": "a\x00b"} if where == "event_value" else {"no\x00te": 1}
+        event = {"type": "visibility", "state": "hidden", "time": bodies.now_ms(), **extra}
+        response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+    assert response.status_code == 400, response.content
+    why = "contains a NUL character (\\u0000), which cannot be stored"
+    assert error_of(response)["fields"] == {expected_field: [why]}
+    assert stored_counts() == before
+
+
+def test_an_escaped_backslash_before_u0000_is_just_text(client, imagenet):
+    hit, _, token = imagenet
+    event = {"type": "visibility", "state": "hidden", "time": bodies.now_ms(), "note": "\\u0000"}
+    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+    assert response.status_code == 201, response.content

@@ -151,3 +151,49 @@ def test_reviewed_work_cannot_be_taken_again_but_submitted_work_shows_its_code(c
 
 def test_unknown_hit_is_404(client, db):
     assert client.get("/task/999999/?workerId=W1").status_code == 404
+
+
+@pytest.mark.parametrize("hit_param", ["&hitId=3OTHERHIT", "&hitId=", ""])
+def test_mturk_hit_id_must_match_the_hits_market_id(client, mturk_hit, hit_param):
+    mturk_hit.external_id = "3MARKETHIT"
+    mturk_hit.save(update_fields=["external_id"])
+    url = f"/task/{mturk_hit.pk}/?assignmentId=3AMYW&workerId=AWORKER1&turkSubmitTo=https://workersandbox.mturk.com"
+    response = client.get(url + hit_param)
+    assert response.status_code == 400
+    assert b"This link is not for this task" in response.content
+    assert "task-bootstrap" not in response.content.decode()
+    assert response["Content-Security-Policy"].startswith("frame-ancestors 'self'")
+    assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
+    assert not models.Event.objects.exists()
+
+    accepted = client.get(url + "&hitId=3MARKETHIT")
+    assert accepted.status_code == 200 and bootstrap_of(accepted)["token"]
+    assert models.Assignment.objects.get().hit == mturk_hit
+
+
+def test_hit_id_is_not_checked_before_the_hit_is_on_the_market_nor_for_the_link_provider(client, db):
+    unpublished = make_imagenet_hit(n_pages=1, provider=models.Provider.MTURK)
+    assert client.get(f"/task/{unpublished.pk}/?assignmentId=A1&workerId=W1&hitId=ANY").status_code == 200
+    link_hit = make_imagenet_hit(n_pages=1)
+    link_hit.external_id = "LINKHIT"
+    link_hit.save(update_fields=["external_id"])
+    assert client.get(f"/task/{link_hit.pk}/?workerId=W2&hitId=OTHER").status_code == 200
+    assert models.Assignment.objects.count() == 2
+
+
+def test_an_mturk_preview_with_another_hit_id_still_records_nothing(client, mturk_hit):
+    mturk_hit.external_id = "3MARKETHIT"
+    mturk_hit.save(update_fields=["external_id"])
+    response = client.get(f"/task/{mturk_hit.pk}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=3OTHERHIT")
+    assert response.status_code == 200 and bootstrap_of(response)["preview"] is True
+    assert not models.Worker.objects.exists() and not models.Event.objects.exists()
+
+
+@pytest.mark.parametrize("query", ["?workerId=W%00&assignmentId=A1", "?workerId=W1&assignmentId=A%001"])
+def test_a_nul_character_in_the_ids_is_a_refused_link_not_a_server_error(client, db, query):
+    """It was a DataError from PostgreSQL and a 500 (text columns cannot hold NUL)."""
+    hit = make_imagenet_hit(n_pages=1)
+    response = client.get(f"/task/{hit.pk}/{query}")
+    assert response.status_code == 400
+    assert b"This link is not valid" in response.content and b"task-bootstrap" not in response.content
+    assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()

@@ -2,12 +2,14 @@
 import html
 import io
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.signals import request_finished, request_started
 from django.urls import reverse
 from PIL import Image as PilImage
 from PIL import ImageDraw
@@ -44,12 +46,112 @@ def browser_context_factory(browser):
         options.setdefault("viewport", {"width": 1280, "height": 900})
         context = browser.new_context(**options)
         context.set_default_timeout(15_000)
+        track_requests_in_flight(context)
         contexts.append(context)
         return context
 
     yield make
     for context in contexts:
+        for page in context.pages:
+            quiet(page)
+        wait_for_requests_in_flight(context)
         context.close()
+    served_requests.wait_until_idle()
+
+
+class ServedRequests:
+    """Requests the live server is still serving, counted by Django's request signals.
+
+    Closing a browser context does not stop the server: a request the browser gave up on still runs in a live
+    server thread. The test's database is emptied (TRUNCATE) right after the fixtures' teardown, and a request
+    writing at that moment deadlocks with it ("Database test_luab couldn't be flushed", seen in CI). So the
+    teardown waits until no request has been in progress for a short while.
+    """
+
+    def __init__(self):
+        self.active = 0
+        self.last_change = time.monotonic()
+        self.changed = threading.Condition()
+
+    def started(self, **kwargs):
+        if self.in_test_thread():
+            return
+        with self.changed:
+            self.active += 1
+            self.last_change = time.monotonic()
+
+    def finished(self, **kwargs):
+        if self.in_test_thread():
+            return
+        with self.changed:
+            self.active = max(0, self.active - 1)
+            self.last_change = time.monotonic()
+            self.changed.notify_all()
+
+    @staticmethod
+    def in_test_thread():
+        """The test client's requests (and in-process WSGI calls) run in the tests' own thread, the live server's
+        in threads of its own: only those count."""
+        return threading.current_thread() is threading.main_thread()
+
+    def wait_until_idle(self, quiet_s=0.3, timeout_s=15.0):
+        deadline = time.monotonic() + timeout_s
+        with self.changed:
+            while time.monotonic() < deadline:
+                idle_for = time.monotonic() - self.last_change
+                if self.active == 0 and idle_for >= quiet_s:
+                    return
+                self.changed.wait(timeout=quiet_s if self.active == 0 else 0.05)
+        raise AssertionError(f"the live server was still serving {self.active} request(s) after {timeout_s} s")
+
+
+served_requests = ServedRequests()
+request_started.connect(served_requests.started, dispatch_uid="e2e-served-requests-started")
+request_finished.connect(served_requests.finished, dispatch_uid="e2e-served-requests-finished")
+
+
+def track_requests_in_flight(context):
+    context.in_flight = set()
+    context.on("request", lambda request: context.in_flight.add(request))
+    context.on("requestfinished", lambda request: context.in_flight.discard(request))
+    context.on("requestfailed", lambda request: context.in_flight.discard(request))
+
+
+def wait_for_requests_in_flight(context, timeout_s=5.0):
+    """Let a flush the page had already sent finish before the test's database is emptied: the live server would
+    otherwise serve it during the teardown (a blocked database, or a deadlock with the flush of the tables)."""
+    if not context.pages:
+        return
+    deadline = time.monotonic() + timeout_s
+    while context.in_flight and time.monotonic() < deadline:
+        context.pages[0].wait_for_timeout(50)  # Playwright delivers the request events while it waits
+
+
+# Run in every frame of a page before the test's teardown closes it: no more timed flushes, and no pagehide or
+# visibility handler, so the closing page sends nothing. Otherwise its beacon could reach the live server while
+# the database is being flushed for the next test (seen once: "deadlock detected" in a teardown flush).
+QUIET = """
+() => {
+  const stop = (event) => event.stopImmediatePropagation();
+  for (const type of ["pagehide", "visibilitychange", "beforeunload", "unload"]) {
+    window.addEventListener(type, stop, true);
+    document.addEventListener(type, stop, true);
+  }
+  const last = setTimeout(() => {}, 0);
+  for (let id = 0; id <= last; id += 1) {
+    clearTimeout(id);
+    clearInterval(id);
+  }
+}
+"""
+
+
+def quiet(page):
+    for frame in page.frames:
+        try:
+            frame.evaluate(QUIET)
+        except Exception:  # a frame already gone (or not scriptable) sends nothing either
+            pass
 
 
 @pytest.fixture
@@ -137,7 +239,32 @@ def task_url(live_server, hit, worker_id="WORKER1", assignment_id="ASSIGNMENT1",
 
 
 def wait_for_images(page):
-    page.wait_for_function("Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)")
+    """Wait until the page drew its images and every one has loaded.
+
+    At least one image: the task page draws its content after fetching it, so right after page.goto() there are
+    no images yet, and every() of nothing is true (a click then could land on an image still 0 px wide).
+    """
+    page.wait_for_function(
+        "document.images.length > 0"
+        " && Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)"
+    )
+
+
+# Test instrumentation: every fetch the page makes, with its start (ms on the page clock) and how it ended.
+LOG_FETCHES = """
+(() => {
+  window.fetchLogForTest = [];
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (url, init) => {
+    const entry = { url: String(url), method: (init && init.method) || "GET", start: performance.now() };
+    window.fetchLogForTest.push(entry);
+    return realFetch(url, init).then(
+      (response) => { entry.status = response.status; return response; },
+      (failure) => { entry.failed = true; throw failure; },
+    );
+  };
+})();
+"""
 
 
 def point_in(locator, fx, fy):

@@ -4,7 +4,9 @@ import json
 import pytest
 
 from annotator.models import Assignment, Batch, CocoRecord, EventBatch, PageSubmission
-from tests.e2e.conftest import make_coco_hit, point_in, stored_events, task_url, wait_for_images, wait_until
+from tests.e2e.conftest import (
+    LOG_FETCHES, make_coco_hit, point_in, stored_events, task_url, wait_for_images, wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -201,3 +203,117 @@ def test_preview_lets_the_worker_try_the_browser_and_records_nothing(page, live_
     page.wait_for_timeout(3500)
     assert not Assignment.objects.exists()
     assert not EventBatch.objects.exists()
+
+
+def test_offline_mid_page_the_icon_actions_and_the_save_arrive_once(browser_context_factory, live_server, settings):
+    """The network drops while the worker drags icons, browses the groups and presses Save; back online, every
+    action arrives once and the page is saved. (The ImageNet-style test holds a real 20 s outage with the default
+    timings; here a short one with a short backoff schedule from the page config.)"""
+    settings.WORKER_PAGE_TIMING = {"flush_interval_ms": 1_000, "retry_first_delay_ms": 300, "retry_max_delay_ms": 2_000}
+    hit = make_coco_hit(n_pages=1)
+    context = browser_context_factory()
+    context.add_init_script(LOG_FETCHES)
+    page = context.new_page()
+    open_task(page, live_server, hit)
+    drag(page, tile(page, CAT), image_point(page, 0.3, 0.4))
+    assignment = Assignment.objects.get(hit=hit)
+    wait_until(lambda: [e for e in stored_events(assignment, 0) if e["type"] == "action"], message="the first add")
+    batches_before = EventBatch.objects.filter(assignment=assignment).count()
+
+    context.set_offline(True)
+    page.keyboard.press("ArrowRight")
+    # The retry notice appears above the page and moves the image down: drag once it is there.
+    status = page.locator("#save-status")
+    status.wait_for(state="visible")
+    assert "we are retrying" in status.inner_text()
+    page.keyboard.press("ArrowLeft")
+    drag(page, tile(page, DOG), image_point(page, 0.7, 0.6))
+    drag(page, page.locator(f".placed-icon[data-key='{CAT}']"), image_point(page, 0.5, 0.2))
+    page.keyboard.press("ArrowRight")
+    drag(page, tile(page, CAR), image_point(page, 0.2, 0.8))
+    page.click(".group-next")
+    page.click("#save-page")
+    page.wait_for_timeout(6_000)
+    assert page.locator("#done").is_hidden() and page.locator("#page-message").inner_text() == "Saving..."
+    assert EventBatch.objects.filter(assignment=assignment).count() == batches_before
+    context.set_offline(False)
+    page.wait_for_selector("#done:not([hidden])")
+
+    log = page.evaluate("window.fetchLogForTest")
+    assert len([e for e in log if e.get("failed")]) >= 3, "the page did not retry while offline"
+    record = CocoRecord.objects.get(assignment=assignment, page__index=0)
+    expected = [("add", CAT), ("add", DOG), ("move", CAT), ("add", CAR)]
+    assert [(a["actionType"], a["iconType"]) for a in record.action_histories] == expected
+    assert_close(record.action_histories[2]["pointTo"], 0.5, 0.2)
+    assert [(v["categoryIndex"], v["usingKeyboard"]) for v in record.category_histories] == [
+        (0, False), (1, True), (0, True), (1, True), (2, False),
+    ]
+    assert sorted(record.tagged) == sorted([CAT, DOG, CAR])
+    events = stored_events(assignment, 0)
+    actions = [(e["actionType"], e["iconType"]) for e in events if e["type"] == "action"]
+    assert actions == expected, "an action was lost or stored twice"
+    assert len({json.dumps(event, sort_keys=True) for event in events}) == len(events)
+    batch_ids = list(EventBatch.objects.filter(assignment=assignment).values_list("client_batch_id", flat=True))
+    assert len(batch_ids) == len(set(batch_ids))
+    assert PageSubmission.objects.filter(assignment=assignment).count() == 1
+
+
+def test_icons_can_be_placed_moved_and_removed_with_the_keyboard_alone(page, live_server):
+    """Enter on an icon shows a cursor on the image, arrows move it, Enter drops it (Escape cancels); Enter on a
+    placed icon moves it the same way, Delete removes it; Left / Right browse the groups with the focus kept."""
+    hit = make_coco_hit(n_pages=1)
+    open_task(page, live_server, hit)
+    cursor = page.locator(".keyboard-cursor")
+    assert tile(page, CAT).get_attribute("role") == "button" and tile(page, CAT).get_attribute("tabindex") == "0"
+
+    tile(page, DOG).focus()
+    page.keyboard.press("Enter")
+    assert cursor.is_visible()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Escape")
+    assert cursor.is_hidden() and page.locator(".placed-icon").count() == 0
+
+    tile(page, CAT).focus()
+    page.keyboard.press("Space")
+    for key in ["ArrowLeft"] * 5 + ["ArrowUp"] * 5 + ["Shift+ArrowDown"]:
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    marker = page.locator(f".placed-icon[data-key='{CAT}']")
+    marker.wait_for()
+    assert page.evaluate("document.activeElement.dataset.key") == CAT, "focus did not move to the placed icon"
+    assert tile(page, CAT).get_attribute("aria-disabled") == "true"
+    page.keyboard.press("Enter")
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Delete")
+    assert marker.count() == 0
+
+    tile(page, DOG).focus()
+    page.keyboard.press("ArrowRight")
+    assert page.locator(".group-indicator").inner_text() == "2 / 3"
+    assert page.evaluate("document.activeElement.dataset.key") == CAR, "focus left the category browser"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowRight")
+    assert page.locator(".group-indicator").inner_text() == "3 / 3"
+    page.click("#save-page")
+    page.wait_for_selector("#done:not([hidden])")
+
+    record = CocoRecord.objects.get(assignment__hit=hit)
+    actions = record.action_histories
+    assert [(a["actionType"], a["iconType"], a.get("usingKeyboard")) for a in actions] == [
+        ("add", CAT, True), ("move", CAT, True), ("remove", CAT, True), ("add", CAR, True),
+    ]
+    assert actions[0]["pointFrom"] is None
+    assert_close(actions[0]["pointTo"], 0.4, 0.5)
+    assert_close(actions[1]["pointFrom"], 0.4, 0.5)
+    assert_close(actions[1]["pointTo"], 0.6, 0.5)
+    assert_close(actions[2]["pointFrom"], 0.6, 0.5) and "pointTo" not in actions[2]
+    assert_close(actions[3]["pointTo"], 0.5, 0.5)
+    assert record.tagged == [CAR]
+    assert [(v["categoryIndex"], v["usingKeyboard"]) for v in record.category_histories] == [
+        (0, False), (1, True), (2, True),
+    ]
+    events = [e for e in stored_events(record.assignment, 0) if e["type"] == "action"]
+    assert [(e["actionType"], e["iconType"]) for e in events] == [(a["actionType"], a["iconType"]) for a in actions]

@@ -77,7 +77,14 @@ def test_staff_may_start_a_job(django_user_model, dataset, django_capture_on_com
 @pytest.mark.parametrize("body, field, reason", [
     ({"config": {"epochz": 3}}, "config.epochz", "unknown option"),
     ({"config": {"method": "magic"}}, "config", "method"),
-    ({"config": {"epochs": 0}}, "config", "epochs"),
+    ({"config": {"epochs": 0}}, "config.epochs", "outside [1, 10000]"),
+    ({"config": {"epochs": 10**30}}, "config.epochs", "outside [1, 10000]"),  # was queued with a 201
+    ({"config": {"epochs": "x"}}, "config.epochs", "'x' is not of type int"),  # was a raw Python TypeError text
+    ({"config": {"epochs": 2.5}}, "config.epochs", "not of type int"),
+    ({"config": {"amp": 1}}, "config.amp", "not of type bool"),
+    ({"config": {"lr": "fast"}}, "config.lr", "not of type float"),
+    ({"config": {"model_kwargs": []}}, "config.model_kwargs", "not of type dict"),
+    ({"config": {"img_size": 8}}, "config.img_size", "outside [16, 4096]"),
     ({"batches": ["someone-elses"]}, "batches", "not batches of dataset"),
     ({"dataset": "no-such-dataset"}, "dataset", "does not exist"),
 ])
@@ -116,6 +123,14 @@ def test_list_filters_by_dataset_and_status(researcher_client, dataset):
     assert listed["count"] == 1 and listed["results"][0]["status"] == "succeeded"
 
 
+def test_list_refuses_an_unknown_status_naming_the_field(researcher_client, dataset):
+    response = researcher_client.get("/api/training/jobs/", {"status": "finished"})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["status"] == [
+        "'finished' is not one of queued, running, succeeded, failed, cancelled"
+    ]
+
+
 def test_promote_makes_one_version_active_and_sets_the_dataset(researcher_client, dataset):
     first, second = registered_version(dataset), registered_version(dataset)
     assert researcher_client.post(f"/api/training/models/{first.pk}/promote/").json()["is_active"] is True
@@ -140,3 +155,12 @@ def test_inference_job_is_created_for_a_version(researcher_client, dataset, djan
     bad = researcher_client.post(f"/api/training/models/{version.pk}/inference/", {"uncertainty": "vibes"},
                                  format="json")
     assert bad.status_code == 400 and "uncertainty" in bad.json()["error"]["fields"]
+
+
+def test_a_nul_character_in_the_config_is_a_400_naming_it(researcher_client, dataset):
+    """It was a DataError from jsonb and a 500 (found while fuzzing the schema)."""
+    body = {"dataset": dataset.name, "config": {"model": "res\x00net"}}
+    response = researcher_client.post(CREATE_URL, body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"] == {"config": ["model: contains a NUL character, which cannot be stored"]}
+    assert not TrainingJob.objects.exists()

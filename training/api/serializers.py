@@ -2,14 +2,15 @@
 from django.core.files.storage import default_storage
 from rest_framework import serializers
 
+from annotator.api.fields import NameField, nul_path
 from annotator.models import Batch, Dataset
 
 from ..models import InferenceJob, ModelVersion, TrainingJob
 
 
 class TrainingJobCreateInput(serializers.Serializer):
-    dataset = serializers.SlugRelatedField(slug_field="name", queryset=Dataset.objects.all())
-    batches = serializers.SlugRelatedField(
+    dataset = NameField(slug_field="name", queryset=Dataset.objects.all())
+    batches = NameField(
         slug_field="name", queryset=Batch.objects.all(), many=True, required=False, default=list,
         help_text="Train on the approved work of these batches only (default: every batch of the dataset).",
     )
@@ -17,6 +18,12 @@ class TrainingJobCreateInput(serializers.Serializer):
         required=False, default=dict,
         help_text="TrainConfig options, e.g. {\"model\": \"resnet18\", \"epochs\": 10, \"lambda_point\": 10}.",
     )
+
+    def validate_config(self, config):
+        where = nul_path(config)
+        if where is not None:
+            raise serializers.ValidationError(f"{where}: contains a NUL character, which cannot be stored")
+        return config
 
 
 class ArtifactUrlsField(serializers.DictField):
@@ -27,7 +34,7 @@ class ArtifactUrlsField(serializers.DictField):
 class TrainingJobOutput(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
     batches = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     model_version = serializers.SerializerMethodField()
     artifacts = ArtifactUrlsField(child=serializers.URLField())
 

@@ -2,9 +2,12 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from annotator.api.fields import query_text
 
 from .. import selectors, services
 from ..models import JobStatus, ModelVersion, TrainingJob
@@ -31,9 +34,10 @@ class TrainingJobListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return selectors.training_jobs(
-            dataset=self.request.query_params.get("dataset"), status=self.request.query_params.get("status")
-        )
+        status_filter = query_text(self.request, "status")
+        if status_filter is not None and status_filter not in JobStatus.values:
+            raise ValidationError({"status": [f"{status_filter[:40]!r} is not one of {', '.join(JobStatus.values)}"]})
+        return selectors.training_jobs(dataset=query_text(self.request, "dataset"), status=status_filter)
 
 
 class TrainingJobCreateApi(APIView):
@@ -61,7 +65,7 @@ class TrainingJobDetailApi(APIView):
 class TrainingJobCancelApi(APIView):
     permission_classes = [IsResearcher]
 
-    @extend_schema(request=None, responses=TrainingJobOutput)
+    @extend_schema(request=None, responses={202: TrainingJobOutput})
     def post(self, request, job_id):
         job = services.cancel_training_job(get_object_or_404(TrainingJob, pk=job_id), actor=request.user)
         return Response(TrainingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
@@ -76,7 +80,7 @@ class ModelVersionListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return selectors.model_versions(dataset=self.request.query_params.get("dataset"))
+        return selectors.model_versions(dataset=query_text(self.request, "dataset"))
 
 
 class ModelVersionDetailApi(APIView):

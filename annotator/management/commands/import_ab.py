@@ -40,7 +40,10 @@ class Command(BaseCommand):
                     result = services.import_coco_ab(dataset, json_file, str(path), batch, on_records=bar.update)
         except services.ImportFailed as error:
             raise CommandError(f"{path}: {error} (nothing was imported)") from None
-        self.stdout.write(f"imported {result.records} records into batch {result.batch.name}")
+        self.stdout.write(
+            f"imported {result.records} records into batch {result.batch.name} "
+            f"({result.page_summaries} page summaries for review and the report)"
+        )
         if result.unmatched_records:
             self.stdout.write(self.style.WARNING(
                 f"{result.unmatched_records} records match no image of dataset {dataset.name}, not imported "

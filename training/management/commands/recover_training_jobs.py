@@ -1,6 +1,8 @@
-"""Requeue or fail the running training jobs whose worker is gone (heartbeat older than TRAINING_HEARTBEAT_TIMEOUT).
+"""The training sweeper from cron: requeue or fail the training and inference jobs whose worker is gone (heartbeat
+older than TRAINING_HEARTBEAT_TIMEOUT), and send the queued jobs a broker outage left unsent.
 
-Celery workers do the same when they start; run this from cron when workers may stay down.
+Celery workers recover their own jobs when they start, and beat runs the same sweep (training.tasks.sweep_jobs)
+every SWEEP_INTERVAL; run this from cron when there is no beat or the workers may stay down.
 """
 from django.core.management.base import BaseCommand
 
@@ -8,11 +10,15 @@ from training import services
 
 
 class Command(BaseCommand):
-    help = "Requeue (to resume from the last checkpoint) or fail running training jobs whose worker is gone."
+    help = ("Requeue (to resume from the last checkpoint) or fail running training and inference jobs whose worker "
+            "is gone; send queued jobs the broker did not take.")
 
     def handle(self, *args, **options):
-        outcome = services.recover_stale_jobs()
+        outcome = services.sweep_jobs()
         self.stdout.write(
             f"{len(outcome['requeued'])} requeued, {len(outcome['failed'])} failed"
-            + (f" (requeued: {outcome['requeued']}, failed: {outcome['failed']})" if any(outcome.values()) else "")
+            + (f" (requeued: {outcome['requeued']}, failed: {outcome['failed']})"
+               if outcome["requeued"] or outcome["failed"] else "")
+            + f"; inference jobs {len(outcome['inference_requeued'])} requeued,"
+              f" {len(outcome['inference_failed'])} failed; {len(outcome['resent'])} unsent jobs sent"
         )

@@ -1,0 +1,188 @@
+"""A broker outage never fails a submission, and the sweeper (annotator/sweeper.py) does the work it left undone."""
+import logging
+import threading
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from annotator import models, sweeper
+from annotator.models import Assignment, Event
+from annotator.providers import tasks as provider_tasks
+from annotator.review import services as review_services
+from annotator.review import tasks as review_tasks
+from config.celery import send_task
+from tests.annotator.review_data import good_imagenet, spam_imagenet
+from tests.annotator.test_worker_api import accept, call, save_all_pages
+from tests.broker import UNREACHABLE_BROKER, broker  # noqa: F401  (fixture)
+from tests.factories import make_imagenet_hit
+
+pytestmark = pytest.mark.django_db
+
+
+def decision_events(assignment):
+    return Event.objects.filter(assignment=assignment, type__in=[Event.Type.APPROVED, Event.Type.REJECTED]).count()
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: the review is queued inside the submit request
+def test_a_submission_with_the_broker_down_succeeds_and_the_sweeper_reviews_it(client, broker, caplog):
+    hit = make_imagenet_hit(n_pages=2)
+    assignment, token = accept(hit)
+    save_all_pages(client, hit, token)
+    broker.down()
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="config.celery"):
+        response = call(client, token, "POST", "submit", {})
+    took = time.monotonic() - started
+
+    assert response.status_code == 200, response.content
+    assert response.json()["completion_code"], "the worker gets their code although the review could not be queued"
+    assert took < 5, f"the submit waited {took:.1f} s on the broker"
+    assert "broker unreachable" in caplog.text and "auto_review" in caplog.text
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.SUBMITTED and assignment.reviewed_at is None
+
+    # Still down: the sweep queues nothing and says so; the assignment waits.
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "exports": 0}
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.SUBMITTED
+
+    broker.up()
+    call_command("sweep_work", "--older-than", "0")
+    assignment.refresh_from_db()
+    assert assignment.state in (Assignment.State.APPROVED, Assignment.State.REJECTED)
+    assert assignment.decision_source == Assignment.DecisionSource.AUTO and decision_events(assignment) == 1
+
+    # Nothing left: the next sweep queues nothing.
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "exports": 0}
+
+
+def test_a_send_to_a_broker_that_is_down_returns_at_once_and_the_next_ones_skip_it(broker):
+    broker.down()
+    started = time.monotonic()
+    assert send_task(review_tasks.auto_review, [1]) is False
+    first = time.monotonic() - started
+    started = time.monotonic()
+    assert send_task(review_tasks.auto_review, [2]) is False
+    second = time.monotonic() - started
+    assert first < 3 and second < 0.05, (first, second)
+
+
+def test_the_sweeper_leaves_fresh_submissions_to_their_own_review(broker):
+    assignment = good_imagenet()  # submitted a moment ago; its review is probably still in the queue
+    assert sweeper.sweep_work(older_than=600) == {"reviews": 0, "decisions": 0, "exports": 0}
+    assert sweeper.sweep_work(older_than=0)["reviews"] == 1
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.APPROVED
+
+
+def test_inline_sweep_reviews_without_a_broker(broker, capsys):
+    good, spam = good_imagenet(), spam_imagenet()
+    broker.down()
+    call_command("sweep_work", "--older-than", "0", "--inline")
+    assert "2 reviews and 0 market decisions done" in capsys.readouterr().out
+    good.refresh_from_db()
+    spam.refresh_from_db()
+    assert (good.state, spam.state) == (Assignment.State.APPROVED, Assignment.State.REJECTED)
+
+
+def test_sweep_command_refuses_a_negative_age():
+    with pytest.raises(CommandError, match="--older-than: -1 seconds"):
+        call_command("sweep_work", "--older-than", "-1")
+
+
+def test_a_review_task_run_twice_decides_once(monkeypatch):
+    queued = []
+    monkeypatch.setattr(provider_tasks.send_decision, "apply_async", lambda args=(), **options: queued.append(args))
+    assignment = spam_imagenet()
+
+    first = review_tasks.auto_review.apply(args=[assignment.pk]).get()
+    second = review_tasks.auto_review.apply(args=[assignment.pk]).get()
+
+    assert first["approve"] is False and second is None
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.REJECTED
+    assert decision_events(assignment) == 1
+    assert Event.objects.filter(assignment=assignment, type=Event.Type.AUTO_REVIEWED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_review_running_beside_the_first_decides_once():
+    """The broker redelivers a review whose worker it thinks is gone while the first still runs: the row lock
+    makes the second wait and then find the assignment decided."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    assignment = spam_imagenet()
+    results, start = [], threading.Barrier(2)
+
+    def review():
+        try:
+            start.wait()
+            results.append(review_services.auto_review(assignment.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=review) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(result is None for result in results) == [False, True]
+    assert decision_events(assignment) == 1
+
+
+def test_the_sweeper_sends_the_market_decisions_the_market_lacks(monkeypatch):
+    queued = []
+    monkeypatch.setattr(provider_tasks.send_decision, "apply_async", lambda args=(), **options: queued.extend(args))
+    lost, delivered, link = good_imagenet(), good_imagenet(), good_imagenet()
+    for assignment in (lost, delivered):
+        models.Batch.objects.filter(pk=assignment.hit.batch_id).update(provider=models.Provider.MTURK)
+        Assignment.objects.filter(pk=assignment.pk).update(external_id=f"MT-{assignment.pk}")
+    for assignment in (lost, delivered, link):
+        review_services.auto_review(assignment.pk)
+    queued.clear()  # the decisions queued after commit; say the broker lost them all
+    Event.objects.create(type=Event.Type.MARKET_CALL, assignment=delivered, data={"market_decision": "approved"})
+
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 1, "exports": 0}
+    assert queued == [lost.pk], "the link batch has no market; the delivered decision is not sent again"
+
+
+def test_worker_requests_succeed_while_the_throttle_cache_is_down(client, settings, caplog):
+    """CACHE_URL on the same Redis as the broker: a Redis outage must not fail the worker API's throttle."""
+    from config.cache import FailOpenRedisCache
+
+    hit = make_imagenet_hit(n_pages=2)
+    assignment, token = accept(hit)
+    settings.CACHES = {"default": {"BACKEND": "config.cache.FailOpenRedisCache", "LOCATION": UNREACHABLE_BROKER,
+                                   "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+    try:
+        with caplog.at_level(logging.WARNING, logger="config.cache"):
+            save_all_pages(client, hit, token)
+            response = call(client, token, "POST", "submit", {})
+        assert response.status_code == 200, response.content
+        assert "cache unreachable" in caplog.text
+    finally:
+        FailOpenRedisCache.down_until = 0.0
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: the export is queued after commit
+def test_an_export_started_with_the_broker_down_is_run_by_the_sweeper_once(broker, tmp_path, settings):
+    from annotator.exports import services as export_services
+    from tests.factories import BatchFactory
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    batch = BatchFactory(task_kind=models.TaskKind.IMAGENET)
+    broker.down()
+    job = export_services.start_export_job(batch, "jsonl")  # the admin's or the API's request: no error
+    job.refresh_from_db()
+    assert job.status == models.ExportJob.Status.PENDING
+
+    broker.up()
+    assert sweeper.sweep_work(older_than=600)["exports"] == 0  # just created: its own message may still come
+    assert sweeper.sweep_work(older_than=0)["exports"] == 1
+    job.refresh_from_db()
+    assert job.status == models.ExportJob.Status.DONE and job.file.name
+    assert export_services.run_export_job(job.pk).file.name == job.file.name  # a late duplicate changes nothing
+    assert sweeper.sweep_work(older_than=0)["exports"] == 0

@@ -1,0 +1,78 @@
+"""benchmarks/campaign.py's reconciliation: it passes on what was stored once and names every loss or duplicate."""
+import json
+import uuid
+
+import pytest
+
+from annotator import models
+from annotator.worker import services
+from annotator.worker.tokens import make_token
+from benchmarks.campaign import BATCH_NAMES, Ledger, reconcile
+from tests.annotator import worker_bodies as bodies
+from tests.factories import make_coco_hit, make_imagenet_hit
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, token, path, body):
+    response = client.post(f"/api/worker/{path}", data=json.dumps(body), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code in (200, 201), response.content
+    return response
+
+
+@pytest.fixture
+def campaign(client, django_capture_on_commit_callbacks):
+    """Two workers' whole HITs (one of each kind) through the worker API, with the ledger a client would keep."""
+    ledger = Ledger()
+    for hit in (make_imagenet_hit(n_pages=2, name=BATCH_NAMES["imagenet"]),
+                make_coco_hit(n_pages=2, name=BATCH_NAMES["coco"])):
+        worker = f"c0-diligent-{hit.pk}"
+        token = make_token(services.accept_assignment(hit, worker, f"A-{worker}"))
+        kind = hit.batch.task_kind
+        for page in hit.pages.order_by("index"):
+            if kind == "imagenet":
+                key = page.items.first().image.key
+                events = [{"type": "move", "image_id": key, "x": 0.5, "y": 0.5, "time": bodies.now_ms()}]
+            else:
+                events = [{"type": "category", "categoryIndex": 0, "categoryName": "person", "timeAt": 100,
+                           "usingKeyboard": False}]
+            batch = bodies.event_batch(events)
+            post(client, token, f"pages/{page.index}/events", batch)
+            post(client, token, f"pages/{page.index}/events", batch)  # a retry stores nothing more
+            ledger.add("events", (hit.pk, worker, batch["batch_id"]), (page.index, len(events)))
+            save = bodies.imagenet_save(page) if kind == "imagenet" else bodies.coco_save(page)
+            post(client, token, f"pages/{page.index}/save", save)
+            ledger.add("saves", (hit.pk, worker, save["save_id"]), (page.index, kind, len(save["records"])))
+        with django_capture_on_commit_callbacks(execute=True):  # the automatic review runs (Celery eager)
+            post(client, token, "submit", {"partial": False})
+        ledger.add("submits", (hit.pk, worker), {"partial": False})
+    return ledger
+
+
+def test_what_was_stored_once_and_reviewed_reconciles(campaign):
+    result = reconcile(campaign, timeout_s=0, out=None)
+    assert result.ok, result.problems
+    assert result.checks["event batches acknowledged"] == 4 and result.checks["page saves acknowledged"] == 4
+    assert result.checks["ImageNet-style records"] == 2 * 48 and result.checks["COCO-style records"] == 2
+    assert result.checks["submitted, not decided by the automatic review"] == 0
+
+
+def test_a_lost_record_event_batch_or_save_fails_the_reconciliation(campaign):
+    models.ImageNetRecord.objects.filter(pk=models.ImageNetRecord.objects.first().pk).delete()
+    models.EventBatch.objects.filter(pk=models.EventBatch.objects.first().pk).delete()
+    hit, worker, _ = next(iter(campaign.saves))
+    campaign.add("saves", (hit, worker, str(uuid.uuid4())), (1, "imagenet", 48))  # acknowledged, never stored
+    result = reconcile(campaign, timeout_s=0, out=None)
+    assert not result.ok
+    assert result.checks["saved pages with the wrong record count"] == 1
+    assert result.checks["event batches lost"] == 1
+    assert result.checks["page saves lost or misplaced"] == 1
+
+
+def test_a_submit_left_unreviewed_fails_the_reconciliation(campaign):
+    models.Assignment.objects.filter(hit__batch__name=BATCH_NAMES["coco"]).update(
+        state=models.Assignment.State.SUBMITTED, decision_source="", reviewed_at=None)
+    result = reconcile(campaign, timeout_s=0, out=None)
+    assert not result.ok
+    assert result.checks["submitted, not decided by the automatic review"] == 1
