@@ -17,6 +17,7 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotator import csp
 from annotator.api.schema import Error, msgspec_schema
 from annotator.models import Category, Hit, Provider
 from annotator.worker import schemas, selectors, services
@@ -38,9 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 def frame_headers(response):
-    """Only our own pages and the configured crowd-market origins may frame the worker pages."""
-    ancestors = " ".join(["'self'", *settings.WORKER_FRAME_ANCESTORS])
-    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    """Only our own pages and the configured crowd-market origins may frame the worker pages; no inline scripts."""
+    response["Content-Security-Policy"] = csp.policy(["'self'", *settings.WORKER_FRAME_ANCESTORS])
     return response
 
 

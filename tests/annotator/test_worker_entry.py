@@ -68,15 +68,59 @@ def test_turk_submit_to_must_be_a_web_origin(client, mturk_hit):
     assert models.Assignment.objects.get().turk_submit_to == ""
 
 
+def csp_directives(response):
+    """{directive: [sources]} of the response's Content-Security-Policy."""
+    directives = {}
+    for directive in response["Content-Security-Policy"].split(";"):
+        name, *sources = directive.split()
+        assert name not in directives, f"{name} is given twice"
+        directives[name] = sources
+    return directives
+
+
 def test_frame_headers_allow_only_the_configured_markets(client, mturk_hit, settings):
     settings.WORKER_FRAME_ANCESTORS = ["https://worker.mturk.com", "https://market.example"]
     for query in ["", "?assignmentId=A&workerId=W"]:
         response = client.get(f"/task/{mturk_hit.pk}/{query}")
-        assert response["Content-Security-Policy"] == (
-            "frame-ancestors 'self' https://worker.mturk.com https://market.example"
-        )
+        assert csp_directives(response)["frame-ancestors"] == [
+            "'self'", "https://worker.mturk.com", "https://market.example"
+        ]
         assert "X-Frame-Options" not in response
         assert "no-store" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize("query", ["", "?assignmentId=A&workerId=W"], ids=["preview", "accepted"])
+@pytest.mark.parametrize("make_hit", [make_imagenet_hit, make_coco_hit], ids=["imagenet", "coco"])
+def test_task_page_allows_only_our_own_scripts(client, db, make_hit, query):
+    response = client.get(f"/task/{make_hit(n_pages=1).pk}/{query}")
+    assert response.status_code == 200
+    directives = csp_directives(response)
+    assert directives["script-src"] == ["'self'"]
+    assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+    assert directives["default-src"] == ["'self'"] and directives["connect-src"] == ["'self'"]
+    assert directives["style-src"] == ["'self'"]
+    assert not any("unsafe" in source for sources in directives.values() for source in sources)
+    # The page has no inline script: its only <script> elements without src are json_script data blocks.
+    inline = re.findall(rb"<script(?![^>]*\bsrc=)([^>]*)>", response.content)
+    assert inline and all(b'type="application/json"' in attributes for attributes in inline)
+
+
+def test_task_page_allows_images_from_the_storage_and_static_origins(client, db, settings):
+    settings.MEDIA_URL = "https://images.example:8443/media/"
+    settings.STATIC_URL = "https://cdn.example/static/"
+    response = client.get(f"/task/{make_coco_hit(n_pages=1).pk}/")
+    directives = csp_directives(response)
+    assert directives["img-src"] == ["'self'", "data:", "https://cdn.example", "https://images.example:8443"]
+    assert directives["script-src"] == ["'self'", "https://cdn.example"]
+    assert response.context["example_page"]["image"]["url"].startswith("https://images.example:8443/media/")
+
+
+def test_refused_page_has_the_same_policy(client, db):
+    hit = make_imagenet_hit(n_pages=1)
+    WorkerFactory(provider="link", external_id="BAD", blocked=True)
+    refused = client.get(f"/task/{hit.pk}/?workerId=BAD")
+    assert refused.status_code == 403
+    assert csp_directives(refused) == csp_directives(client.get(f"/task/{hit.pk}/"))
 
 
 def test_link_provider_reads_the_batch_parameter_names(client, db):
