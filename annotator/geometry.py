@@ -66,3 +66,22 @@ def point_on_object(x, y, segmentation, bbox):
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         return point_in_rle(x, y, segmentation)
     return point_in_box(x, y, bbox)
+
+
+def tag_summary(objects, width, height, final_positions):
+    """A COCO-style page's review summary from the image's ground truth, objects being its (category key, bbox,
+    segmentation) triples: ground-truth categories, correct tags, icons, icons on a mask of their own category.
+    final_positions are {category key: {x, y}} in 0-1 of the image (width x height pixels)."""
+    by_key = {}
+    for key, bbox, segmentation in objects:
+        by_key.setdefault(key, []).append((bbox, segmentation))
+    on_mask = 0
+    for key, point in final_positions.items():
+        x, y = point["x"] * width, point["y"] * height
+        on_mask += any(point_on_object(x, y, segmentation, bbox) for bbox, segmentation in by_key.get(key, ()))
+    return {
+        "n_gt_categories": len(by_key),
+        "n_tagged_correct": len(by_key.keys() & final_positions.keys()),
+        "n_icons": len(final_positions),
+        "n_icons_on_mask": on_mask,
+    }

@@ -17,12 +17,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotator import report
+from annotator.geometry import tag_summary
 from annotator.models import (
-    Assignment, Batch, Category, CocoRecord, ExportJob, Hit, HitPage, Image, ImageNetRecord, PageItem,
-    PageSubmission, Provider, TaskKind, Worker,
+    Assignment, Batch, Category, CocoRecord, Event, ExportJob, GroundTruthObject, Hit, HitPage, Image,
+    ImageNetRecord, PageItem, PageSubmission, Provider, TaskKind, Worker, hash_worker_id,
 )
 from annotator.replay import replay_actions
-from annotator.worker.services import coco_summary
+from annotator.worker.services import insert_rows
 from config.celery import send_on_commit
 
 from . import coco_ab, imagenet_ab, jsonl, selectors
@@ -207,126 +208,148 @@ IMPORT_CHUNK = 1000
 IMPORTED_WORKER_PREFIX = "ab-import:"
 # Event times below this are epoch seconds, not milliseconds (1e11 ms is 1973; 1e11 s is far in the future).
 EPOCH_MS_FLOOR = 10 ** 11
+# A page summary's fields, as PageSubmission stores them (the other kind's stay 0).
+IMAGENET_SUMMARY = ("n_selected", "n_in_class", "n_in_class_selected")
+COCO_SUMMARY = ("n_gt_categories", "n_tagged_correct", "n_icons", "n_icons_on_mask")
+
+
+@dataclass
+class _Session:
+    """Where one imported record goes: its HIT, worker and page, and what a new page is made of."""
+
+    hit_key: str
+    worker_id: str
+    external_id: str
+    page_index: int
+    category_id: int = None
+    image_id: int = None
 
 
 class _ImportedBatch:
-    """Creates, once each, the workers, HITs, pages and approved assignments that imported records hang on."""
+    """The workers, HITs, pages and approved assignments that imported records hang on, made a chunk of records at
+    a time: looked up and created in bulk, nothing kept between chunks, so memory does not grow with the file."""
 
     def __init__(self, batch):
         self.batch = batch
         self.now = timezone.now()
-        self.workers = {}
-        self.hits = {}
-        self.pages = {}
-        self.assignments = {}
-        # (assignment pk, page pk): what the page's review summary (PageSubmission) is made of.
-        self.imagenet_pages = {}
-        self.coco_pages = {}
-        self.page_categories = {}
-        self.shown = {}  # ImageNet-style page pk: {image pk: (y, x, in class)}, for the PageItems
+        self.hit_count = 0
 
-    def worker_id(self, exported_worker_id):
-        if exported_worker_id not in self.workers:
-            worker, _ = Worker.objects.get_or_create(
-                provider=Provider.LINK, external_id=f"{IMPORTED_WORKER_PREFIX}{exported_worker_id}"
-            )
-            self.workers[exported_worker_id] = worker.pk
-        return self.workers[exported_worker_id]
+    def place(self, sessions):
+        """({(hit key, exported worker id): assignment pk}, {(hit key, page index): (page pk, HIT pk)}) for the
+        sessions (_Session), creating what is not there yet in first-seen order."""
+        hits = self._hits(dict.fromkeys(session.hit_key for session in sessions))
+        workers = self._workers(dict.fromkeys(session.worker_id for session in sessions))
+        return self._assignments(sessions, hits, workers), self._pages(sessions, hits)
 
-    def hit_id(self, hit_key):
-        if hit_key not in self.hits:
-            hit = Hit.objects.create(
-                batch=self.batch, index=len(self.hits), external_id=hit_key[:100], status=Hit.Status.COMPLETED
-            )
-            self.hits[hit_key] = hit.pk
-        return self.hits[hit_key]
-
-    def page_id(self, hit_key, page_index, category_id=None, image_id=None):
-        key = (hit_key, page_index)
-        if key not in self.pages:
-            page = HitPage.objects.create(
-                hit_id=self.hit_id(hit_key), index=page_index, category_id=category_id, image_id=image_id
-            )
-            self.pages[key] = page.pk
-            self.page_categories[page.pk] = category_id
-        return self.pages[key]
-
-    def note_imagenet_record(self, record, label_id):
-        """Count the record into its page's summary (the fields the worker path's page save writes, see
-        annotator.worker.services._imagenet_rows), its event times and its place on the page."""
-        summary = self.imagenet_pages.setdefault(
-            (record.assignment_id, record.page_id),
-            {"n_selected": 0, "n_in_class": 0, "n_in_class_selected": 0, "first": None, "last": None},
+    def _hits(self, hit_keys):
+        external_ids = {hit_key: hit_key[:100] for hit_key in hit_keys}
+        stored = dict(
+            Hit.objects.filter(batch=self.batch, external_id__in=external_ids.values()).values_list("external_id", "pk")
         )
-        in_class = label_id is not None and label_id == self.page_categories.get(record.page_id)
-        summary["n_selected"] += record.selected
-        summary["n_in_class"] += in_class
-        summary["n_in_class_selected"] += record.selected and in_class
-        times = [
-            event["time"] for series in (record.selected_record, record.deselected_record, record.hovered_record,
-                                         record.mouse_tracking)
-            for event in series if isinstance(event.get("time"), (int, float))
-        ]
-        if times:
-            summary["first"] = min(times + ([summary["first"]] if summary["first"] is not None else []))
-            summary["last"] = max(times + ([summary["last"]] if summary["last"] is not None else []))
-        position = record.image_position or {}
-        self.shown.setdefault(record.page_id, {}).setdefault(
-            record.image_id, (position.get("y", 0), position.get("x", 0), in_class)
+        missing = [external_id for external_id in dict.fromkeys(external_ids.values()) if external_id not in stored]
+        created = Hit.objects.bulk_create(
+            Hit(batch=self.batch, index=self.hit_count + offset, external_id=external_id, status=Hit.Status.COMPLETED)
+            for offset, external_id in enumerate(missing)
         )
+        self.hit_count += len(created)
+        stored.update((hit.external_id, hit.pk) for hit in created)
+        return {hit_key: stored[external_id] for hit_key, external_id in external_ids.items()}
 
-    def note_coco_record(self, record, image, time_spent):
-        self.coco_pages[(record.assignment_id, record.page_id)] = {
-            "time_spent_ms": time_spent, **coco_summary(image, record.final_positions)
+    def _workers(self, exported_ids):
+        external_ids = {exported_id: f"{IMPORTED_WORKER_PREFIX}{exported_id}" for exported_id in exported_ids}
+        stored = dict(
+            Worker.objects.filter(provider=Provider.LINK, external_id__in=external_ids.values())
+            .values_list("external_id", "pk")
+        )
+        created = Worker.objects.bulk_create(
+            Worker(provider=Provider.LINK, external_id=external_id,
+                   hashed_id=hash_worker_id(Provider.LINK, external_id))
+            for external_id in external_ids.values() if external_id not in stored
+        )
+        stored.update((worker.external_id, worker.pk) for worker in created)
+        return {exported_id: stored[external_id] for exported_id, external_id in external_ids.items()}
+
+    def _assignments(self, sessions, hits, workers):
+        stored = {
+            (hit_id, worker_id): pk for hit_id, worker_id, pk in
+            Assignment.objects.filter(hit_id__in=set(hits.values())).values_list("hit_id", "worker_id", "pk")
+        }
+        missing = {}
+        for session in sessions:
+            key = (hits[session.hit_key], workers[session.worker_id])
+            if key not in stored and key not in missing:
+                missing[key] = Assignment(
+                    hit_id=key[0], worker_id=key[1], external_id=session.external_id[:100],
+                    state=Assignment.State.APPROVED, decision_source=Assignment.DecisionSource.ADMIN,
+                    submitted_at=self.now, reviewed_at=self.now, review={"imported": True},
+                )
+        Assignment.objects.bulk_create(missing.values())
+        stored.update((key, assignment.pk) for key, assignment in missing.items())
+        return {
+            (session.hit_key, session.worker_id): stored[hits[session.hit_key], workers[session.worker_id]]
+            for session in sessions
         }
 
-    def write_page_summaries(self):
-        """One PageSubmission per imported (assignment, page), as the worker path writes on a page save, so review,
-        the report and the admin see imported pages like collected ones; ImageNet-style pages also get their
-        PageItems (the images the page showed, in page order, in-class when of the page's class).
+    def _pages(self, sessions, hits):
+        stored = {
+            (hit_id, index): pk for hit_id, index, pk in
+            HitPage.objects.filter(hit_id__in=set(hits.values())).values_list("hit_id", "index", "pk")
+        }
+        missing = {}
+        for session in sessions:
+            key = (hits[session.hit_key], session.page_index)
+            if key not in stored and key not in missing:
+                missing[key] = HitPage(hit_id=key[0], index=key[1], category_id=session.category_id,
+                                       image_id=session.image_id)
+        HitPage.objects.bulk_create(missing.values())
+        stored.update((key, page.pk) for key, page in missing.items())
+        return {
+            (session.hit_key, session.page_index): (stored[hits[session.hit_key], session.page_index],
+                                                    hits[session.hit_key])
+            for session in sessions
+        }
 
-        ImageNet-AB carries no page time: time_spent_ms is the span of the page's recorded events (first to last
-        hover, click or mouse sample), marked in `client`. Its records only cover the images that left a byproduct,
-        so n_in_class counts the in-class images with a record.
-        """
-        submissions = []
-        for (assignment_id, page_id), summary in self.imagenet_pages.items():
-            first, last = summary.pop("first"), summary.pop("last")
-            span = 0 if first is None else last - first
-            if first is not None and last < EPOCH_MS_FLOOR:  # times in epoch seconds (as in seed 000, Figure A)
-                span *= 1000
-            submissions.append(PageSubmission(
-                assignment_id=assignment_id, page_id=page_id, client_save_id=uuid.uuid4(), time_spent_ms=round(span),
-                client={"imported": True, "time_spent": "span of the page's recorded events"}, **summary,
-            ))
-        items = [
-            PageItem(page_id=page_id, image_id=image_id, position=position, in_class=in_class)
-            for page_id, images in self.shown.items()
-            for position, (image_id, (_, _, in_class)) in enumerate(
-                sorted(images.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
-            )
-        ]
-        for (assignment_id, page_id), summary in self.coco_pages.items():
-            time_spent = summary.pop("time_spent_ms")
-            submissions.append(PageSubmission(
-                assignment_id=assignment_id, page_id=page_id, client_save_id=uuid.uuid4(), time_spent_ms=time_spent,
-                client={"imported": True}, **summary,
-            ))
-        PageItem.objects.bulk_create(items, batch_size=IMPORT_CHUNK)
-        PageSubmission.objects.bulk_create(submissions, batch_size=IMPORT_CHUNK)
-        return len(submissions)
 
-    def assignment_id(self, hit_key, exported_worker_id, external_id):
-        key = (hit_key, exported_worker_id)
-        if key not in self.assignments:
-            assignment = Assignment.objects.create(
-                hit_id=self.hit_id(hit_key), worker_id=self.worker_id(exported_worker_id),
-                external_id=external_id[:100], state=Assignment.State.APPROVED,
-                decision_source=Assignment.DecisionSource.ADMIN, submitted_at=self.now, reviewed_at=self.now,
-                review={"imported": True},
-            )
-            self.assignments[key] = assignment.pk
-        return self.assignments[key]
+class _PageRows:
+    """What the worker path writes on a page save, for imported pages: the PageSubmission (review summary), the
+    PAGE_SAVED event and, ImageNet-style, the PageItems; inserted in bulk a chunk at a time."""
+
+    def __init__(self, now):
+        self.now = now
+        self.pending = {PageSubmission: [], Event: [], PageItem: []}
+        self.pages_saved = 0
+
+    def add_page(self, assignment_id, page_id, page_index, hit_id, time_spent_ms, client, summary):
+        self.pages_saved += 1
+        self._add(PageSubmission, {
+            "assignment": assignment_id, "page": page_id, "client_save_id": uuid.uuid4(), "saved_at": self.now,
+            "time_spent_ms": time_spent_ms, "client": client,
+            **dict.fromkeys(IMAGENET_SUMMARY + COCO_SUMMARY, 0), **summary,
+        })
+        self._add(Event, {
+            "type": Event.Type.PAGE_SAVED, "hit": hit_id, "assignment": assignment_id,
+            "data": {"page": page_index, **summary}, "created_at": self.now,
+        })
+
+    def add_item(self, page_id, image_id, position, in_class):
+        self._add(PageItem, {"page": page_id, "image": image_id, "position": position, "in_class": in_class,
+                             "is_gold": False})
+
+    def _add(self, model, row):
+        rows = self.pending[model]
+        rows.append(row)
+        if len(rows) >= IMPORT_CHUNK:
+            self._flush(model)
+
+    def _flush(self, model):
+        if self.pending[model]:
+            insert_rows(model, self.pending[model])
+            self.pending[model] = []
+
+    def flush(self):
+        for model in self.pending:
+            self._flush(model)
+        return self.pages_saved
 
 
 def _create_import_batch(dataset, kind, batch_name, export_format, source):
@@ -348,102 +371,178 @@ def _chunks(iterable, size):
 
 
 def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=None):
-    """Attach a published ImageNet-AB tarball to `dataset` as an imported, approved batch (all or nothing)."""
+    """Attach a published ImageNet-AB tarball to `dataset` as an imported, approved batch (all or nothing).
+
+    The tarball is read as a stream and written a chunk of XML files at a time; the page summaries are made from
+    the stored records afterwards (a page's images lie in many files), so memory does not grow with the file."""
     with transaction.atomic():
         batch = _create_import_batch(dataset, TaskKind.IMAGENET, batch_name, ExportJob.Format.IMAGENET_AB, source)
         result = ImportResult(batch=batch)
         imported = _ImportedBatch(batch)
         try:
             for annotations in _chunks(imagenet_ab.read_tar(fileobj), IMPORT_CHUNK):
-                images = dict(
-                    Image.objects.filter(dataset=dataset, key__in=[a.stem for a in annotations])
-                    .values_list("key", "pk")
-                )
-                labels = dict(Image.objects.filter(pk__in=images.values()).values_list("pk", "label_id"))
-                records = []
-                for annotation in annotations:
-                    image_pk = images.get(annotation.stem)
-                    if image_pk is None:
-                        result.note_unmatched(annotation.stem, len(annotation.sessions))
-                        continue
-                    for session in annotation.sessions:
-                        records.append(ImageNetRecord(
-                            assignment_id=imported.assignment_id(
-                                session.assignment_id, session.worker_id, session.assignment_id
-                            ),
-                            page_id=imported.page_id(session.assignment_id, session.page_idx, labels[image_pk]),
-                            image_id=image_pk, selected=session.selected, selected_record=session.selected_record,
-                            deselected_record=session.deselected_record,
-                            hovered_record=session.hovered_record, mouse_tracking=session.mouse_tracking,
-                            image_position=session.image_position, image_width=session.image_width,
-                            image_height=session.image_height,
-                        ))
-                fresh = _bulk_create_counting_duplicates(ImageNetRecord, records, result)
-                result.records += len(fresh)
-                for record in fresh:
-                    imported.note_imagenet_record(record, labels[record.image_id])
+                _import_imagenet_chunk(dataset, annotations, imported, result)
                 if on_images:
                     on_images(len(annotations))
         except imagenet_ab.MalformedAnnotation as error:
             raise ImportFailed(str(error)) from None
-        result.page_summaries = imported.write_page_summaries()
+        result.page_summaries = _write_imagenet_pages(batch, imported.now)
     logger.info("imported %d ImageNet-AB records into batch %s", result.records, batch.name)
     return result
 
 
+def _import_imagenet_chunk(dataset, annotations, imported, result):
+    images = {
+        key: (pk, label_id) for key, pk, label_id in
+        Image.objects.filter(dataset=dataset, key__in=[a.stem for a in annotations])
+        .values_list("key", "pk", "label_id")
+    }
+    matched = []
+    for annotation in annotations:
+        if annotation.stem not in images:
+            result.note_unmatched(annotation.stem, len(annotation.sessions))
+            continue
+        image_pk, label_id = images[annotation.stem]
+        matched += [(image_pk, label_id, session) for session in annotation.sessions]
+    assignments, pages = imported.place([
+        # ImageNet-AB does not name a page's class: the label of the first image seen on it stands for it.
+        _Session(session.assignment_id, session.worker_id, session.assignment_id, session.page_idx,
+                 category_id=label_id)
+        for _, label_id, session in matched
+    ])
+    rows = [{
+        "assignment": assignments[session.assignment_id, session.worker_id],
+        "page": pages[session.assignment_id, session.page_idx][0], "image": image_pk,
+        "selected": session.selected, "selected_record": session.selected_record,
+        "deselected_record": session.deselected_record, "hovered_record": session.hovered_record,
+        "mouse_tracking": session.mouse_tracking, "image_position": session.image_position,
+        "image_width": session.image_width, "image_height": session.image_height,
+    } for image_pk, _, session in matched]
+    result.records += len(_insert_new_records(ImageNetRecord, rows, ("assignment", "page", "image"), result))
+
+
+def _write_imagenet_pages(batch, now):
+    """The page rows of every imported (assignment, page), read back from the stored records a page at a time.
+
+    The summary counts what the worker path's page save counts (see annotator.worker.services._imagenet_rows) over
+    the page's records: ImageNet-AB only has records of the images that left a byproduct, so n_in_class counts
+    the in-class images with a record. It carries no page time either: time_spent_ms is the span of the page's
+    recorded events (first to last hover, click or mouse sample), marked in `client`. The PageItems are the
+    images the records show, in page order (imagePosition y, then x), in-class when of the page's class.
+    """
+    records = (
+        ImageNetRecord.objects.filter(page__hit__batch=batch).order_by("page_id", "pk")
+        .values_list("page_id", "page__index", "page__hit_id", "page__category_id", "assignment_id", "image_id",
+                     "image__label_id", "selected", "selected_record", "deselected_record", "hovered_record",
+                     "mouse_tracking", "image_position")
+        .iterator(chunk_size=IMPORT_CHUNK)
+    )
+    rows = _PageRows(now)
+    client = {"imported": True, "time_spent": "span of the page's recorded events"}
+    for page_id, page_records in itertools.groupby(records, key=lambda record: record[0]):
+        summaries, shown = {}, {}
+        for (_, page_index, hit_id, category_id, assignment_id, image_id, label_id, selected, *series,
+             position) in page_records:
+            in_class = label_id is not None and label_id == category_id
+            summary = summaries.setdefault(assignment_id, {
+                "page_index": page_index, "hit_id": hit_id, "times": [],
+                "counts": dict.fromkeys(IMAGENET_SUMMARY, 0),
+            })
+            counts = summary["counts"]
+            counts["n_selected"] += selected
+            counts["n_in_class"] += in_class
+            counts["n_in_class_selected"] += selected and in_class
+            times = [event["time"] for events in series for event in events
+                     if isinstance(event.get("time"), (int, float))]
+            if times:
+                summary["times"] = [min(times + summary["times"][:1]), max(times + summary["times"][1:])]
+            position = position or {}
+            shown.setdefault(image_id, (position.get("y", 0), position.get("x", 0), in_class))
+        for assignment_id, summary in summaries.items():
+            rows.add_page(assignment_id, page_id, summary["page_index"], summary["hit_id"],
+                          _span_ms(summary["times"]), client, summary["counts"])
+        ordered = sorted(shown.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+        for position, (image_id, (_, _, in_class)) in enumerate(ordered):
+            rows.add_item(page_id, image_id, position, in_class)
+    return rows.flush()
+
+
+def _span_ms(times):
+    """Milliseconds from the first to the last event time; times in epoch seconds (as in seed 000, Figure A) are
+    read as seconds."""
+    if not times:
+        return 0
+    first, last = times
+    return round((last - first) * (1000 if last < EPOCH_MS_FLOOR else 1))
+
+
 def import_coco_ab(dataset, fileobj, source="", batch_name=None, on_records=None):
     """Attach a published COCO-AB JSON list (a text file, read as a stream) to `dataset` as an imported, approved
-    batch (all or nothing)."""
+    batch (all or nothing), a chunk of records at a time."""
     categories = dict(Category.objects.filter(dataset=dataset).values_list("name", "key"))
     known_keys = set(categories.values())
     with transaction.atomic():
         batch = _create_import_batch(dataset, TaskKind.COCO, batch_name, ExportJob.Format.COCO_AB, source)
         result = ImportResult(batch=batch)
         imported = _ImportedBatch(batch)
+        pages = _PageRows(imported.now)
         try:
-            _import_coco_records(dataset, coco_ab.read_json_list(fileobj), imported, result, categories, known_keys,
-                                 on_records)
+            parsed = coco_ab.read_json_list(fileobj)
+            for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
+                _import_coco_chunk(dataset, chunk_start, chunk, imported, pages, result, categories, known_keys)
+                if on_records:
+                    on_records(len(chunk))
         except coco_ab.MalformedCocoAb as error:
             raise ImportFailed(str(error)) from None
-        result.page_summaries = imported.write_page_summaries()
+        result.page_summaries = pages.flush()
     logger.info("imported %d COCO-AB records into batch %s", result.records, batch.name)
     return result
 
 
-def _import_coco_records(dataset, parsed, imported, result, categories, known_keys, on_records):
-    for chunk_start, chunk in zip(itertools.count(0, IMPORT_CHUNK), _chunks(parsed, IMPORT_CHUNK)):
-        keys = [str(r.image_id) for r in chunk]
-        images = {
-            image.key: image
-            for image in Image.objects.filter(dataset=dataset, key__in=keys).only("key", "width", "height")
-        }
-        records = []
-        for number, record in enumerate(chunk, start=chunk_start):
-            image = images.get(str(record.image_id))
-            if image is None:
-                result.note_unmatched(str(record.image_id), 1)
-                continue
-            image_pk = image.pk
-            actions = [
-                _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
-                for index, action in enumerate(record.actionHistories)
-            ]
-            records.append(CocoRecord(
-                assignment_id=imported.assignment_id(record.hit_key, record.worker_id, record.assignment_id or ""),
-                page_id=imported.page_id(record.hit_key, record.page_index, image_id=image_pk),
-                image_id=image_pk, image_width=record.imageWidth, image_height=record.imageHeight,
-                time_spent=record.timeSpent, action_histories=actions,
-                category_histories=msgspec.to_builtins(record.categoryHistories),
-                mouse_tracking=msgspec.to_builtins(record.mouseTracking),
-                final_positions=replay_actions(actions, strict=False),
-            ))
-        fresh = _bulk_create_counting_duplicates(CocoRecord, records, result)
-        result.records += len(fresh)
-        by_pk = {image.pk: image for image in images.values()}
-        for record in fresh:
-            imported.note_coco_record(record, by_pk[record.image_id], record.time_spent)
-        if on_records:
-            on_records(len(chunk))
+def _import_coco_chunk(dataset, chunk_start, chunk, imported, pages, result, categories, known_keys):
+    """Store the chunk's records with their replayed final positions, and their pages' summaries and events
+    (a COCO-style page is one record)."""
+    images = {
+        key: (pk, width, height) for key, pk, width, height in
+        Image.objects.filter(dataset=dataset, key__in=[str(r.image_id) for r in chunk])
+        .values_list("key", "pk", "width", "height")
+    }
+    matched = []
+    for number, record in enumerate(chunk, start=chunk_start):
+        image = images.get(str(record.image_id))
+        if image is None:
+            result.note_unmatched(str(record.image_id), 1)
+            continue
+        actions = [
+            _imported_action(action, categories, known_keys, f"record {number} actionHistories[{index}]")
+            for index, action in enumerate(record.actionHistories)
+        ]
+        matched.append((record, image, actions))
+    assignments, placed_pages = imported.place([
+        _Session(record.hit_key, record.worker_id, record.assignment_id or "", record.page_index, image_id=image[0])
+        for record, image, _ in matched
+    ])
+    rows = [{
+        "assignment": assignments[record.hit_key, record.worker_id],
+        "page": placed_pages[record.hit_key, record.page_index][0], "image": image[0],
+        "image_width": record.imageWidth, "image_height": record.imageHeight, "time_spent": record.timeSpent,
+        "action_histories": actions, "category_histories": record.categoryHistories,
+        "mouse_tracking": record.mouseTracking, "final_positions": replay_actions(actions, strict=False),
+    } for record, image, actions in matched]
+    fresh = _insert_new_records(CocoRecord, rows, ("assignment", "page"), result)
+    result.records += len(fresh)
+    objects = {}
+    for image_id, *ground_truth in GroundTruthObject.objects.filter(
+        image_id__in={row["image"] for row in fresh}
+    ).values_list("image_id", "category__key", "bbox", "segmentation"):
+        objects.setdefault(image_id, []).append(ground_truth)
+    sizes = {pk: (width, height) for pk, width, height in images.values()}
+    hits = {page_id: hit_id for page_id, hit_id in placed_pages.values()}
+    indexes = {page_id: page_index for (_, page_index), (page_id, _) in placed_pages.items()}
+    for row in fresh:
+        summary = tag_summary(objects.get(row["image"], ()), *sizes[row["image"]], row["final_positions"])
+        pages.add_page(row["assignment"], row["page"], indexes[row["page"]], hits[row["page"]], row["time_spent"],
+                       {"imported": True}, summary)
 
 
 def _imported_action(action, categories, known_keys, where):
@@ -459,22 +558,23 @@ def _imported_action(action, categories, known_keys, where):
     return stored
 
 
-def _bulk_create_counting_duplicates(model, records, result):
-    """bulk_create; a record repeating an (assignment, page, image) already imported is counted, not written.
-    Returns the records written."""
+def _insert_new_records(model, rows, key_fields, result):
+    """insert_rows for the rows whose unique key (key_fields) is free; a row repeating one of the file or of the
+    batch is counted as a duplicate, not written. Returns the rows written."""
     unique = {}
-    for record in records:
-        key = (record.assignment_id, record.page_id, record.image_id)
+    for row in rows:
+        key = tuple(row[name] for name in key_fields)
         if key in unique:
             result.duplicate_records += 1
-        unique[key] = record
+        unique[key] = row
     existing = set(
-        model.objects.filter(assignment_id__in={k[0] for k in unique}, page_id__in={k[1] for k in unique})
-        .values_list("assignment_id", "page_id", "image_id")
+        model.objects.filter(assignment_id__in={row["assignment"] for row in rows},
+                             page_id__in={row["page"] for row in rows}).values_list(*key_fields)
     )
-    fresh = [record for key, record in unique.items() if key not in existing]
+    fresh = [row for key, row in unique.items() if key not in existing]
     result.duplicate_records += len(unique) - len(fresh)
-    model.objects.bulk_create(fresh, batch_size=IMPORT_CHUNK)
+    if fresh:
+        insert_rows(model, fresh)
     return fresh
 
 
