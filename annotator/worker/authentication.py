@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from annotator.models import Assignment
+from annotator.worker import selectors
 from annotator.worker.tokens import InvalidToken, assignment_uuid_from_token
 
 logger = logging.getLogger(__name__)
@@ -26,9 +27,7 @@ class AssignmentTokenAuthentication(authentication.BaseAuthentication):
             assignment_uuid = assignment_uuid_from_token(token.strip())
         except InvalidToken as exc:
             self.refuse(request, str(exc))
-        assignment = (
-            Assignment.objects.select_related("hit__batch").filter(uuid=assignment_uuid).first()
-        )
+        assignment = selectors.assignment_for_token(assignment_uuid)
         if assignment is None:
             self.refuse(request, "the worker token names no assignment")
         return AnonymousUser(), assignment

@@ -3,12 +3,14 @@ import threading
 from collections import OrderedDict
 from urllib.parse import urlsplit
 
+from django.db import connection
 from django.urls import reverse
 
 from annotator.models import (
     Assignment,
     Category,
     EventBatch,
+    Hit,
     HitPage,
     PageItem,
     PageSubmission,
@@ -70,6 +72,54 @@ class _OpenWorkCache:
 
 
 _open_work = _OpenWorkCache(size=20_000)
+
+
+def _assignment_read():
+    """(SQL, attribute names, converters) of the read of one Assignment by uuid on this database, made once.
+
+    The worker API authenticates every request with it: the ORM would compile the same query each time (about
+    half a millisecond of CPU, a tenth of a flush), and this converts the row exactly as the ORM's compiler does.
+    """
+    read = _assignment_reads.get(connection.vendor)
+    if read is None:
+        meta = Assignment._meta
+        quote = connection.ops.quote_name
+        fields = meta.concrete_fields
+        sql = (
+            f"SELECT {', '.join(quote(field.column) for field in fields)} FROM {quote(meta.db_table)}"
+            f" WHERE {quote(meta.get_field('uuid').column)} = %s"
+        )
+        converters = []
+        for position, field in enumerate(fields):
+            column = field.get_col(meta.db_table)
+            functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if functions:
+                converters.append((position, column, functions))
+        read = _assignment_reads[connection.vendor] = (sql, [field.attname for field in fields], converters)
+    return read
+
+
+_assignment_reads = {}
+
+
+def assignment_for_token(assignment_uuid):
+    """The Assignment a worker token names, read fresh (its state decides what it may still write), with its HIT
+    and batch from the per-process cache (the worker path uses only what never changes there: ids, kind, dataset;
+    submit re-reads them under lock). None when there is no such assignment."""
+    sql, names, converters = _assignment_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Assignment._meta.get_field("uuid").get_db_prep_value(assignment_uuid, connection)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for position, column, functions in converters:
+        for convert in functions:
+            values[position] = convert(values[position], column, connection)
+    assignment = Assignment.from_db(connection.alias, names, values)
+    hit = _open_work.get((assignment.uuid, "hit"), lambda: Hit.objects.select_related("batch").get(pk=assignment.hit_id))
+    Assignment.hit.field.set_cached_value(assignment, hit)
+    return assignment
 
 
 def assignment_page(assignment, index):
