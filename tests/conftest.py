@@ -22,3 +22,12 @@ def _fresh_throttle_counters():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_open_work_cache():
+    """The worker path's per-process cache (HITs, pages, candidates by id) starts empty in every test: a test's
+    database may reuse the ids of an earlier test's rows (SQLite rolls its id counters back)."""
+    from annotator.worker.selectors import forget_open_work
+
+    forget_open_work()

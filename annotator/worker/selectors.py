@@ -50,9 +50,10 @@ def page_candidates(page):
 
 
 class _OpenWorkCache:
-    """A per-process LRU of what stays fixed while a worker has an assignment open: its HIT's pages, their
-    candidates and the dataset's category keys. Keyed by the assignment's random uuid, it saves every event flush
-    and page save two or three queries (a worker sends a dozen requests per page)."""
+    """A per-process LRU of what stays fixed while workers have assignments open: a HIT (with its batch) and its
+    pages, a page's candidates, a dataset's category keys. Keyed by their ids, it is shared by every assignment of
+    a HIT, so a worker's event flushes and page saves after the first cost no query here (a worker sends a dozen
+    requests per page)."""
 
     def __init__(self, size):
         self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
@@ -117,30 +118,44 @@ def assignment_for_token(assignment_uuid):
         for convert in functions:
             values[position] = convert(values[position], column, connection)
     assignment = Assignment.from_db(connection.alias, names, values)
-    hit = _open_work.get((assignment.uuid, "hit"), lambda: Hit.objects.select_related("batch").get(pk=assignment.hit_id))
+    hit_id = assignment.hit_id
+    hit = _open_work.get(("hit", hit_id), lambda: Hit.objects.select_related("batch").get(pk=hit_id))
     Assignment.hit.field.set_cached_value(assignment, hit)
     return assignment
 
 
+def hit_pages(hit_id):
+    """{index: HitPage with its category and image} of a HIT, all read at once."""
+    return _open_work.get(
+        ("pages", hit_id),
+        lambda: {page.index: page for page in HitPage.objects.select_related("category", "image").filter(hit_id=hit_id)},
+    )
+
+
 def assignment_page(assignment, index):
     """The assignment's page `index` (with its category and image), or None."""
-    return _open_work.get((assignment.uuid, "page", index), lambda: page_of(assignment.hit, index))
+    return hit_pages(assignment.hit_id).get(index)
 
 
 def assignment_page_count(assignment):
-    return _open_work.get((assignment.uuid, "page count"), lambda: page_count(assignment.hit))
+    return len(hit_pages(assignment.hit_id))
 
 
 def assignment_page_candidates(assignment, page):
     """page_candidates(page) of one of the assignment's pages."""
-    return _open_work.get((assignment.uuid, "candidates", page.index), lambda: page_candidates(page))
+    return _open_work.get(("candidates", page.pk), lambda: page_candidates(page))
 
 
 def assignment_category_keys(assignment):
     """category_keys_and_group_count() of the assignment's dataset."""
-    return _open_work.get(
-        (assignment.uuid, "categories"), lambda: category_keys_and_group_count(assignment.hit.batch.dataset_id)
-    )
+    dataset_id = assignment.hit.batch.dataset_id
+    return _open_work.get(("categories", dataset_id), lambda: category_keys_and_group_count(dataset_id))
+
+
+def forget_open_work():
+    """Empty the per-process cache (tests: a new test database reuses the ids of the last one)."""
+    with _open_work.lock:
+        _open_work.entries.clear()
 
 
 def grouped_categories(dataset):
