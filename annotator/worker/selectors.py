@@ -43,6 +43,30 @@ def saved_pages(assignment):
     )
 
 
+def locked_state_and_saved_pages(assignment):
+    """(state, saved_pages()) of the assignment, its row locked until the end of the transaction: one round trip.
+
+    A page save runs it on every request, so the SQL is written once here rather than compiled by the ORM.
+    """
+    table = connection.ops.quote_name
+    sql = (
+        f"SELECT a.state, p.{table('index')}, s.client_save_id FROM {table(Assignment._meta.db_table)} a"
+        f" LEFT JOIN {table(PageSubmission._meta.db_table)} s ON s.assignment_id = a.id"
+        f" LEFT JOIN {table(HitPage._meta.db_table)} p ON p.id = s.page_id"
+        " WHERE a.id = %s FOR UPDATE OF a"
+    )
+    if connection.vendor == "sqlite":  # SQLite locks the whole database for the transaction instead
+        sql = sql.removesuffix(" FOR UPDATE OF a")
+    save_id = PageSubmission._meta.get_field("client_save_id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [assignment.pk])
+        rows = cursor.fetchall()
+    saved = {
+        index: save_id.to_python(client_save_id) for _, index, client_save_id in rows if client_save_id is not None
+    }
+    return rows[0][0], saved
+
+
 def page_candidates(page):
     """{image key: (image pk, in_class)} of an ImageNet-style page, in grid order."""
     rows = PageItem.objects.filter(page=page).order_by("position").values_list("image__key", "image_id", "in_class")
