@@ -191,7 +191,7 @@ def iter_json_list(fileobj, chunk_chars=READ_CHUNK_CHARS):
 
 def read_json_list(fileobj):
     """Yield validated CocoAbRecord objects from a COCO-AB JSON list (a text file), streaming."""
-    for index, element in enumerate(iter_json_list(fileobj)):
+    for index, element in enumerate(iter_json_list(fileobj, READ_CHUNK_CHARS)):
         try:
             record = msgspec.convert(element, CocoAbRecord)
         except msgspec.ValidationError as error:

@@ -8,6 +8,7 @@ As published, `selectedRecord` lists every click on the image in time order (sel
 alternate, so `selected` is True when their number is odd); we store the two kinds apart and merge them here,
 and an import splits them again by position.
 """
+import gzip
 import io
 import itertools
 import tarfile
@@ -281,9 +282,13 @@ def safe_member_name(name):
 
 
 def read_tar(fileobj):
-    """Yield ParsedAnnotation for every XML member of an ImageNet-AB tarball, streaming (mode r|*)."""
+    """Yield ParsedAnnotation for every XML member of an ImageNet-AB tar.gz, streaming (mode r|).
+
+    GzipFile inflates a bounded amount at a time; tarfile's own "r|gz" keeps whatever a 10 KiB read inflates to,
+    which grows with the compression ratio."""
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        with gzip.GzipFile(fileobj=fileobj, mode="rb") as tar_stream, \
+                tarfile.open(fileobj=tar_stream, mode="r|") as tar:
             for member in tar:
                 if not safe_member_name(member.name):
                     raise MalformedAnnotation(f"{member.name}: refused, the path leaves the archive")

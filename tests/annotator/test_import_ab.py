@@ -1,15 +1,21 @@
+import gzip
 import io
 import json
 import tarfile
+import tracemalloc
 from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
-from annotator.exports import coco_ab, services
-from annotator.models import Assignment, Batch, CocoRecord, ImageNetRecord, PageItem, PageSubmission, TaskKind
+from annotator.exports import coco_ab, imagenet_ab, services
+from annotator.models import (
+    Assignment, Batch, CocoRecord, Event, GroundTruthObject, Image, ImageNetRecord, PageItem,
+    PageSubmission, TaskKind,
+)
 from annotator.review.selectors import work_summaries
 from annotator.worker.services import coco_summary
 from tests import factories
@@ -370,3 +376,145 @@ def test_round_two_repacks_what_the_imported_round_did_not_reselect(released_ima
 
     repacked = PageItem.objects.filter(page__hit__batch__name="round-2", in_class=True)
     assert [item.image.key for item in repacked] == ["n01440764_9"]
+
+
+# The journal: imported pages get the PAGE_SAVED event a page save writes
+
+def saved_page_events(batch):
+    return {
+        (event.assignment_id, event.data["page"]): (event.hit_id, event.data)
+        for event in Event.objects.filter(type=Event.Type.PAGE_SAVED, assignment__hit__batch=batch)
+    }
+
+
+def test_imported_imagenet_pages_are_journalled_like_saved_pages(released_imagenet):
+    dataset, path = released_imagenet
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+
+    batch = Batch.objects.get(name="released-imagenet-ab-import")
+    events = saved_page_events(batch)
+    assert len(events) == Event.objects.filter(type=Event.Type.PAGE_SAVED).count() == 2
+    for page in PageSubmission.objects.filter(assignment__hit__batch=batch).select_related("page"):
+        assert events[page.assignment_id, page.page.index] == (page.page.hit_id, {
+            "page": page.page.index, "n_selected": page.n_selected, "n_in_class": page.n_in_class,
+            "n_in_class_selected": page.n_in_class_selected,
+        })
+    assert events[PageSubmission.objects.get(page__index=3).assignment_id, 3][1] == {
+        "page": 3, "n_selected": 2, "n_in_class": 2, "n_in_class_selected": 2}
+
+
+def test_imported_coco_pages_are_journalled_like_saved_pages(coco_batch, tmp_path):
+    records = json.loads(export_bytes(coco_batch, "coco-ab"))
+    second = {**records[0], "hit_id": "HIT-2", "worker_id": "00AA3B5E80", "page_id": 0}
+
+    import_file(tmp_path, json.dumps([records[0], second]).encode(), "coco-ab", "coco-mini")
+
+    batch = Batch.objects.get(name="coco-mini-coco-ab-import")
+    events = saved_page_events(batch)
+    assert len(events) == 2
+    for page in PageSubmission.objects.filter(assignment__hit__batch=batch).select_related("page"):
+        assert events[page.assignment_id, page.page.index] == (page.page.hit_id, {
+            "page": page.page.index, "n_gt_categories": page.n_gt_categories,
+            "n_tagged_correct": page.n_tagged_correct, "n_icons": page.n_icons,
+            "n_icons_on_mask": page.n_icons_on_mask,
+        })
+        assert page.n_icons == 1
+
+
+# Large files: written a chunk at a time, all or nothing, in memory that does not grow with the file
+
+def test_a_malformed_record_after_written_chunks_leaves_nothing_imported(coco_batch, tmp_path, monkeypatch):
+    monkeypatch.setattr(services, "IMPORT_CHUNK", 2)
+    record = json.loads(export_bytes(coco_batch, "coco-ab"))[0]
+    records = [{**json.loads(json.dumps(record)), "hit_id": f"HIT-{n}"} for n in range(7)]
+    records[5]["actionHistories"][0]["iconType"] = "spaceship"
+
+    with pytest.raises(CommandError, match="record 5 actionHistories\\[0\\]: iconType 'spaceship'"):
+        import_file(tmp_path, json.dumps(records).encode(), "coco-ab", "coco-mini")
+
+    assert not Batch.objects.filter(name__endswith="-import").exists()
+    assert CocoRecord.objects.count() == 1  # the fixture's own
+    assert not Event.objects.filter(type=Event.Type.PAGE_SAVED).exists()
+
+
+def generated_imagenet_ab(path, n_images):
+    """An ImageNet-AB tarball (the exporter's writer) of one session per image: 10 images a page, 2 pages a HIT."""
+    dataset = factories.DatasetFactory(name=f"generated-{path.name}")
+    category = factories.CategoryFactory(dataset=dataset, key="n01440764")
+    images = Image.objects.bulk_create(
+        Image(dataset=dataset, key=f"n01440764_{i}", file=f"images/{i}.JPEG", width=500, height=375, label=category)
+        for i in range(n_images)
+    )
+    trace = [{"x": i / 100, "y": i / 100, "time": 1641425051000 + i * 16} for i in range(30)]
+    sessions = ({
+        "image_id": image.pk, "image__key": image.key, "image__label__key": category.key,
+        "page__category__key": category.key, "image__width": 500, "image__height": 375, "image_width": 200,
+        "image_height": 150, "selected": True, "selected_record": trace[-1:], "deselected_record": [],
+        "hovered_record": [{"action": "enter", "time": 1641425051000}], "mouse_tracking": trace,
+        "image_position": {"x": i % 10, "y": 0}, "assignment__worker__hashed_id": f"{i // 20:010X}",
+        "assignment__external_id": f"ASSIGNMENT-{i // 20}", "page__index": i // 10 % 2,
+    } for i, image in enumerate(images))
+    with gzip.open(path, "wb") as out:
+        imagenet_ab.write_tar(sessions, out, anonymise=lambda hashed: hashed, load_objects=lambda ids: {})
+    return dataset, path
+
+
+def generated_coco_ab(path, n_images):
+    """A COCO-AB file (the exporter's writer) of one record per image, each image with a ground-truth box."""
+    dataset = factories.DatasetFactory(name=f"generated-coco-{path.name}", kind=TaskKind.COCO)
+    car = factories.CategoryFactory(dataset=dataset, key="3", name="car")
+    images = Image.objects.bulk_create(
+        Image(dataset=dataset, key=str(1000 + i), file=f"images/{i}.jpg", width=640, height=480)
+        for i in range(n_images)
+    )
+    GroundTruthObject.objects.bulk_create(
+        GroundTruthObject(image=image, category=car, bbox=[0, 0, 320, 240], area=76800) for image in images)
+    records = ({
+        "image_id": int(image.key), "page_id": i % 10, "hit_id": f"HIT-{i // 10}", "worker_id": f"{i // 10:010X}",
+        "originalImageWidth": 640, "originalImageHeight": 480, "imageWidth": 800, "imageHeight": 600,
+        "actionHistories": [{"actionType": "add", "iconType": "car", "pointFrom": None,
+                             "pointTo": {"x": 0.25, "y": 0.25}, "timeAt": 1000}],
+        "categoryHistories": [], "mouseTracking": [{"x": 0.5, "y": 0.5, "timeAt": t} for t in range(30)],
+        "timeSpent": 5000,
+    } for i, image in enumerate(images))
+    with open(path, "wb") as out:
+        coco_ab.write_json_list(records, out, to_dict=lambda record: record)
+    return dataset, path
+
+
+def peak_import_memory(export_format, dataset, path):
+    tracemalloc.start()
+    if export_format == "imagenet-ab":
+        with open(path, "rb") as tarball_file:
+            result = services.import_imagenet_ab(dataset, tarball_file)
+    else:
+        with open(path, encoding="utf-8") as json_file:
+            result = services.import_coco_ab(dataset, json_file)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export_format, generate", [
+    ("imagenet-ab", generated_imagenet_ab), ("coco-ab", generated_coco_ab),
+])
+def test_import_memory_does_not_grow_with_the_record_count(export_format, generate, tmp_path, monkeypatch):
+    monkeypatch.setattr(services, "IMPORT_CHUNK", 20)
+    monkeypatch.setattr(coco_ab, "READ_CHUNK_CHARS", 1 << 12)
+    warm_up, small, large = (generate(tmp_path / name, n) for name, n in (("warm", 2000), ("small", 100),
+                                                                          ("large", 2000)))
+    # psycopg and Django keep bounded caches keyed by statement shape: fill them before measuring, and keep
+    # psycopg's prepared-statement bookkeeping out of it.
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    peak_import_memory(export_format, *warm_up)
+
+    (small_result, small_peak), (large_result, large_peak) = (
+        peak_import_memory(export_format, *small), peak_import_memory(export_format, *large))
+
+    assert (small_result.records, large_result.records) == (100, 2000)
+    assert large_result.page_summaries == PageSubmission.objects.filter(
+        assignment__hit__batch=large_result.batch).count() == (200 if export_format == "imagenet-ab" else 2000)
+    # Twenty times the records; held in memory they would take several times the peak.
+    assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
