@@ -1,5 +1,7 @@
 """Reads for the worker path: page content, category groups, resume data, assignment progress."""
+import math
 import threading
+import time
 from collections import OrderedDict
 from urllib.parse import urlsplit
 
@@ -38,16 +40,16 @@ def page_of(hit, index):
 
 def saved_pages(assignment):
     """{page index: client save id} of the assignment's saved pages."""
-    return dict(
-        PageSubmission.objects.filter(assignment=assignment).values_list("page__index", "client_save_id")
-    )
+    return _state_and_saved_pages(assignment, lock=False)[1]
 
 
 def locked_state_and_saved_pages(assignment):
-    """(state, saved_pages()) of the assignment, its row locked until the end of the transaction: one round trip.
+    """(state, saved_pages()) of the assignment, its row locked until the end of the transaction: one round trip."""
+    return _state_and_saved_pages(assignment, lock=True)
 
-    A page save runs it on every request, so the SQL is written once here rather than compiled by the ORM.
-    """
+
+def _state_and_saved_pages(assignment, lock):
+    """Every page read and save asks for this, so the SQL is written here rather than compiled by the ORM."""
     table = connection.ops.quote_name
     sql = (
         f"SELECT a.state, p.{table('index')}, s.client_save_id FROM {table(Assignment._meta.db_table)} a"
@@ -55,12 +57,14 @@ def locked_state_and_saved_pages(assignment):
         f" LEFT JOIN {table(HitPage._meta.db_table)} p ON p.id = s.page_id"
         " WHERE a.id = %s FOR UPDATE OF a"
     )
-    if connection.vendor == "sqlite":  # SQLite locks the whole database for the transaction instead
+    if not lock or connection.vendor == "sqlite":  # SQLite locks the whole database for the transaction instead
         sql = sql.removesuffix(" FOR UPDATE OF a")
     save_id = PageSubmission._meta.get_field("client_save_id")
     with connection.cursor() as cursor:
         cursor.execute(sql, [assignment.pk])
         rows = cursor.fetchall()
+    if not rows:
+        raise Assignment.DoesNotExist(f"no assignment {assignment.pk}")
     saved = {
         index: save_id.to_python(client_save_id) for _, index, client_save_id in rows if client_save_id is not None
     }
@@ -82,15 +86,19 @@ class _OpenWorkCache:
     def __init__(self, size):
         self.size, self.entries, self.lock = size, OrderedDict(), threading.Lock()
 
-    def get(self, key, compute):
+    def get(self, key, compute, max_age_s=None):
+        """The cached value, or compute() (kept unless None); max_age_s: recompute once it is that old."""
+        now = time.monotonic()
         with self.lock:
-            if key in self.entries:
+            entry = self.entries.get(key)
+            if entry is not None and entry[1] > now:
                 self.entries.move_to_end(key)
-                return self.entries[key]
+                return entry[0]
         value = compute()
         if value is not None:
             with self.lock:
-                self.entries[key] = value
+                self.entries[key] = (value, now + max_age_s if max_age_s is not None else math.inf)
+                self.entries.move_to_end(key)
                 if len(self.entries) > self.size:
                     self.entries.popitem(last=False)
         return value
@@ -245,9 +253,22 @@ def coco_page_content(page):
     }
 
 
-def page_content(page, kind):
+def build_page_content(page, kind):
     content = imagenet_page_content(page) if kind == TaskKind.IMAGENET else coco_page_content(page)
     return {"index": page.index, "kind": kind, **content}
+
+
+# Page content holds file URLs, which S3 signs for AWS_QUERYSTRING_EXPIRE (an hour by default): kept far shorter.
+PAGE_CONTENT_MAX_AGE_S = 300
+
+
+def page_content(page, kind):
+    """What the task page shows of a page, the same for every assignment of the HIT: built once per process and
+    PAGE_CONTENT_MAX_AGE_S. A copy, so the caller may add its own keys."""
+    content = _open_work.get(
+        ("content", page.pk), lambda: build_page_content(page, kind), max_age_s=PAGE_CONTENT_MAX_AGE_S
+    )
+    return dict(content)
 
 
 def resume_events(assignment, page):
