@@ -124,3 +124,40 @@ def test_the_limits_are_configured_from_the_environment():
            "WORKER_ENTRY_RATE": "none", "WORKER_BAD_TOKEN_RATE": "7/min", "NUM_PROXIES": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "{'worker': '50/min', 'worker_entry': None, 'worker_bad_token': '7/min'} 1"
+
+
+
+def test_the_worker_rate_is_counted_in_redis_one_counter_per_window(client, rates, settings, monkeypatch):
+    """The deployment's cache (Redis, failing open): each request adds one to a counter that expires with its
+    window; the fourth request of a "3/min" token in one window is refused, and the next window starts afresh."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import redis
+
+    from annotator.worker.authentication import AssignmentRateThrottle
+
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    if broker.scheme != "redis":
+        pytest.skip("needs the Redis of CELERY_BROKER_URL")
+    location = f"redis://{broker.netloc}/14"
+    prefix = f"throttle-test-{uuid.uuid4().hex}"
+    settings.CACHES = {"default": {"BACKEND": "config.cache.FailOpenRedisCache", "LOCATION": location,
+                                   "KEY_PREFIX": prefix}}
+    rates(worker="3/min")
+    now = [6_000_010.0]  # 10 s into a minute
+    monkeypatch.setattr(AssignmentRateThrottle, "timer", lambda self: now[0])
+    _, token = accept(make_imagenet_hit(n_pages=1))
+    server = redis.Redis.from_url(location)
+    try:
+        assert [call(client, token, "GET", "assignment").status_code for _ in range(3)] == [200, 200, 200]
+        response = call(client, token, "GET", "assignment")
+        assert_throttled(response)
+        assert int(response["Retry-After"]) == 50  # the rest of the window
+        counters = server.keys(f"{prefix}*")
+        assert len(counters) == 1 and 0 < server.ttl(counters[0]) <= 61
+        now[0] += 50
+        assert call(client, token, "GET", "assignment").status_code == 200
+    finally:
+        if counters := server.keys(f"{prefix}*"):
+            server.delete(*counters)
