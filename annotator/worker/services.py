@@ -13,7 +13,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 from rest_framework.exceptions import APIException
 
-from annotator.geometry import point_on_object
+from annotator.geometry import tag_summary
 from annotator.models import (
     Assignment,
     Batch,
@@ -260,19 +260,7 @@ def _imagenet_rows(assignment, page, save, problems):
 def coco_summary(image, final_positions):
     """Ground-truth categories, correct tags, icons and icons on a mask of their own category."""
     objects = GroundTruthObject.objects.filter(image=image).values_list("category__key", "bbox", "segmentation")
-    by_key = {}
-    for key, bbox, segmentation in objects:
-        by_key.setdefault(key, []).append((bbox, segmentation))
-    on_mask = 0
-    for key, point in final_positions.items():
-        x, y = point["x"] * image.width, point["y"] * image.height
-        on_mask += any(point_on_object(x, y, segmentation, bbox) for bbox, segmentation in by_key.get(key, ()))
-    return {
-        "n_gt_categories": len(by_key),
-        "n_tagged_correct": len(by_key.keys() & final_positions.keys()),
-        "n_icons": len(final_positions),
-        "n_icons_on_mask": on_mask,
-    }
+    return tag_summary(objects, image.width, image.height, final_positions)
 
 
 def _coco_rows(assignment, page, save, problems):
