@@ -16,6 +16,8 @@ covers (the paper's "average bounding box area in each image", sigma = infinity)
 on the images whose centre is in no box. Each figure is the mean over the images. The per-click accuracy (every
 click counted, images with more workers weighing more) is reported next to it.
 """
+import base64
+import hashlib
 import itertools
 import json
 import logging
@@ -413,7 +415,9 @@ def write_report(batch, out_dir):
     summary = {key: value for key, value in numbers.items() if key != "relative_clicks"}
     summary["time"] = {key: value for key, value in numbers["time"].items() if key != "page_seconds"}
     (out_dir / "report.json").write_text(json.dumps({"batch": batch.name, "paper": PAPER, "ours": summary}, indent=1))
+    style = render_to_string("annotator/byproduct_report.css")
     html = render_to_string("annotator/byproduct_report.html", {
+        "style": style, "style_hash": f"sha256-{base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()}",
         "batch": batch, "rows": _rows(numbers, batch.task_kind), "plots": plots, "numbers": summary,
         "recall_by_size": [(name, _percent(rate["value"]), rate["n"]) for name, rate in
                            numbers["recall_by_size"].items()],

@@ -1,7 +1,8 @@
 """The staff review console: batch dashboards, assignment replays, decisions, worker pages.
 
-Pages are rendered with Django templates (autoescaped; replay data goes through json_script) and every change
-is a CSRF-protected POST that calls a service and redirects back.
+Pages are rendered with Django templates (autoescaped; replay data goes through json_script), send a
+Content-Security-Policy without inline script (annotator/csp.py), and every change is a CSRF-protected POST that
+calls a service and redirects back.
 """
 
 from django.contrib import messages
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from config.celery import send_on_commit
 
+from ..csp import staff_page_policy
 from ..models import Assignment, Batch, Worker
 from . import forms, selectors, services, tasks
 
@@ -33,11 +35,13 @@ def _form_errors(request, form):
             messages.error(request, f"{field}: {problem}")
 
 
+@staff_page_policy
 @staff_member_required
 def batch_list(request):
     return render(request, "annotator/review/batch_list.html", {"batches": selectors.batches_overview()})
 
 
+@staff_page_policy
 @staff_member_required
 def batch_dashboard(request, batch_id):
     batch = get_object_or_404(Batch.objects.select_related("dataset"), pk=batch_id)
@@ -86,6 +90,7 @@ def rerun_rules(request, batch_id):
     return redirect("review:batch", batch_id=batch.pk)
 
 
+@staff_page_policy
 @staff_member_required
 def assignment_detail(request, assignment_id):
     assignment = get_object_or_404(
@@ -135,6 +140,7 @@ def bonus(request, assignment_id):
     return redirect("review:assignment", assignment_id=assignment.pk)
 
 
+@staff_page_policy
 @staff_member_required
 def worker_detail(request, worker_id):
     worker = get_object_or_404(Worker, pk=worker_id)

@@ -1,4 +1,7 @@
+import base64
+import hashlib
 import json
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -185,3 +188,13 @@ def test_a_batch_without_approved_work_gets_a_report_of_empty_figures(kind, tmp_
     html = (tmp_path / "report.html").read_text()
     assert "<td>n/a</td><td>0</td>" in html
     assert (tmp_path / "recall_by_size.png").exists()
+
+
+def test_report_html_runs_no_script_and_allows_only_its_own_style(imagenet_batch, tmp_path):
+    html = report.write_report(imagenet_batch, tmp_path).read_text()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1)
+    assert "default-src 'none'" in policy and "img-src 'self'" in policy and "script-src" not in policy
+    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in policy
+    assert "<script" not in html

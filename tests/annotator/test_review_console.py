@@ -217,3 +217,16 @@ def test_rerun_button_reapplies_the_rules_with_the_batch_thresholds(staff_client
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.REJECTED
     assert assignment.review["reasons"][0]["message"] == "recall 0.944 < 0.99 on 360 in-class images"
+
+
+def test_console_pages_allow_only_our_own_scripts_and_no_framing(staff_client):
+    assignment = good_imagenet()
+    for url in console_urls(assignment)["get"]:
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+        policy = response["Content-Security-Policy"]
+        directives = {name: sources for name, *sources in (part.split() for part in policy.split(";"))}
+        assert directives["script-src"] == ["'self'"] and directives["frame-ancestors"] == ["'none'"], url
+        assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"], url
+        assert "unsafe" not in policy, url
+        assert not re.search(rb"<[^>]+\son[a-z]+=", response.content), f"{url} has an inline event handler"

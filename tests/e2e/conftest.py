@@ -47,6 +47,7 @@ def browser_context_factory(browser):
         context = browser.new_context(**options)
         context.set_default_timeout(15_000)
         track_requests_in_flight(context)
+        watch_csp_violations(context)
         contexts.append(context)
         return context
 
@@ -57,6 +58,29 @@ def browser_context_factory(browser):
         wait_for_requests_in_flight(context)
         context.close()
     served_requests.wait_until_idle()
+    violations = [violation for context in contexts for violation in context.csp_violations]
+    assert not violations, f"the pages broke their Content-Security-Policy: {violations}"
+
+
+# Every page, in every frame: a Content-Security-Policy violation is logged as a console error the test collects.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const where = event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : "";
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "?"}${where}`);
+});
+"""
+
+
+def watch_csp_violations(context):
+    """context.csp_violations: every CSP violation its pages reported; a test that provokes one clears it."""
+    context.csp_violations = []
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+
+    def collect(message):
+        if message.type == "error" and message.text.startswith("CSP violation:"):
+            context.csp_violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
+
+    context.on("console", collect)
 
 
 class ServedRequests:
@@ -138,7 +162,8 @@ QUIET = """
     document.addEventListener(type, stop, true);
   }
   const last = setTimeout(() => {}, 0);
-  for (let id = 0; id <= last; id += 1) {
+  // Timer ids count up from 1, or from 1e12 under Playwright's fake clock (page.clock): the latest 100,000 will do.
+  for (let id = Math.max(0, last - 100000); id <= last; id += 1) {
     clearTimeout(id);
     clearInterval(id);
   }
@@ -241,11 +266,14 @@ def task_url(live_server, hit, worker_id="WORKER1", assignment_id="ASSIGNMENT1",
 def wait_for_images(page):
     """Wait until the page drew its images and every one has loaded.
 
+    Waits take a function, never a bare expression: Playwright polls an expression with eval, which the pages'
+    Content-Security-Policy forbids.
+
     At least one image: the task page draws its content after fetching it, so right after page.goto() there are
     no images yet, and every() of nothing is true (a click then could land on an image still 0 px wide).
     """
     page.wait_for_function(
-        "document.images.length > 0"
+        "() => document.images.length > 0"
         " && Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)"
     )
 

@@ -88,7 +88,7 @@ def test_icon_actions_and_group_browsing_are_stored_across_a_reload(page, live_s
     assert abs((cat_box["x"] + cat_box["width"] / 2 - image_box["x"]) / image_box["width"] - 0.5) < 0.02
 
     page.click("#save-page")
-    page.wait_for_function("document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    page.wait_for_function("() => document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
     wait_for_images(page)
     assert page.locator(".contains-entry").count() == 0
     page.keyboard.press("ArrowRight")

@@ -42,7 +42,7 @@ def test_clicks_hovers_and_traces_are_stored_without_loss_across_a_reload(page, 
     hit = make_imagenet_hit(items_per_page=(48, 6), variant=Batch.Variant.RED_DOT)
     page.goto(task_url(live_server, hit))
     candidates = page.locator("img.candidate-image")
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 48")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 48")
     wait_for_images(page)
     assert page.locator("#page-counter").inner_text() == "Page 1 of 2"
     assert "test class 0" in page.locator(".class-name").inner_text()
@@ -55,7 +55,7 @@ def test_clicks_hovers_and_traces_are_stored_without_loss_across_a_reload(page, 
     page.mouse.move(2, 2)
     # Reload at once: the events not flushed yet travel by beacon / from storage, never twice.
     page.reload()
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 48")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 48")
     wait_for_images(page)
     selected_after_reload = page.locator(".candidate.selected img").evaluate_all(
         "images => images.map((image) => image.dataset.imageId)"
@@ -65,7 +65,7 @@ def test_clicks_hovers_and_traces_are_stored_without_loss_across_a_reload(page, 
 
     click_at(candidates.nth(CLICK_AFTER_RELOAD[0]), *CLICK_AFTER_RELOAD[1:])
     page.click("#save-page")
-    page.wait_for_function("document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    page.wait_for_function("() => document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
     wait_for_images(page)
     click_at(page.locator("img.candidate-image").nth(0), 0.5, 0.5)
     page.click("#save-page")
@@ -204,7 +204,7 @@ def test_leaving_the_page_still_delivers_the_unflushed_events(browser_context_fa
     context.on("request", lambda r: event_posts.append(r.url) if r.method == "POST" and "/events" in r.url else None)
     page = context.new_page()
     page.goto(task_url(live_server, hit))
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
     wait_for_images(page)
     click_at(page.locator("img.candidate-image").nth(4), 0.7, 0.2)
     page.locator(".candidate.selected").wait_for()
@@ -214,7 +214,7 @@ def test_leaving_the_page_still_delivers_the_unflushed_events(browser_context_fa
 
     # The old document wrote the note during pagehide; if the browser gave the new document another renderer, the
     # write may reach it a moment later.
-    page.wait_for_function("localStorage.getItem('test:beacons') !== null", timeout=10_000)
+    page.wait_for_function("() => localStorage.getItem('test:beacons') !== null", timeout=10_000)
     beacons = json.loads(page.evaluate("localStorage.getItem('test:beacons')"))
     assert len(beacons) == 1, beacons
     beacon = beacons[0]
@@ -247,7 +247,7 @@ def test_in_an_mturk_iframe_the_page_posts_external_submit_with_the_assignment_i
     frame = page.frame_locator("#task")
     frame.locator("img.candidate-image").nth(3).wait_for()
     page.frames[1].wait_for_function(
-        "Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)"
+        "() => Array.from(document.images).every((image) => image.complete && image.naturalWidth > 0)"
     )
     click_at(frame.locator("img.candidate-image").nth(1), 0.5, 0.5)
     frame.locator("#save-page").click()
@@ -287,7 +287,7 @@ def test_twenty_seconds_offline_mid_page_loses_and_duplicates_nothing(browser_co
     context.add_init_script(LOG_FETCHES)
     page = context.new_page()
     page.goto(task_url(live_server, hit))
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 8")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 8")
     wait_for_images(page)
     candidates = page.locator("img.candidate-image")
     click_at(candidates.nth(0), 0.3, 0.3)
@@ -320,7 +320,7 @@ def test_twenty_seconds_offline_mid_page_loses_and_duplicates_nothing(browser_co
 
     context.set_offline(False)
     online_at = page.evaluate("performance.now()")
-    page.wait_for_function("document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    page.wait_for_function("() => document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
     recovered_ms = page.evaluate("performance.now()") - online_at
     status.wait_for(state="hidden")
     wait_for_images(page)
@@ -371,7 +371,7 @@ def test_keyboard_only_worker_selects_with_space_and_enter(page, live_server):
     the toggles are stored with usingKeyboard and no point, a mouse click beside them with its point."""
     hit = make_imagenet_hit(items_per_page=(6,))
     page.goto(task_url(live_server, hit))
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
     wait_for_images(page)
     cells = page.locator("figure.candidate")
     keys = cells.evaluate_all("cells => cells.map((cell) => cell.dataset.imageId)")

@@ -51,7 +51,7 @@ def test_dashboard_replay_and_bulk_reject(page, live_server):
     page.click(f'#assignments a[href="/review/assignments/{diligent.pk}/"]')
     canvas = page.locator("#replay canvas").first
     canvas.wait_for()
-    page.wait_for_function("document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
+    page.wait_for_function("() => document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
     # The select click at the centre of the first candidate is drawn as a green dot.
     pixel = page.evaluate(
         "() => { const c = document.querySelector('#replay canvas');"
@@ -97,7 +97,7 @@ def test_coco_replay_draws_the_icon_actions(page, live_server):
 
     log_in(page, live_server, f"/review/assignments/{assignment.pk}/")
 
-    page.wait_for_function("document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
+    page.wait_for_function("() => document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
     assert page.locator("#replay ol.actions li").all_inner_texts() == ["0.9 s: add 2", "2.1 s: move 2"]
     # The add is a green dot where the icon was dropped (sampled just off the move arrow that starts there).
     pixel = page.evaluate(

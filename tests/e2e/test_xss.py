@@ -62,7 +62,7 @@ def test_imagenet_class_text_is_shown_literally_and_only_web_links_are_links(wat
     hit = imagenet_hit_with_markup()
     url = task_url(live_server, hit, worker_id="" if preview else "WORKER1")
     page.goto(url)
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
     wait_for_images(page)
 
     assert page.locator(".class-name strong").inner_text() == NAME
@@ -89,7 +89,7 @@ def test_a_javascript_link_is_not_clickable_even_when_it_reaches_the_page(watche
 
     page.route("**/api/worker/pages/0", unfiltered)
     page.goto(task_url(live_server, hit))
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
     assert page.locator(".class-links a").count() == 1
     assert page.locator(".class-links").inner_text().strip() == "See: example 1"
     assert_nothing_ran(page)
@@ -131,7 +131,7 @@ def test_review_console_shows_markup_from_datasets_and_worker_ids_as_text(watche
     hit = imagenet_hit_with_markup()
     # The worker's ids arrive in the task URL, where anyone can type anything.
     page.goto(task_url(live_server, hit, worker_id=WORKER_ID, assignment_id=MARKET_ASSIGNMENT))
-    page.wait_for_function("document.querySelectorAll('img.candidate-image').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
     assignment = Assignment.objects.get(hit=hit)
     worker = Worker.objects.get(pk=assignment.worker_id)
     assert worker.external_id == WORKER_ID and assignment.external_id == MARKET_ASSIGNMENT
