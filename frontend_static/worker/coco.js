@@ -5,7 +5,9 @@
  * mouseTracking with timeAt in ms since the page was shown.
  * Keyboard: Enter / Space on a browser icon (or on a placed one) shows a cursor on the image; the arrow keys move it
  * (Shift: larger steps), Enter / Space drops the icon there (one add or move action with usingKeyboard: the point
- * is the worker's own choice), Escape cancels; Delete / Backspace on a placed icon removes it.
+ * is the worker's own choice), Escape cancels; Delete / Backspace on a placed icon removes it. A polite live
+ * region tells screen-reader users where the cursor is (once the arrow keys rest) and what was placed, moved or
+ * removed.
  */
 (function () {
   "use strict";
@@ -15,12 +17,34 @@
   const LENS_SIZE = 140;
   const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a drag
   const KEY_STEP = 0.02; // fraction of the image per arrow key press (Shift: 5 times as far)
+  const CURSOR_ANNOUNCE_DELAY_MS = 500; // a held arrow key is announced once it rests, not at every step
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  /** "40% across, 60% down" for a point in fractions of the image. */
+  function describePoint(point) {
+    return `${Math.round(point.x * 100)}% across, ${Math.round(point.y * 100)}% down`;
+  }
+
+  /** A visually hidden polite live region; say() replaces what it says, sayLater() waits until calls rest. */
+  function announcer() {
+    const region = element("p", "visually-hidden coco-announcer");
+    region.setAttribute("aria-live", "polite");
+    let pending = null;
+    function say(text) {
+      clearTimeout(pending);
+      region.textContent = text;
+    }
+    function sayLater(text) {
+      clearTimeout(pending);
+      pending = setTimeout(() => say(text), CURSOR_ANNOUNCE_DELAY_MS);
+    }
+    return { region, say, sayLater, stop: () => clearTimeout(pending) };
   }
 
   /** The category's icon, drawn by the server (GET pages/<i> gives its URL): a tile with the category name. */
@@ -61,6 +85,7 @@
     markers.appendChild(keyCursor);
     stage.append(image, markers);
     let keyboardPlacing = null; // {category, from: null | {x, y}, point: {x, y}, returnFocus}
+    const announcements = announcer();
 
     const containsPanel = element("section", "contains-panel");
     containsPanel.appendChild(element("h2", "", "This image contains"));
@@ -88,7 +113,7 @@
     );
     const layout = element("div", "coco-layout");
     layout.append(stage, containsPanel);
-    root.append(instructions, layout, browser);
+    root.append(instructions, announcements.region, layout, browser);
 
     const lens = element("div", "magnifier");
     lens.hidden = true;
@@ -132,7 +157,9 @@
         remove.setAttribute("aria-label", `Remove ${category.name}`);
         remove.addEventListener("click", () => {
           const at = placed.get(key);
-          if (at) session.record(removeAction(key, at));
+          if (!at) return;
+          session.record(removeAction(key, at));
+          announcements.say(`Removed ${category.name}.`);
         });
         entry.append(categoryIcon(category, 28), element("span", "", category.name), remove);
         containsList.appendChild(entry);
@@ -191,6 +218,7 @@
       const start = from ? { x: from.x, y: from.y } : { x: 0.5, y: 0.5 };
       keyboardPlacing = { category, from, point: start, returnFocus };
       showKeyCursor();
+      announcements.say(`${category.name} cursor at ${describePoint(start)}.`);
       session.setMessage(`Arrow keys move the ${category.name} icon; Enter places it, Escape cancels.`);
     }
 
@@ -199,15 +227,19 @@
       keyboardPlacing = null;
       keyCursor.hidden = true;
       session.setMessage("");
+      let announcement = `${category.name} not ${from === null ? "placed" : "moved"}.`;
       if (commit) {
         const to = { x: Math.round(point.x * 10000) / 10000, y: Math.round(point.y * 10000) / 10000 };
         const base = { type: "action", iconType: category.key, timeAt: session.timeAt(), usingKeyboard: true };
         if (from === null && !placed.has(category.key)) {
           session.record({ ...base, actionType: "add", pointFrom: null, pointTo: to });
+          announcement = `Placed ${category.name} at ${describePoint(to)}.`;
         } else if (from !== null && placed.has(category.key) && (to.x !== from.x || to.y !== from.y)) {
           session.record({ ...base, actionType: "move", pointFrom: { x: from.x, y: from.y }, pointTo: to });
+          announcement = `Moved ${category.name} to ${describePoint(to)}.`;
         }
       }
+      announcements.say(announcement);
       const marker = placed.get(category.key);
       const focusTarget = marker ? marker.marker : returnFocus;
       if (focusTarget && focusTarget.isConnected) focusTarget.focus();
@@ -319,6 +351,7 @@
           point.x = Math.min(1, Math.max(0, point.x + dx * step));
           point.y = Math.min(1, Math.max(0, point.y + dy * step));
           showKeyCursor();
+          announcements.sayLater(`Cursor at ${describePoint(point)}.`);
         } else if (activate && !event.repeat) {
           endKeyboardPlacing(true);
         } else if (event.key === "Escape") {
@@ -344,6 +377,7 @@
         if (event.key === "Delete" || event.key === "Backspace") {
           event.preventDefault();
           session.record(removeAction(marker.dataset.key, at, true));
+          announcements.say(`Removed ${categories.get(marker.dataset.key).name}.`);
           return;
         }
       }
@@ -421,6 +455,7 @@
 
     function destroy() {
       document.removeEventListener("keydown", onKey);
+      announcements.stop();
       lens.remove();
     }
 
