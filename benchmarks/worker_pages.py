@@ -124,8 +124,8 @@ def main():
         page.route(f"{ORIGIN}/**", serve)
         started = time.perf_counter()
         page.goto(f"{ORIGIN}/task")
-        page.wait_for_function(f"document.querySelectorAll('img.candidate-image').length === {N_CANDIDATES}")
-        page.wait_for_function("Array.from(document.images).every((image) => image.complete)")
+        page.wait_for_function(f"() => document.querySelectorAll('img.candidate-image').length === {N_CANDIDATES}")
+        page.wait_for_function("() => Array.from(document.images).every((image) => image.complete)")
         drawn_ms = (time.perf_counter() - started) * 1000
         page.evaluate("""() => {
             window.moveCosts = [];
