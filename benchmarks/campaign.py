@@ -405,8 +405,12 @@ class Stack:
 
 # ---------------------------------------------------------------- data
 
-def prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments=5000):
-    """One ImageNet-style and one COCO-style batch of the demo image sets, published, each HIT open to many."""
+def prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments=5000, hits_per_kind=None):
+    """One ImageNet-style and one COCO-style batch of the demo image sets, published, each HIT open to many.
+
+    hits_per_kind: copy the HITs (same pages, new rows) until each batch has that many, so the crowd spreads over
+    many HITs as on a market (the demo sets make only a few HITs, which every simulated worker then shares).
+    """
     from django.core.management import call_command
 
     from annotator.models import Batch, Hit
@@ -428,6 +432,8 @@ def prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments
                                  name=dataset, split=split, verbosity=0)
             call_command("build_hits", dataset=dataset, batch=BATCH_NAMES[kind], pages_per_hit=pages, verbosity=0)
         batch = Batch.objects.get(name=BATCH_NAMES[kind])
+        if hits_per_kind:
+            _copy_hits(batch, hits_per_kind)
         Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.PUBLISHED, assignments_per_hit=max_assignments,
                                                  max_hits_per_worker=None)
         batch.hits.update(status=Hit.Status.PUBLISHED, max_assignments=max_assignments)
@@ -436,6 +442,25 @@ def prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments
 
     connections.close_all()
     return hits
+
+
+def _copy_hits(batch, n_hits):
+    """Add copies of the batch's HITs (pages and candidates included) until it has n_hits."""
+    from annotator.models import Hit, HitPage, PageItem
+
+    originals = list(batch.hits.order_by("index").prefetch_related("pages__items"))
+    for index in range(len(originals), n_hits):
+        original = originals[index % len(originals)]
+        hit = Hit.objects.create(batch=batch, index=index, status=original.status)
+        pages = HitPage.objects.bulk_create(
+            HitPage(hit=hit, index=page.index, category_id=page.category_id, image_id=page.image_id)
+            for page in original.pages.all()
+        )
+        PageItem.objects.bulk_create(
+            PageItem(page=copy, image_id=item.image_id, position=item.position, in_class=item.in_class,
+                     is_gold=item.is_gold)
+            for copy, page in zip(pages, original.pages.all()) for item in page.items.all()
+        )
 
 
 # ---------------------------------------------------------------- ledger and stats
@@ -1037,6 +1062,8 @@ def add_stack_arguments(parser, name="campaign"):
                         help="at the end, hand in what is saved (partial) or finish the HIT (complete)")
     parser.add_argument("--review-timeout", type=float, default=180, help="seconds to wait for reviews")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hits-per-kind", type=int, default=None,
+                        help="copy the demo HITs until each batch has this many (default: the few the demo sets make)")
     return parser
 
 
@@ -1066,7 +1093,7 @@ def run_campaign(args, during=None, own_postgres=False, title="campaign", env=No
     with stack_from_args(args, own_postgres=own_postgres, env=env) as stack:
         started = time.monotonic()
         stack.setup()
-        hits = prepare_campaign(args.data_dir)
+        hits = prepare_campaign(args.data_dir, hits_per_kind=args.hits_per_kind)
         print(f"prepared {len(hits['imagenet'])} ImageNet-style and {len(hits['coco'])} COCO-style HITs in "
               f"{time.monotonic() - started:.0f} s", flush=True)
         stack.start()
