@@ -1,17 +1,21 @@
 """Annotator's decisions reach the market: each signal queues its Celery task once the transaction commits.
 
 Queueing is robust: a broker failure is logged and never fails or holds up the worker's or admin's request
-(config.celery.send_on_commit); the decision is in the database, and the sweeper (annotator.sweep) or the next
-sync_hits sends whatever the market is missing.
+(config.celery.send_on_commit); the decision is in the database, and the sweeper (annotator.sweeper) or the next
+sync_hits sends whatever the market is missing. A bonus grant and a re-post are recorded first (BONUS_REQUESTED,
+REPOST_REQUESTED events, in the same transaction), so the sweeper can send the ones the market never got.
 """
 import uuid
 
 from django.dispatch import receiver
 
 from annotator import signals
+from annotator.models import Event
 from config.celery import send_on_commit
 
 from . import tasks
+from .base import record_event
+from .services import bonus_key, repost_key
 
 
 @receiver(signals.assignment_decided, dispatch_uid="providers.queue_decision")
@@ -23,10 +27,14 @@ def queue_decision(sender, assignment, **kwargs):
 def queue_bonus(sender, assignment, amount, reason, **kwargs):
     # One key per grant, fixed now: every retry of the task pays this grant and no other.
     request_key = uuid.uuid4().hex
+    record_event(Event.Type.BONUS_REQUESTED, assignment=assignment, worker=assignment.worker,
+                 key=bonus_key(assignment, request_key), request_key=request_key, amount=str(amount), reason=reason)
     send_on_commit(tasks.pay_bonus, assignment.pk, str(amount), reason, request_key)
 
 
 @receiver(signals.hit_needs_repost, dispatch_uid="providers.queue_repost")
 def queue_repost(sender, hit, count, **kwargs):
     target_max_assignments = hit.max_assignments + count
+    record_event(Event.Type.REPOST_REQUESTED, hit=hit, key=repost_key(hit, target_max_assignments), count=count,
+                 target_max_assignments=target_max_assignments)
     send_on_commit(tasks.repost_hit, hit.pk, count, target_max_assignments)

@@ -102,12 +102,22 @@ def send_decision(assignment):
         return True
 
 
+def bonus_key(assignment, request_key):
+    """The idempotency key of one bonus grant (the market's, and the BONUS_REQUESTED / BONUSED events')."""
+    return f"bonus:{assignment.uuid}:{request_key}"
+
+
+def repost_key(hit, target_max_assignments):
+    """The idempotency key of one re-post (the market's, and the REPOST_REQUESTED / REPOSTED events')."""
+    return f"repost:{hit.pk}:{target_max_assignments}"
+
+
 def pay_bonus(assignment, amount, reason, request_key):
     """Pay a bonus once per (assignment, request_key); returns whether it paid now."""
     amount = _positive_amount(amount)
     if not reason.strip():
         raise ValidationError({"reason": "a bonus needs a reason the worker can read"})
-    key = f"bonus:{assignment.uuid}:{request_key}"
+    key = bonus_key(assignment, request_key)
     with transaction.atomic():
         assignment = Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
         if Event.objects.filter(assignment=assignment, type=Event.Type.BONUSED, data__key=key).exists():
@@ -124,7 +134,7 @@ def repost_hit(hit, count, target_max_assignments):
     """Open `count` more assignments so the HIT reaches target_max_assignments; once per target."""
     if count < 1:
         raise ValidationError({"count": f"{count}: re-post at least one assignment"})
-    key = f"repost:{hit.pk}:{target_max_assignments}"
+    key = repost_key(hit, target_max_assignments)
     with transaction.atomic():
         hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
         if Event.objects.filter(hit=hit, type=Event.Type.REPOSTED, data__key=key).exists():

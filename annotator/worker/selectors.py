@@ -158,10 +158,8 @@ def assignment_for_token(assignment_uuid):
 
 def hit_pages(hit_id):
     """{index: HitPage with its category and image} of a HIT, all read at once."""
-    return _open_work.get(
-        ("pages", hit_id),
-        lambda: {page.index: page for page in HitPage.objects.select_related("category", "image").filter(hit_id=hit_id)},
-    )
+    pages = HitPage.objects.select_related("category", "image").filter(hit_id=hit_id)
+    return _open_work.get(("pages", hit_id), lambda: {page.index: page for page in pages})
 
 
 def assignment_page(assignment, index):

@@ -2,13 +2,15 @@
 import logging
 import threading
 import time
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from annotator import models, sweeper
+from annotator import models, signals, sweeper
 from annotator.models import Assignment, Event
+from annotator.providers import services as provider_services
 from annotator.providers import tasks as provider_tasks
 from annotator.review import services as review_services
 from annotator.review import tasks as review_tasks
@@ -45,7 +47,7 @@ def test_a_submission_with_the_broker_down_succeeds_and_the_sweeper_reviews_it(c
     assert assignment.state == Assignment.State.SUBMITTED and assignment.reviewed_at is None
 
     # Still down: the sweep queues nothing and says so; the assignment waits.
-    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "exports": 0}
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "bonuses": 0, "reposts": 0, "exports": 0}
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.SUBMITTED
 
@@ -56,7 +58,7 @@ def test_a_submission_with_the_broker_down_succeeds_and_the_sweeper_reviews_it(c
     assert assignment.decision_source == Assignment.DecisionSource.AUTO and decision_events(assignment) == 1
 
     # Nothing left: the next sweep queues nothing.
-    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "exports": 0}
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 0, "bonuses": 0, "reposts": 0, "exports": 0}
 
 
 def test_a_send_to_a_broker_that_is_down_returns_at_once_and_the_next_ones_skip_it(broker):
@@ -72,7 +74,7 @@ def test_a_send_to_a_broker_that_is_down_returns_at_once_and_the_next_ones_skip_
 
 def test_the_sweeper_leaves_fresh_submissions_to_their_own_review(broker):
     assignment = good_imagenet()  # submitted a moment ago; its review is probably still in the queue
-    assert sweeper.sweep_work(older_than=600) == {"reviews": 0, "decisions": 0, "exports": 0}
+    assert sweeper.sweep_work(older_than=600) == {"reviews": 0, "decisions": 0, "bonuses": 0, "reposts": 0, "exports": 0}
     assert sweeper.sweep_work(older_than=0)["reviews"] == 1
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.APPROVED
@@ -82,7 +84,7 @@ def test_inline_sweep_reviews_without_a_broker(broker, capsys):
     good, spam = good_imagenet(), spam_imagenet()
     broker.down()
     call_command("sweep_work", "--older-than", "0", "--inline")
-    assert "2 reviews and 0 market decisions done" in capsys.readouterr().out
+    assert "2 reviews, 0 decisions, 0 bonuses, 0 reposts, 0 exports done" in capsys.readouterr().out
     good.refresh_from_db()
     spam.refresh_from_db()
     assert (good.state, spam.state) == (Assignment.State.APPROVED, Assignment.State.REJECTED)
@@ -145,7 +147,7 @@ def test_the_sweeper_sends_the_market_decisions_the_market_lacks(monkeypatch):
     queued.clear()  # the decisions queued after commit; say the broker lost them all
     Event.objects.create(type=Event.Type.MARKET_CALL, assignment=delivered, data={"market_decision": "approved"})
 
-    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 1, "exports": 0}
+    assert sweeper.sweep_work(older_than=0) == {"reviews": 0, "decisions": 1, "bonuses": 0, "reposts": 0, "exports": 0}
     assert queued == [lost.pk], "the link batch has no market; the delivered decision is not sent again"
 
 
@@ -186,3 +188,58 @@ def test_an_export_started_with_the_broker_down_is_run_by_the_sweeper_once(broke
     assert job.status == models.ExportJob.Status.DONE and job.file.name
     assert export_services.run_export_job(job.pk).file.name == job.file.name  # a late duplicate changes nothing
     assert sweeper.sweep_work(older_than=0)["exports"] == 0
+
+
+def test_the_sweeper_pays_a_bonus_grant_the_broker_lost_once(admin_user):
+    """The grant is recorded (BONUS_REQUESTED) with the decision; its task after commit never ran (a broker
+    outage): the sweep pays it, with the grant's own key, and a second sweep pays nothing more."""
+    assignment = good_imagenet()
+    review_services.auto_review(assignment.pk)
+    assignment.refresh_from_db()
+    review_services.grant_bonus(assignment, "0.50", admin_user, "great work")  # no commit: the task never ran
+    requested = Event.objects.get(assignment=assignment, type=Event.Type.BONUS_REQUESTED)
+    assert requested.data["amount"] == "0.50" and requested.data["reason"] == "great work"
+    assert sweeper.sweep_work(older_than=600)["bonuses"] == 0  # just granted: its own task may still come
+
+    assert sweeper.sweep_work(older_than=0, inline=True)["bonuses"] == 1
+    assignment.refresh_from_db()
+    assert assignment.bonus_paid == Decimal("0.50")
+    paid = Event.objects.get(assignment=assignment, type=Event.Type.BONUSED)
+    assert paid.data["key"] == requested.data["key"]
+    assert sweeper.sweep_work(older_than=0, inline=True)["bonuses"] == 0
+    assignment.refresh_from_db()
+    assert assignment.bonus_paid == Decimal("0.50")
+
+
+def test_the_sweeper_queues_a_lost_bonus_and_repost_with_their_arguments(monkeypatch):
+    queued = []
+    for name in ("pay_bonus", "repost_hit"):
+        monkeypatch.setattr(getattr(provider_tasks, name), "apply_async",
+                            lambda args=(), _name=name, **options: queued.append((_name, tuple(args))))
+    assignment = good_imagenet()
+    hit = assignment.hit
+    models.Hit.objects.filter(pk=hit.pk).update(max_assignments=1)
+    hit.refresh_from_db()
+    signals.bonus_granted.send(sender=Assignment, assignment=assignment, amount=Decimal("1.25"), reason="thanks",
+                               actor=None)
+    signals.hit_needs_repost.send(sender=models.Hit, hit=hit, count=2)
+    assert queued == []  # after commit only, and this test never commits
+
+    outcome = sweeper.sweep_work(older_than=0)
+    assert (outcome["bonuses"], outcome["reposts"]) == (1, 1)
+    request_key = Event.objects.get(type=Event.Type.BONUS_REQUESTED).data["request_key"]
+    assert sorted(queued) == [("pay_bonus", (assignment.pk, "1.25", "thanks", request_key)),
+                              ("repost_hit", (hit.pk, 2, 3))]
+
+
+def test_a_repost_the_market_took_is_not_sent_again(monkeypatch):
+    queued = []
+    monkeypatch.setattr(provider_tasks.repost_hit, "apply_async", lambda args=(), **options: queued.append(args))
+    assignment = good_imagenet()
+    hit = assignment.hit
+    signals.hit_needs_repost.send(sender=models.Hit, hit=hit, count=1)
+    requested = Event.objects.get(type=Event.Type.REPOST_REQUESTED)
+    provider_services.repost_hit(hit, 1, requested.data["target_max_assignments"])  # the task did run
+
+    assert sweeper.sweep_work(older_than=0)["reposts"] == 0
+    assert queued == []

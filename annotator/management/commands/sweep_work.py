@@ -23,4 +23,4 @@ class Command(BaseCommand):
             raise CommandError(f"--older-than: {older_than:g} seconds; give 0 or more")
         outcome = sweeper.sweep_work(older_than=older_than, inline=inline, limit=limit)
         verb = "done" if inline else "queued"
-        self.stdout.write(f"{outcome['reviews']} reviews and {outcome['decisions']} market decisions {verb}")
+        self.stdout.write(", ".join(f"{n} {key}" for key, n in outcome.items()) + f" {verb}")
