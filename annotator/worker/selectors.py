@@ -158,8 +158,10 @@ def assignment_for_token(assignment_uuid):
 
 def hit_pages(hit_id):
     """{index: HitPage with its category and image} of a HIT, all read at once."""
-    pages = HitPage.objects.select_related("category", "image").filter(hit_id=hit_id)
-    return _open_work.get(("pages", hit_id), lambda: {page.index: page for page in pages})
+    def read():
+        return {page.index: page for page in HitPage.objects.select_related("category", "image").filter(hit_id=hit_id)}
+
+    return _open_work.get(("pages", hit_id), read)
 
 
 def assignment_page(assignment, index):
@@ -279,7 +281,7 @@ def resume_events(assignment, page):
 
 
 def assignment_progress(assignment):
-    n_pages = page_count(assignment.hit)
+    n_pages = assignment_page_count(assignment)
     completed = sorted(saved_pages(assignment))
     finished = assignment.state in FINISHED_STATES
     current = next((i for i in range(n_pages) if i not in set(completed)), None)
