@@ -1,6 +1,16 @@
-"""Deployment invariants as system checks: secret key, broker reachability, GPU queue."""
+"""Deployment invariants as system checks: secret key, broker reachability, GPU queue, every task registered in a
+worker."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+
+TASK_DECORATORS = {"shared_task", "task"}
+TASK_NAME_CALLS = {"signature", "send_task"}
 
 
 @register(Tags.security, deploy=True)
@@ -34,3 +44,82 @@ def check_gpu_queue(app_configs, **kwargs):
     if not any(route.get("queue") == "gpu" for route in routes.values()):
         return [Warning("Training is enabled but no task is routed to the 'gpu' queue.", id="annotator.W004")]
     return []
+
+
+def defined_task_names(roots):
+    """{task name: "file:line"} of every Celery task the code under roots defines (@shared_task / @app.task) or names
+    (app.signature("...") / send_task("...")), read from the source: what the code can send."""
+    names = {}
+    for root in roots:
+        root = Path(root)
+        for path in sorted(root.rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            module = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.FunctionDef):
+                    for decorator in node.decorator_list:
+                        call = decorator if isinstance(decorator, ast.Call) else None
+                        target = call.func if call else decorator
+                        if _attribute_name(target) in TASK_DECORATORS:
+                            explicit = [k.value.value for k in (call.keywords if call else [])
+                                        if k.arg == "name" and isinstance(k.value, ast.Constant)]
+                            names[explicit[0] if explicit else f"{module}.{node.name}"] = _where(path, node)
+                elif (isinstance(node, ast.Call) and _attribute_name(node.func) in TASK_NAME_CALLS and node.args
+                      and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                    names.setdefault(node.args[0].value, _where(path, node))
+    return names
+
+
+def _where(path, node):
+    base = Path(settings.BASE_DIR).resolve()
+    path = path.resolve()
+    return f"{path.relative_to(base) if base in path.parents else path}:{node.lineno}"
+
+
+def _attribute_name(node):
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+# What `celery -A config worker` registers at start: Django set up, then the worker's module imports.
+FRESH_WORKER_SCRIPT = (
+    "import json, django; django.setup(); from config.celery import app; app.loader.import_default_modules(); "
+    "print(json.dumps(sorted(app.tasks)))"
+)
+
+
+def registered_task_names():
+    """The task names a freshly started worker process registers (a new interpreter: nothing this process imported
+    counts)."""
+    result = subprocess.run([sys.executable, "-c", FRESH_WORKER_SCRIPT], cwd=settings.BASE_DIR, capture_output=True,
+                            text=True, timeout=120)
+    if result.returncode:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output")
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def our_app_paths():
+    base = Path(settings.BASE_DIR).resolve()
+    from django.apps import apps
+
+    return [Path(config.path) for config in apps.get_app_configs() if base in Path(config.path).resolve().parents]
+
+
+@register(deploy=True)
+def check_tasks_registered(app_configs, roots=None, **kwargs):
+    """Every task the code defines or sends by name is registered in a worker started the documented way."""
+    defined = defined_task_names(roots or [*our_app_paths(), Path(settings.BASE_DIR) / "config"])
+    try:
+        registered = registered_task_names()
+    except Exception as error:  # a worker that cannot even start is the same failure
+        return [Error(f"a Celery worker process cannot load the tasks: {error}", id="annotator.E001")]
+    return [
+        Error(f"Celery task {name!r} ({where}) is not registered in a worker started with `celery -A config "
+              "worker`: its messages would be refused as unregistered.",
+              hint="Define tasks in a module named tasks.py inside one of the apps' packages.", id="annotator.E001")
+        for name, where in sorted(defined.items()) if name not in registered
+    ]

@@ -1,7 +1,8 @@
 """The Celery application: broker from CELERY_BROKER_URL, else kombu's filesystem transport under var/.
 
-Also send_task/send_on_commit, the way request handlers queue work (a broker outage never fails a request), and
-the beat schedule of the sweepers that queue again whatever an outage or a dead worker left undone.
+Every tasks.py of our apps' packages is imported by a worker (task_packages; check annotator.E001 verifies it in a
+fresh process). Also send_task/send_on_commit, the way request handlers queue work (a broker outage never fails a
+request), and the beat schedule of the sweepers that queue again whatever an outage or a dead worker left undone.
 """
 import logging
 import os
@@ -12,11 +13,32 @@ from pathlib import Path
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from . import filesystem_broker  # noqa: F401  ("filesystem://" is kombu's transport with atomic message files)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("luab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+
+
+def task_packages():
+    """Every package of our own apps that holds a tasks.py (annotator.exports, annotator.review, ...): Celery's own
+    autodiscovery looks only at `<app>.tasks`, and a worker that does not import a task module refuses its messages
+    ("Received unregistered task"). Read when the worker imports its modules (Django is set up by then)."""
+    from django.apps import apps
+    from django.conf import settings
+
+    base = Path(settings.BASE_DIR).resolve()
+    packages = []
+    for config in apps.get_app_configs():
+        root = Path(config.path).resolve()
+        if base in root.parents:
+            packages += [".".join(tasks.parent.relative_to(root.parent).parts)
+                         for tasks in sorted(root.rglob("tasks.py"))]
+    return packages
+
+
+app.autodiscover_tasks(task_packages)
 
 
 def _make_filesystem_broker_folders():

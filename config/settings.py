@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served by the app itself: no CDN
     "storages",
     "annotator",
     "training",
@@ -125,15 +126,24 @@ STORAGES = {
 # Celery: a real broker always (filesystem transport when no server is configured), never eager mode.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
-if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = VAR_DIR / "celery" / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "processed_folder": str(VAR_DIR / "celery" / "processed"),
-        "control_folder": str(VAR_DIR / "celery" / "control"),
+
+
+def filesystem_broker_options(var_dir):
+    """kombu's filesystem transport in folders under var_dir (the embedded default; the tests' workers too)."""
+    folder = Path(var_dir) / "celery"
+    return {
+        "data_folder_in": str(folder / "broker"),
+        "data_folder_out": str(folder / "broker"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
         "store_processed": False,
+        # How often the folder is looked at for a message (kombu's default: 1 s).
+        "polling_interval": 0.1,
     }
+
+
+if CELERY_BROKER_URL == "filesystem://":  # kombu's transport with atomic message files (config/filesystem_broker.py)
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(VAR_DIR)
     CELERY_RESULT_BACKEND = CELERY_RESULT_BACKEND or f"file://{VAR_DIR / 'celery' / 'results'}"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # The training sweeper runs beside the jobs it watches, not behind them on the gpu queue.
@@ -142,7 +152,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One message at a time per process on Redis/RabbitMQ (a training job must not hold others back). Celery's loop for
+# polling transports (the filesystem broker) sends acknowledgements only between 2 s waits for a message, so with
+# one message prefetched each task would cost 2 s there: the embedded default prefetches more.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 16 if CELERY_BROKER_URL == "filesystem://" else 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=4.0)
@@ -205,6 +218,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Crowdsourcing annotation with byproducts, review and a learning loop.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API docs pages load Swagger UI and ReDoc from our static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status" field with different choices; give each enum its own name.
     "ENUM_NAME_OVERRIDES": {
         "BatchStatusEnum": "annotator.models.Batch.Status",

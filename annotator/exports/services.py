@@ -150,8 +150,8 @@ def run_export_job(job_id):
     if not ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.PENDING).update(
         status=ExportJob.Status.RUNNING, progress=0, error=""
     ):
-        logger.info("export job %s is not pending any more; nothing to do", job_id)
-        return ExportJob.objects.get(pk=job_id)
+        logger.info("export job %s is not pending any more (or was deleted); nothing to do", job_id)
+        return ExportJob.objects.filter(pk=job_id).first()
     job = ExportJob.objects.select_related("batch").get(pk=job_id)
     total = max(count_records(job.batch, job.include_rejected), 1)
     written = 0

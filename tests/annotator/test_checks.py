@@ -61,3 +61,28 @@ def test_check_deploy_passes_with_production_settings_and_fails_without_a_key(tm
     assert passed.returncode == 0, passed.stderr
     failed = deploy_check(tmp_path, DJANGO_SECRET_KEY=django_settings.INSECURE_DEV_KEY)
     assert failed.returncode != 0 and "annotator.W001" in failed.stderr
+
+
+def test_every_task_the_code_defines_or_sends_is_registered_in_a_fresh_worker():
+    defined = checks.defined_task_names(checks.our_app_paths())
+    # The families a deployment runs: exports and reports, reviews, market calls, display versions, training, sweepers.
+    assert {"annotator.exports.run_export_job", "annotator.exports.build_byproduct_report",
+            "annotator.review.tasks.auto_review", "annotator.providers.tasks.send_decision",
+            "annotator.tasks.make_display_versions", "training.tasks.run_training_job",
+            "training.tasks.run_inference_job", "annotator.tasks.sweep_work", "training.tasks.sweep_jobs"} <= set(defined)
+    assert checks.check_tasks_registered(None) == []
+
+
+def test_a_task_that_a_worker_would_not_import_fails_the_check(tmp_path):
+    """A task defined outside a tasks.py (the bug that left exports pending for ever: no worker imported the module)
+    and a name sent that nothing defines are both errors naming the task and where it is."""
+    package = tmp_path / "reports_app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "jobs.py").write_text(
+        "from celery import shared_task\n\n\n@shared_task(name='reports_app.build')\ndef build(batch_id):\n    pass\n")
+    (package / "beat.py").write_text("def schedule(app):\n    return app.signature('reports_app.nightly')\n")
+    errors = checks.check_tasks_registered(None, roots=[package])
+    assert ids(errors) == ["annotator.E001", "annotator.E001"]
+    assert "'reports_app.build'" in errors[0].msg and "jobs.py:5" in errors[0].msg
+    assert "'reports_app.nightly'" in errors[1].msg and "beat.py:2" in errors[1].msg
