@@ -431,13 +431,28 @@ def write_report(batch, out_dir):
     return path
 
 
+REPORTS_FOLDER = "reports"
+
+
 def write_report_to_storage(batch, storage=None):
     """Write the report into the default storage under reports/<batch>/<time>/; returns report.html's URL."""
     storage = storage or default_storage
-    folder = f"reports/{batch.name}/{timezone.now():%Y%m%d-%H%M%S}"
+    folder = f"{REPORTS_FOLDER}/{batch.name}/{timezone.now():%Y%m%d-%H%M%S}"
     with tempfile.TemporaryDirectory() as out_dir:
         write_report(batch, out_dir)
         for path in sorted(Path(out_dir).iterdir()):
             with open(path, "rb") as content:
                 storage.save(f"{folder}/{path.name}", File(content))
     return storage.url(f"{folder}/report.html")
+
+
+def stored_reports(batch, storage=None):
+    """The reports of a batch in storage, newest first: [{"created": "20261201-101500", "url": ...}]."""
+    storage = storage or default_storage
+    folder = f"{REPORTS_FOLDER}/{batch.name}"
+    try:
+        created, _ = storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [{"created": name, "url": storage.url(f"{folder}/{name}/report.html")}
+            for name in sorted(created, reverse=True) if storage.exists(f"{folder}/{name}/report.html")]

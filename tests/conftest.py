@@ -1,6 +1,7 @@
 import pytest
 
 from config.celery import app as celery_app
+from tests.workers import celery_worker, celery_worker_process  # noqa: F401  (fixtures: a real Celery worker)
 
 
 @pytest.fixture(autouse=True)

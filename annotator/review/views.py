@@ -16,7 +16,9 @@ from django.views.decorators.http import require_POST
 
 from config.celery import send_on_commit
 
+from .. import report
 from ..csp import staff_page_policy
+from ..exports import services as export_services
 from ..models import Assignment, Batch, Worker
 from . import forms, selectors, services, tasks
 
@@ -88,6 +90,23 @@ def rerun_rules(request, batch_id):
     send_on_commit(tasks.review_batch, batch.pk, True)
     messages.success(request, f"The rules are being re-run on {batch.name}; decisions by staff are kept.")
     return redirect("review:batch", batch_id=batch.pk)
+
+
+@staff_page_policy
+@staff_member_required
+def reports(request):
+    batches = [(batch, report.stored_reports(batch))
+               for batch in Batch.objects.select_related("dataset").order_by("name")]
+    return render(request, "annotator/review/reports.html", {"batches": batches})
+
+
+@staff_member_required
+@require_POST
+def build_report(request, batch_id):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    export_services.start_byproduct_report(batch)
+    messages.success(request, f"The byproduct report of {batch.name} is being built; it appears here when it is done.")
+    return redirect("review:reports")
 
 
 @staff_page_policy

@@ -1,23 +1,12 @@
-import os
-import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from PIL import Image as PilImage
 
-from annotator import demo_data
 from annotator.images import DISPLAY_MAX_SIDE
 from annotator.models import Image
 from annotator.tasks import make_display_versions
 
 from .demo_sets import imagenet_demo_dir  # noqa: F401  (fixture)
-
-REPO = Path(django_settings.BASE_DIR)
 
 
 @pytest.mark.django_db
@@ -32,56 +21,3 @@ def test_make_display_versions_fills_in_only_the_missing_ones(imagenet_demo_dir,
     with PilImage.open(image.display_file) as display:
         assert max(display.size) <= DISPLAY_MAX_SIDE
     assert make_display_versions.delay(dataset_id).get() == 0
-
-
-def run_manage(env, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True,
-                          capture_output=True, text=True, timeout=300)
-
-
-def count_missing_display_versions(database):
-    with sqlite3.connect(database) as connection:
-        return connection.execute(
-            "SELECT COUNT(*) FROM annotator_image WHERE display_file = ''").fetchone()[0]
-
-
-@pytest.mark.celery_worker
-@pytest.mark.slow
-def test_import_hands_display_versions_to_a_real_worker(tmp_path):
-    """import_imagenet --defer-display queues the task on the real broker; a separate worker process does it.
-
-    The processes share a SQLite file of their own (a worker cannot open the test run's in-memory database);
-    the broker is CELERY_BROKER_URL when set (Redis in CI), else the filesystem transport under tmp_path.
-    """
-    data = tmp_path / "imagenet"
-    demo_data.generate_imagenet(data, seed=1, per_class=1)
-    database = tmp_path / "worker.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "VAR_DIR": str(tmp_path / "var"),
-           "MEDIA_ROOT": str(tmp_path / "media"), "CELERY_TASK_ALWAYS_EAGER": "false", "PYTHONUNBUFFERED": "1"}
-    run_manage(env, "migrate", "--noinput", "-v", "0")
-    log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool", "solo",
-         "--loglevel", "INFO", "--hostname", f"display-test-{os.getpid()}@%h"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        imported = run_manage(env, "import_imagenet", str(data), "--name", "shapes", "--defer-display")
-        n_images = len(demo_data.CLASSES) * sum(demo_data.imagenet_counts(1).values())
-        assert f"{n_images} images imported" in imported.stdout
-        deadline = time.monotonic() + 120
-        while count_missing_display_versions(database) and time.monotonic() < deadline:
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            time.sleep(1)
-        assert count_missing_display_versions(database) == 0, (tmp_path / "worker.log").read_text()
-        displays = list((tmp_path / "media" / "display" / "shapes").glob("*.jpg"))
-        assert len(displays) == n_images
-        assert "annotator.tasks.make_display_versions" in (tmp_path / "worker.log").read_text()
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()

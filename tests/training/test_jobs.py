@@ -1,7 +1,7 @@
 """Training jobs: claimed once per delivery, resumed or failed when their worker dies, never stuck "running".
 
-The tests marked celery_worker start a real `celery worker -Q gpu,default --concurrency 1` process on the configured
-broker (CELERY_BROKER_URL: Redis in CI, else the filesystem transport) against the test database.
+The tests marked celery_worker run on a real `celery worker -Q default,gpu --concurrency 1` process on the configured
+broker (tests/workers.py) against the test database; tests/config/test_celery.py runs a job from the API there.
 """
 import os
 import re
@@ -9,22 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import boto3
 import pytest
-from django.conf import settings as django_settings
-from django.core.files.storage import default_storage
-from django.db import connection
 from django.utils import timezone
 
-from annotator.models import ImageScore
 from tests import factories
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
 from training import services
+from tests.workers import PublishTo, WorkerProcess, wait_for
 from training.models import JobStatus, ModelVersion, TrainingJob
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -115,96 +111,12 @@ def test_recover_command_reports_what_it_did(db, capsys):
 # --- a real worker process ----------------------------------------------------------------------------------------
 
 
-def database_url():
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    return (
-        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
-
-
-def wait_for(condition, timeout, describe):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {describe()}")
-
-
-class WorkerProcess:
-    """`celery worker -Q gpu,default --concurrency 1` in its own process group, sharing files with the test."""
-
-    def __init__(self, directory, extra_env=None):
-        self.directory = directory
-        self.media_root = directory / "media"
-        self.work_dir = directory / "work"
-        self.name = f"h8test-{uuid.uuid4().hex[:8]}@%h"
-        self.env = dict(
-            os.environ, DATABASE_URL=database_url(), VAR_DIR=str(django_settings.VAR_DIR),
-            MEDIA_ROOT=str(self.media_root), TRAINING_WORK_DIR=str(self.work_dir),
-            TRAINING_PROGRESS_INTERVAL="0.2", PYTHONUNBUFFERED="1",
-            OMP_NUM_THREADS="1",  # the tiny model trains faster on one thread than on cores shared with the suite
-            **(extra_env or {}),
-        )
-        self.process = None
-        self.starts = 0
-
-    @property
-    def log(self):
-        return self.directory / f"worker-{self.starts}.log"
-
-    def start(self):
-        self.starts += 1
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default", "--concurrency", "1",
-                 "--pool", "prefork", "-n", self.name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        wait_for(lambda: "ready." in self.log.read_text() or self.process.poll() is not None, 180,
-                 lambda: f"the worker to start:\n{self.log_tail()}")
-        assert self.process.poll() is None, self.log_tail()
-
-    @property
-    def running(self):
-        return self.process is not None and self.process.poll() is None
-
-    def pool_pids(self):
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return [int(pid) for pid in children]
-
-    def kill_everything(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self):
-        if self.running:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill_everything()
-
-    def log_tail(self, lines=40):
-        return "\n".join(self.log.read_text().splitlines()[-lines:])
-
-
 @pytest.fixture(scope="module")
-def worker_process(django_db_setup, tmp_path_factory):
-    """One worker for the module's tests (started by `worker`), so its start-up is paid once."""
+def celery_worker_process(django_db_setup, tmp_path_factory):
+    """One worker on the configured broker for the module's tests (started by `celery_worker`): start-up paid once."""
     process = WorkerProcess(tmp_path_factory.mktemp("worker"))
     yield process
     process.stop()
-
-
-@pytest.fixture
-def worker(worker_process):
-    if not worker_process.running:
-        worker_process.start()
-    return worker_process
 
 
 def watch(job, until, timeout, worker):
@@ -226,35 +138,8 @@ def finished(job):
 
 @pytest.mark.celery_worker
 @pytest.mark.slow
-def test_a_job_runs_on_a_real_worker_then_its_model_scores_the_dataset(transactional_db, worker, settings):
-    settings.MEDIA_ROOT = worker.media_root
-    dataset, _ = tiny_imagenet_dataset()
-    job = services.create_training_job(dataset=dataset, config=TINY_CONFIG, source=TrainingJob.Source.API)
-
-    seen = watch(job, finished, 300, worker)
-
-    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n{worker.log_tail()}"
-    assert any(status == JobStatus.RUNNING and progress.get("step") for status, progress in seen), seen
-    assert [entry["epoch"] for entry in job.epoch_metrics] == [1, 2]
-    assert "val_top1" in job.metrics and job.progress["epoch"] == 2 and job.attempts == 1
-    version = ModelVersion.objects.get(job=job)
-    assert version.manifest_hash == job.manifest_hash != ""
-    for name in ("checkpoint", "config", "metrics", "curves"):
-        assert default_storage.exists(job.artifacts[name]), name
-    assert default_storage.open(job.artifacts["curves"]).read(8) == b"\x89PNG\r\n\x1a\n"
-
-    services.promote_model_version(version)
-    inference_job = services.create_inference_job(version)
-    watch(inference_job, lambda j: j.status in (JobStatus.SUCCEEDED, JobStatus.FAILED), 180, worker)
-    assert inference_job.status == JobStatus.SUCCEEDED, inference_job.error
-    assert ImageScore.objects.filter(model_version=version.name).count() == 12  # every train image
-    assert inference_job.summary["assignments_scored"] == 12
-
-
-@pytest.mark.celery_worker
-@pytest.mark.slow
-def test_cancel_stops_a_running_job(transactional_db, worker, settings):
-    settings.MEDIA_ROOT = worker.media_root
+def test_cancel_stops_a_running_job(celery_worker):
+    worker = celery_worker
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
     job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
                                        source=TrainingJob.Source.API)
@@ -270,8 +155,8 @@ def test_cancel_stops_a_running_job(transactional_db, worker, settings):
 
 @pytest.mark.celery_worker
 @pytest.mark.slow
-def test_a_killed_worker_process_leads_to_a_resumed_job(transactional_db, worker, settings):
-    settings.MEDIA_ROOT = worker.media_root
+def test_a_killed_worker_process_leads_to_a_resumed_job(celery_worker):
+    worker = celery_worker
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
     job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
                                        source=TrainingJob.Source.API)
@@ -314,8 +199,9 @@ def s3_server():
 
 @pytest.mark.celery_worker
 @pytest.mark.slow
-def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, s3_server, tmp_path, worker_process):
-    worker_process.stop()  # only the worker with the S3 settings may take the job
+def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, s3_server, tmp_path,
+                                                     celery_worker_process):
+    celery_worker_process.stop()  # only the worker with the S3 settings may take the job
     s3_env = {
         "AWS_STORAGE_BUCKET_NAME": "luab-test", "AWS_S3_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1",
@@ -325,13 +211,14 @@ def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, 
     for name, value in s3_env.items():
         setattr(settings, name, value)
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
-    s3_worker = WorkerProcess(tmp_path, s3_env)
+    s3_worker = WorkerProcess(tmp_path, extra_env=s3_env)
     s3_worker.start()
     try:
-        dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
-        job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
-                                           source=TrainingJob.Source.API)
-        watch(job, finished, 300, s3_worker)
+        with PublishTo(s3_worker):
+            dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
+            job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
+                                               source=TrainingJob.Source.API)
+            watch(job, finished, 300, s3_worker)
     finally:
         s3_worker.stop()
 
