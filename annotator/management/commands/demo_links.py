@@ -15,8 +15,10 @@ class Command(BaseCommand):
     def handle(self, *args, base_url, **options):
         base = base_url.rstrip("/")
         lines = [
+            ("Start page (what each page is for)", f"{base}/"),
             ("Admin (datasets, HITs, assignments, training jobs)", f"{base}/admin/"),
             ("Review console (dashboards, replays, decisions)", f"{base}/review/"),
+            ("Byproduct reports of each batch", f"{base}/review/reports/"),
             ("Training jobs and model versions", f"{base}/admin/training/"),
             ("API docs (OpenAPI at /api/schema/)", f"{base}/api/docs/"),
         ]
@@ -30,9 +32,6 @@ class Command(BaseCommand):
             if open_hit is not None:
                 url = get_provider(batch).task_url(open_hit, worker="DEMO-WORKER", assignment=f"demo-{open_hit.pk}")
                 lines.append((f"Do a HIT of {batch.name} as a worker", url.replace(settings.PUBLIC_BASE_URL, base, 1)))
-            report = settings.VAR_DIR / "media" / "reports" / batch.name / "report.html"
-            if report.exists():
-                lines.append((f"Byproduct report of {batch.name}", f"{base}/media/reports/{batch.name}/report.html"))
         width = max(len(label) for label, _ in lines)
         for label, url in lines:
             self.stdout.write(f"  {label:<{width}}  {url}")

@@ -1,5 +1,8 @@
 """`python manage.py simulate_crowd BATCH --server URL --workers N --mix diligent=0.7,...`: a simulated crowd."""
+import time
+
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from annotator import simulator
 from annotator.models import Batch
@@ -32,6 +35,8 @@ class Command(BaseCommand):
                             help="work untaken HITs until this share of the batch has work (0.5 or 50%%)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--concurrency", type=int, default=4, help="workers working at the same time")
+        parser.add_argument("--wait-for-reviews", type=float, default=0, metavar="SECONDS",
+                            help="then wait up to this long until a Celery worker has decided every submission")
 
     def handle(self, *args, **options):
         batch = Batch.objects.filter(name=options["batch"]).select_related("dataset").first()
@@ -57,7 +62,27 @@ class Command(BaseCommand):
             batch, hits, transport=transport, n_workers=options["workers"], mix=mix, seed=options["seed"],
             concurrency=concurrency, show_progress=options["verbosity"] > 0,
         )
+        if options["wait_for_reviews"] > 0:
+            self._wait_for_reviews(run, options["wait_for_reviews"], options["verbosity"] > 0)
         self._summary(batch, run)
+
+    def _wait_for_reviews(self, run, timeout, show_progress):
+        """Poll until no assignment of the run is waiting for its automatic review (done by a Celery worker)."""
+        deadline = time.monotonic() + timeout
+        with tqdm(desc="automatic review (Celery worker)", unit="HIT", disable=not show_progress) as bar:
+            while True:
+                decisions = simulator.decisions_by_profile(run).values()
+                waiting = sum(states["submitted"] for states in decisions)
+                bar.total = sum(states.total() for states in decisions)
+                bar.n = bar.total - waiting
+                bar.refresh()
+                if not waiting:
+                    return
+                if time.monotonic() > deadline:
+                    self.stderr.write(f"{waiting} submissions still wait for their review after {timeout:.0f} s: "
+                                      "is a Celery worker running (celery -A config worker)?")
+                    return
+                time.sleep(0.5)
 
     def _summary(self, batch, run):
         latency = run.latency_percentiles()

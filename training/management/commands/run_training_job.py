@@ -1,4 +1,5 @@
-"""Create a training job and run it in this process (no Celery worker needed), with a progress bar.
+"""Create a training job and run it in this process (no Celery worker needed), or with --queue hand it to a Celery
+worker (the gpu queue) and follow it here; either way with a progress bar.
 
 The job goes through the same service as a queued one (snapshot, engine, artifacts, model version), so it shows
 in the admin and the API like any other; --promote then makes its model the dataset's active one.
@@ -12,11 +13,12 @@ from tqdm import tqdm
 
 from annotator.models import Dataset
 from training import services
+from training.management.follow import follow
 from training.models import JobStatus, ModelVersion, TrainingJob
 
 
 class Command(BaseCommand):
-    help = "Create a training job and run it here (inline); optionally promote its model."
+    help = "Create a training job and run it here (inline) or on a Celery worker (--queue); optionally promote it."
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset name.")
@@ -24,6 +26,8 @@ class Command(BaseCommand):
                             help="Train on this batch's approved work (repeatable; default: every batch).")
         parser.add_argument("--config", default="{}", help='TrainConfig options as JSON, e.g. {"epochs": 3}.')
         parser.add_argument("--promote", action="store_true", help="Make the new model the dataset's active one.")
+        parser.add_argument("--queue", action="store_true",
+                            help="Queue the job for a Celery worker (gpu queue) and follow its progress here.")
         parser.add_argument("--unless-active", action="store_true",
                             help="Do nothing when the dataset already has an active model (for idempotent scripts).")
 
@@ -44,22 +48,30 @@ class Command(BaseCommand):
         try:
             config = json.loads(options["config"])
             job = services.create_training_job(
-                dataset=dataset, batches=batches, config=config, source=TrainingJob.Source.COMMAND, enqueue=False
+                dataset=dataset, batches=batches, config=config, source=TrainingJob.Source.COMMAND,
+                enqueue=options["queue"],
             )
         except json.JSONDecodeError as error:
             raise CommandError(f"--config: not JSON ({error})") from None
         except ValidationError as error:
             raise CommandError("; ".join(f"{field}: {' '.join(m)}" for field, m in error.message_dict.items()))
 
-        with tqdm(desc=f"training job {job.pk}", unit="step", disable=options["verbosity"] == 0) as bar:
+        where = "on a Celery worker" if options["queue"] else "here"
+        with tqdm(desc=f"training job {job.pk} ({where})", unit="step", disable=options["verbosity"] == 0) as bar:
             def show(progress):
+                if not {"steps", "epochs", "epoch", "step"} <= progress.keys():
+                    return  # queued, or preparing its data: no steps yet
                 bar.total = progress["steps"] * progress["epochs"]
                 bar.n = (progress["epoch"] - 1) * progress["steps"] + progress["step"]
-                bar.set_postfix(epoch=progress["epoch"], loss=f"{progress['loss']:.3f}")
+                if "loss" in progress:
+                    bar.set_postfix(epoch=progress["epoch"], loss=f"{progress['loss']:.3f}")
                 bar.refresh()
 
-            services.run_training_job(job.pk, task_id=job.celery_task_id, hostname=socket.gethostname(),
-                                      progress_listener=show)
+            if options["queue"]:
+                follow(job, show)
+            else:
+                services.run_training_job(job.pk, task_id=job.celery_task_id, hostname=socket.gethostname(),
+                                          progress_listener=show)
         job.refresh_from_db()
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"training job {job.pk} {job.status}: {job.error}")

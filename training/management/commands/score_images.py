@@ -1,19 +1,23 @@
-"""Run a model version over its dataset in this process: uncertainty per image, agreement per worker."""
+"""Run a model version over its dataset (here, or on a Celery worker with --queue): uncertainty per image, agreement
+per worker."""
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotator.models import Dataset, ImageScore
 from training import services, steering
+from training.management.follow import follow
 from training.models import JobStatus, ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Score a dataset's train images with a model version (default: the active one), inline."
+    help = "Score a dataset's train images with a model version (default: the active one), here or on a worker."
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset name.")
         parser.add_argument("--model-version", help="Model version name (default: the dataset's active model).")
         parser.add_argument("--uncertainty", choices=steering.UNCERTAINTY_MEASURES, default="entropy")
+        parser.add_argument("--queue", action="store_true",
+                            help="Queue the inference job for a Celery worker (gpu queue) and follow it here.")
         parser.add_argument("--unless-scored", action="store_true",
                             help="Do nothing when the version has already scored the dataset (idempotent scripts).")
 
@@ -31,14 +35,18 @@ class Command(BaseCommand):
         if options["unless_scored"] and ImageScore.objects.filter(model_version=name).exists():
             self.stdout.write(f"{name} has already scored {dataset.name}; nothing to do")
             return
-        job = services.create_inference_job(version, uncertainty=options["uncertainty"], enqueue=False)
+        job = services.create_inference_job(version, uncertainty=options["uncertainty"], enqueue=options["queue"])
         with tqdm(desc=f"scoring with {name}", unit="image", disable=options["verbosity"] == 0) as bar:
             def show(progress):
-                bar.total = progress["images_total"]
-                bar.n = progress["images_done"]
-                bar.refresh()
+                if "images_total" in progress:
+                    bar.total = progress["images_total"]
+                    bar.n = progress["images_done"]
+                    bar.refresh()
 
-            services.run_inference_job(job.pk, task_id=job.celery_task_id, progress_listener=show)
+            if options["queue"]:
+                follow(job, show)
+            else:
+                services.run_inference_job(job.pk, task_id=job.celery_task_id, progress_listener=show)
         job.refresh_from_db()
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"inference job {job.pk} {job.status}: {job.error}")
