@@ -2,13 +2,20 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+
+from annotator.csp import docs_page_policy
+from annotator.views import home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar); the split view has no inline script.
+    path("api/docs/", docs_page_policy(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
+    path("api/redoc/", docs_page_policy(
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="annotator/api/redoc.html")),
+        name="api-redoc"),
     path("", include("annotator.urls")),
     path("", include("training.urls")),
 ]
