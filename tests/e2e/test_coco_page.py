@@ -5,7 +5,8 @@ import pytest
 
 from annotator.models import Assignment, Batch, CocoRecord, EventBatch, PageSubmission
 from tests.e2e.conftest import (
-    LOG_FETCHES, make_coco_hit, point_in, stored_events, task_url, wait_for_images, wait_until,
+    LOG_FETCHES, leave_after_every_timer, make_coco_hit, point_in, record_sends, stored_events, task_url,
+    wait_for_images, wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -192,6 +193,7 @@ def test_another_browser_resumes_from_the_server_alone(browser_context_factory, 
 
 def test_preview_lets_the_worker_try_the_browser_and_records_nothing(page, live_server):
     hit = make_coco_hit(n_pages=1)
+    sent = record_sends(page)
     page.goto(task_url(live_server, hit, worker_id=""))
     page.locator("img.coco-image").wait_for()
     wait_for_images(page)
@@ -200,7 +202,8 @@ def test_preview_lets_the_worker_try_the_browser_and_records_nothing(page, live_
     assert page.locator(".group-indicator").inner_text() == "2 / 3"
     drag(page, tile(page, CAR), image_point(page, 0.5, 0.5))
     assert page.locator(f".placed-icon[data-key='{CAR}']").count() == 1
-    page.wait_for_timeout(3500)
+    leave_after_every_timer(page)
+    assert sent == []
     assert not Assignment.objects.exists()
     assert not EventBatch.objects.exists()
 
