@@ -74,7 +74,7 @@ def test_import_hands_display_versions_to_a_real_worker(tmp_path):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             time.sleep(1)
         assert count_missing_display_versions(database) == 0, (tmp_path / "worker.log").read_text()
-        displays = list((tmp_path / "media" / "display" / "shapes").glob("*.jpg"))
+        displays = list((tmp_path / "media" / "display").glob("*.jpg"))
         assert len(displays) == n_images
         assert "annotator.tasks.make_display_versions" in (tmp_path / "worker.log").read_text()
     finally:
