@@ -85,3 +85,60 @@ def test_import_hands_display_versions_to_a_real_worker(tmp_path):
             worker.kill()
             worker.wait()
         log.close()
+
+
+SEED_OVERDUE_WORK = """
+from datetime import timedelta
+from django.utils import timezone
+from annotator.models import Assignment, Batch, Dataset, Hit, Worker
+dataset = Dataset.objects.create(name="expiry", kind="imagenet")
+batch = Batch.objects.create(name="expiry-r1", dataset=dataset, task_kind="imagenet", status="published")
+hit = Hit.objects.create(batch=batch, index=0, status="published")
+for name, deadline in (("LATE", timezone.now() - timedelta(minutes=1)), ("ON-TIME", timezone.now() + timedelta(hours=1))):
+    Assignment.objects.create(hit=hit, worker=Worker.objects.create(provider="link", external_id=name),
+                              deadline=deadline)
+"""
+
+
+def assignment_states(database):
+    with sqlite3.connect(database) as connection:
+        return dict(connection.execute(
+            "SELECT w.external_id, a.state FROM annotator_assignment a JOIN annotator_worker w ON w.id = a.worker_id"
+        ).fetchall())
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_beat_and_a_real_worker_expire_work_past_its_deadline(tmp_path):
+    """Beat (a worker started with -B, as `make demo` runs it) queues expire_overdue_assignments every
+    SWEEP_INTERVAL seconds on the real broker; the worker process expires the overdue assignment, not the other."""
+    database = tmp_path / "worker.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "VAR_DIR": str(tmp_path / "var"),
+           "MEDIA_ROOT": str(tmp_path / "media"), "CELERY_TASK_ALWAYS_EAGER": "false", "PYTHONUNBUFFERED": "1",
+           "SWEEP_INTERVAL": "1"}
+    run_manage(env, "migrate", "--noinput", "-v", "0")
+    run_manage(env, "shell", "-c", SEED_OVERDUE_WORK)
+    assert assignment_states(database) == {"LATE": "accepted", "ON-TIME": "accepted"}
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "default", "--pool", "solo",
+         "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO",
+         "--hostname", f"expiry-test-{os.getpid()}@%h"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while assignment_states(database)["LATE"] != "expired" and time.monotonic() < deadline:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(1)
+        assert assignment_states(database) == {"LATE": "expired", "ON-TIME": "accepted"}, (
+            (tmp_path / "worker.log").read_text())
+        assert "annotator.tasks.expire_overdue_assignments" in (tmp_path / "worker.log").read_text()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()

@@ -886,3 +886,24 @@ def test_an_entry_ticket_expires(client, imagenet, monkeypatch):
     monkeypatch.setattr("annotator.worker.tokens.ENTRY_TICKET_MAX_AGE_S", -1)
     response = resume(client, token, ticket)
     assert response.status_code == 403 and "expired" in error_of(response)["message"]
+
+
+def test_an_image_without_a_display_version_gets_one_never_its_original(client, coco):
+    """The original's name carries the image key (images/<dataset>/<file name>): a page never links it. An image
+    still waiting for its display version (import --defer-display) gets it when a page first shows it."""
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image as PilImage
+
+    hit, _, token = coco
+    image = hit.pages.get(index=0).image
+    buffer = io.BytesIO()
+    PilImage.new("RGB", (640, 480), (20, 120, 200)).save(buffer, "JPEG")
+    image.file.save("000000581929.jpg", ContentFile(buffer.getvalue()), save=False)
+    image.display_file = ""
+    image.save()
+    url = call(client, token, "GET", "pages/0").json()["image"]["url"]
+    image.refresh_from_db()
+    assert re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", url) and url == image.display_file.url
+    assert "581929" not in url
