@@ -93,23 +93,28 @@ STATE_REFUSALS = {
 }
 
 
-@transaction.atomic
 def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_submit_to="", entry_address=""):
     """Create the worker's assignment for this HIT, or resume the one they have (Event ACCEPTED / RESUMED).
 
     Work already started resumes only with the market's proof (the same non-empty market assignment id it was
     started with); else ResumeElsewhere, and the browser that holds its token resumes it (resume_in_browser).
-    Assignments of the HIT past their deadline expire first, so their places are free again. entry_address: the
-    keyed hash of the client address (limits the open places one address may hold, WORKER_OPEN_PER_ADDRESS).
+    Assignments of the HIT past their deadline expire first (committed whatever the entry's outcome), so their
+    places are free again. entry_address: the keyed hash of the client address (limits the open places one address
+    may hold, WORKER_OPEN_PER_ADDRESS).
     """
+    check_open_to_workers(hit.batch)
+    expire_overdue(hit=hit)
+    return _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit_to, entry_address)
+
+
+@transaction.atomic
+def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit_to, entry_address):
     batch = hit.batch
-    check_open_to_workers(batch)
     worker, _ = Worker.objects.get_or_create(provider=batch.provider, external_id=worker_external_id)
     if worker.blocked:
         raise TaskRefused("You cannot take this task", "Your worker account may no longer take these tasks.")
     # Lock the HIT so two workers cannot both take its last place.
     hit = Hit.objects.select_for_update().get(pk=hit.pk)
-    expire_overdue(hit=hit)
     existing = Assignment.objects.filter(hit=hit, worker=worker).first()
     if existing is not None:
         if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:
