@@ -5,9 +5,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpResponse, UnreadablePostError
-from django.utils.crypto import salted_hmac
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
