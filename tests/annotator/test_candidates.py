@@ -29,6 +29,7 @@ from PIL import Image as PilImage
 from annotator.candidates import image_keys
 from annotator.models import Batch, Category, Dataset, Hit, Image
 from annotator.packing import build_hits
+from tests.annotator import worker_bodies as bodies
 from tests.annotator.test_worker_entry import bootstrap_of
 from tests.factories import make_coco_hit
 
@@ -94,7 +95,7 @@ def crawl(client, batch):
     every candidate; returns (candidates, every response body and URL the browser got)."""
     received, seen = [], []
     for hit in batch.hits.order_by("index"):
-        truth = {key: in_class for key, in_class in _in_class_by_key(hit).items()}
+        truth = _in_class_by_key(hit)
         keys = image_keys(hit)
         preview = client.get(f"/task/{hit.pk}/")
         accepted = client.get(f"/task/{hit.pk}/?workerId=BOT-{hit.pk}&assignmentId=S-{hit.pk}")
@@ -118,19 +119,12 @@ def crawl(client, batch):
                     n_bytes=len(data), in_class=truth[keys[index, item["image_id"]]][index],
                 ))
         first = client.get("/api/worker/pages/0", **auth).json()["items"][0]["image_id"]
-        click = {"type": "click", "image_id": first, "x": 0.5, "y": 0.5, "time": _now_ms(), "selected": True}
-        flushed = client.post("/api/worker/pages/0/events", content_type="application/json", **auth,
-                              data={"batch_id": "5f0c7a4e-2b1d-4c7e-9a55-0d3f7e1b2c90", "seq": 1,
-                                    "sent_at": _now_ms(), "events": [click]})
+        click = {"type": "click", "image_id": first, "x": 0.5, "y": 0.5, "time": bodies.now_ms(), "selected": True}
+        flushed = client.post("/api/worker/pages/0/events", data=bodies.event_batch([click]),
+                              content_type="application/json", **auth)
         assert flushed.status_code == 201
         received.append(client.get("/api/worker/pages/0", **auth).content)
     return seen, received
-
-
-def _now_ms():
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _in_class_by_key(hit):
