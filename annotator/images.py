@@ -1,6 +1,13 @@
-"""Image files in storage: decoding checks and the display-size version made once per image."""
+"""Image files in storage: decoding checks and the display-size version made once per image.
+
+Display versions are what the worker's browser loads, so their names say nothing: `display/<32 random hex>.jpg`,
+never the image key (an ImageNet file stem starts with its class's wnid; a COCO image id finds the public
+annotations). Migration 0009 renamed the ones made before under `display/<dataset>/<key>.jpg`.
+"""
 import io
 import logging
+import re
+import secrets
 
 from django.core.files.base import ContentFile
 from PIL import Image as PilImage
@@ -28,13 +35,18 @@ def display_version_bytes(pil_image, max_side=DISPLAY_MAX_SIDE):
     return buffer.getvalue()
 
 
-def display_name(image):
-    return f"{image.dataset.name}/{image.key}.jpg"
+# What display_name() gives, under the field's upload_to ("display/").
+OPAQUE_DISPLAY_NAME = re.compile(r"^display/[0-9a-f]{32}\.jpg$")
+
+
+def display_name():
+    """A new display file name that reveals nothing about the image (FileField adds "display/")."""
+    return f"{secrets.token_hex(16)}.jpg"
 
 
 def save_display_version(image, pil_image):
     """Store the display version of `image` (an annotator Image) made from its decoded pixels; the caller saves."""
-    image.display_file.save(display_name(image), ContentFile(display_version_bytes(pil_image)), save=False)
+    image.display_file.save(display_name(), ContentFile(display_version_bytes(pil_image)), save=False)
 
 
 def make_display_version(image):

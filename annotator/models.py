@@ -6,7 +6,9 @@ write idempotent.
 """
 import hashlib
 import hmac
+import secrets
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -165,6 +167,11 @@ def default_rule_thresholds():
     return {}
 
 
+# Seconds a worker has to submit after taking a HIT, unless provider_config["assignment_duration"] says otherwise
+# (MTurk's AssignmentDurationInSeconds; the same limit for every market).
+DEFAULT_ASSIGNMENT_DURATION_S = 3600
+
+
 class Batch(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "draft"
@@ -213,9 +220,25 @@ class Batch(models.Model):
     def clean(self):
         if self.dataset_id and self.task_kind and self.dataset.kind != self.task_kind:
             raise ValidationError({"task_kind": f"dataset {self.dataset.name} is {self.dataset.kind}-style"})
+        duration = (self.provider_config or {}).get("assignment_duration", DEFAULT_ASSIGNMENT_DURATION_S)
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 60:
+            raise ValidationError({"provider_config": (
+                f"assignment_duration: {duration!r} is not a whole number of seconds of at least 60"
+            )})
+
+    @property
+    def assignment_duration(self):
+        """How long a worker has to submit after taking one of the batch's HITs (then the assignment expires and
+        its place is free again): provider_config["assignment_duration"] seconds, MTurk's setting of that name."""
+        seconds = (self.provider_config or {}).get("assignment_duration", DEFAULT_ASSIGNMENT_DURATION_S)
+        return timedelta(seconds=int(seconds))
 
     def __str__(self):
         return self.name
+
+
+def new_candidate_key():
+    return secrets.token_hex(16)
 
 
 class Hit(models.Model):
@@ -232,6 +255,10 @@ class Hit(models.Model):
     max_assignments = models.PositiveSmallIntegerField(default=1)
     published_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    candidate_key = models.CharField(
+        max_length=64, default=new_candidate_key, editable=False,
+        help_text="Secret of the ids its pages give their images (annotator.candidates); never sent to a browser.",
+    )
 
     class Meta:
         verbose_name = "HIT"
@@ -311,6 +338,14 @@ class Assignment(models.Model):
     turk_submit_to = models.URLField(blank=True)
     completion_code = models.CharField(max_length=64, blank=True)
     accepted_at = models.DateTimeField(auto_now_add=True)
+    deadline = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="Not submitted by then, it expires and frees its place (accepted + the batch's assignment duration).",
+    )
+    entry_address = models.CharField(
+        max_length=32, blank=True,
+        help_text="Keyed hash of the client address that took it (limits the open places one address holds).",
+    )
     submitted_at = models.DateTimeField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     decision_source = models.CharField(max_length=8, choices=DecisionSource.choices, blank=True)
@@ -321,10 +356,17 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hit", "worker"], name="assignment_unique_worker")]
-        indexes = [models.Index(fields=["hit", "state"])]
+        indexes = [models.Index(fields=["hit", "state"]), models.Index(fields=["entry_address", "state"])]
 
     def can_transition(self, new_state):
         return new_state in self.TRANSITIONS[self.State(self.state)]
+
+    def is_overdue(self, now):
+        """Still open past its deadline: it expires (and frees its place) the next time anyone looks."""
+        return (
+            self.state in (self.State.ACCEPTED, self.State.IN_PROGRESS)
+            and self.deadline is not None and self.deadline <= now
+        )
 
     def transition(self, new_state):
         """Move to new_state or raise ValidationError naming both states; the caller saves."""

@@ -10,8 +10,9 @@ with byproduct records and submits (docs/worker-api.md). Behaviour follows a pro
 - spammer: clicks at random, or saves a few pages and hands in early.
 - centre: behaves like a careful worker but always clicks (or drops icons) in the middle of the image.
 
-Ground truth is read through the ORM before the run (this runs as a manage.py command); the server is reached
-only over HTTP (or Django's test Client with in_process=True). Times are realistic: epoch ms for ImageNet-style
+Ground truth is read through the ORM before the run (this runs as a manage.py command), keyed by the candidate ids
+the pages show (annotator.candidates, the server's own mapping: the pages never name an image); the server is
+reached only over HTTP (or Django's test Client with in_process=True). Times are realistic: epoch ms for ImageNet-style
 events, ms since the page was shown for COCO-style ones, with a virtual clock per assignment so nothing sleeps.
 """
 import json
@@ -32,8 +33,9 @@ import requests
 from django.db import connections
 from tqdm import tqdm
 
+from annotator.candidates import candidate_id
 from annotator.geometry import point_on_object
-from annotator.models import Assignment, Batch, GroundTruthObject, Hit, Image, Provider, TaskKind
+from annotator.models import Assignment, Batch, GroundTruthObject, Hit, HitPage, Image, PageItem, Provider, TaskKind
 from annotator.providers.link import resolve_params
 
 logger = logging.getLogger(__name__)
@@ -118,27 +120,38 @@ class ImageTruth:
     height: int
     label: str | None  # ImageNet-style class key
     objects: list = field(default_factory=list)  # [(category key, bbox [x, y, w, h] px, segmentation)]
+    in_class: bool | None = None  # ImageNet-style: whether it is of the class of the page that shows it
 
     def objects_of(self, category_key):
         return [o for o in self.objects if o[0] == category_key]
 
 
 def load_ground_truth(hits):
-    """{image key: ImageTruth} for every image shown on the given HITs."""
+    """{candidate id: ImageTruth} of every image the given HITs' pages show, under the ids the pages give them.
+
+    The ids come from the server's own mapping (annotator.candidates), so the simulated worker, like a real one,
+    is told nothing by the pages: what it knows, it knows from the database, as a person knows it from the pixels.
+    """
     hit_ids = [hit.pk for hit in hits]
-    images = Image.objects.filter(pk__in=set(
-        Image.objects.filter(page_items__page__hit__in=hit_ids).values_list("pk", flat=True)
-    ) | set(Image.objects.filter(hitpage__hit__in=hit_ids).values_list("pk", flat=True)))
-    truth = {}
+    hit_keys = dict(Hit.objects.filter(pk__in=hit_ids).values_list("pk", "candidate_key"))
+    shown = [  # (hit, page, image, in_class)
+        *PageItem.objects.filter(page__hit__in=hit_ids).values_list("page__hit_id", "page_id", "image_id", "in_class"),
+        *((hit_id, page_pk, image_pk, None) for hit_id, page_pk, image_pk in HitPage.objects.filter(
+            hit__in=hit_ids, image__isnull=False).values_list("hit_id", "pk", "image_id")),
+    ]
     by_pk = {}
-    for pk, key, width, height, label in images.values_list("pk", "key", "width", "height", "label__key"):
-        truth[key] = by_pk[pk] = ImageTruth(key, width, height, label)
+    rows = Image.objects.filter(pk__in={image_pk for _, _, image_pk, _ in shown})
+    for pk, key, width, height, label in rows.values_list("pk", "key", "width", "height", "label__key"):
+        by_pk[pk] = ImageTruth(key, width, height, label)
     objects = GroundTruthObject.objects.filter(image__in=by_pk).values_list(
         "image_id", "category__key", "bbox", "segmentation"
     )
     for image_pk, category_key, bbox, segmentation in objects:
         by_pk[image_pk].objects.append((category_key, bbox, segmentation))
-    return truth
+    return {
+        candidate_id(hit_keys[hit_id], page_pk, image_pk): replace(by_pk[image_pk], in_class=in_class)
+        for hit_id, page_pk, image_pk, in_class in shown
+    }
 
 
 # ---- talking to the server ----
@@ -303,7 +316,7 @@ def _path(start, end, rng, duration_ms):
 # ---- ImageNet-style pages ----
 
 def _grid_layout(items, truth):
-    """{image key: (left, top, width, height)} in CSS px, as the page's grid places the thumbnails."""
+    """{candidate id: (left, top, width, height)} in CSS px, as the page's grid places the thumbnails."""
     layout = {}
     cell = THUMB_HEIGHT * 4 // 3 + GRID_GAP
     for item in items:
@@ -319,7 +332,7 @@ def _grid_layout(items, truth):
 
 def imagenet_page(content, truth, profile, rng, clock):
     """(events, records, started_at, time_spent) of one ImageNet-style page worked by this profile."""
-    items, category_key = content["items"], content["category"]["key"]
+    items = content["items"]
     layout = _grid_layout(items, truth)
     started_at = clock.now
     clock.advance(rng.uniform(2500, 6000) * profile.speed)  # reading the class and its definition
@@ -336,13 +349,13 @@ def imagenet_page(content, truth, profile, rng, clock):
     for item in items:  # people scan the grid row by row
         key = item["image_id"]
         image = truth.get(key)
-        in_class = image is not None and image.label == category_key
+        in_class = image is not None and bool(image.in_class)
         clock.advance(rng.uniform(180, 520) * profile.speed)  # a glance at the thumbnail
         wants = rng.random() < (profile.select_in_class if in_class else profile.select_other)
         slip = not wants and rng.random() < profile.correction_rate
         if not (wants or slip or rng.random() < profile.hover_rate):
             continue
-        objects = (image.objects_of(category_key) or image.objects) if image else []
+        objects = (image.objects_of(image.label) or image.objects) if image else []
         if image:
             fx, fy = _aimed_point(image, objects, profile, rng, profile.on_object)
         else:

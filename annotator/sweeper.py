@@ -84,6 +84,18 @@ def unstarted_exports(older_than):
     return ExportJob.objects.filter(status=ExportJob.Status.PENDING, created_at__lt=cutoff).order_by("created_at", "pk")
 
 
+def expire_overdue_assignments(limit=1000):
+    """Open assignments not submitted within their HIT's assignment duration (past Assignment.deadline) expire, and
+    their places on the HITs are free again; the task entry does the same for its HIT, the worker API for its
+    assignment. A write in this process, no broker involved. Returns how many expired (at most limit)."""
+    from .worker.services import expire_overdue
+
+    expired = expire_overdue(limit=limit)
+    if expired:
+        logger.warning("sweep expired %d assignments past their deadline", expired)
+    return expired
+
+
 def sweep_work(*, older_than=None, inline=False, limit=1000):
     """Queue the review of every assignment left submitted, the market call of every decision the market lacks, the
     bonus grants and re-posts it never got, and the exports never started; inline does the work here instead (cron,

@@ -15,3 +15,9 @@ def make_display_versions(dataset_id):
 def sweep_work():
     """Beat runs this every SWEEP_INTERVAL seconds (config.celery): reviews and market calls left undone."""
     return sweeper.sweep_work()
+
+
+@shared_task
+def expire_overdue_assignments():
+    """Beat runs this every SWEEP_INTERVAL seconds: open assignments past their deadline expire, freeing places."""
+    return sweeper.expire_overdue_assignments()

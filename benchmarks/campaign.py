@@ -198,6 +198,7 @@ class Stack:
             "VAR_DIR": str(self.var_dir), "LOG_LEVEL": "WARNING",
             # Every simulated worker comes from 127.0.0.1: per-address limits would throttle the whole crowd.
             "WORKER_API_RATE": "100000/min", "WORKER_ENTRY_RATE": "none", "WORKER_BAD_TOKEN_RATE": "none",
+            "WORKER_OPEN_PER_ADDRESS": "none",
             # Beat runs in the Celery worker (-B): the sweepers re-queue work a fault left undone, within a minute.
             "SWEEP_INTERVAL": "10", "SWEEP_AFTER": "20",
             **(env or {}),

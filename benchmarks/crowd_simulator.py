@@ -39,6 +39,9 @@ def parse_args():
 def prepare(args):
     from django.core.management import call_command
 
+    from annotator.models import Batch
+    from annotator.providers.services import publish_batch
+
     call_command("migrate", verbosity=0)
     data = Path(args.data_dir)
     for kind in ("imagenet", "coco"):
@@ -54,6 +57,7 @@ def prepare(args):
         for kind, dataset, pages in (("in", "bench-imagenet", 10), ("co", "bench-coco", 20)):
             name = f"bench-{kind}-{i}"
             call_command("build_hits", dataset=dataset, batch=name, seed=i, pages_per_hit=pages, verbosity=0)
+            publish_batch(Batch.objects.get(name=name))  # a draft batch takes no workers
             names.append(name)
     return names
 

@@ -69,7 +69,8 @@ def pack_hits(n_hits, max_assignments):
     for p in range(N_PAGES):
         images = [
             models.Image(
-                dataset=imagenet, key=f"{classes[p].key}_{k}", file=f"images/{p}_{k}.JPEG", width=500, height=375,
+                dataset=imagenet, key=f"{classes[p].key}_{k}", file=f"images/{p}_{k}.JPEG",
+                display_file=f"display/{p:016x}{k:016x}.jpg", width=500, height=375,
                 label=classes[p] if k < N_IN_CLASS else classes[-1],
             )
             for k in range(ITEMS_PER_PAGE)
@@ -86,8 +87,8 @@ def pack_hits(n_hits, max_assignments):
     ]
     coco_images = []
     for p in range(N_PAGES):
-        image = models.Image.objects.create(dataset=coco, key=str(5000 + p), file=f"images/{p}.jpg", width=640,
-                                            height=480)
+        image = models.Image.objects.create(dataset=coco, key=str(5000 + p), file=f"images/{p}.jpg",
+                                            display_file=f"display/{p:032x}.jpg", width=640, height=480)
         for c in coco_categories[p * 3:p * 3 + 3]:
             models.GroundTruthObject.objects.create(
                 image=image, category=c, bbox=[100, 100, 200, 200], area=40000,
@@ -114,7 +115,19 @@ def pack_hits(n_hits, max_assignments):
                     for page in pages for k, image in enumerate(page_images[page.index])
                 ])
             hits[kind].append(hit)
-    return hits, [[image.key for image in images] for images in page_images], coco_images
+    return hits
+
+
+def page_ids(hit):
+    """{page index: the ids the page gives its images} (candidate ids in grid order; a COCO page: [its image's]),
+    from the server's own mapping: the pages never name an image by its key."""
+    from annotator.worker.selectors import page_candidates, page_image_id
+
+    return {
+        page.index: [page_image_id(page, hit.candidate_key)] if page.image_id else
+        list(page_candidates(page, hit.candidate_key))
+        for page in hit.pages.all()
+    }
 
 
 def accept(hit, worker_id):
@@ -156,7 +169,7 @@ def imagenet_page_body(keys, rng):
     }
 
 
-def coco_page_body(image_key, rng):
+def coco_page_body(image_id, rng):
     actions, t = [], 2_000
     for key in rng.sample([str(i) for i in range(1, 81)], 3):
         actions.append({"actionType": "add", "iconType": key, "pointFrom": None,
@@ -168,7 +181,7 @@ def coco_page_body(image_key, rng):
         "save_id": str(uuid.uuid4()), "started_at": now_ms() - 30_000, "time_spent": 25_000,
         "client": {"viewport": {"w": 1440, "h": 900}, "dpr": 1, "user_agent": "bench", "variant": "default"},
         "records": [{
-            "image_id": image_key, "imageWidth": 600, "imageHeight": 450, "timeSpent": 25_000,
+            "image_id": image_id, "imageWidth": 600, "imageHeight": 450, "timeSpent": 25_000,
             "actionHistories": actions,
             "categoryHistories": [{"categoryIndex": g, "categoryName": "g", "timeAt": 500 + 100 * g,
                                    "usingKeyboard": g % 2 == 0} for g in range(12)],
@@ -289,9 +302,10 @@ def run_threads(targets):
     return time.perf_counter() - started
 
 
-def scenario_saves(server, base, kind, tokens, build_page, rng_seed, interval=None):
+def scenario_saves(server, base, kind, tokens_and_ids, build_page, rng_seed, interval=None):
     """Every worker saves its HIT's pages in order, one every `interval` seconds (start times spread over one
-    interval), or as fast as the server answers when interval is None; a few saves are retried."""
+    interval), or as fast as the server answers when interval is None; a few saves are retried.
+    tokens_and_ids: (token, page_ids() of its HIT) per worker."""
     tally = Tally()
     sent = {"records": 0, "saves": 0}
     lock = threading.Lock()
@@ -315,8 +329,9 @@ def scenario_saves(server, base, kind, tokens, build_page, rng_seed, interval=No
     # Bodies are built and encoded before the clock starts: the load generator shares the machine's CPU.
     rng = random.Random(rng_seed)
     bodies = []
-    for _ in tokens:
-        pages = [build_page(page, rng) for page in range(N_PAGES)]
+    tokens = [token for token, _ in tokens_and_ids]
+    for _, hit_ids in tokens_and_ids:
+        pages = [build_page(hit_ids, page, rng) for page in range(N_PAGES)]
         bodies.append([(json.dumps(body).encode(), len(body["records"])) for body in pages])
     cpu_before = server_cpu_seconds(server)
     wall = run_threads([
@@ -416,12 +431,15 @@ def main():
     fresh_database(args.database_url)
     setup_django(args.database_url, DJANGO_SECRET_KEY=BENCH_SECRET_KEY)
     per_hit = max(1, -(-args.flush_workers // args.save_workers))
-    hits, page_keys, coco_images = pack_hits(2 * args.save_workers, max_assignments=per_hit + 1)
-    save_tokens = {kind: [accept(hit, f"{kind}-saver-{i}") for i, hit in enumerate(hits[kind])] for kind in hits}
-    flush_tokens = [
-        (accept(hits["imagenet"][i % len(hits["imagenet"])], f"flusher-{i}"), page_keys[0])
-        for i in range(args.flush_workers)
-    ]
+    hits = pack_hits(2 * args.save_workers, max_assignments=per_hit + 1)
+    ids = {hit.pk: page_ids(hit) for kind in hits for hit in hits[kind]}
+    save_tokens = {
+        kind: [(accept(hit, f"{kind}-saver-{i}"), ids[hit.pk]) for i, hit in enumerate(hits[kind])] for kind in hits
+    }
+    flush_tokens = []
+    for i in range(args.flush_workers):
+        hit = hits["imagenet"][i % len(hits["imagenet"])]
+        flush_tokens.append((accept(hit, f"flusher-{i}"), ids[hit.pk][0]))
     from django.db import connection
 
     connection.close()
@@ -439,11 +457,11 @@ def main():
                 continue
             imagenet_sent, _ = scenario_saves(
                 server, base, "imagenet", save_tokens["imagenet"][offset:offset + n],
-                lambda page, rng: imagenet_page_body(page_keys[page], rng), 1 + offset, interval,
+                lambda hit_ids, page, rng: imagenet_page_body(hit_ids[page], rng), 1 + offset, interval,
             )
             coco_sent, _ = scenario_saves(
                 server, base, "coco", save_tokens["coco"][offset:offset + n],
-                lambda page, rng: coco_page_body(coco_images[page].key, rng), 2 + offset, interval,
+                lambda hit_ids, page, rng: coco_page_body(hit_ids[page][0], rng), 2 + offset, interval,
             )
             sent_imagenet = {key: sent_imagenet[key] + imagenet_sent[key] for key in nothing}
             sent_coco = {key: sent_coco[key] + coco_sent[key] for key in nothing}

@@ -57,8 +57,9 @@ def generate(n_hits):
                    %(first_category)s + (i %% {N_CATEGORIES}), '{{}}'
             FROM generate_series(0, {N_IMAGES - 1}) AS i"""),
         ("HITs", f"""
-            INSERT INTO annotator_hit (batch_id, index, external_id, status, max_assignments)
-            SELECT %(batch)s, i, '', 'published', 1 FROM generate_series(0, {n_hits - 1}) AS i"""),
+            INSERT INTO annotator_hit (batch_id, index, external_id, status, max_assignments, candidate_key)
+            SELECT %(batch)s, i, '', 'published', 1, md5(random()::text)
+            FROM generate_series(0, {n_hits - 1}) AS i"""),
         ("pages", f"""
             INSERT INTO annotator_hitpage (hit_id, index, category_id)
             SELECT h.id, p, %(first_category)s + ((h.index * {PAGES_PER_HIT} + p) %% {N_CATEGORIES})
@@ -78,9 +79,9 @@ def generate(n_hits):
         ("assignments", """
             INSERT INTO annotator_assignment (uuid, hit_id, worker_id, external_id, state, interface_variant,
                 turk_submit_to, completion_code, accepted_at, submitted_at, decision_source, review, feedback,
-                bonus_paid)
+                bonus_paid, entry_address)
             SELECT md5(h.id::text)::uuid, h.id, w.id, '', 'submitted', 'default', '', '',
-                   now() - interval '9 minutes', now(), '', '{}', '', 0
+                   now() - interval '9 minutes', now(), '', '{}', '', 0, ''
             FROM annotator_hit h JOIN annotator_worker w ON w.external_id = 'W' || h.index
             WHERE h.batch_id = %(batch)s"""),
         # Spammers (hit index % 12 == 0) click 3% of the candidates, others 40% (mostly in-class ones).

@@ -106,4 +106,7 @@ def add_sweepers(sender, **kwargs):
 
     every = float(settings.SWEEP_INTERVAL)
     sender.add_periodic_task(every, sender.signature("annotator.tasks.sweep_work"), name="sweep-work")
+    sender.add_periodic_task(
+        every, sender.signature("annotator.tasks.expire_overdue_assignments"), name="expire-overdue-assignments"
+    )
     sender.add_periodic_task(every, sender.signature("training.tasks.sweep_jobs"), name="sweep-training-jobs")

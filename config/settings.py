@@ -234,6 +234,10 @@ SPECTACULAR_SETTINGS = {
 # Worker pages: assignment-scoped signed tokens (no cookies inside the market's iframe).
 WORKER_TOKEN_MAX_AGE = env.int("WORKER_TOKEN_MAX_AGE", default=6 * 3600)
 WORKER_ID_SALT = env.str("WORKER_ID_SALT", default="demo-worker-salt")
+# Open (taken, unsubmitted, not expired) assignments one client address may hold at a time: anyone can open task
+# URLs with made-up worker ids, each taking a place. "none" turns the limit off.
+_open_per_address = env.str("WORKER_OPEN_PER_ADDRESS", default="50").strip().lower()
+WORKER_OPEN_PER_ADDRESS = None if _open_per_address in ("", "none", "off") else int(_open_per_address)
 # Origins allowed to frame the worker pages (CSP frame-ancestors); nothing else may.
 WORKER_FRAME_ANCESTORS = env.list(
     "WORKER_FRAME_ANCESTORS",

@@ -1,4 +1,6 @@
 """Factories for the annotation model (factory_boy)."""
+import secrets
+
 import factory
 from django.core.files.base import ContentFile
 
@@ -31,6 +33,8 @@ class ImageFactory(factory.django.DjangoModelFactory):
     dataset = factory.SubFactory(DatasetFactory)
     key = factory.Sequence(lambda n: f"img_{n}")
     file = factory.LazyAttribute(lambda o: ContentFile(b"not decoded in tests", name=f"{o.key}.JPEG"))
+    # A display version's name, as annotator.images names them (no file is written).
+    display_file = factory.LazyFunction(lambda: f"display/{secrets.token_hex(16)}.jpg")
     width = 500
     height = 375
 
@@ -149,7 +153,8 @@ def make_imagenet_hit(n_pages=10, items_per_page=48, n_in_class=36, **batch_fiel
             label = categories[p] if k < n_in_class else other
             key = f"{label.key}_{p}_{k}"
             images.append(models.Image(
-                dataset=dataset, key=key, file=f"images/{key}.JPEG", width=500, height=375, label=label
+                dataset=dataset, key=key, file=f"images/{key}.JPEG",
+                display_file=f"display/{secrets.token_hex(16)}.jpg", width=500, height=375, label=label,
             ))
     models.Image.objects.bulk_create(images)
     models.HitPage.objects.bulk_create(pages)
@@ -193,7 +198,8 @@ def make_coco_hit(n_pages=2, **batch_fields):
     hit = HitFactory(batch=batch, status=models.Hit.Status.PUBLISHED)
     for p in range(n_pages):
         image = models.Image.objects.create(
-            dataset=dataset, key=str(1000 + p), file=f"images/{1000 + p}.jpg", width=640, height=480
+            dataset=dataset, key=str(1000 + p), file=f"images/{1000 + p}.jpg",
+            display_file=f"display/{secrets.token_hex(16)}.jpg", width=640, height=480,
         )
         models.HitPage.objects.create(hit=hit, index=p, image=image)
         models.GroundTruthObject.objects.create(

@@ -48,7 +48,6 @@ DEFAULTS = {
     "title": "Label images",
     "description": "Look at images and mark what they show.",
     "keywords": "image, labeling, annotation",
-    "assignment_duration": 3600,
     "lifetime": 7 * 24 * 3600,
     "auto_approval_delay": 3 * 24 * 3600,
     "frame_height": 0,
@@ -82,7 +81,8 @@ def hit_type_params(batch):
         })
     return {
         "AutoApprovalDelayInSeconds": int(config["auto_approval_delay"]),
-        "AssignmentDurationInSeconds": int(config["assignment_duration"]),
+        # The batch's setting, the same one after which our own assignments expire.
+        "AssignmentDurationInSeconds": int(batch.assignment_duration.total_seconds()),
         "Reward": f"{batch.reward:.2f}",
         "Title": config["title"],
         "Keywords": config["keywords"],

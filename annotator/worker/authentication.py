@@ -2,11 +2,12 @@
 import logging
 
 from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from annotator.models import Assignment
-from annotator.worker import selectors
+from annotator.worker import selectors, services
 from annotator.worker.tokens import InvalidToken, assignment_uuid_from_token
 from config.cache import count_hit
 
@@ -17,6 +18,8 @@ class AssignmentTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <token>`, or `?token=<token>` for navigator.sendBeacon (which cannot set headers).
 
     request.user stays anonymous (a worker is never a Django user); request.auth is the token's Assignment.
+    A good token stops working at once (403 permission_denied) when its worker is blocked and when its assignment
+    is given up: returned, or expired (an open one past its deadline expires here, on its first request after it).
     """
 
     def authenticate(self, request):
@@ -31,6 +34,17 @@ class AssignmentTokenAuthentication(authentication.BaseAuthentication):
         assignment = selectors.assignment_for_token(assignment_uuid)
         if assignment is None:
             self.refuse(request, "the worker token names no assignment")
+        if assignment.worker_blocked:
+            raise exceptions.PermissionDenied("your worker account is blocked: this work can no longer be changed")
+        if assignment.is_overdue(timezone.now()) and services.expire_overdue(assignment=assignment):
+            assignment.state = Assignment.State.EXPIRED
+        if assignment.state == Assignment.State.EXPIRED:
+            raise exceptions.PermissionDenied(
+                f"the time for this task ran out at {assignment.deadline:%Y-%m-%d %H:%M} UTC before it was submitted; "
+                "its place went back to the task" if assignment.deadline else "this assignment has expired"
+            )
+        if assignment.state == Assignment.State.RETURNED:
+            raise exceptions.PermissionDenied("this assignment was returned")
         return AnonymousUser(), assignment
 
     @staticmethod

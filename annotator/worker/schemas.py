@@ -210,6 +210,12 @@ class SubmitIn(Body):
     partial: bool = False
 
 
+class ResumeIn(Body):
+    """The entry ticket of a locked task page (annotator.worker.tokens.make_entry_ticket)."""
+
+    entry: Annotated[str, Meta(max_length=4_000)]
+
+
 class RawEventBatch(Body):
     """The same body's events as their JSON text: stored exactly as sent (after validation of the typed copy)."""
 

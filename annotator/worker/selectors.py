@@ -1,4 +1,5 @@
 """Reads for the worker path: page content, category groups, resume data, assignment progress."""
+import logging
 import math
 import threading
 import time
@@ -8,6 +9,8 @@ from urllib.parse import urlsplit
 from django.db import connection
 from django.urls import reverse
 
+from annotator import images
+from annotator.candidates import candidate_id
 from annotator.models import (
     Assignment,
     Category,
@@ -21,13 +24,19 @@ from annotator.models import (
 )
 from annotator.worker.tokens import completion_code
 
+logger = logging.getLogger(__name__)
+
 FINISHED_STATES = {Assignment.State.SUBMITTED, Assignment.State.APPROVED, Assignment.State.REJECTED}
 OTHER_GROUP = "other"
 
 
-def file_url(image):
-    """The display-size version when there is one, else the original."""
-    return (image.display_file or image.file).url
+def display_url(image):
+    """The URL of the image's display version, made now if it has none yet (an import with --defer-display whose
+    task has not run): the original's name carries the image key, so a worker is never sent there."""
+    if not image.display_file:
+        logger.warning("image %s had no display version when a page showed it: made it now", image.pk)
+        images.make_display_version(image)
+    return image.display_file.url
 
 
 def page_count(hit):
@@ -71,10 +80,15 @@ def _state_and_saved_pages(assignment, lock):
     return rows[0][0], saved
 
 
-def page_candidates(page):
-    """{image key: (image pk, in_class)} of an ImageNet-style page, in grid order."""
-    rows = PageItem.objects.filter(page=page).order_by("position").values_list("image__key", "image_id", "in_class")
-    return {key: (image_pk, in_class) for key, image_pk, in_class in rows}
+def page_candidates(page, candidate_key):
+    """{candidate id: (image pk, in_class)} of an ImageNet-style page, in grid order (annotator.candidates)."""
+    rows = PageItem.objects.filter(page=page).order_by("position").values_list("image_id", "in_class")
+    return {candidate_id(candidate_key, page.pk, image_pk): (image_pk, in_class) for image_pk, in_class in rows}
+
+
+def page_image_id(page, candidate_key):
+    """The candidate id of a COCO-style page's image."""
+    return candidate_id(candidate_key, page.pk, page.image_id)
 
 
 class _OpenWorkCache:
@@ -108,7 +122,8 @@ _open_work = _OpenWorkCache(size=20_000)
 
 
 def _assignment_read():
-    """(SQL, attribute names, converters) of the read of one Assignment by uuid on this database, made once.
+    """(SQL, attribute names, converters) of the read of one Assignment by uuid, with its worker's blocked flag, on
+    this database, made once.
 
     The worker API authenticates every request with it: the ORM would compile the same query each time (about
     half a millisecond of CPU, a tenth of a flush), and this converts the row exactly as the ORM's compiler does.
@@ -118,9 +133,11 @@ def _assignment_read():
         meta = Assignment._meta
         quote = connection.ops.quote_name
         fields = meta.concrete_fields
+        worker_table = quote(meta.get_field("worker").related_model._meta.db_table)
         sql = (
-            f"SELECT {', '.join(quote(field.column) for field in fields)} FROM {quote(meta.db_table)}"
-            f" WHERE {quote(meta.get_field('uuid').column)} = %s"
+            f"SELECT {', '.join('a.' + quote(field.column) for field in fields)}, w.blocked"
+            f" FROM {quote(meta.db_table)} a JOIN {worker_table} w ON w.id = a.{quote(meta.get_field('worker').column)}"
+            f" WHERE a.{quote(meta.get_field('uuid').column)} = %s"
         )
         converters = []
         for position, field in enumerate(fields):
@@ -137,19 +154,21 @@ _assignment_reads = {}
 
 def assignment_for_token(assignment_uuid):
     """The Assignment a worker token names, read fresh (its state decides what it may still write), with its HIT
-    and batch from the per-process cache (the worker path uses only what never changes there: ids, kind, dataset;
-    submit re-reads them under lock). None when there is no such assignment."""
+    and batch from the per-process cache (the worker path uses only what never changes there: ids, kind, dataset,
+    candidate key; submit re-reads them under lock) and `worker_blocked` (whether its worker is blocked now).
+    None when there is no such assignment."""
     sql, names, converters = _assignment_read()
     with connection.cursor() as cursor:
         cursor.execute(sql, [Assignment._meta.get_field("uuid").get_db_prep_value(assignment_uuid, connection)])
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row)
+    values = list(row[:-1])
     for position, column, functions in converters:
         for convert in functions:
             values[position] = convert(values[position], column, connection)
     assignment = Assignment.from_db(connection.alias, names, values)
+    assignment.worker_blocked = bool(row[-1])
     hit_id = assignment.hit_id
     hit = _open_work.get(("hit", hit_id), lambda: Hit.objects.select_related("batch").get(pk=hit_id))
     Assignment.hit.field.set_cached_value(assignment, hit)
@@ -174,8 +193,9 @@ def assignment_page_count(assignment):
 
 
 def assignment_page_candidates(assignment, page):
-    """page_candidates(page) of one of the assignment's pages."""
-    return _open_work.get(("candidates", page.pk), lambda: page_candidates(page))
+    """page_candidates() of one of the assignment's pages."""
+    key = assignment.hit.candidate_key
+    return _open_work.get(("candidates", page.pk), lambda: page_candidates(page, key))
 
 
 def assignment_category_keys(assignment):
@@ -228,45 +248,54 @@ def web_links(links):
     return safe
 
 
-def imagenet_page_content(page):
+def imagenet_page_content(page, candidate_key):
+    """The class (by name: its key is a wnid, and nothing on the page needs it) and the candidates by their ids."""
     category = page.category
     items = PageItem.objects.filter(page=page).select_related("image").order_by("position")
     return {
         "category": {
-            "key": category.key,
             "name": category.name,
             "synonyms": category.synonyms,
             "definition": category.definition,
             "reference_links": web_links(category.reference_links),
         },
         "items": [
-            {"image_id": item.image.key, "url": file_url(item.image), "position": item.position} for item in items
+            {
+                "image_id": candidate_id(candidate_key, page.pk, item.image_id),
+                "url": display_url(item.image),
+                "position": item.position,
+            }
+            for item in items
         ],
     }
 
 
-def coco_page_content(page):
+def coco_page_content(page, candidate_key):
     image = page.image
     return {
-        "image": {"image_id": image.key, "url": file_url(image), "width": image.width, "height": image.height},
+        "image": {
+            "image_id": page_image_id(page, candidate_key), "url": display_url(image),
+            "width": image.width, "height": image.height,
+        },
         "groups": category_groups(image.dataset_id),
     }
 
 
-def build_page_content(page, kind):
-    content = imagenet_page_content(page) if kind == TaskKind.IMAGENET else coco_page_content(page)
-    return {"index": page.index, "kind": kind, **content}
+def build_page_content(page, hit):
+    kind = hit.batch.task_kind
+    build = imagenet_page_content if kind == TaskKind.IMAGENET else coco_page_content
+    return {"index": page.index, "kind": kind, **build(page, hit.candidate_key)}
 
 
 # Page content holds file URLs, which S3 signs for AWS_QUERYSTRING_EXPIRE (an hour by default): kept far shorter.
 PAGE_CONTENT_MAX_AGE_S = 300
 
 
-def page_content(page, kind):
-    """What the task page shows of a page, the same for every assignment of the HIT: built once per process and
-    PAGE_CONTENT_MAX_AGE_S. A copy, so the caller may add its own keys."""
+def page_content(page, hit):
+    """What the task page shows of one of the HIT's pages, the same for every assignment of the HIT: built once per
+    process and PAGE_CONTENT_MAX_AGE_S. A copy, so the caller may add its own keys."""
     content = _open_work.get(
-        ("content", page.pk), lambda: build_page_content(page, kind), max_age_s=PAGE_CONTENT_MAX_AGE_S
+        ("content", page.pk), lambda: build_page_content(page, hit), max_age_s=PAGE_CONTENT_MAX_AGE_S
     )
     return dict(content)
 

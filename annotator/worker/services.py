@@ -8,10 +8,11 @@ import logging
 import time
 
 import msgspec
+from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import JSONField
 from django.utils import timezone
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, PermissionDenied
 
 from annotator.geometry import tag_summary
 from annotator.models import (
@@ -64,9 +65,50 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def check_open_to_workers(batch):
+    """A batch takes workers (and shows previews) only once published; TaskRefused otherwise."""
+    if batch.status == Batch.Status.DRAFT:
+        raise TaskRefused(
+            "This task is not open yet", "This task has not been published yet. Please come back when it is.", 409
+        )
+
+
+class ResumeElsewhere(TaskRefused):
+    """Work already started on this HIT, opened without its proof: it continues only in the browser that holds its
+    token, or from the market's link to the same market assignment it was started with."""
+
+    def __init__(self):
+        super().__init__(
+            "This task is open in another browser",
+            "Your work on this task continues only in the browser where you started it, or from the market's own "
+            "link to your assignment. Please go back to that browser, or open the task again from the market.",
+            status=409,
+        )
+
+
+STATE_REFUSALS = {
+    Assignment.State.EXPIRED: "The time for this task ran out before it was submitted, and its place went to "
+                              "another worker; it cannot be taken again.",
+    Assignment.State.RETURNED: "You returned this task; it cannot be taken again.",
+}
+
+
+def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_submit_to="", entry_address=""):
+    """Create the worker's assignment for this HIT, or resume the one they have (Event ACCEPTED / RESUMED).
+
+    Work already started resumes only with the market's proof (the same non-empty market assignment id it was
+    started with); else ResumeElsewhere, and the browser that holds its token resumes it (resume_in_browser).
+    Assignments of the HIT past their deadline expire first (committed whatever the entry's outcome), so their
+    places are free again. entry_address: the keyed hash of the client address (limits the open places one address
+    may hold, WORKER_OPEN_PER_ADDRESS).
+    """
+    check_open_to_workers(hit.batch)
+    expire_overdue(hit=hit)
+    return _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit_to, entry_address)
+
+
 @transaction.atomic
-def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_submit_to=""):
-    """Create the worker's assignment for this HIT, or resume the one they have (Event ACCEPTED / RESUMED)."""
+def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit_to, entry_address):
     batch = hit.batch
     worker, _ = Worker.objects.get_or_create(provider=batch.provider, external_id=worker_external_id)
     if worker.blocked:
@@ -76,10 +118,16 @@ def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_s
     existing = Assignment.objects.filter(hit=hit, worker=worker).first()
     if existing is not None:
         if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:
+            if not assignment_external_id or assignment_external_id != existing.external_id:
+                logger.warning("assignment %s: entry without its market assignment id (got %r): not resumed here",
+                               existing.pk, assignment_external_id[:100])
+                raise ResumeElsewhere()
             return _resume(existing, assignment_external_id, turk_submit_to)
         raise TaskRefused(
             "You have already done this task",
-            f"Your work on this task is {existing.get_state_display()}; it cannot be taken again.",
+            STATE_REFUSALS.get(
+                existing.state, f"Your work on this task is {existing.get_state_display()}; it cannot be taken again."
+            ),
             status=409,
         )
     if batch.status == Batch.Status.CLOSED or hit.status in (Hit.Status.EXPIRED, Hit.Status.COMPLETED):
@@ -94,16 +142,87 @@ def accept_assignment(hit, worker_external_id, assignment_external_id="", turk_s
     holders = hit.assignments.exclude(state__in=RELEASED_STATES).count()
     if holders >= hit.max_assignments:
         raise TaskRefused("This task is taken", "Every place on this task is taken. Please choose another one.", 409)
+    _check_open_places_of_address(entry_address)
+    now = timezone.now()
     assignment = Assignment.objects.create(
         hit=hit, worker=worker, external_id=assignment_external_id, turk_submit_to=turk_submit_to,
-        interface_variant=batch.interface_variant,
+        interface_variant=batch.interface_variant, deadline=now + batch.assignment_duration,
+        entry_address=entry_address,
     )
     Event.objects.create(
         type=Event.Type.ACCEPTED, batch=batch, hit=hit, assignment=assignment, worker=worker,
-        data={"market_assignment_id": assignment_external_id},
+        data={"market_assignment_id": assignment_external_id, "deadline": assignment.deadline.isoformat()},
     )
     logger.info("assignment %s accepted on hit %s", assignment.pk, hit.pk)
     return assignment
+
+
+def _check_open_places_of_address(entry_address):
+    """Anyone can open task URLs with made-up worker ids, each taking a place: one client address holds at most
+    WORKER_OPEN_PER_ADDRESS open (unsubmitted, not yet expired) assignments at a time."""
+    limit = settings.WORKER_OPEN_PER_ADDRESS
+    if not entry_address or limit is None:
+        return
+    held = Assignment.objects.filter(
+        entry_address=entry_address, state__in=OPEN_STATES, deadline__gt=timezone.now()
+    ).count()
+    if held >= limit:
+        logger.warning("entry refused: address %s holds %d open assignments", entry_address[:8], held)
+        raise TaskRefused(
+            "Too many tasks open",
+            f"{held} tasks taken from your network are still open. Please submit or return one of them first.",
+            status=429,
+        )
+
+
+def expire_overdue(*, hit=None, assignment=None, limit=None):
+    """Open assignments past their deadline become EXPIRED (Event EXPIRED), which frees their place on the HIT.
+
+    Each row is locked and checked again (SKIP LOCKED: a submit in progress wins and is never undone). hit or
+    assignment narrows it down; limit caps how many. Returns how many expired.
+    """
+    now = timezone.now()
+    overdue = Assignment.objects.filter(state__in=OPEN_STATES, deadline__lte=now)
+    if hit is not None:
+        overdue = overdue.filter(hit=hit)
+    if assignment is not None:
+        overdue = overdue.filter(pk=assignment.pk)
+    with transaction.atomic():
+        locked = list(
+            overdue.select_for_update(of=("self",), skip_locked=True).order_by("deadline", "pk")
+            .values_list("pk", "hit_id", "hit__batch_id", "worker_id", "state", "deadline")[:limit]
+        )
+        if not locked:
+            return 0
+        Assignment.objects.filter(pk__in=[row[0] for row in locked]).update(state=Assignment.State.EXPIRED)
+        Event.objects.bulk_create([
+            Event(
+                type=Event.Type.EXPIRED, batch_id=batch_id, hit_id=hit_id, assignment_id=pk, worker_id=worker_id,
+                data={"from": state, "deadline": deadline.isoformat()},
+            )
+            for pk, hit_id, batch_id, worker_id, state, deadline in locked
+        ])
+    logger.info("%d assignments expired past their deadline", len(locked))
+    return len(locked)
+
+
+@transaction.atomic
+def resume_in_browser(assignment, entry):
+    """The browser that holds the assignment's token came back through the task URL and was handed an entry ticket
+    (tokens.read_entry_ticket: the entry's HIT, worker and market ids). When it is the same HIT and worker, the work
+    resumes (Event RESUMED) under this entry's market ids (submitted work keeps its own). Returns the assignment."""
+    locked = (
+        Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker").get(pk=assignment.pk)
+    )
+    same_entry = (
+        locked.hit_id == entry["hit"] and locked.worker.provider == entry["provider"]
+        and locked.worker.external_id == entry["worker"]
+    )
+    if not same_entry:
+        raise PermissionDenied("the work this browser kept is not this worker's work on this task")
+    if locked.state not in OPEN_STATES | {Assignment.State.SUBMITTED}:
+        raise Conflict(f"assignment is {locked.state}; it cannot be resumed")
+    return _resume(locked, entry["market_assignment_id"], entry["turk_submit_to"])
 
 
 def _resume(assignment, assignment_external_id, turk_submit_to):
@@ -266,7 +385,8 @@ def coco_summary(image, final_positions):
 def _coco_rows(assignment, page, save, problems):
     """One CocoRecord with the replayed final positions, and the review summary."""
     keys, n_groups = selectors.assignment_category_keys(assignment)
-    final_positions = check_coco_record(problems, save.records, page.index, page.image.key, keys, n_groups)
+    image_id = selectors.page_image_id(page, assignment.hit.candidate_key)
+    final_positions = check_coco_record(problems, save.records, page.index, image_id, keys, n_groups)
     problems.raise_if_any()
     record = save.records[0]
     row = {

@@ -12,4 +12,5 @@ urlpatterns = [
     ),
     re_path(r"^api/worker/pages/(?P<index>[0-9]+)/save/?$", views.PageSaveView.as_view(), name="worker-page-save"),
     re_path(r"^api/worker/submit/?$", views.SubmitView.as_view(), name="worker-submit"),
+    re_path(r"^api/worker/resume/?$", views.ResumeView.as_view(), name="worker-resume"),
 ]

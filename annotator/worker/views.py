@@ -7,13 +7,14 @@ from django.conf import settings
 from django.http import HttpResponse, UnreadablePostError
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,7 +29,7 @@ from annotator.worker.authentication import (
     HasAssignmentToken,
 )
 from annotator.worker.icons import icon_svg
-from annotator.worker.tokens import make_token
+from annotator.worker.tokens import InvalidToken, make_entry_ticket, make_token, read_entry_ticket, resume_key
 from annotator.worker.validation import decode
 
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -90,20 +91,35 @@ def check_entry_params(*values):
         )
 
 
+def refused_page(request, title, message, status, retry_after=None):
+    response = render(request, "annotator/worker/refused.html", {"title": title, "message": message}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return frame_headers(response)
+
+
+def entry_address(request):
+    """The keyed hash of the client address (the per-address limits' address): stored with each assignment it
+    takes, never the address itself."""
+    ident = ClientAddressThrottle("worker_entry").get_ident(request)
+    return salted_hmac("worker-entry-address", ident).hexdigest()[:32]
+
+
 @never_cache
 @xframe_options_exempt
 @require_GET
 def task_entry(request, hit_id):
-    """The task page: preview (records nothing) or the worker's own assignment with its token."""
+    """The task page: preview (records nothing), the worker's own assignment with its token, or, for work already
+    started and opened without its proof, the locked page (no token, no data) that only the browser holding the
+    assignment's token can open (resume_in_browser)."""
     throttle = ClientAddressThrottle("worker_entry")
     if not throttle.allow_request(request, None):
         # Anyone can open task URLs with made-up worker ids, each taking a place on a HIT: limit it per address.
         wait = math.ceil(throttle.wait() or 1)
         logger.warning("task entry: %s is over the entry limit", throttle.get_ident(request))
-        context = {"title": "Too many requests", "message": f"Please wait {wait} seconds, then reload this page."}
-        response = render(request, "annotator/worker/refused.html", context, status=429)
-        response["Retry-After"] = str(wait)
-        return frame_headers(response)
+        return refused_page(
+            request, "Too many requests", f"Please wait {wait} seconds, then reload this page.", 429, retry_after=wait
+        )
     hit = get_object_or_404(Hit.objects.select_related("batch__dataset"), pk=hit_id)
     batch = hit.batch
     worker_id, assignment_id, turk_submit_to = entry_params(batch, request.GET)
@@ -118,29 +134,41 @@ def task_entry(request, hit_id):
         # Flush and retry timings of the page (common.js has the defaults); tests shorten them.
         "timing": getattr(settings, "WORKER_PAGE_TIMING", {}),
     }
-    example_page = None
-    if worker_id:
-        try:
+    example_page = locked = None
+    status_code = 200
+    try:
+        services.check_open_to_workers(batch)
+        if worker_id:
             check_entry_params(worker_id, assignment_id, turk_submit_to)
             check_market_hit(hit, request.GET)
-            assignment = services.accept_assignment(hit, worker_id, assignment_id, turk_submit_to)
-        except services.TaskRefused as refusal:
-            context = {"title": refusal.title, "message": refusal.message}
-            return frame_headers(render(request, "annotator/worker/refused.html", context, status=refusal.status))
-        bootstrap.update(token=make_token(assignment), variant=assignment.interface_variant)
-    else:
-        first_page = selectors.page_of(hit, 0)
-        example_page = selectors.page_content(first_page, batch.task_kind) if first_page else None
+            bootstrap["resume"] = {"key": resume_key(hit.pk, batch.provider, worker_id)}
+            try:
+                assignment = services.accept_assignment(
+                    hit, worker_id, assignment_id, turk_submit_to, entry_address=entry_address(request)
+                )
+            except services.ResumeElsewhere as refusal:
+                locked, status_code = {"title": refusal.title, "message": refusal.message}, refusal.status
+                bootstrap["resume"]["entry"] = make_entry_ticket(
+                    hit.pk, batch.provider, worker_id, assignment_id, turk_submit_to
+                )
+            else:
+                bootstrap.update(token=make_token(assignment), variant=assignment.interface_variant)
+        else:
+            first_page = selectors.page_of(hit, 0)
+            example_page = selectors.page_content(first_page, hit) if first_page else None
+    except services.TaskRefused as refusal:
+        return refused_page(request, refusal.title, refusal.message, refusal.status)
     context = {
         "bootstrap": bootstrap,
         "preview": bootstrap["preview"],
+        "locked": locked,
         "batch": batch,
         "hit": hit,
         "kind": batch.task_kind,
         "variant": bootstrap["variant"],
         "example_page": example_page,
     }
-    return frame_headers(render(request, "annotator/worker/task.html", context))
+    return frame_headers(render(request, "annotator/worker/task.html", context, status=status_code))
 
 
 @require_GET
@@ -229,7 +257,7 @@ class PageView(WorkerAPIView):
     def get(self, request, index):
         page = self.page(index)
         assignment = request.auth
-        content = selectors.page_content(page, assignment.hit.batch.task_kind)
+        content = selectors.page_content(page, assignment.hit)
         content["saved"] = index in selectors.saved_pages(assignment)
         content["resume"] = {"events": selectors.resume_events(assignment, page)}
         return Response(content)
@@ -290,3 +318,23 @@ class SubmitView(WorkerAPIView):
         submit = decode(body or b"{}", schemas.SubmitIn)
         assignment, _ = services.submit_assignment(request.auth, partial=submit.partial)
         return Response(selectors.submit_answer(assignment))
+
+
+class ResumeView(WorkerAPIView):
+    @extend_schema(
+        operation_id="worker_resume",
+        request={"application/json": msgspec_schema(schemas.ResumeIn)},
+        responses={200: inline_serializer("WorkerResumed", {"token": serializers.CharField()}),
+                   400: ERROR, 403: ERROR, 408: ERROR, 409: ERROR, 413: ERROR, 429: ERROR},
+    )
+    def post(self, request):
+        """The browser that kept this assignment's token opened the task URL again and got the locked page: with the
+        entry ticket of that page, the work resumes here, under that entry's market ids, with a fresh token."""
+        body = read_body(request)
+        resume = decode(body or b"{}", schemas.ResumeIn)
+        try:
+            entry = read_entry_ticket(resume.entry)
+        except InvalidToken as error:
+            raise PermissionDenied(str(error)) from None
+        assignment = services.resume_in_browser(request.auth, entry)
+        return Response({"token": make_token(assignment)})

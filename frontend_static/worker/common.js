@@ -5,6 +5,11 @@
  * events, record new ones (flushed in small batches with client ids, retried with backoff, beaconed on pagehide,
  * kept in localStorage until the server has them), POST pages/<i>/save with a client save id -> POST submit.
  *
+ * The page keeps its token in localStorage under bootstrap.resume.key. Work already started opens with a token only
+ * from the market's link to the same market assignment; opened otherwise (a reload of a link without one, another
+ * browser) the server sends the locked page: no token, no data, an entry ticket. The browser that kept the token
+ * exchanges the ticket for a fresh token (POST resume) and carries on; any other browser stays on the locked message.
+ *
  * A kind module (imagenet.js, coco.js) registers itself with LUAB.registerKind(name, {mount}); mount(root,
  * content, session) draws one page and returns {apply(event), records(timeSpent), canSave(), destroy()} and
  * optionally ready() (called once recording is on). The page calls session.record(event) for every interaction;
@@ -540,6 +545,12 @@
       try {
         answer = (await this.api.request("POST", `pages/${pageIndex}/save`, body)).data;
       } catch (refused) {
+        if (refused.status === 401 || refused.status === 403) {
+          // The token stopped working (the worker was blocked, the time for the task ran out): nothing can be saved.
+          this.status.error(`We cannot save your work: ${refused.message}`);
+          this.setPageMessage("");
+          return;
+        }
         if (refused.status === 409) {
           // Saved before (another tab, or a save whose answer was lost): continue where the server is.
           const assignment = (await this.api.request("GET", "assignment")).data;
@@ -621,6 +632,32 @@
     }
   }
 
+  /** Tokens of the work this browser started, by resume key (bootstrap.resume.key), so a reload can resume it. */
+  const keptTokens = new Store("luab:token:");
+
+  /** The locked page: resume here with the token this browser kept, or leave the refusal showing. */
+  async function resumeHere(runner, bootstrap) {
+    const { key, entry } = bootstrap.resume;
+    const token = keptTokens.get(key);
+    const reason = document.getElementById("locked-reason");
+    if (!token) return;
+    const api = new Api(bootstrap.api, token, runner.status);
+    let answer;
+    try {
+      answer = (await api.request("POST", "resume", { entry })).data;
+    } catch (refused) {
+      if (refused.status === 401 || refused.status === 403) keptTokens.remove(key);
+      reason.textContent = `This browser's copy of the task could not be resumed: ${refused.message}`;
+      reason.hidden = false;
+      return;
+    }
+    keptTokens.set(key, answer.token);
+    bootstrap.token = answer.token;
+    document.getElementById("locked").hidden = true;
+    document.getElementById("task-area").hidden = false;
+    runner.start();
+  }
+
   function startTaskPage() {
     const bootstrap = readJsonScript("task-bootstrap");
     configureTiming(bootstrap.timing);
@@ -629,8 +666,11 @@
     document.body.classList.add(`variant-${bootstrap.variant || "default"}`);
     if (bootstrap.preview) {
       runner.showPreview();
-    } else {
+    } else if (bootstrap.token) {
+      if (bootstrap.resume) keptTokens.set(bootstrap.resume.key, bootstrap.token);
       runner.start();
+    } else if (bootstrap.resume && bootstrap.resume.entry) {
+      resumeHere(runner, bootstrap);
     }
   }
 

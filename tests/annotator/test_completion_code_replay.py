@@ -169,18 +169,23 @@ def test_a_submit_body_cannot_choose_the_code():
 
 
 def test_entering_again_with_another_market_assignment_keeps_the_code_on_the_first(client):
-    """After submitting, the worker opens the task URL again with a made-up assignmentId / a new study session:
-    they resume the same assignment and see the same code, and the decision still goes to the market assignment
-    the work was submitted under (else the first would never be paid or rejected and the second paid instead)."""
+    """After submitting, the task URL is opened again with a made-up assignmentId / a new study session. Without
+    the token of the work (another browser) that gives nothing: no token, no code. The browser that kept the token
+    resumes the same assignment and sees the same code, and the decision still goes to the market assignment the
+    work was submitted under (else the first would never be paid or rejected and the second paid instead)."""
     hit = make_imagenet_hit(n_pages=1, provider=models.Provider.MTURK)
-    assignment, _, code = submitted_through_the_api(client, hit, "A1WORKER", "3ASGFIRST")
+    assignment, kept_token, code = submitted_through_the_api(client, hit, "A1WORKER", "3ASGFIRST")
 
     response = client.get(f"/task/{hit.pk}/", {
         "workerId": "A1WORKER", "assignmentId": "3ASGSECOND", "hitId": hit.external_id,
         "turkSubmitTo": "https://evil.example.com",
     })
-    assert response.status_code == 200
-    token = response.context["bootstrap"]["token"]
+    assert response.status_code == 409
+    bootstrap = response.context["bootstrap"]
+    assert bootstrap["token"] is None and code.encode() not in response.content
+    resumed = call(client, kept_token, "POST", "resume", {"entry": bootstrap["resume"]["entry"]})
+    assert resumed.status_code == 200, resumed.content
+    token = resumed.json()["token"]
     assert call(client, token, "GET", "assignment").json()["completion_code"] == code
     assert models.Assignment.objects.filter(hit=hit).count() == 1
     assignment.refresh_from_db()

@@ -111,3 +111,23 @@ def test_deleting_a_dataset_takes_its_classes_and_images_but_a_used_class_alone_
         category.delete()
     category.dataset.delete()
     assert not Image.objects.exists() and not Category.objects.exists()
+
+
+@pytest.mark.parametrize("duration, ok", [(900, True), (60, True), (59, False), ("3600", False), (True, False),
+                                          (None, False), (1.5, False)])
+def test_the_assignment_duration_is_whole_seconds_of_at_least_a_minute(duration, ok):
+    from datetime import timedelta
+
+    batch = factories.BatchFactory.build(dataset=factories.DatasetFactory(), task_kind="imagenet",
+                                         provider_config={"assignment_duration": duration})
+    if ok:
+        batch.clean()
+        assert batch.assignment_duration == timedelta(seconds=duration)
+    else:
+        with pytest.raises(ValidationError, match="assignment_duration: .* is not a whole number of seconds"):
+            batch.clean()
+
+
+def test_each_hit_has_its_own_candidate_key():
+    first, second = factories.HitFactory(), factories.HitFactory()
+    assert first.candidate_key != second.candidate_key and len(first.candidate_key) == 32

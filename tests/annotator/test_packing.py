@@ -144,13 +144,14 @@ def test_coco_hits_take_twenty_images_each_covering_every_train_image():
 def test_build_hits_command_creates_the_batch_with_its_settings_and_is_idempotent(capsys):
     dataset, _ = make_imagenet_dataset(classes=2, per_class=36)
     args = ["--dataset", dataset.name, "--batch", "b1", "--reward", "1.20", "--variant", "red_dot",
-            "--max-hits-per-worker", "5"]
+            "--max-hits-per-worker", "5", "--assignment-duration", "1800"]
 
     call_command("build_hits", *args)
     call_command("build_hits", *args)
 
     batch = Batch.objects.get(name="b1")
     assert (str(batch.reward), batch.interface_variant, batch.max_hits_per_worker) == ("1.20", "red_dot", 5)
+    assert batch.provider_config == {"assignment_duration": 1800}
     assert batch.hits.count() == 1
     assert "already has 1 HITs" in capsys.readouterr().out
 
@@ -161,6 +162,8 @@ def test_build_hits_command_names_the_bad_option():
         call_command("build_hits", "--dataset", dataset.name, "--batch", "b2", "--round", "2", "--from-batch", "nope")
     with pytest.raises(CommandError, match="round 2 needs the batch it follows"):
         call_command("build_hits", "--dataset", dataset.name, "--batch", "b3", "--round", "2")
+    with pytest.raises(CommandError, match="assignment_duration: 30 is not a whole number of seconds of at least 60"):
+        call_command("build_hits", "--dataset", dataset.name, "--batch", "b4", "--assignment-duration", "30")
     assert not Batch.objects.exists()
 
 

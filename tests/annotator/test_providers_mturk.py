@@ -294,3 +294,9 @@ def test_client_endpoint_follows_the_settings(settings, monkeypatch):
     assert mturk.make_client().meta.endpoint_url == "https://mturk-requester.us-east-1.amazonaws.com"
     settings.MTURK_ENDPOINT_URL = "http://127.0.0.1:9999"
     assert mturk.make_client().meta.endpoint_url == "http://127.0.0.1:9999"
+
+
+def test_the_market_gets_the_batchs_assignment_duration_the_one_after_which_our_assignments_expire():
+    batch = BatchFactory(provider=Provider.MTURK, provider_config={"assignment_duration": 900})
+    assert mturk.hit_type_params(batch)["AssignmentDurationInSeconds"] == 900
+    assert mturk.hit_type_params(BatchFactory(provider=Provider.MTURK))["AssignmentDurationInSeconds"] == 3600

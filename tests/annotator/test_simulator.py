@@ -3,7 +3,7 @@ import random
 import time
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from annotator import simulator
 from annotator.models import (
@@ -18,6 +18,7 @@ from annotator.models import (
 )
 from annotator.packing import build_hits
 from annotator.providers import tasks
+from tests.annotator import worker_bodies as bodies
 from tests.factories import (
     BatchFactory,
     CategoryFactory,
@@ -35,7 +36,7 @@ def imagenet_batch(classes=4, per_class=12):
             image = ImageFactory(dataset=dataset, label=category, split=Split.TRAIN)
             GroundTruthObjectFactory(image=image, category=category, bbox=[150, 90, 220, 180])
     batch = BatchFactory(dataset=dataset, pages_per_hit=2, items_per_page=8, in_class_ratio=0.75,
-                         rule_thresholds={"min_selections": 3})
+                         rule_thresholds={"min_selections": 3}, status=Batch.Status.PUBLISHED)
     build_hits(batch, seed=1)
     return batch
 
@@ -52,7 +53,7 @@ def coco_batch(images=16):
             x, y = rng.choice([rng.randint(10, 90), rng.randint(330, 410)]), rng.randint(20, 280)
             GroundTruthObjectFactory(image=image, category=category, bbox=[x, y, 220, 180],
                                      segmentation=[[x, y, x + 220, y, x + 220, y + 180, x, y + 180]])
-    batch = BatchFactory(dataset=dataset, pages_per_hit=4)
+    batch = BatchFactory(dataset=dataset, pages_per_hit=4, status=Batch.Status.PUBLISHED)
     build_hits(batch, seed=1)
     return batch
 
@@ -150,6 +151,23 @@ def test_command_in_process_fills_half_the_batch_once(capsys):
     call_command("simulate_crowd", batch.name, "--in-process", "--fill", "0.5", "-v", "0")
     assert "no untaken HITs" in capsys.readouterr().out
     assert Assignment.objects.filter(hit__batch=batch).count() == worked
+
+
+@pytest.mark.django_db
+def test_ground_truth_is_keyed_by_the_ids_the_pages_show_and_a_draft_is_refused():
+    """The simulated worker learns nothing from the page: it looks its candidates up by the server's own mapping."""
+    batch = imagenet_batch(classes=2, per_class=6)
+    hit = batch.hits.first()
+    truth = simulator.load_ground_truth([hit])
+    for page in hit.pages.all():
+        ids = bodies.candidate_ids(page)
+        items = page.items.order_by("position").select_related("image")
+        assert [(truth[i].key, truth[i].in_class) for i in ids] == [(it.image.key, it.in_class) for it in items]
+    assert not {image.key for image in truth.values()} & set(truth)
+    batch.status = Batch.Status.DRAFT
+    batch.save()
+    with pytest.raises(CommandError, match=f"batch {batch.name} is a draft, which takes no workers: publish it"):
+        call_command("simulate_crowd", batch.name, "--in-process", "-v", "0")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,6 +7,7 @@ import requests
 from django.core.management import CommandError, call_command
 from moto.server import ThreadedMotoServer
 
+from annotator.images import OPAQUE_DISPLAY_NAME
 from annotator.models import Image
 
 from .demo_sets import imagenet_demo_dir  # noqa: F401  (fixture)
@@ -56,10 +57,10 @@ def test_import_writes_images_and_display_versions_to_the_bucket(s3_bucket, imag
     assert len(keys) == 2 * Image.objects.count() == 240
     image = Image.objects.get(key="n90000001_2")
     assert "images/shapes/train/n90000001/n90000001_2.JPEG" in keys
-    assert image.display_file.name in keys and image.display_file.name.startswith("display/shapes/")
+    assert image.display_file.name in keys and OPAQUE_DISPLAY_NAME.match(image.display_file.name)
     body = s3_bucket.get_object(Bucket=BUCKET, Key=image.file.name)["Body"].read()
     assert body == (imagenet_demo_dir / "train" / "n90000001" / "n90000001_2.JPEG").read_bytes()
-    assert image.display_file.url.startswith(f"{s3_bucket.meta.endpoint_url}/{BUCKET}/display/shapes/")
+    assert image.display_file.url.startswith(f"{s3_bucket.meta.endpoint_url}/{BUCKET}/{image.display_file.name}")
     assert not (tmp_path / "media").exists()
 
 

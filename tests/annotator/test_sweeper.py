@@ -254,3 +254,84 @@ def test_a_repost_the_market_took_is_not_sent_again(monkeypatch):
 
     assert sweeper.sweep_work(older_than=0)["reposts"] == 0
     assert queued == []
+
+
+# ---------------------------------------------------------------- work past its deadline (issue 14)
+
+
+def test_the_sweeper_expires_open_work_past_its_deadline_and_frees_its_place(client, capsys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    hit = make_imagenet_hit(n_pages=1)
+    hit.max_assignments = 5
+    hit.save()
+    past, future = timezone.now() - timedelta(seconds=1), timezone.now() + timedelta(hours=1)
+    cases = {  # worker: (state, deadline, expired by the sweep)
+        "ACCEPTED-LATE": (Assignment.State.ACCEPTED, past, True),
+        "WORKING-LATE": (Assignment.State.IN_PROGRESS, past, True),
+        "WORKING": (Assignment.State.IN_PROGRESS, future, False),
+        "SUBMITTED-LATE": (Assignment.State.SUBMITTED, past, False),
+        "IMPORTED": (Assignment.State.ACCEPTED, None, False),
+    }
+    taken = {name: accept(hit, name)[0] for name in cases}
+    for name, (state, deadline, _) in cases.items():
+        Assignment.objects.filter(pk=taken[name].pk).update(state=state, deadline=deadline)
+
+    assert sweeper.expire_overdue_assignments() == 2
+    states = dict(Assignment.objects.values_list("worker__external_id", "state"))
+    for name, (state, _, expires) in cases.items():
+        assert states[name] == (Assignment.State.EXPIRED if expires else state), name
+    events = Event.objects.filter(type=Event.Type.EXPIRED).order_by("pk")
+    assert sorted(event.data["from"] for event in events) == ["accepted", "in_progress"]
+    assert all(event.hit == hit and event.batch == hit.batch for event in events)
+    assert sweeper.expire_overdue_assignments() == 0
+    # The places are free: two more workers can take the HIT.
+    for name in ("NEW1", "NEW2"):
+        assert client.get(f"/task/{hit.pk}/?workerId={name}&assignmentId=S-{name}").status_code == 200
+    assert client.get(f"/task/{hit.pk}/?workerId=NEW3&assignmentId=S-NEW3").status_code == 409
+
+    Assignment.objects.filter(worker__external_id="WORKING").update(deadline=past)
+    call_command("sweep_work", "--older-than", "0", "--inline")
+    assert capsys.readouterr().out.strip().endswith("; 1 expired")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_holding_its_row_is_never_expired_under_it():
+    """The sweep locks each row with SKIP LOCKED: a submit in progress (its row locked) wins; the next sweep finds
+    it submitted. (PostgreSQL: SQLite has no row locks, its writes are serialised.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are a PostgreSQL matter")
+    from datetime import timedelta
+
+    from django.db import connections, transaction
+    from django.utils import timezone
+
+    hit = make_imagenet_hit(n_pages=1)
+    assignment, _ = accept(hit)
+    Assignment.objects.filter(pk=assignment.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    locked, release = threading.Event(), threading.Event()
+
+    def submit_in_progress():
+        try:
+            with transaction.atomic():
+                row = Assignment.objects.select_for_update().get(pk=assignment.pk)
+                locked.set()
+                release.wait(10)
+                row.state = Assignment.State.SUBMITTED
+                row.save(update_fields=["state"])
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=submit_in_progress)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        assert sweeper.expire_overdue_assignments() == 0
+    finally:
+        release.set()
+        thread.join()
+    assert sweeper.expire_overdue_assignments() == 0
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.SUBMITTED

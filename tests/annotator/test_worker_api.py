@@ -3,15 +3,17 @@ import copy
 import json
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
 from annotator import models
 from annotator.signals import assignment_submitted
 from annotator.worker import services
-from annotator.worker.tokens import make_token
+from annotator.worker.tokens import make_entry_ticket, make_token
 from tests.annotator import worker_bodies as bodies
 from tests.factories import ImageFactory, make_coco_hit, make_imagenet_hit
 
@@ -82,25 +84,37 @@ def test_assignment_reports_progress(client, imagenet):
     assert body["completed_pages"] == [0] and body["current_page"] == 1
 
 
-def test_imagenet_page_content_uses_display_files(client, imagenet):
+def test_imagenet_page_content_names_candidates_by_ids_and_shows_display_files(client, imagenet):
     hit, _, token = imagenet
     page = hit.pages.get(index=1)
-    first = page.items.get(position=0).image
-    first.display_file = "display/small.jpg"
-    first.save()
+    items = list(page.items.order_by("position").select_related("image"))
     body = call(client, token, "GET", "pages/1").json()
     assert body["index"] == 1 and body["kind"] == "imagenet" and body["saved"] is False
-    assert body["category"]["key"] == page.category.key and body["category"]["name"] == page.category.name
+    assert body["category"] == {
+        "name": page.category.name, "synonyms": [], "definition": page.category.definition, "reference_links": [],
+    }
     assert len(body["items"]) == 48
-    assert body["items"][0] == {"image_id": first.key, "url": "/media/display/small.jpg", "position": 0}
-    assert body["items"][1]["url"].startswith("/media/images/")
+    assert [item["image_id"] for item in body["items"]] == bodies.candidate_ids(page)
+    assert body["items"][0] == {
+        "image_id": bodies.candidate_ids(page)[0], "url": f"/media/{items[0].image.display_file.name}", "position": 0,
+    }
+    assert all(re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", item["url"]) for item in body["items"])
+    # The same image on another page of the HIT has another id there.
+    other = hit.pages.get(index=0)
+    models.PageItem.objects.create(page=other, image=items[0].image, position=48, in_class=False)
+    assert bodies.candidate_ids(page)[0] not in bodies.candidate_ids(other)
     assert body["resume"] == {"events": []}
 
 
 def test_coco_page_content_has_image_and_groups(client, coco):
     hit, _, token = coco
+    page = hit.pages.get(index=0)
     body = call(client, token, "GET", "pages/0").json()
-    assert body["image"] == {"image_id": "1000", "url": "/media/images/1000.jpg", "width": 640, "height": 480}
+    assert body["image"] == {
+        "image_id": bodies.coco_image_id(page), "url": f"/media/{page.image.display_file.name}",
+        "width": 640, "height": 480,
+    }
+    assert body["image"]["image_id"] != page.image.key
     assert [g["name"] for g in body["groups"]] == ["person", "vehicle", "animal"]
     assert [c["key"] for c in body["groups"][1]["categories"]] == ["2", "3"]
     icon = client.get(body["groups"][0]["categories"][0]["icon"])
@@ -318,8 +332,9 @@ def test_declared_length_over_the_limit_is_413_before_the_body_is_read(client, i
 def test_imagenet_save_stores_records_and_summary(client, imagenet):
     hit, assignment, token = imagenet
     page = hit.pages.get(index=0)
+    ids = bodies.candidate_ids(page)
     items = list(page.items.order_by("position").values_list("image__key", "in_class"))
-    selected = {key for key, _ in items[:10]} | {items[40][0], items[41][0]}  # 10 in class, 2 out of class
+    selected = set(ids[:10]) | {ids[40], ids[41]}  # 10 in class, 2 out of class
     body = bodies.imagenet_save(page, selected)
     toggled = body["records"][5]  # selected, deselected, selected again
     toggled["selectedRecord"].append({"x": 0.7, "y": 0.7, "time": toggled["selectedRecord"][0]["time"] + 300})
@@ -462,7 +477,7 @@ def test_bad_imagenet_save_is_refused_with_a_specific_error(client, imagenet, na
     hit, _, token = imagenet
     page = hit.pages.get(index=0)
     body = bodies.imagenet_save(page)
-    context = {"t": bodies.now_ms() - 10_000, "other_key": hit.pages.get(index=1).items.first().image.key}
+    context = {"t": bodies.now_ms() - 10_000, "other_key": bodies.candidate_ids(hit.pages.get(index=1))[0]}
     mutate(body, context)
     response = call(client, token, "POST", "pages/0/save", body)
     assert response.status_code == 400, response.content
@@ -497,6 +512,21 @@ def test_image_known_to_the_dataset_but_foreign_to_the_page(client, imagenet):
     body["records"][0]["imageID"] = stray.key
     error = error_of(call(client, token, "POST", "pages/0/save", body))
     assert error["fields"]["records[0].imageID"] == [f"page 0: image {stray.key} is not on this page"]
+
+
+def test_a_real_image_key_is_not_a_candidate_id(client, imagenet):
+    """Pages name their images only by candidate ids: a save or an event naming an image by its key is refused."""
+    hit, _, token = imagenet
+    page = hit.pages.get(index=0)
+    key = page.items.get(position=0).image.key
+    body = bodies.imagenet_save(page)
+    body["records"][0]["imageID"] = key
+    error = error_of(call(client, token, "POST", "pages/0/save", body))
+    assert error["fields"]["records[0].imageID"] == [f"page 0: image {key} is not on this page"]
+    click = {"type": "click", "image_id": key, "x": 0.5, "y": 0.5, "time": bodies.now_ms(), "selected": True}
+    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_batch([click])))
+    assert error["fields"]["events[0].image_id"] == [f"image {key} is not on this page"]
+    assert stored_counts() == (0, 0, 0, 0, 0)
 
 
 def test_save_uses_few_queries(client, imagenet):
@@ -594,7 +624,8 @@ def _coco_bad_cases():
          "records[0].actionHistories[0].actionType", "Invalid enum value 'drop'"),
         ("a group never browsed", unbrowsed, "records[0].categoryHistories", "group(s) 1, 2 of 3 were never browsed"),
         ("unknown group", visit(3), "records[0].categoryHistories[3].categoryIndex", "3 is not a group index (0..2)"),
-        ("another image", record("image_id", "77"), "records[0].image_id", "page 0 shows image 1000, not 77"),
+        ("another image", record("image_id", "77"), "records[0].image_id", ", not 77"),
+        ("the image's real key", record("image_id", "1000"), "records[0].image_id", ", not 1000"),
         ("tracking outside", record("mouseTracking", [{"x": 1.01, "y": 0.2, "timeAt": 5}]),
          "records[0].mouseTracking[0].x", "1.01 is outside [0, 1]"),
         ("two records", lambda body: body["records"].append(copy.deepcopy(body["records"][0])), "records",
@@ -764,3 +795,115 @@ def test_an_escaped_backslash_before_u0000_is_just_text(client, imagenet):
     event = {"type": "visibility", "state": "hidden", "time": bodies.now_ms(), "note": "\\u0000"}
     response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
     assert response.status_code == 201, response.content
+
+
+# ---------------------------------------------------------------- tokens that stop working
+
+
+def writes(hit, page_index=0):
+    """(method, path, body) of each write the page makes: events, a page save, submit."""
+    page = hit.pages.get(index=page_index)
+    click = {"type": "click", "image_id": bodies.candidate_ids(page)[0], "x": 0.5, "y": 0.5,
+             "time": bodies.now_ms(), "selected": True}
+    return [
+        ("POST", f"pages/{page_index}/events", bodies.event_batch([click])),
+        ("POST", f"pages/{page_index}/save", bodies.imagenet_save(page)),
+        ("POST", "submit", {"partial": True}),
+        ("GET", "assignment", None),
+        ("GET", f"pages/{page_index}", None),
+    ]
+
+
+def test_a_blocked_workers_tokens_stop_working_at_once(client, imagenet):
+    hit, assignment, token = imagenet
+    assert call(client, token, "POST", "pages/0/save", bodies.imagenet_save(hit.pages.get(index=0))).status_code == 201
+    before = stored_counts()
+    assignment.worker.blocked = True
+    assignment.worker.save()
+    for method, path, body in writes(hit, page_index=1):
+        response = call(client, token, method, path, body)
+        assert response.status_code == 403, (path, response.content)
+        error = error_of(response)
+        assert error["code"] == "permission_denied", error
+        assert error["message"] == "your worker account is blocked: this work can no longer be changed"
+    assert stored_counts() == before
+    assignment.refresh_from_db()
+    assert assignment.state == models.Assignment.State.IN_PROGRESS
+
+
+def test_an_assignment_past_its_deadline_expires_and_its_token_stops_working(client, imagenet):
+    hit, assignment, token = imagenet
+    models.Assignment.objects.filter(pk=assignment.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    for method, path, body in writes(hit):
+        response = call(client, token, method, path, body)
+        assert response.status_code == 403, (path, response.content)
+        assert "the time for this task ran out" in error_of(response)["message"]
+    assert stored_counts() == (0, 0, 0, 0, 0)
+    assignment.refresh_from_db()
+    assert assignment.state == models.Assignment.State.EXPIRED
+    assert models.Event.objects.filter(type="expired", assignment=assignment).count() == 1
+
+
+def test_submitted_work_never_expires_and_still_takes_late_events(client, imagenet):
+    hit, assignment, token = imagenet
+    save_all_pages(client, hit, token)
+    assert call(client, token, "POST", "submit", {}).status_code == 200
+    models.Assignment.objects.filter(pk=assignment.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    events, *_ = writes(hit)
+    assert call(client, token, *events).status_code == 201
+    assignment.refresh_from_db()
+    assert assignment.state == models.Assignment.State.SUBMITTED
+
+
+def resume(client, token, entry):
+    return call(client, token, "POST", "resume", {"entry": entry})
+
+
+def test_resume_needs_the_ticket_of_the_same_worker_on_the_same_hit(client, imagenet):
+    hit, assignment, token = imagenet
+    other_hit = make_imagenet_hit(n_pages=1)
+    own = make_entry_ticket(hit.pk, "link", "W1", "A-W1", "")
+    answer = resume(client, token, own)
+    assert answer.status_code == 200
+    refreshed = answer.json()["token"]
+    assert call(client, refreshed, "GET", "assignment").json()["assignment_id"] == str(assignment.uuid)
+    for ticket in [make_entry_ticket(hit.pk, "link", "VICTIM", "", ""),
+                   make_entry_ticket(other_hit.pk, "link", "W1", "A-W1", ""),
+                   make_entry_ticket(hit.pk, "mturk", "W1", "A-W1", "")]:
+        response = resume(client, token, ticket)
+        assert response.status_code == 403
+        assert error_of(response)["message"] == "the work this browser kept is not this worker's work on this task"
+    assert resume(client, token, own + "x").status_code == 403
+    assert "not valid" in error_of(resume(client, token, own + "x"))["message"]
+    assert resume(client, "forged", own).status_code == 403
+    assert resume(client, token, 7).status_code == 400
+    assert models.Event.objects.filter(type="resumed").count() == 1
+
+
+def test_an_entry_ticket_expires(client, imagenet, monkeypatch):
+    _, _, token = imagenet
+    ticket = make_entry_ticket(imagenet[0].pk, "link", "W1", "A-W1", "")
+    monkeypatch.setattr("annotator.worker.tokens.ENTRY_TICKET_MAX_AGE_S", -1)
+    response = resume(client, token, ticket)
+    assert response.status_code == 403 and "expired" in error_of(response)["message"]
+
+
+def test_an_image_without_a_display_version_gets_one_never_its_original(client, coco):
+    """The original's name carries the image key (images/<dataset>/<file name>): a page never links it. An image
+    still waiting for its display version (import --defer-display) gets it when a page first shows it."""
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image as PilImage
+
+    hit, _, token = coco
+    image = hit.pages.get(index=0).image
+    buffer = io.BytesIO()
+    PilImage.new("RGB", (640, 480), (20, 120, 200)).save(buffer, "JPEG")
+    image.file.save("000000581929.jpg", ContentFile(buffer.getvalue()), save=False)
+    image.display_file = ""
+    image.save()
+    url = call(client, token, "GET", "pages/0").json()["image"]["url"]
+    image.refresh_from_db()
+    assert re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", url) and url == image.display_file.url
+    assert "581929" not in url

@@ -1,8 +1,10 @@
 """The task entry page: preview, accept and resume, refusals, frame headers; for MTurk and the link provider."""
 import json
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from annotator import models
 from annotator.worker.tokens import assignment_uuid_from_token
@@ -37,7 +39,7 @@ def test_preview_shows_an_example_and_records_nothing(client, mturk_hit, query):
     bootstrap = bootstrap_of(response)
     assert bootstrap["preview"] is True and bootstrap["token"] is None
     assert bootstrap["kind"] == "imagenet" and bootstrap["n_pages"] == 2 and bootstrap["api"] == "/api/worker"
-    assert response.context["example_page"]["category"]["key"] == mturk_hit.pages.get(index=0).category.key
+    assert response.context["example_page"]["category"]["name"] == mturk_hit.pages.get(index=0).category.name
     assert len(response.context["example_page"]["items"]) == 48
     assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
     assert not models.Event.objects.exists()
@@ -185,11 +187,11 @@ def test_closed_batch_is_refused(client, db):
 
 def test_reviewed_work_cannot_be_taken_again_but_submitted_work_shows_its_code(client, db):
     hit = make_imagenet_hit(n_pages=1)
-    client.get(f"/task/{hit.pk}/?workerId=W1")
+    client.get(f"/task/{hit.pk}/?workerId=W1&assignmentId=A1")
     models.Assignment.objects.update(state=models.Assignment.State.SUBMITTED)
-    assert client.get(f"/task/{hit.pk}/?workerId=W1").status_code == 200
+    assert client.get(f"/task/{hit.pk}/?workerId=W1&assignmentId=A1").status_code == 200
     models.Assignment.objects.update(state=models.Assignment.State.APPROVED)
-    response = client.get(f"/task/{hit.pk}/?workerId=W1")
+    response = client.get(f"/task/{hit.pk}/?workerId=W1&assignmentId=A1")
     assert response.status_code == 409 and b"You have already done this task" in response.content
 
 
@@ -241,3 +243,127 @@ def test_a_nul_character_in_the_ids_is_a_refused_link_not_a_server_error(client,
     assert response.status_code == 400
     assert b"This link is not valid" in response.content and b"task-bootstrap" not in response.content
     assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
+
+
+# ---------------------------------------------------------------- another browser cannot take over the work
+
+
+def locked_page_checks(response):
+    """The locked page: a clear refusal, no token, no page data; only the ticket the token's browser exchanges."""
+    assert response.status_code == 409
+    assert b"This task is open in another browser" in response.content
+    bootstrap = bootstrap_of(response)
+    assert bootstrap["token"] is None and bootstrap["preview"] is False
+    assert set(bootstrap["resume"]) == {"key", "entry"}
+    assert response.context["example_page"] is None
+    assert b"/media/" not in response.content and b"example-page" not in response.content
+    assert response["Content-Security-Policy"].startswith("frame-ancestors 'self'")
+    return bootstrap
+
+
+def test_knowing_a_worker_id_does_not_give_their_work_away(client, db):
+    """Issue 14 point 3: /task/<hit>/?workerId=VICTIM&assignmentId=X returned the victim's assignment and a token."""
+    hit = make_imagenet_hit(n_pages=2)
+    victim = client.get(f"/task/{hit.pk}/?workerId=VICTIM&assignmentId=SESSION-1")
+    assert victim.status_code == 200
+    victim_bootstrap = bootstrap_of(victim)
+    assignment = models.Assignment.objects.get()
+
+    for query in ["?workerId=VICTIM", "?workerId=VICTIM&assignmentId=MADE-UP", "?workerId=VICTIM&assignmentId="]:
+        bootstrap = locked_page_checks(client.get(f"/task/{hit.pk}/{query}"))
+        assert bootstrap["resume"]["key"] == victim_bootstrap["resume"]["key"]
+    assignment.refresh_from_db()
+    assert assignment.external_id == "SESSION-1" and models.Assignment.objects.count() == 1
+    assert audit_types() == ["accepted"]
+
+    # The market's own link to the same market assignment resumes it, in any browser.
+    again = client.get(f"/task/{hit.pk}/?workerId=VICTIM&assignmentId=SESSION-1")
+    assert again.status_code == 200
+    assert assignment_uuid_from_token(bootstrap_of(again)["token"]) == assignment.uuid
+    assert audit_types() == ["accepted", "resumed"]
+
+
+def test_work_started_without_a_market_assignment_id_opens_only_where_it_was_started(client, db):
+    hit = make_imagenet_hit(n_pages=1)
+    first = client.get(f"/task/{hit.pk}/?workerId=W1")
+    assert first.status_code == 200 and bootstrap_of(first)["token"]
+    locked_page_checks(client.get(f"/task/{hit.pk}/?workerId=W1"))
+    models.Assignment.objects.update(state=models.Assignment.State.SUBMITTED)
+    locked_page_checks(client.get(f"/task/{hit.pk}/?workerId=W1"))  # not even the completion code
+
+
+def test_an_mturk_worker_back_with_a_new_assignment_id_resumes_only_in_their_browser(client, mturk_hit):
+    """On MTurk, returning the HIT and accepting it again gives a new assignmentId: the browser holding the token
+    resumes, and the work then goes to the new market assignment (else the decision would go to the returned one)."""
+    url = f"/task/{mturk_hit.pk}/?hitId=3HIT&workerId=AW1&turkSubmitTo=https://workersandbox.mturk.com"
+    token = bootstrap_of(client.get(url + "&assignmentId=3FIRST"))["token"]
+    locked = locked_page_checks(client.get(url + "&assignmentId=3SECOND"))
+    answer = client.post("/api/worker/resume", data=json.dumps({"entry": locked["resume"]["entry"]}),
+                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert answer.status_code == 200, answer.content
+    assignment = models.Assignment.objects.get()
+    assert assignment_uuid_from_token(answer.json()["token"]) == assignment.uuid
+    assert assignment.external_id == "3SECOND"
+    assert audit_types() == ["accepted", "resumed"]
+
+
+def test_a_draft_batch_refuses_workers_and_previews(client, db):
+    hit = make_imagenet_hit(n_pages=1, status=models.Batch.Status.DRAFT)
+    for query in ["?workerId=W1&assignmentId=A1", ""]:
+        response = client.get(f"/task/{hit.pk}/{query}")
+        assert response.status_code == 409 and b"This task is not open yet" in response.content
+        assert b"task-bootstrap" not in response.content and b"/media/" not in response.content
+    assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
+    assert not models.Event.objects.exists()
+
+
+def test_an_assignment_gets_the_batchs_assignment_duration(client, db):
+    hit = make_imagenet_hit(n_pages=1, provider_config={"assignment_duration": 900})
+    before = timezone.now()
+    client.get(f"/task/{hit.pk}/?workerId=W1&assignmentId=A1")
+    assignment = models.Assignment.objects.get()
+    assert before + timedelta(seconds=900) <= assignment.deadline <= timezone.now() + timedelta(seconds=900)
+    default = make_imagenet_hit(n_pages=1)
+    client.get(f"/task/{default.pk}/?workerId=W1&assignmentId=A2")
+    taken = models.Assignment.objects.get(hit=default)
+    duration = taken.deadline - taken.accepted_at
+    assert abs(duration - timedelta(seconds=models.DEFAULT_ASSIGNMENT_DURATION_S)) < timedelta(seconds=1)
+
+
+def test_an_abandoned_place_is_freed_once_its_time_ran_out(client, db):
+    """Made-up worker ids took every place and nothing freed them: past the deadline, the next entry expires them."""
+    hit = make_imagenet_hit(n_pages=1)
+    assert client.get(f"/task/{hit.pk}/?workerId=SQUATTER&assignmentId=S1").status_code == 200
+    assert client.get(f"/task/{hit.pk}/?workerId=HONEST&assignmentId=H1").status_code == 409
+    models.Assignment.objects.update(deadline=timezone.now() - timedelta(seconds=1))
+    assert client.get(f"/task/{hit.pk}/?workerId=HONEST&assignmentId=H1").status_code == 200
+    squatted = models.Assignment.objects.get(worker__external_id="SQUATTER")
+    assert squatted.state == models.Assignment.State.EXPIRED
+    expired = models.Event.objects.get(type="expired")
+    assert (expired.assignment, expired.hit, expired.data["from"]) == (squatted, hit, "accepted")
+    again = client.get(f"/task/{hit.pk}/?workerId=SQUATTER&assignmentId=S1")
+    assert again.status_code == 409 and b"The time for this task ran out" in again.content
+
+
+def test_one_address_cannot_hold_places_endlessly(client, db, settings):
+    """Three GETs with made-up worker ids took every place on three HITs. Now an address holds at most
+    WORKER_OPEN_PER_ADDRESS open places (then 429), opening is rated (WORKER_ENTRY_RATE) and places expire."""
+    settings.WORKER_OPEN_PER_ADDRESS = 2
+    hits = [make_imagenet_hit(n_pages=1) for _ in range(3)]
+    assert [client.get(f"/task/{hit.pk}/?workerId=FAKE{i}&assignmentId=X{i}").status_code
+            for i, hit in enumerate(hits)] == [200, 200, 429]
+    refused = client.get(f"/task/{hits[2].pk}/?workerId=FAKE9&assignmentId=X9")
+    assert refused.status_code == 429 and b"Too many tasks open" in refused.content
+    assert models.Assignment.objects.count() == 2
+    other_address = client.get(f"/task/{hits[2].pk}/?workerId=REAL&assignmentId=R1", REMOTE_ADDR="10.1.2.3")
+    assert other_address.status_code == 200
+    # The address's places come back when its work is submitted or expires.
+    models.Assignment.objects.filter(worker__external_id="FAKE0").update(state=models.Assignment.State.SUBMITTED)
+    models.Assignment.objects.filter(worker__external_id="FAKE1").update(deadline=timezone.now())
+    extra = make_imagenet_hit(n_pages=1)
+    assert client.get(f"/task/{extra.pk}/?workerId=FAKE3&assignmentId=X3").status_code == 200
+    assert client.get(f"/task/{make_imagenet_hit(n_pages=1).pk}/?workerId=FAKE4&assignmentId=X4").status_code == 200
+    assert client.get(f"/task/{make_imagenet_hit(n_pages=1).pk}/?workerId=FAKE5&assignmentId=X5").status_code == 429
+    # Only a keyed hash of the address is kept.
+    assert all(re.fullmatch(r"[0-9a-f]{32}", address) for address in
+               models.Assignment.objects.values_list("entry_address", flat=True))

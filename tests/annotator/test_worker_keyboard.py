@@ -15,8 +15,8 @@ def keyed(time):
 def test_a_page_with_keyboard_toggles_is_stored_with_them_and_without_points(client, imagenet):  # noqa: F811
     hit, assignment, token = imagenet
     page = hit.pages.get(index=0)
-    first, second, third = page.items.order_by("position").values_list("image__key", flat=True)[:3]
-    body = bodies.imagenet_save(page, selected_keys=(first, third))
+    first, second, third = bodies.candidate_ids(page)[:3]
+    body = bodies.imagenet_save(page, selected_ids=(first, third))
     records = {record["imageID"]: record for record in body["records"]}
     t = bodies.now_ms() - 20_000
     records[first]["selectedRecord"] = [keyed(t)]
@@ -26,8 +26,10 @@ def test_a_page_with_keyboard_toggles_is_stored_with_them_and_without_points(cli
     records[second]["selected"] = True
     assert call(client, token, "POST", "pages/0/save", body).status_code == 201
 
+    key_of = dict(zip(bodies.candidate_ids(page), page.items.order_by("position").values_list("image__key", flat=True)))
     rows = models.ImageNetRecord.objects.filter(assignment=assignment).select_related("image")
-    stored = {row.image.key: row for row in rows}
+    by_key = {row.image.key: row for row in rows}
+    stored = {candidate: by_key[key_of[candidate]] for candidate in (first, second, third)}
     assert stored[first].selected_record == [keyed(t)]
     assert stored[second].selected_record == [keyed(t + 100), keyed(t + 300)]
     assert stored[second].deselected_record == [{"x": 0.2, "y": 0.3, "time": t + 200}]
@@ -54,8 +56,8 @@ def test_keyboard_click_events_are_stored_as_sent(client, imagenet):  # noqa: F8
 def test_a_toggle_is_a_click_with_a_point_or_a_key_press_without_one(client, imagenet, toggle, field, why):  # noqa: F811
     hit, _, token = imagenet
     page = hit.pages.get(index=0)
-    key = page.items.order_by("position").values_list("image__key", flat=True)[0]
-    body = bodies.imagenet_save(page, selected_keys=(key,))
+    key = bodies.candidate_ids(page)[0]
+    body = bodies.imagenet_save(page, selected_ids=(key,))
     body["records"][0]["selectedRecord"] = [{"time": bodies.now_ms() - 5_000, **toggle}]
     before = stored_counts()
     response = call(client, token, "POST", "pages/0/save", body)
@@ -73,8 +75,8 @@ def test_a_toggle_is_a_click_with_a_point_or_a_key_press_without_one(client, ima
 def test_the_using_keyboard_flag_must_be_a_boolean(client, imagenet):  # noqa: F811
     hit, _, token = imagenet
     page = hit.pages.get(index=0)
-    key = page.items.order_by("position").values_list("image__key", flat=True)[0]
-    body = bodies.imagenet_save(page, selected_keys=(key,))
+    key = bodies.candidate_ids(page)[0]
+    body = bodies.imagenet_save(page, selected_ids=(key,))
     body["records"][0]["selectedRecord"] = [{"time": bodies.now_ms() - 5_000, "usingKeyboard": "yes"}]
     response = call(client, token, "POST", "pages/0/save", body)
     assert response.status_code == 400

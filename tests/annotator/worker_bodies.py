@@ -1,18 +1,31 @@
-"""Valid worker API bodies for the test HITs of tests/factories.py; tests break them one field at a time."""
+"""Valid worker API bodies for the test HITs of tests/factories.py; tests break them one field at a time.
+
+Like the page, they name images by the candidate ids the server gives them (annotator.candidates), never by key.
+"""
 import time
 import uuid
 
-from annotator.worker.selectors import category_groups
+from annotator.worker.selectors import category_groups, page_candidates, page_image_id
 
 
 def now_ms():
     return int(time.time() * 1000)
 
 
-def imagenet_record(image_key, selected=False, start=None, n_tracking=3):
+def candidate_ids(page):
+    """The ids an ImageNet-style page gives its candidates, in grid order."""
+    return list(page_candidates(page, page.hit.candidate_key))
+
+
+def coco_image_id(page):
+    """The id a COCO-style page gives its image."""
+    return page_image_id(page, page.hit.candidate_key)
+
+
+def imagenet_record(candidate_id, selected=False, start=None, n_tracking=3):
     start = start or now_ms() - 60_000
     record = {
-        "imageID": image_key,
+        "imageID": candidate_id,
         "selected": selected,
         "selectedRecord": [],
         "deselectedRecord": [],
@@ -27,9 +40,9 @@ def imagenet_record(image_key, selected=False, start=None, n_tracking=3):
     return record
 
 
-def imagenet_save(page, selected_keys=(), **record_kwargs):
-    """A page save for an ImageNet-style HitPage: one record per candidate, the given images selected."""
-    keys = list(page.items.order_by("position").values_list("image__key", flat=True))
+def imagenet_save(page, selected_ids=(), **record_kwargs):
+    """A page save for an ImageNet-style HitPage: one record per candidate, the given candidate ids selected."""
+    ids = candidate_ids(page)
     return {
         "save_id": str(uuid.uuid4()),
         "started_at": now_ms() - 90_000,
@@ -39,7 +52,7 @@ def imagenet_save(page, selected_keys=(), **record_kwargs):
             "scroll": [{"x": 0, "y": 120, "time": now_ms() - 50_000}],
             "visibility": [{"state": "hidden", "time": now_ms() - 40_000}],
         },
-        "records": [imagenet_record(key, key in selected_keys, **record_kwargs) for key in keys],
+        "records": [imagenet_record(id_, id_ in selected_ids, **record_kwargs) for id_ in ids],
     }
 
 
@@ -68,7 +81,7 @@ def coco_save(page, actions=None):
         "time_spent": 25_000,
         "client": {"viewport": {"w": 1280, "h": 800}, "dpr": 1, "user_agent": "pytest", "variant": "default"},
         "records": [{
-            "image_id": page.image.key,
+            "image_id": coco_image_id(page),
             "imageWidth": 600,
             "imageHeight": 450,
             "timeSpent": 25_000,

@@ -32,7 +32,7 @@ def campaign(client, django_capture_on_commit_callbacks):
         kind = hit.batch.task_kind
         for page in hit.pages.order_by("index"):
             if kind == "imagenet":
-                key = page.items.first().image.key
+                key = bodies.candidate_ids(page)[0]
                 events = [{"type": "move", "image_id": key, "x": 0.5, "y": 0.5, "time": bodies.now_ms()}]
             else:
                 events = [{"type": "category", "categoryIndex": 0, "categoryName": "person", "timeAt": 100,

@@ -196,6 +196,24 @@ def test_a_decision_in_the_console_reaches_the_market_through_the_worker(celery_
     assert call.data["market_decision"] == "rejected"
 
 
+# --- expiry ---------------------------------------------------------------------------------------------------------
+
+
+def test_beat_expires_work_past_its_deadline_and_frees_the_place(celery_worker):
+    """Beat queues expire_overdue_assignments every SWEEP_INTERVAL; the worker expires the overdue assignment only."""
+    hit = factories.HitFactory(batch=factories.BatchFactory(status=Batch.Status.PUBLISHED), status=Hit.Status.PUBLISHED,
+                               max_assignments=2)
+    late = factories.AssignmentFactory(hit=hit, state=Assignment.State.ACCEPTED,
+                                       deadline=timezone.now() - timezone.timedelta(minutes=1))
+    on_time = factories.AssignmentFactory(hit=hit, state=Assignment.State.ACCEPTED,
+                                          deadline=timezone.now() + timezone.timedelta(hours=1))
+
+    poll(lambda: Assignment.objects.get(pk=late.pk).state, lambda state: state == Assignment.State.EXPIRED, 60,
+         celery_worker, "the overdue assignment to expire")
+    assert Assignment.objects.get(pk=on_time.pk).state == Assignment.State.ACCEPTED
+    assert "annotator.tasks.expire_overdue_assignments" in celery_worker.log_text()
+
+
 # --- display versions ------------------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from django.urls import reverse
 from PIL import Image as PilImage
 from PIL import ImageDraw
 
+from annotator.images import display_name
 from annotator.models import Batch, Hit, PageItem, TaskKind
 from tests.factories import (
     BatchFactory, CategoryFactory, DatasetFactory, HitFactory, HitPageFactory, ImageFactory,
@@ -204,7 +205,7 @@ def make_image(dataset, key, width, height, seed, **fields):
     data = jpeg_bytes(width, height, seed)
     return ImageFactory(
         dataset=dataset, key=key, width=width, height=height,
-        file=ContentFile(data, name=f"{key}.jpg"), display_file=ContentFile(data, name=f"{key}.jpg"), **fields,
+        file=ContentFile(data, name=f"{key}.jpg"), display_file=ContentFile(data, name=display_name()), **fields,
     )
 
 

@@ -1,12 +1,15 @@
 """The ImageNet-style task page in a real browser: clicks, hovers and traces stored as records, across a reload."""
 import json
 import logging
+import re
 import uuid
 from urllib.parse import urlencode
 
 import pytest
 
-from annotator.models import Assignment, Batch, EventBatch, ImageNetRecord, PageSubmission, Provider
+from annotator.models import (
+    Assignment, Batch, Category, EventBatch, Image, ImageNetRecord, PageSubmission, Provider,
+)
 from tests.e2e.conftest import (
     LOG_FETCHES, click_at, leave_after_every_timer, make_imagenet_hit, point_in, record_sends, stored_events, task_url,
     wait_for_images, wait_until,
@@ -430,3 +433,92 @@ def test_keyboard_only_worker_selects_with_space_and_enter(page, live_server):
     assert [(event.get("usingKeyboard", False), "x" in event) for event in clicks] == [
         (True, False), (True, False), (True, False), (True, False), (False, True),
     ]
+
+
+def test_a_reload_resumes_from_the_token_this_browser_kept_and_another_browser_is_refused(
+    browser_context_factory, live_server,
+):
+    """A link without a market assignment id (in-house lists): reopening it is no proof of who started the work,
+    so only the browser holding its token (in localStorage) resumes; another browser gets the refusal, no data."""
+    hit = make_imagenet_hit(items_per_page=(6, 4))
+    url = task_url(live_server, hit, assignment_id="")
+    context = browser_context_factory()
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
+    wait_for_images(page)
+    click_at(page.locator("img.candidate-image").nth(2), 0.4, 0.6)
+    keys = page.locator("img.candidate-image").evaluate_all("images => images.map((image) => image.dataset.imageId)")
+
+    reloaded = page.reload()
+    assert reloaded.status == 409  # the server's answer is the locked page; this browser unlocks it
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 6")
+    wait_for_images(page)
+    assert page.locator("#locked").is_hidden() and page.locator("#task-area").is_visible()
+    assert page.locator(".candidate.selected img").evaluate_all(
+        "images => images.map((image) => image.dataset.imageId)"
+    ) == [keys[2]]
+
+    intruder = browser_context_factory().new_page()
+    answers = []
+    intruder.on("response", lambda response: answers.append(response.url))
+    refused = intruder.goto(url)
+    assert refused.status == 409
+    assert "This task is open in another browser" in intruder.locator("#locked").inner_text()
+    intruder.wait_for_timeout(1000)
+    assert intruder.locator("#task-area").is_hidden() and intruder.locator("img.candidate-image").count() == 0
+    assert not [answer for answer in answers if "/api/worker/" in answer or "/media/" in answer], answers
+
+    click_at(page.locator("img.candidate-image").nth(3), 0.5, 0.5)
+    page.click("#save-page")
+    page.wait_for_function("() => document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    page.click("#save-page")
+    page.wait_for_selector("#done:not([hidden])")
+    assignment = Assignment.objects.get(hit=hit)
+    assert set(records_by_position(assignment, 0)) == set(range(6))
+    assert {p for p, record in records_by_position(assignment, 0).items() if record.selected} == {2, 3}
+    assert list(assignment.events.values_list("type", flat=True).order_by("pk"))[:2] == ["accepted", "resumed"]
+
+
+def test_no_image_key_reaches_the_browser(browser_context_factory, live_server):
+    """Everything the browser receives on the way through a HIT (preview, task page, API answers, image URLs and
+    their file names, resume data after a reload) is free of image keys and class keys (wnids)."""
+    hit = make_imagenet_hit(items_per_page=(8, 8))
+    secrets = set(Image.objects.filter(dataset=hit.batch.dataset).values_list("key", flat=True))
+    secrets |= set(Category.objects.filter(dataset=hit.batch.dataset).values_list("key", flat=True))
+    context = browser_context_factory()
+    received = []
+
+    def keep(response):
+        body = b""
+        if response.request.method != "HEAD" and response.status != 204:
+            try:
+                body = response.body()
+            except Exception:  # a beacon's answer, a redirect: nothing to read
+                body = b""
+        received.append((response.url, body))
+
+    context.on("response", keep)
+    page = context.new_page()
+    page.goto(task_url(live_server, hit, assignment_id="ASSIGNMENT_ID_NOT_AVAILABLE"))
+    wait_for_images(page)
+    page.goto(task_url(live_server, hit))
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 8")
+    wait_for_images(page)
+    click_at(page.locator("img.candidate-image").nth(1), 0.5, 0.5)
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll('img.candidate-image').length === 8")
+    wait_for_images(page)
+    page.click("#save-page")
+    page.wait_for_function("() => document.querySelector('#page-counter').textContent === 'Page 2 of 2'")
+    wait_for_images(page)
+    page.click("#save-page")
+    page.wait_for_selector("#done:not([hidden])")
+
+    assert len(received) > 30
+    media = [url for url, _ in received if "/media/" in url]
+    assert len(media) >= 16 and all(re.search(r"/media/display/[0-9a-f]{32}\.jpg$", url) for url in media), media
+    for url, body in received:
+        leaked = [secret for secret in secrets if secret in url or secret.encode() in body]
+        assert not leaked, f"{url} carries {leaked}"
+        assert not re.search(rb"n\d{8}", body) and not re.search(r"n\d{8}", url), url

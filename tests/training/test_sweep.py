@@ -120,7 +120,9 @@ def test_an_inference_job_that_keeps_losing_its_worker_fails_with_the_reason(set
 
 def test_the_sweepers_run_on_beat_and_the_training_one_on_the_default_queue():
     schedule = celery_app.conf.beat_schedule
-    assert {entry["task"] for entry in schedule.values()} == {"annotator.tasks.sweep_work", "training.tasks.sweep_jobs"}
+    assert {entry["task"] for entry in schedule.values()} == {
+        "annotator.tasks.sweep_work", "annotator.tasks.expire_overdue_assignments", "training.tasks.sweep_jobs",
+    }
     router = celery_app.amqp.router
     assert router.route({}, "training.tasks.sweep_jobs")["queue"].name == "default"
     assert router.route({}, "training.tasks.run_training_job")["queue"].name == "gpu"

@@ -31,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--reward", type=_reward, help="Reward per HIT in USD (default 1.50 or 2.00).")
         parser.add_argument("--provider", choices=Provider.values, help="Crowd market (default link).")
         parser.add_argument("--max-hits-per-worker", type=int)
+        parser.add_argument("--assignment-duration", type=int, metavar="SECONDS",
+                            help="Time a worker has to submit after taking a HIT; then the assignment expires and "
+                                 "its place is free again (default 3600; also MTurk's AssignmentDuration).")
         parser.add_argument("--variant", choices=Batch.Variant.values, help="Interface variant (default default).")
         parser.add_argument("--gold", type=int, default=0, help="Gold candidates (labelled val images) per page.")
         parser.add_argument("--round", type=int, help="Collection round (2 re-packs what --from-batch missed).")
@@ -90,6 +93,8 @@ class Command(BaseCommand):
         batch.task_kind = task_kind
         for name, value in given.items():
             setattr(batch, name, value)
+        if options["assignment_duration"] is not None:
+            batch.provider_config = {**batch.provider_config, "assignment_duration": options["assignment_duration"]}
         batch.full_clean()
         batch.save()
         return batch

@@ -42,6 +42,9 @@ class Command(BaseCommand):
         batch = Batch.objects.filter(name=options["batch"]).select_related("dataset").first()
         if batch is None:
             raise CommandError(f"batch {options['batch']!r} does not exist")
+        if batch.status == Batch.Status.DRAFT:
+            raise CommandError(f"batch {batch.name} is a draft, which takes no workers: publish it first "
+                               f"(manage.py publish {batch.name})")
         try:
             mix = simulator.parse_mix(options["mix"])
         except ValueError as error:

@@ -1,4 +1,5 @@
-"""Queue again the reviews and market calls a broker outage or a dead Celery worker left undone (annotator.sweeper).
+"""Queue again the reviews and market calls a broker outage or a dead Celery worker left undone (annotator.sweeper),
+and expire the assignments past their deadline (their places are free again).
 
 Beat runs the same sweep every SWEEP_INTERVAL seconds; run this from cron where there is no beat, or with --inline
 to do the work in this process while the broker or every worker is down.
@@ -21,6 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, older_than, inline, limit, **options):
         if older_than is not None and older_than < 0:
             raise CommandError(f"--older-than: {older_than:g} seconds; give 0 or more")
+        expired = sweeper.expire_overdue_assignments(limit=limit)
         outcome = sweeper.sweep_work(older_than=older_than, inline=inline, limit=limit)
         verb = "done" if inline else "queued"
-        self.stdout.write(", ".join(f"{n} {key}" for key, n in outcome.items()) + f" {verb}")
+        self.stdout.write(", ".join(f"{n} {key}" for key, n in outcome.items()) + f" {verb}; {expired} expired")
