@@ -1,7 +1,7 @@
 import pytest
 
 from config.celery import app as celery_app
-from tests.workers import celery_worker, celery_worker_process  # noqa: F401  (fixtures: a real Celery worker)
+from tests.workers import beat_worker, celery_worker, celery_worker_process  # noqa: F401  (real Celery workers)
 
 
 @pytest.fixture(autouse=True)

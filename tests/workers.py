@@ -11,11 +11,13 @@ Where the configured broker is Redis, `celery_worker` runs each test on both bro
 default it is the filesystem broker once. The process is started once per test module and broker and reused.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,22 @@ class WorkerProcess:
     def log_tail(self, lines=40):
         return "\n".join(self.log.read_text().splitlines()[-lines:]) if self.log.exists() else "(no log)"
 
+    TASK_LINE = re.compile(r"Task \S+\[([0-9a-f-]{36})\] (received|succeeded|raised|retry|failed|ignored|rejected)")
+
+    def tasks_in_flight(self):
+        """Ids of the tasks the log shows received and not yet ended (by their own log line)."""
+        in_flight = set()
+        for task_id, what in self.TASK_LINE.findall(self.log_text()):
+            (in_flight.add if what == "received" else in_flight.discard)(task_id)
+        return in_flight
+
+    def wait_until_idle(self, timeout=60):
+        """Let the tasks the test started end before the test database is emptied: a task writing during the flush
+        deadlocks with its TRUNCATE ("Database test_luab couldn't be flushed")."""
+        deadline = time.monotonic() + timeout
+        while self.running and self.tasks_in_flight() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def assert_no_unregistered_tasks(self):
         assert "unregistered task" not in self.log_text().lower(), self.log_tail(80)
 
@@ -161,7 +179,9 @@ class PublishTo:
     def __enter__(self):
         conf = celery_app.conf
         self.saved = {key: conf[key] for key in self.KEYS}
+        self.saved_environment = os.environ.get("CELERY_BROKER_URL")
         if self.worker.uses_filesystem_broker:
+            os.environ["CELERY_BROKER_URL"] = "filesystem://"  # Celery reads it before its configuration
             conf.update(CELERY_BROKER_URL="filesystem://",
                         CELERY_BROKER_TRANSPORT_OPTIONS=settings_module.filesystem_broker_options(self.worker.var_dir))
         conf.update(CELERY_TASK_ALWAYS_EAGER=False)
@@ -170,6 +190,10 @@ class PublishTo:
         return self.worker
 
     def __exit__(self, *exc):
+        if self.saved_environment is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = self.saved_environment
         celery_app.conf.update(self.saved)
         _drop_connection_pools()
         celery_config._broker_down_until = 0.0
@@ -183,15 +207,38 @@ def celery_worker_process(request, django_db_setup, django_db_blocker, tmp_path_
     process.stop()
 
 
+@contextmanager
+def serving_the_test(request, process, settings):
+    """The worker running, with the test's files where it reads them and its broker the one the test's requests
+    publish to; idle again (or stopped, if it runs beat) before the test's database is emptied."""
+    assert request.node.get_closest_marker("celery_worker"), "mark the test with @pytest.mark.celery_worker"
+    settings.MEDIA_ROOT = process.media_root
+    settings.TRAINING_WORK_DIR = process.work_dir
+    if not process.running:
+        process.start()
+    try:
+        with PublishTo(process):
+            yield process
+    finally:
+        if process.beat:
+            process.stop()  # beat would start new sweeps during the flush
+        else:
+            process.wait_until_idle()
+    process.assert_no_unregistered_tasks()
+
+
 @pytest.fixture
 def celery_worker(request, celery_worker_process, transactional_db, settings):
-    """The module's worker, running, with this test's files where it reads them and its broker the one the test's
-    requests publish to. The test must be marked `celery_worker` (the suite runs tasks inline otherwise)."""
-    assert request.node.get_closest_marker("celery_worker"), "mark the test with @pytest.mark.celery_worker"
-    settings.MEDIA_ROOT = celery_worker_process.media_root
-    settings.TRAINING_WORK_DIR = celery_worker_process.work_dir
-    if not celery_worker_process.running:
-        celery_worker_process.start()
-    with PublishTo(celery_worker_process):
-        yield celery_worker_process
-    celery_worker_process.assert_no_unregistered_tasks()
+    """The module's worker (see serving_the_test). The test must be marked `celery_worker` (the suite runs tasks
+    inline otherwise)."""
+    with serving_the_test(request, celery_worker_process, settings) as process:
+        yield process
+
+
+@pytest.fixture(params=broker_kinds())
+def beat_worker(request, transactional_db, settings, tmp_path):
+    """A worker of the test's own that runs beat too, the sweepers every 2 s for work older than 3 s."""
+    process = WorkerProcess(tmp_path / f"beat-worker-{request.param}", broker=request.param, beat=True,
+                            extra_env={"SWEEP_INTERVAL": "2", "SWEEP_AFTER": "3"})
+    with serving_the_test(request, process, settings):
+        yield process

@@ -38,10 +38,9 @@ def fake_market():
 
 @pytest.fixture(scope="module", params=broker_kinds())
 def celery_worker_process(request, django_db_setup, tmp_path_factory, fake_market):
-    """The module's worker runs beat too (the sweepers every 2 s) and talks to the fake market."""
-    process = WorkerProcess(tmp_path_factory.mktemp(f"worker-{request.param}"), broker=request.param, beat=True,
-                            extra_env={"SWEEP_INTERVAL": "2", "SWEEP_AFTER": "3",
-                                       "MTURK_ENDPOINT_URL": fake_market.endpoint_url,
+    """The module's worker talks to the fake market. (The sweeper tests have a worker with beat of their own.)"""
+    process = WorkerProcess(tmp_path_factory.mktemp(f"worker-{request.param}"), broker=request.param,
+                            extra_env={"MTURK_ENDPOINT_URL": fake_market.endpoint_url,
                                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                                        "PUBLIC_BASE_URL": "https://annotate.example.org"})
     yield process
@@ -108,7 +107,7 @@ def test_an_export_job_from_the_api_reaches_a_download(celery_worker, staff_api)
     assert len(lines) == 1 and json.loads(lines[0])["imageID"]
 
 
-def test_an_export_left_pending_is_picked_up_by_the_sweeper(celery_worker, staff_api):
+def test_an_export_left_pending_is_picked_up_by_the_sweeper(beat_worker, staff_api):
     """A job created while no worker could take its message (the unregistered-task bug, a broker outage) is found by
     beat's sweeper once it is older than SWEEP_AFTER, and run."""
     batch = approved_imagenet_batch()
@@ -116,11 +115,11 @@ def test_an_export_left_pending_is_picked_up_by_the_sweeper(celery_worker, staff
     ExportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timezone.timedelta(minutes=30))
 
     job = poll(lambda: ExportJob.objects.get(pk=job.pk), lambda job: job.status != ExportJob.Status.PENDING, 60,
-               celery_worker, "the sweeper to queue the pending export")
+               beat_worker, "the sweeper to queue the pending export")
     job = poll(lambda: ExportJob.objects.get(pk=job.pk), lambda job: job.status == ExportJob.Status.DONE, 60,
-               celery_worker, "the export to finish")
+               beat_worker, "the export to finish")
     assert job.record_count == 1 and job.file
-    assert "annotator.tasks.sweep_work" in celery_worker.log_text()
+    assert "annotator.tasks.sweep_work" in beat_worker.log_text()
 
 
 def test_the_byproduct_report_admin_action_lists_the_report(celery_worker, staff_client):
@@ -199,7 +198,7 @@ def test_a_decision_in_the_console_reaches_the_market_through_the_worker(celery_
 # --- expiry ---------------------------------------------------------------------------------------------------------
 
 
-def test_beat_expires_work_past_its_deadline_and_frees_the_place(celery_worker):
+def test_beat_expires_work_past_its_deadline_and_frees_the_place(beat_worker):
     """Beat queues expire_overdue_assignments every SWEEP_INTERVAL; the worker expires the overdue assignment only."""
     hit = factories.HitFactory(batch=factories.BatchFactory(status=Batch.Status.PUBLISHED), status=Hit.Status.PUBLISHED,
                                max_assignments=2)
@@ -209,9 +208,9 @@ def test_beat_expires_work_past_its_deadline_and_frees_the_place(celery_worker):
                                           deadline=timezone.now() + timezone.timedelta(hours=1))
 
     poll(lambda: Assignment.objects.get(pk=late.pk).state, lambda state: state == Assignment.State.EXPIRED, 60,
-         celery_worker, "the overdue assignment to expire")
+         beat_worker, "the overdue assignment to expire")
     assert Assignment.objects.get(pk=on_time.pk).state == Assignment.State.ACCEPTED
-    assert "annotator.tasks.expire_overdue_assignments" in celery_worker.log_text()
+    assert "annotator.tasks.expire_overdue_assignments" in beat_worker.log_text()
 
 
 # --- display versions ------------------------------------------------------------------------------------------------
@@ -267,12 +266,12 @@ def test_a_training_job_from_the_api_registers_a_model_that_scores_the_dataset(c
     assert ImageScore.objects.filter(model_version=version.name).count() == 6
 
 
-def test_a_queued_training_job_whose_message_was_lost_is_sent_again_by_the_sweeper(celery_worker):
+def test_a_queued_training_job_whose_message_was_lost_is_sent_again_by_the_sweeper(beat_worker):
     dataset, _ = tiny_imagenet_dataset(train_per_class=1, val_per_class=0)
     # What create_training_job leaves when the broker refused the message: queued, marked NOT_QUEUED.
     job = TrainingJob.objects.create(dataset=dataset, config={**TINY_CONFIG, "epochs": 1}, error=NOT_QUEUED,
                                      celery_task_id="never-sent", source=TrainingJob.Source.API)
-    job = poll(lambda: TrainingJob.objects.get(pk=job.pk), lambda j: j.is_finished, 300, celery_worker,
+    job = poll(lambda: TrainingJob.objects.get(pk=job.pk), lambda j: j.is_finished, 300, beat_worker,
                "the swept training job")
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert "training.tasks.sweep_jobs" in celery_worker.log_text()
+    assert "training.tasks.sweep_jobs" in beat_worker.log_text()
