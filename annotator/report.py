@@ -34,6 +34,7 @@ from django.utils import timezone
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from annotator import files
 from annotator.exports import selectors
 from annotator.geometry import point_in_box, point_on_object
 from annotator.models import Assignment, CocoRecord, GroundTruthObject, PageSubmission, TaskKind
@@ -443,7 +444,7 @@ def write_report_to_storage(batch, storage=None):
         for path in sorted(Path(out_dir).iterdir()):
             with open(path, "rb") as content:
                 storage.save(f"{folder}/{path.name}", File(content))
-    return storage.url(f"{folder}/report.html")
+    return files.url(f"{folder}/report.html")
 
 
 def stored_reports(batch, storage=None):
@@ -454,5 +455,5 @@ def stored_reports(batch, storage=None):
         created, _ = storage.listdir(folder)
     except FileNotFoundError:
         return []
-    return [{"created": name, "url": storage.url(f"{folder}/{name}/report.html")}
+    return [{"created": name, "url": files.url(f"{folder}/{name}/report.html")}
             for name in sorted(created, reverse=True) if storage.exists(f"{folder}/{name}/report.html")]

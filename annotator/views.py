@@ -1,7 +1,15 @@
-"""The site's landing page: where each kind of user goes from here."""
+"""The site's landing page (where each kind of user goes from here) and the files view."""
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
 
+from . import files
 from .csp import staff_page_policy
 
 
@@ -21,3 +29,23 @@ def home(request):
         {"title": "API docs (ReDoc)", "url": reverse("api-redoc"), "what": "the same API as a reference to read"},
     ]
     return render(request, "annotator/home.html", {"links": links})
+
+
+class StoredFileView(APIView):
+    """A file from storage for the staff and researchers allowed to read it (annotator.files): the file itself
+    from local storage, a redirect to a URL signed for FILE_URL_MAX_AGE seconds from a bucket."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              302: OpenApiResponse(description="to a short-lived signed URL of the bucket")})
+    def get(self, request, name):
+        if not files.may_read(request.user, name):
+            raise PermissionDenied("this file is for staff (training artifacts: also the researchers group)")
+        if files.clean_name(name) is None or not default_storage.exists(name):
+            raise NotFound(f"no stored file {name[:200]!r}")
+        if not files.is_local():
+            return HttpResponseRedirect(files.signed_url(name))
+        response = FileResponse(default_storage.open(name, "rb"), as_attachment=not name.endswith((".html", ".png")))
+        response["Cache-Control"] = "private, no-store"
+        return response

@@ -110,6 +110,9 @@ AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default=None)
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default=None)
 AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", default=True)
 AWS_S3_FILE_OVERWRITE = False
+AWS_S3_SIGNATURE_VERSION = env.str("AWS_S3_SIGNATURE_VERSION", default="s3v4")  # SigV2 is deprecated
+# Lifetime of the signed bucket URL the files view redirects to (exports, reports, training artifacts).
+FILE_URL_MAX_AGE = env.int("FILE_URL_MAX_AGE", default=60)
 if AWS_STORAGE_BUCKET_NAME:
     DEFAULT_STORAGE = {"BACKEND": "storages.backends.s3.S3Storage"}
 else:

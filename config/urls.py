@@ -5,7 +5,8 @@ from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from annotator.csp import docs_page_policy
-from annotator.views import home
+from annotator.files import PUBLIC_PREFIX
+from annotator.views import StoredFileView, home
 
 urlpatterns = [
     path("", home, name="home"),
@@ -18,14 +19,15 @@ urlpatterns = [
         name="api-redoc"),
     path("", include("annotator.urls")),
     path("", include("training.urls")),
+    path("files/<path:name>", StoredFileView.as_view(), name="stored-file"),
 ]
 handler404 = "annotator.api.errors.not_found"
 
 
 def serve_media(request, path):
-    """Local files (images, exports) are served by the app itself in the embedded set-up."""
+    """Local display images are served by the app itself in the embedded set-up; no other file is public."""
     return serve(request, path, document_root=settings.MEDIA_ROOT)  # read per request: tests move MEDIA_ROOT
 
 
 if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
-    urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve_media))
+    urlpatterns.append(re_path(rf"^media/(?P<path>{PUBLIC_PREFIX}[^/]+)$", serve_media))

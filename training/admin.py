@@ -3,11 +3,12 @@ import base64
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+
+from annotator import files
 
 from . import plots, services
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
@@ -86,7 +87,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def curves(self, job):
         if "curves" not in job.artifacts:
             return "-"
-        return format_html('<img src="{}" style="max-width: 100%">', default_storage.url(job.artifacts["curves"]))
+        return format_html('<img src="{}" style="max-width: 100%">', files.url(job.artifacts["curves"]))
 
     @admin.display(description="log tail")
     def log(self, job):
@@ -95,7 +96,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.display(description="artifacts")
     def artifact_links(self, job):
         return format_html_join(
-            ", ", '<a href="{}">{}</a>', ((default_storage.url(p), name) for name, p in job.artifacts.items())
+            ", ", '<a href="{}">{}</a>', ((files.url(p), name) for name, p in job.artifacts.items())
         ) or "-"
 
     @admin.action(description="Cancel the selected jobs (running ones stop at their next step)")

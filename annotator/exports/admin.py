@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from annotator import files
 from annotator.models import ExportJob, TaskKind
 
 from . import services
@@ -73,4 +74,4 @@ class ExportJobAdmin(admin.ModelAdmin):
     def download(self, job):
         if job.status != ExportJob.Status.DONE or not job.file:
             return ""
-        return format_html('<a href="{}">download</a>', job.file.url)
+        return format_html('<a href="{}">download</a>', files.url(job.file.name))

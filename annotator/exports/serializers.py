@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from annotator import files
 from annotator.api.fields import NameField
 from annotator.models import Batch, ExportJob
 
@@ -27,6 +28,4 @@ class ExportJobOutputSerializer(serializers.ModelSerializer):
     def get_download_url(self, job) -> str | None:
         if job.status != ExportJob.Status.DONE or not job.file:
             return None
-        url = job.file.url
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if request and url.startswith("/") else url
+        return files.url(job.file.name, self.context.get("request"))

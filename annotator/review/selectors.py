@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 
+from .. import files
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
 from ..rules import WorkSummary
 
@@ -129,7 +130,7 @@ def batches_overview():
 
 
 def file_url(field_file):
-    return field_file.url if field_file else ""
+    return files.url(field_file.name) if field_file else ""
 
 
 def _image_url(image):

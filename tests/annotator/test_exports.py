@@ -341,7 +341,7 @@ def test_export_job_api_runs_the_export_and_gives_a_download_url(
 
     job = staff_client.get(f"/api/exports/{response.json()['id']}/").json()
     assert (job["status"], job["progress"], job["record_count"], job["include_rejected"]) == ("done", 1.0, 2, True)
-    assert job["download_url"].startswith("http://testserver/media/exports/imagenet-round-1-imagenet-ab-")
+    assert job["download_url"].startswith("http://testserver/files/exports/imagenet-round-1-imagenet-ab-")
     stored = ExportJob.objects.get(pk=job["id"]).file.read()
     assert list(tar_members(stored)) == ["train_xml/n01440764/n01440764_105.xml"]
 

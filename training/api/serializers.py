@@ -1,7 +1,7 @@
 """Input and output serializers of the training API, one pair per operation."""
-from django.core.files.storage import default_storage
 from rest_framework import serializers
 
+from annotator import files
 from annotator.api.fields import NameField, nul_path
 from annotator.models import Batch, Dataset
 
@@ -28,7 +28,7 @@ class TrainingJobCreateInput(serializers.Serializer):
 
 class ArtifactUrlsField(serializers.DictField):
     def to_representation(self, artifacts):
-        return {name: default_storage.url(path) for name, path in artifacts.items()}
+        return {name: files.url(path, self.context.get("request")) for name, path in artifacts.items()}
 
 
 class TrainingJobOutput(serializers.ModelSerializer):
@@ -66,7 +66,7 @@ class ModelVersionOutput(serializers.ModelSerializer):
         ]
 
     def get_checkpoint_url(self, version) -> str:
-        return default_storage.url(version.checkpoint.name)
+        return files.url(version.checkpoint.name, self.context.get("request"))
 
 
 class InferenceJobCreateInput(serializers.Serializer):

@@ -50,7 +50,7 @@ class TrainingJobCreateApi(APIView):
         job = services.create_training_job(
             **data.validated_data, source=TrainingJob.Source.API, created_by=request.user
         )
-        return Response(TrainingJobOutput(job).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingJobOutput(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class TrainingJobDetailApi(APIView):
@@ -59,7 +59,7 @@ class TrainingJobDetailApi(APIView):
     @extend_schema(responses=TrainingJobOutput)
     def get(self, request, job_id):
         job = get_object_or_404(selectors.training_jobs(), pk=job_id)
-        return Response(TrainingJobOutput(job).data)
+        return Response(TrainingJobOutput(job, context={"request": request}).data)
 
 
 class TrainingJobCancelApi(APIView):
@@ -68,7 +68,7 @@ class TrainingJobCancelApi(APIView):
     @extend_schema(request=None, responses={202: TrainingJobOutput})
     def post(self, request, job_id):
         job = services.cancel_training_job(get_object_or_404(TrainingJob, pk=job_id), actor=request.user)
-        return Response(TrainingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(TrainingJobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ModelVersionListApi(ListAPIView):
@@ -88,7 +88,8 @@ class ModelVersionDetailApi(APIView):
 
     @extend_schema(responses=ModelVersionOutput)
     def get(self, request, version_id):
-        return Response(ModelVersionOutput(get_object_or_404(selectors.model_versions(), pk=version_id)).data)
+        version = get_object_or_404(selectors.model_versions(), pk=version_id)
+        return Response(ModelVersionOutput(version, context={"request": request}).data)
 
 
 class ModelVersionPromoteApi(APIView):
@@ -97,7 +98,7 @@ class ModelVersionPromoteApi(APIView):
     @extend_schema(request=None, responses=ModelVersionOutput)
     def post(self, request, version_id):
         version = services.promote_model_version(get_object_or_404(ModelVersion, pk=version_id), actor=request.user)
-        return Response(ModelVersionOutput(version).data)
+        return Response(ModelVersionOutput(version, context={"request": request}).data)
 
 
 class InferenceJobCreateApi(APIView):
