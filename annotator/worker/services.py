@@ -38,6 +38,7 @@ from annotator.worker.validation import (
     check_imagenet_records,
     check_save_envelope,
     decode,
+    refuse_bad_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def record_event_batch(assignment, page, body):
     problems.raise_if_any()
     # The events array's JSON text, stored as sent (the column is PostgreSQL json): never decoded into dicts.
     raw_events = msgspec.json.decode(body, type=schemas.RawEventBatch).events
+    refuse_bad_text(raw_events, "events")
     # One statement, atomic by itself: no transaction around it (BEGIN and COMMIT would be two more round trips),
     # except a savepoint when the caller holds one open, so a duplicate leaves the outer transaction usable.
     try:
@@ -415,6 +417,7 @@ def save_page(assignment, page, body):
     schema, record_model, build_rows = PAGE_KINDS[assignment.hit.batch.task_kind]
     save = decode(body, schema)
     problems = Problems()
+    refuse_bad_text(save.client, "client")
     check_save_envelope(problems, save, decode(save.client, schemas.ClientInfo, path="client"), now_ms())
     problems.raise_if_any()
     rows, summary = build_rows(assignment, page, save, problems)

@@ -7,6 +7,7 @@ import re
 from operator import attrgetter
 
 import msgspec
+import numpy as np
 from msgspec import UNSET
 from rest_framework.exceptions import ValidationError
 
@@ -16,6 +17,14 @@ from annotator.worker import schemas
 
 DAY_MS = 24 * 3600 * 1000
 MAX_DISPLAY_PX = 100_000
+MAX_PAGE_PX = 1_000_000
+# The schemas nest 4 levels; extra fields are stored as sent, so their depth is bounded too: reads of a stored
+# body (json, DRF, the admin) recurse once per level and must never run out of stack.
+MAX_JSON_DEPTH = 32
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+_NESTING_STEP = np.zeros(256, np.int8)
+_NESTING_STEP[[ord("["), ord("{")]] = 1
+_NESTING_STEP[[ord("]"), ord("}")]] = -1
 MAX_REPORTED_PROBLEMS = 20
 
 _x, _y = attrgetter("x"), attrgetter("y")
@@ -49,9 +58,65 @@ def decode(body, schema, path="body"):
         raise ValidationError({inner or "body": [match.group("why")]}) from None
     except msgspec.DecodeError as exc:
         raise ValidationError({path: [str(exc)]}) from None
+    except RecursionError:  # in a field the schema does not know (msgspec skips it recursively)
+        raise ValidationError({path: [TOO_DEEP]}) from None
     if path == "body":
         refuse_nul(body)
     return decoded
+
+
+def refuse_bad_text(raw, path):
+    """JSON text about to be stored as sent (fields the schema does not know included, which msgspec skipped
+    unchecked) is UTF-8 and nested at most MAX_JSON_DEPTH levels deep, or a 400 naming its field."""
+    text = bytes(raw)
+    if not text.isascii():
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError({path: [f"byte {exc.start} is not UTF-8 ({exc.reason})"]}) from None
+    if text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH and nesting_depth(text) > MAX_JSON_DEPTH:
+        raise ValidationError({path: [TOO_DEEP]})
+
+
+def nesting_depth(text):
+    """The deepest nesting of arrays and objects in JSON text, brackets inside strings not counted (vectorised:
+    a 2 MB body takes milliseconds, where a Python loop over its bytes takes a second)."""
+    text = text.replace(b"\\\\", b"").replace(b'\\"', b"")  # without escapes, every quote opens or closes a string
+    chars = np.frombuffer(text, np.uint8)
+    outside_strings = (np.cumsum(chars == ord('"'), dtype=np.int32) & 1) == 0
+    return int(np.cumsum(_NESTING_STEP[chars] * outside_strings, dtype=np.int32).max(initial=0))
+
+
+def prune_nesting(text, max_depth=MAX_JSON_DEPTH):
+    """JSON text with every array or object deeper than max_depth replaced by null (the rest kept as it was)."""
+    kept, start, depth, cut_at = [], 0, 0, None
+    in_string = escaped = False
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth == max_depth + 1:
+                cut_at = i
+        elif char in "]}":
+            if depth == max_depth + 1:
+                kept += [text[start:cut_at], "null"]
+                start = i + 1
+            depth -= 1
+    kept.append(text[start:])
+    return "".join(kept)
+
+
+def check_page_px(problems, path, value):
+    if not -MAX_PAGE_PX <= value <= MAX_PAGE_PX:
+        problems.add(path, f"{value} is not a position on the page in px (|px| <= {MAX_PAGE_PX})")
 
 
 def refuse_nul(body):
@@ -144,6 +209,9 @@ def check_save_envelope(problems, save, client, now_ms):
     if client.dpr is not None and not 0 < client.dpr <= 16:
         problems.add("client.dpr", f"{client.dpr} is not a device pixel ratio (0 < dpr <= 16)")
     check_series(problems, "client.scroll", client.scroll, "time", now_ms, fractions=False)
+    for i, scroll in enumerate(client.scroll):
+        check_page_px(problems, f"client.scroll[{i}].x", scroll.x)
+        check_page_px(problems, f"client.scroll[{i}].y", scroll.y)
     check_series(problems, "client.visibility", client.visibility, "time", now_ms, fractions=False)
 
 
@@ -162,6 +230,8 @@ def check_imagenet_records(problems, records, page_index, candidates, now_ms):
             first_seen[record.imageID] = i
         check_display_size(problems, f"{path}.imageWidth", record.imageWidth)
         check_display_size(problems, f"{path}.imageHeight", record.imageHeight)
+        check_page_px(problems, f"{path}.imagePosition.x", record.imagePosition.x)
+        check_page_px(problems, f"{path}.imagePosition.y", record.imagePosition.y)
         check_toggles(problems, f"{path}.selectedRecord", record.selectedRecord, now_ms)
         check_toggles(problems, f"{path}.deselectedRecord", record.deselectedRecord, now_ms)
         check_series(problems, f"{path}.hoveredRecord", record.hoveredRecord, "time", now_ms, fractions=False)
@@ -279,6 +349,9 @@ def check_events(problems, batch, now_ms, image_keys=None, category_keys=None, n
         elif isinstance(event, (schemas.MoveEvent, schemas.TrackEvent)):
             check_fraction(problems, f"{path}.x", event.x)
             check_fraction(problems, f"{path}.y", event.y)
+        elif isinstance(event, schemas.ScrollEvent):
+            check_page_px(problems, f"{path}.x", event.x)
+            check_page_px(problems, f"{path}.y", event.y)
         if isinstance(event, schemas.ActionEvent):
             if category_keys is None:
                 problems.add(f"{path}.type", "action events belong to COCO-style pages")

@@ -189,6 +189,14 @@ class BodyTimeout(APIException):
     default_code = "timeout"
 
 
+def body_stream(request):
+    """What the body is read from: Django's stream, which ends at Content-Length; a chunked body has none (Django
+    would read it as empty), so it is read from the server's own input, which decodes the chunks."""
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return request.META["wsgi.input"]
+    return request._request
+
+
 def read_body(request):
     """The raw body, refused with 413 from Content-Length before reading, and never read past the limit."""
     limit = settings.WORKER_MAX_BODY_BYTES
@@ -199,8 +207,8 @@ def read_body(request):
     if declared > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
     try:
-        body = request._request.read(limit + 1)
-    except UnreadablePostError as error:
+        body = body_stream(request).read(limit + 1)
+    except (UnreadablePostError, OSError) as error:
         # The client stopped sending, or trickled past the server's deadline (config/gunicorn_worker.py).
         raise BodyTimeout(f"the body did not arrive: {error}") from None
     if len(body) > limit:

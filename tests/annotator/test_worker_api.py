@@ -1,5 +1,6 @@
 """The worker API (docs/worker-api.md): reads, event flushes, page saves, submit; every bad input refused."""
 import copy
+import io
 import json
 import re
 import uuid
@@ -907,3 +908,121 @@ def test_an_image_without_a_display_version_gets_one_never_its_original(client, 
     image.refresh_from_db()
     assert re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", url) and url == image.display_file.url
     assert "581929" not in url
+
+
+# ---------------------------------------------------------------- hostile bodies (issue 14, point 4)
+
+
+def deep(levels):
+    return "[" * levels + "]" * levels
+
+
+def hostile_events(token_page_key, levels):
+    event = {"type": "hover", "image_id": token_page_key, "action": "enter", "time": bodies.now_ms()}
+    return json.dumps(bodies.event_batch([event])).replace('"action"', f'"extra": {deep(levels)}, "action"', 1)
+
+
+@pytest.mark.parametrize("levels", [33, 500, 950, 990, 100_000])
+def test_deeply_nested_json_is_400_and_stores_nothing(client, imagenet, levels):
+    """Fields the schema does not know are stored as sent (events, the save's client): their depth is limited."""
+    hit, _, token = imagenet
+    page_key = bodies.candidate_ids(hit.pages.get(index=0))[0]
+    save = json.dumps(bodies.imagenet_save(hit.pages.get(index=0)))
+    save = save.replace('"client": {', f'"client": {{"extra": {deep(levels)}, ', 1)
+    hostile = [("pages/0/events", hostile_events(page_key, levels), "events"), ("pages/0/save", save, "client")]
+    if levels >= 990:
+        hostile.append(("submit", f'{{"partial": true, "extra": {deep(levels)}}}', "body"))
+
+    for path, raw, field in hostile:
+        response = call(client, token, "POST", path, raw=raw)
+        assert response.status_code == 400, (path, response.content[:200])
+        # From about 900 levels (less the stack in use) msgspec runs out of stack in the fields it skips: the whole
+        # body is refused before its stored parts are looked at.
+        ((named, why),) = error_of(response)["fields"].items()
+        assert why == ["JSON nested deeper than 32 levels"] and named in ({field, "body"} if levels > 900 else {field})
+    assert stored_counts() == (0, 0, 0, 0, 0)
+
+
+def test_extra_fields_nested_within_the_limit_are_still_stored_as_sent(client, imagenet):
+    hit, _, token = imagenet
+    page_key = bodies.candidate_ids(hit.pages.get(index=0))[0]
+    assert call(client, token, "POST", "pages/0/events", raw=hostile_events(page_key, 28)).status_code == 201
+    # Brackets inside strings are text, not nesting.
+    text = json.dumps(bodies.event_batch([{"type": "hover", "image_id": page_key, "action": "leave",
+                                           "time": bodies.now_ms(), "note": '[{"\\' + "[" * 100}]))
+    assert call(client, token, "POST", "pages/0/events", raw=text).status_code == 201
+    events = call(client, token, "GET", "pages/0").json()["resume"]["events"]
+    assert events[0]["extra"] == json.loads(deep(28)) and events[1]["note"] == '[{"\\' + "[" * 100
+
+
+@pytest.mark.parametrize("where", ["events", "save"])
+def test_a_body_that_is_not_utf8_is_400_and_stores_nothing(client, imagenet, where):
+    hit, _, token = imagenet
+    page = hit.pages.get(index=0)
+    if where == "events":
+        event = {"type": "hover", "image_id": bodies.candidate_ids(page)[0], "action": "enter",
+                 "time": bodies.now_ms(), "note": "caf\u00e9 XX"}
+        raw, path = json.dumps(bodies.event_batch([event]), ensure_ascii=False).encode(), "pages/0/events"
+    else:
+        raw, path = json.dumps(bodies.imagenet_save(page), ensure_ascii=False).encode(), "pages/0/save"
+        raw = raw.replace(b'"user_agent": "pytest"', '"user_agent": "caf\u00e9 XX"'.encode())
+    raw = raw.replace(b"XX", b"\xff\xfe")
+
+    response = call(client, token, "POST", path, raw=raw)
+
+    assert response.status_code == 400, response.content[:300]
+    (why,) = error_of(response)["fields"]["events" if where == "events" else "client"]
+    assert re.fullmatch(r"byte \d+ is not UTF-8 \(invalid start byte\)", why)
+    assert stored_counts() == (0, 0, 0, 0, 0)
+
+
+def chunked(client, token, path, raw):
+    """A body sent with Transfer-Encoding: chunked, as the WSGI server hands it over: no Content-Length, the
+    server's input stream decoding the chunks."""
+    return client.post(f"/api/worker/{path}", data=b"", content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="",
+                       **{"wsgi.input": io.BytesIO(raw)})
+
+
+def test_a_chunked_body_is_read_and_one_over_the_limit_is_413(client, imagenet, settings):
+    hit, _, token = imagenet
+    page_key = bodies.candidate_ids(hit.pages.get(index=0))[0]
+    event = {"type": "hover", "image_id": page_key, "action": "enter", "time": bodies.now_ms()}
+
+    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_batch([event])).encode())
+    assert response.status_code == 201 and response.json() == {"stored": 1}
+
+    settings.WORKER_MAX_BODY_BYTES = 1_000
+    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_batch([event] * 50)).encode())
+    assert response.status_code == 413
+    assert error_of(response) == {"code": "too_large", "message": "the body is over the limit of 1000 bytes",
+                                  "fields": {}}
+    assert models.EventBatch.objects.count() == 1
+
+
+@pytest.mark.parametrize("where, field", [
+    ("imagePosition.x", "records[0].imagePosition.x"),
+    ("imagePosition.y", "records[0].imagePosition.y"),
+    ("scroll", "client.scroll[0].y"),
+])
+def test_positions_in_px_far_off_any_page_are_400(client, imagenet, where, field):
+    hit, _, token = imagenet
+    body = bodies.imagenet_save(hit.pages.get(index=0))
+    if where == "scroll":
+        body["client"]["scroll"][0]["y"] = 1e308
+    else:
+        body["records"][0]["imagePosition"][where[-1]] = -1e308 if where.endswith("y") else 1e308
+
+    error = error_of(call(client, token, "POST", "pages/0/save", body))
+
+    assert list(error["fields"]) == [field]
+    assert error["fields"][field][0].endswith("is not a position on the page in px (|px| <= 1000000)")
+    assert stored_counts() == (0, 0, 0, 0, 0)
+
+
+def test_a_scroll_event_far_off_any_page_is_400(client, imagenet):
+    _, _, token = imagenet
+    scroll = {"type": "scroll", "x": 0, "y": 1e308, "time": bodies.now_ms()}
+    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_batch([scroll])))
+    assert list(error["fields"]) == ["events[0].y"]
+    assert models.EventBatch.objects.count() == 0

@@ -1,4 +1,5 @@
 """Input and output serializers of the training API, one pair per operation."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotator import files
@@ -65,7 +66,10 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "checkpoint_url", "is_active", "created_at",
         ]
 
-    def get_checkpoint_url(self, version) -> str:
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_checkpoint_url(self, version):
+        if not version.checkpoint:
+            return None
         return files.url(version.checkpoint.name, self.context.get("request"))
 
 
