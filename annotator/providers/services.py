@@ -84,7 +84,8 @@ def send_decision(assignment):
     """Tell the market the assignment's current decision unless it already has it; returns whether it called."""
     with transaction.atomic():
         assignment = (
-            Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+            Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
+            .get(pk=assignment.pk)
         )
         if assignment.state not in DECIDED:
             return False
@@ -119,7 +120,10 @@ def pay_bonus(assignment, amount, reason, request_key):
         raise ValidationError({"reason": "a bonus needs a reason the worker can read"})
     key = bonus_key(assignment, request_key)
     with transaction.atomic():
-        assignment = Assignment.objects.select_for_update().select_related("hit__batch", "worker").get(pk=assignment.pk)
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
+            .get(pk=assignment.pk)
+        )
         if Event.objects.filter(assignment=assignment, type=Event.Type.BONUSED, data__key=key).exists():
             return False
         provider = get_provider(assignment.hit.batch)
@@ -136,7 +140,7 @@ def repost_hit(hit, count, target_max_assignments):
         raise ValidationError({"count": f"{count}: re-post at least one assignment"})
     key = repost_key(hit, target_max_assignments)
     with transaction.atomic():
-        hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+        hit = Hit.objects.select_for_update(of=("self",)).select_related("batch").get(pk=hit.pk)
         if Event.objects.filter(hit=hit, type=Event.Type.REPOSTED, data__key=key).exists():
             return False
         provider = get_provider(hit.batch)
@@ -152,7 +156,7 @@ def repost_hit(hit, count, target_max_assignments):
 def expire_hit(hit):
     """Stop the HIT from taking new workers; returns whether it expired it now."""
     with transaction.atomic():
-        hit = Hit.objects.select_for_update().select_related("batch").get(pk=hit.pk)
+        hit = Hit.objects.select_for_update(of=("self",)).select_related("batch").get(pk=hit.pk)
         if hit.status == Hit.Status.EXPIRED:
             return False
         provider = get_provider(hit.batch)

@@ -49,7 +49,11 @@ def page_of(hit, index):
 
 def saved_pages(assignment):
     """{page index: client save id} of the assignment's saved pages."""
-    return _state_and_saved_pages(assignment, lock=False)[1]
+    return state_and_saved_pages(assignment)[1]
+
+
+def state_and_saved_pages(assignment):
+    return _state_and_saved_pages(assignment, lock=False)
 
 
 def locked_state_and_saved_pages(assignment):

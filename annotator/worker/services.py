@@ -421,30 +421,45 @@ def save_page(assignment, page, body):
     check_save_envelope(problems, save, decode(save.client, schemas.ClientInfo, path="client"), now_ms())
     problems.raise_if_any()
     rows, summary = build_rows(assignment, page, save, problems)
-    with transaction.atomic():
-        state, saved = selectors.locked_state_and_saved_pages(assignment)
-        if page.index in saved:
-            if saved[page.index] == save.save_id:
+    try:
+        with transaction.atomic():
+            state, saved = selectors.locked_state_and_saved_pages(assignment)
+            if not is_new_save(state, saved, page, save):
                 return False
-            raise Conflict(f"page {page.index} is already saved by another save (save_id {saved[page.index]})")
-        if save.save_id in saved.values():
-            raise Conflict(f"save_id {save.save_id} was already used for another page")
-        if state not in OPEN_STATES:
-            raise Conflict(f"assignment is {state}; pages can no longer be saved")
-        unsaved = [index for index in range(page.index) if index not in saved]
-        if unsaved:
-            raise Conflict(f"pages are saved in order: save page {unsaved[0]} before page {page.index}")
-        insert_rows(PageSubmission, [{
-            "assignment": assignment.pk, "page": page.pk, "client_save_id": save.save_id,
-            "time_spent_ms": round(save.time_spent), "client": save.client, **summary,
-        }])
-        insert_rows(record_model, rows)
-        insert_rows(Event, [{
-            "type": Event.Type.PAGE_SAVED, "hit": assignment.hit_id, "assignment": assignment.pk,
-            "data": {"page": page.index, **summary},
-        }])
-        assignment.state = state
-        _start_work(assignment)
+            insert_rows(PageSubmission, [{
+                "assignment": assignment.pk, "page": page.pk, "client_save_id": save.save_id,
+                "time_spent_ms": round(save.time_spent), "client": save.client, **summary,
+            }])
+            insert_rows(record_model, rows)
+            insert_rows(Event, [{
+                "type": Event.Type.PAGE_SAVED, "hit": assignment.hit_id, "assignment": assignment.pk,
+                "data": {"page": page.index, **summary},
+            }])
+            assignment.state = state
+            _start_work(assignment)
+    except IntegrityError:
+        # A save of this page (or with this save_id) committed while this one waited for the assignment's lock: the
+        # locked read (PostgreSQL, READ COMMITTED) still saw the pages as they were. Answer from what is stored now.
+        if is_new_save(*selectors.state_and_saved_pages(assignment), page, save):
+            raise
+        return False
+    return True
+
+
+def is_new_save(state, saved, page, save):
+    """Whether `save` of `page` is to be stored, given the assignment's state and saved pages; False for a retry of
+    the save already stored, Conflict (409) for one that does not fit."""
+    if page.index in saved:
+        if saved[page.index] == save.save_id:
+            return False
+        raise Conflict(f"page {page.index} is already saved by another save (save_id {saved[page.index]})")
+    if save.save_id in saved.values():
+        raise Conflict(f"save_id {save.save_id} was already used for another page")
+    if state not in OPEN_STATES:
+        raise Conflict(f"assignment is {state}; pages can no longer be saved")
+    unsaved = [index for index in range(page.index) if index not in saved]
+    if unsaved:
+        raise Conflict(f"pages are saved in order: save page {unsaved[0]} before page {page.index}")
     return True
 
 
