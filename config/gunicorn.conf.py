@@ -25,4 +25,7 @@ limit_request_field_size = 8190
 # Behind a TLS-terminating proxy on the same host; set FORWARDED_ALLOW_IPS to the proxy's address otherwise.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# Gunicorn's default format without the query string and the referer: beacons carry the worker's token as ?token=,
+# task URLs carry market worker and assignment ids (the referer of every request from a task page).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

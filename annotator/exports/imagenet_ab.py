@@ -19,6 +19,9 @@ from xml.sax.saxutils import escape
 from .formatting import XML_COORDINATE, pixel_number
 
 MEMBER_PREFIX = "train_xml/"
+# One image's sessions: the released files' largest are well under 1 MiB. A bigger member is refused from its tar
+# header, before it is inflated (a 400 KB tar.gz can hold a 400 MB member).
+MAX_MEMBER_BYTES = 16 * 2**20
 DATABASE_NAME = "ILSVRC_2012"
 # Whole images are buffered per tar member only; this many are grouped for one ground-truth query.
 IMAGES_PER_OBJECT_QUERY = 500
@@ -294,7 +297,11 @@ def read_tar(fileobj):
                     raise MalformedAnnotation(f"{member.name}: refused, the path leaves the archive")
                 if not member.isfile() or not member.name.endswith(".xml"):
                     continue
-                yield parse_annotation(member.name, tar.extractfile(member).read())
+                if member.size > MAX_MEMBER_BYTES:
+                    raise MalformedAnnotation(
+                        f"{member.name}: {member.size} bytes; an annotation member is at most {MAX_MEMBER_BYTES} bytes"
+                    )
+                yield parse_annotation(member.name, tar.extractfile(member).read(MAX_MEMBER_BYTES))
                 tar.members.clear()  # TarFile keeps every member's header for listing; a stream needs none
     except (tarfile.TarError, EOFError, OSError) as error:
         raise MalformedAnnotation(f"not a readable tar.gz archive ({error})") from None

@@ -258,10 +258,12 @@ def _start_work(assignment):
 
 
 def record_event_batch(assignment, page, body):
-    """Store one flushed batch; the same batch_id again stores nothing. Returns (events stored, created)."""
+    """Store one flushed batch; the same batch_id again stores nothing. Returns (events stored, created).
+
+    Also after submit, whatever review decided since (the page's last flush and pagehide beacons come after the
+    submit, and the automatic decision often comes before them); a returned or expired assignment's token is
+    refused before this (AssignmentTokenAuthentication)."""
     batch = decode(body, schemas.EventBatchIn)
-    if assignment.state not in OPEN_STATES | {Assignment.State.SUBMITTED}:
-        raise Conflict(f"assignment is {assignment.state}; it takes no more events")
     problems = Problems()
     kind = assignment.hit.batch.task_kind
     if kind == TaskKind.IMAGENET:

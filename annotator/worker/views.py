@@ -1,9 +1,11 @@
 """The worker path over HTTP: the task entry page and one API view per operation (docs/worker-api.md)."""
+import functools
 import logging
 import math
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, UnreadablePostError
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -19,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator import csp
+from annotator.api.errors import DATABASE_RETRY_AFTER_S
 from annotator.api.schema import Error, msgspec_schema
 from annotator.models import Category, Hit, Provider
 from annotator.worker import schemas, selectors, services
@@ -98,6 +101,23 @@ def refused_page(request, title, message, status, retry_after=None):
     return frame_headers(response)
 
 
+def unavailable_while_the_database_is_down(view):
+    """A task page opened while the database cannot be reached (a restart, a failover) answers 503 with Retry-After
+    and a page saying to reload, as the worker API answers its 503 (annotator.api.errors), not a bare 500."""
+    @functools.wraps(view)
+    def page(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            logger.warning("task page: database unavailable: %s", error)
+            return refused_page(
+                request, "Temporarily unavailable",
+                f"This task cannot be opened right now. Please wait {DATABASE_RETRY_AFTER_S} seconds, then reload this "
+                "page; nothing is lost.", 503, retry_after=DATABASE_RETRY_AFTER_S,
+            )
+    return page
+
+
 def entry_address(request):
     """The keyed hash of the client address (the per-address limits' address): stored with each assignment it
     takes, never the address itself."""
@@ -108,6 +128,7 @@ def entry_address(request):
 @never_cache
 @xframe_options_exempt
 @require_GET
+@unavailable_while_the_database_is_down
 def task_entry(request, hit_id):
     """The task page: preview (records nothing), the worker's own assignment with its token, or, for work already
     started and opened without its proof, the locked page (no token, no data) that only the browser holding the
@@ -278,7 +299,7 @@ class PageEventsView(WorkerAPIView):
         responses={
             201: inline_serializer("WorkerEventsStored", {"stored": serializers.IntegerField()}),
             200: inline_serializer("WorkerEventsAlreadyStored", {"stored": serializers.IntegerField()}),
-            400: ERROR, 403: ERROR, 404: ERROR, 408: ERROR, 409: ERROR, 413: ERROR, 429: ERROR,
+            400: ERROR, 403: ERROR, 404: ERROR, 408: ERROR, 413: ERROR, 429: ERROR,
         },
     )
     def post(self, request, index):

@@ -529,3 +529,18 @@ def test_import_memory_does_not_grow_with_the_record_count(export_format, genera
         assignment__hit__batch=large_result.batch).count() == (200 if export_format == "imagenet-ab" else 2000)
     # Twenty times the records; held in memory they would take several times the peak.
     assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
+
+
+def test_a_member_too_big_to_be_an_annotation_is_refused_before_it_is_inflated(released_imagenet, tmp_path):
+    """Issue 14: a 400 KB tar.gz holding a 400 MB member took 1.36 GB; the member's size in its header decides."""
+    from annotator.exports.imagenet_ab import MAX_MEMBER_BYTES
+
+    document = published_xml("n01440764_9", [("AAAAAAAAAA", "ASSIGNMENT-A", 3, (0.05, 0.05), 100)])
+    padded = document.replace("</annotation>", "<!--" + " " * MAX_MEMBER_BYTES + "--></annotation>")
+    archive = tarball({"train_xml/n01440764/n01440764_9.xml": padded})
+    assert len(archive) < 100_000
+
+    with pytest.raises(CommandError, match=rf"train_xml/n01440764/n01440764_9.xml: {len(padded)} bytes; an "
+                                           rf"annotation member is at most {MAX_MEMBER_BYTES} bytes"):
+        import_file(tmp_path, archive, "imagenet-ab", "released")
+    assert not Batch.objects.filter(name__endswith="-import").exists() and ImageNetRecord.objects.count() == 0

@@ -367,3 +367,22 @@ def test_one_address_cannot_hold_places_endlessly(client, db, settings):
     # Only a keyed hash of the address is kept.
     assert all(re.fullmatch(r"[0-9a-f]{32}", address) for address in
                models.Assignment.objects.values_list("entry_address", flat=True))
+
+
+def test_the_task_page_answers_503_with_retry_after_while_the_database_is_down(client, db):
+    """Issue 14: a PostgreSQL restart gave workers opening a task a bare 500; they get a page saying to reload."""
+    from django.db import OperationalError, connection
+
+    hit = make_imagenet_hit(n_pages=1)
+    url = f"/task/{hit.pk}/?workerId=W1&assignmentId=A1"
+
+    def database_down(*args):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    with connection.execute_wrapper(database_down):
+        response = client.get(url)
+
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert b"Temporarily unavailable" in response.content and b"then reload this page" in response.content
+    assert "frame-ancestors" in response["Content-Security-Policy"]
+    assert client.get(url).status_code == 200  # back up: the same link works
