@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connections
 from django.db.models import Count, Max, Q
 from django.db.models.functions import Length
 
@@ -54,7 +55,7 @@ def image_locator():
     return lambda name: str(root / name)
 
 
-def chunks(rows, size=CHUNK_SIZE):
+def chunks(rows, size):
     """Lists of up to size rows of an iterator."""
     chunk = []
     for row in rows:
@@ -90,7 +91,12 @@ class ManifestBuilder:
     def read(self, step, rows, total):
         """Chunks of a streamed query, reporting "done of total" rows of the step to progress after each."""
         done = 0
-        for chunk in chunks(rows.iterator(chunk_size=CHUNK_SIZE)):
+        if connections[rows.db].vendor == "sqlite":
+            # An open SQLite read would deadlock with the job's heartbeat writes; the embedded set-up is small.
+            streamed = iter(list(rows))
+        else:
+            streamed = rows.iterator(chunk_size=CHUNK_SIZE)  # a server-side cursor on PostgreSQL
+        for chunk in chunks(streamed, CHUNK_SIZE):
             yield chunk
             done += len(chunk)
             if self.progress is not None:

@@ -164,7 +164,7 @@ def test_the_build_streams_in_a_handful_of_queries_whatever_the_size(imagenet_da
 
     assert large == small <= 10
     assert len(manifest) == 15 and manifest.source["train_with_points"] == 10
-    assert [step for step in steps if step[0] == "images"][-1] == ("images", 15, 15)
+    assert [step for step in steps if step[0] == "images"] == [("images", n, 15) for n in (2, 4, 6, 8, 10, 12, 14, 15)]
     assert [step for step in steps if step[0] == "boxes"][-1] == ("boxes", 5, 5)  # val boxes only
     row = row_of(manifest, images["a"])
     assert np.allclose(manifest.point[row, 0], [0.3, 0.5])  # chunking changes no target
