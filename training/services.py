@@ -379,13 +379,13 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
                 logger.info("training job %s: attempt %s on %s, manifest %s", job.pk, job.attempts, hostname,
                             job.manifest_hash[:16])
                 result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
-        if monitor.superseded:
-            return None
-        if result["status"] == "cancelled":
-            logger.info("training job %s cancelled", job.pk)
-            _finish(job.pk, JobStatus.CANCELLED, only_if=mine, log_tail=log_tail.text())
-            return None
-        version = _complete_training_job(job, config, result, log_tail)
+            if monitor.superseded:
+                return None
+            if result["status"] == "cancelled":
+                logger.info("training job %s cancelled", job.pk)
+                _finish(job.pk, JobStatus.CANCELLED, only_if=mine, log_tail=log_tail.text())
+                return None
+            version = _complete_training_job(job, config, result, log_tail)  # still beating: storing takes a while
         shutil.rmtree(out_dir, ignore_errors=True)
         return version
     except SoftTimeLimitExceeded:

@@ -221,7 +221,7 @@ def test_a_snapshot_longer_than_the_heartbeat_timeout_keeps_its_job(transactiona
     finally:
         worker.stop()
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.attempts == 1 and not any(sweep["requeued"] or sweep["failed"] for sweep in sweeps)
+    assert job.attempts == 1 and not any(sweep["requeued"] or sweep["failed"] for sweep in sweeps), sweeps
     # Still building its snapshot well past the heartbeat timeout, and never taken for lost.
     assert snapshot_seen_at - job.started_at > timedelta(seconds=2 * settings.TRAINING_HEARTBEAT_TIMEOUT)
     assert any(re.fullmatch(r"building the data snapshot: \d of 9 images, ETA \d+ s", m) for m in messages)
