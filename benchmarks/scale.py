@@ -230,7 +230,7 @@ def step_generate(n_records, work):
 def imported_batch(n_records):
     from annotator.models import Batch
 
-    return Batch.objects.get(dataset__name=dataset_name(n_records))
+    return Batch.objects.filter(dataset__name=dataset_name(n_records)).order_by("pk").first()  # the import's
 
 
 def step_import(n_records, work):

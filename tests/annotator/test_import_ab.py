@@ -529,3 +529,15 @@ def test_import_memory_does_not_grow_with_the_record_count(export_format, genera
         assignment__hit__batch=large_result.batch).count() == (200 if export_format == "imagenet-ab" else 2000)
     # Twenty times the records; held in memory they would take several times the peak.
     assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ANALYZE is PostgreSQL's; a no-op on SQLite")
+def test_the_import_analyses_the_tables_it_filled(released_imagenet):
+    dataset, path = released_imagenet
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+
+    with connection.cursor() as cursor:  # the planner's row counts, which only ANALYZE (or autovacuum) sets
+        cursor.execute("SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                       "('annotator_imagenetrecord', 'annotator_pagesubmission', 'annotator_pageitem')")
+        estimates = dict(cursor.fetchall())
+    assert estimates == {"annotator_imagenetrecord": 4, "annotator_pagesubmission": 2, "annotator_pageitem": 4}
