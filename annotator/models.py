@@ -101,7 +101,10 @@ class Image(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "key"], name="image_unique_key")]
-        indexes = [models.Index(fields=["dataset", "split"]), models.Index(fields=["dataset", "label"])]
+        indexes = [
+            models.Index(fields=["dataset", "split"]), models.Index(fields=["dataset", "label"]),
+            models.Index(fields=["key"], name="image_key"),  # the admin's search by key, across datasets
+        ]
 
     def __str__(self):
         return self.key

@@ -73,6 +73,8 @@ class TrainingJobAdmin(admin.ModelAdmin):
         progress = job.progress
         if not progress:
             return "-"
+        if progress.get("stage") == "snapshot":
+            return progress["message"]
         parts = [f"epoch {progress.get('epoch')}/{progress.get('epochs')}",
                  f"step {progress.get('step')}/{progress.get('steps')}"]
         if progress.get("loss") is not None:

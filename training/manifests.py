@@ -13,14 +13,22 @@ APPROVED assignments of the chosen batches:
 
 Train images without byproducts stay in the manifest with weight 0; val and shifted images carry their
 ground-truth boxes and polygons (as fractions of the image) for point localisation accuracy.
+
+Paper scale (1.28M ImageNet images, 2.56M records) is built by streaming: a handful of queries whatever the size,
+each read through a server-side cursor in chunks (``.iterator(chunk_size=CHUNK_SIZE)``), the chunks written
+straight into the manifest's preallocated arrays. Only val/shifted images' boxes are read, and memory does not
+grow with the dataset beyond the arrays themselves.
 """
 import logging
 import posixpath
-from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connections
+from django.db.models import Count, Max, Q
+from django.db.models.functions import Length
 
 from annotator.models import Assignment, CocoRecord, Dataset, GroundTruthObject, ImageNetRecord, Split
 from annotator.replay import replay_actions
@@ -29,127 +37,239 @@ from training.ml import manifest as manifest_module
 logger = logging.getLogger(__name__)
 
 ICON_SEMANTICS = ("replay", "adds_only")
+CHUNK_SIZE = 5000  # rows per server-side cursor fetch, and per vectorised write into the arrays
+EVALUATED_SPLITS = (Split.VAL, Split.SHIFTED)  # the splits whose ground-truth boxes the manifest carries
 
 
 class ManifestBuildError(ValueError):
     """The chosen data cannot make a manifest; the message names the field and why."""
 
 
-def image_location(image):
-    """Absolute local path of the image file, or s3://bucket/key when it lives in object storage."""
+def image_locator():
+    """file name -> absolute local path of the image, or s3://bucket/key when images live in object storage."""
     try:
-        return str(Path(default_storage.path(image.file.name)).resolve())
+        root = Path(default_storage.path("")).resolve()
     except NotImplementedError:  # object storage (django-storages S3): bucket and key under its location
-        key = posixpath.join(default_storage.location, image.file.name) if default_storage.location else image.file.name
-        return f"s3://{default_storage.bucket_name}/{key}"
+        location, bucket = default_storage.location, default_storage.bucket_name
+        return lambda name: f"s3://{bucket}/{posixpath.join(location, name) if location else name}"
+    return lambda name: str(root / name)
 
 
-def imagenet_points(images, batches):
-    """{image id: (x, y)}: first click of each selecting record of approved work, averaged over records."""
-    records = ImageNetRecord.objects.filter(
-        image__in=images, selected=True, assignment__state=Assignment.State.APPROVED,
-        assignment__hit__batch__in=batches,
-    ).values_list("image_id", "selected_record")
-    clicks = defaultdict(list)
-    for image_id, selected_record in records:
-        # A keyboard selection (usingKeyboard) has no point: the first click with one is the target.
-        click = next((click for click in selected_record if "x" in click), None)
-        if click is not None:
-            clicks[image_id].append((click["x"], click["y"]))
-    return {image_id: _mean(points) for image_id, points in clicks.items()}
+def chunks(rows, size):
+    """Lists of up to size rows of an iterator."""
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
-def coco_points(images, batches, icons="replay"):
-    """{image id: {category key: (x, y)}}: final icon positions of approved work, averaged over workers."""
-    if icons not in ICON_SEMANTICS:
-        raise ManifestBuildError(f"icons: {icons!r} is not one of {', '.join(ICON_SEMANTICS)}")
-    records = CocoRecord.objects.filter(
-        image__in=images, assignment__state=Assignment.State.APPROVED, assignment__hit__batch__in=batches,
-    ).values_list("image_id", "final_positions", "action_histories")
-    positions = defaultdict(lambda: defaultdict(list))
-    for image_id, final_positions, action_histories in records:
-        if icons == "adds_only":
-            final_positions = replay_actions(action_histories, adds_only=True, strict=False)
-        for key, point in final_positions.items():
-            positions[image_id][str(key)].append((point["x"], point["y"]))
-    return {
-        image_id: {key: _mean(points) for key, points in by_key.items()} for image_id, by_key in positions.items()
-    }
+class ManifestBuilder:
+    """Fills a manifest's arrays from the database, one streamed query per kind of row."""
+
+    def __init__(self, dataset, batches, icons, progress=None):
+        if icons not in ICON_SEMANTICS:
+            raise ManifestBuildError(f"icons: {icons!r} is not one of {', '.join(ICON_SEMANTICS)}")
+        self.dataset, self.batches, self.icons = dataset, batches, icons
+        self.coco = dataset.kind == "coco"
+        self.progress = progress
+        self.categories = list(dataset.categories.order_by("index").values_list("key", "index", "name"))
+        if not self.categories:
+            raise ManifestBuildError(f"dataset: {dataset.name} has no categories")
+        indexes = [index for _, index, _ in self.categories]
+        if indexes != list(range(len(indexes))):
+            raise ManifestBuildError(f"categories: indexes of dataset {dataset.name} are not 0..{len(indexes) - 1}")
+        self.slot_of_key = {key: index for key, index, _ in self.categories}
+
+    def included(self, prefix=""):
+        """The images the manifest holds: ImageNet-style ones without a label cannot be trained on."""
+        return Q() if self.coco else Q(**{f"{prefix}label__isnull": False})
+
+    def read(self, step, rows, total):
+        """Chunks of a streamed query, reporting "done of total" rows of the step to progress after each."""
+        done = 0
+        if connections[rows.db].vendor == "sqlite":
+            # An open SQLite read would deadlock with the job's heartbeat writes; the embedded set-up is small.
+            streamed = iter(list(rows))
+        else:
+            streamed = rows.iterator(chunk_size=CHUNK_SIZE)  # a server-side cursor on PostgreSQL
+        for chunk in chunks(streamed, CHUNK_SIZE):
+            yield chunk
+            done += len(chunk)
+            if self.progress is not None:
+                self.progress(step, done, total)
+
+    def build(self):
+        dataset = self.dataset
+        counts = dataset.images.aggregate(
+            all=Count("id"), images=Count("id", filter=self.included()),
+            train=Count("id", filter=self.included() & Q(split=Split.TRAIN)), longest_name=Max(Length("file")),
+        )
+        if not counts["train"]:
+            raise ManifestBuildError(f"dataset: {dataset.name} has no train images")
+        if counts["all"] > counts["images"]:
+            logger.warning("%s: %d images without a label left out", dataset.name, counts["all"] - counts["images"])
+        n, c = counts["images"], len(self.categories)
+        k = c if self.coco else 1
+        locate = image_locator()
+        self.image = np.empty(n, f"<U{len(locate('x' * counts['longest_name']))}")
+        self.split = np.empty(n, f"<U{max(len(split) for split in manifest_module.SPLITS)}")
+        self.label = np.zeros((n, c), np.uint8) if self.coco else np.zeros(n, np.int64)
+        self.image_ids = np.empty(n, np.int64)
+        self._read_images(n, locate)
+        n = len(self.image)
+        self._rows_by_id = np.argsort(self.image_ids)
+        self._sorted_ids = self.image_ids[self._rows_by_id]
+        point_sum, point_count = np.zeros((n, k, 2)), np.zeros((n, k), np.int64)
+        if self.coco:
+            self._read_coco_labels()
+            self._read_coco_points(point_sum, point_count)
+        else:
+            self._read_imagenet_points(point_sum, point_count)
+        has_point = point_count > 0
+        if self.coco:
+            has_point &= self.label.astype(bool)  # an icon of a class the image does not contain is no target
+        point = np.full((n, k, 2), 0.5, np.float32)
+        point[has_point] = point_sum[has_point] / point_count[has_point][:, None]
+        point_weight = has_point.astype(np.float32)
+        del point_sum, point_count
+        boxes = self._read_boxes()
+        source = {
+            "dataset": dataset.name, "kind": dataset.kind, "batches": sorted(batch.name for batch in self.batches),
+            "icons": self.icons if self.coco else None,
+            "train_with_points": int(np.count_nonzero(has_point.any(axis=1) & (self.split == Split.TRAIN))),
+        }
+        return manifest_module.Manifest(
+            kind=dataset.kind, class_names=[name for _, _, name in self.categories], image=self.image,
+            split=self.split, label=self.label, point=point, point_weight=point_weight, source=source, **boxes,
+        )
+
+    def rows_of(self, image_ids):
+        """(manifest rows, mask of the ids that have one) of an array of image ids."""
+        image_ids = np.asarray(image_ids, np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_ids, image_ids), len(self._sorted_ids) - 1)
+        found = self._sorted_ids[at] == image_ids
+        return self._rows_by_id[at[found]], found
+
+    def _read_images(self, n, locate):
+        fields = ["id", "file", "split"] + ([] if self.coco else ["label__index"])
+        # Sliced to the count: an image imported meanwhile waits for the next snapshot.
+        rows = self.dataset.images.filter(self.included()).order_by("split", "key").values_list(*fields)[:n]
+        start = 0
+        for chunk in self.read("images", rows, n):
+            end = start + len(chunk)
+            columns = list(zip(*chunk))
+            self.image_ids[start:end] = columns[0]
+            self.image[start:end] = [locate(name) for name in columns[1]]
+            self.split[start:end] = columns[2]
+            if not self.coco:
+                self.label[start:end] = columns[3]
+            start = end
+        if start < n:  # images deleted meanwhile
+            self.image, self.split, self.label, self.image_ids = (
+                self.image[:start], self.split[:start], self.label[:start], self.image_ids[:start]
+            )
+        unknown = set(np.unique(self.split).tolist()) - set(manifest_module.SPLITS)
+        if unknown:
+            raise ManifestBuildError(f"images: split {', '.join(sorted(unknown))} is not one of "
+                                     f"{', '.join(manifest_module.SPLITS)}")
+
+    def _approved(self, model):
+        return model.objects.filter(
+            image__dataset=self.dataset, image__split=Split.TRAIN, assignment__state=Assignment.State.APPROVED,
+            assignment__hit__batch__in=[batch.pk for batch in self.batches],
+        )
+
+    def _accumulate(self, point_sum, point_count, image_ids, slots, xy):
+        rows, found = self.rows_of(image_ids)
+        slots, xy = np.asarray(slots, np.int64)[found], np.asarray(xy, np.float64).reshape(-1, 2)[found]
+        np.add.at(point_sum, (rows, slots), xy)
+        np.add.at(point_count, (rows, slots), 1)
+
+    def _read_imagenet_points(self, point_sum, point_count):
+        records = self._approved(ImageNetRecord).filter(selected=True).values_list("image_id", "selected_record")
+        for chunk in self.read("byproducts", records, records.count()):
+            image_ids, xy = [], []
+            for image_id, selected_record in chunk:
+                # A keyboard selection (usingKeyboard) has no point: the first click with one is the target.
+                click = next((click for click in selected_record if "x" in click), None)
+                if click is not None:
+                    image_ids.append(image_id)
+                    xy.append((click["x"], click["y"]))
+            self._accumulate(point_sum, point_count, image_ids, [0] * len(image_ids), xy)
+
+    def _read_coco_labels(self):
+        objects = GroundTruthObject.objects.filter(image__dataset=self.dataset).values_list("image_id",
+                                                                                            "category__index")
+        for chunk in self.read("labels", objects, objects.count()):
+            image_ids, classes = zip(*chunk)
+            rows, found = self.rows_of(image_ids)
+            self.label[rows, np.asarray(classes, np.int64)[found]] = 1
+
+    def _read_coco_points(self, point_sum, point_count):
+        adds_only = self.icons == "adds_only"
+        fields = ["image_id", "action_histories" if adds_only else "final_positions"]
+        records = self._approved(CocoRecord).values_list(*fields)
+        for chunk in self.read("byproducts", records, records.count()):
+            image_ids, slots, xy = [], [], []
+            for image_id, positions in chunk:
+                if adds_only:
+                    positions = replay_actions(positions, adds_only=True, strict=False)
+                for key, point in positions.items():
+                    slot = self.slot_of_key.get(str(key))
+                    if slot is not None:
+                        image_ids.append(image_id)
+                        slots.append(slot)
+                        xy.append((point["x"], point["y"]))
+            self._accumulate(point_sum, point_count, image_ids, slots, xy)
+
+    def _read_boxes(self):
+        """The ground truth of val/shifted images in manifest order: box arrays and their polygons as fractions."""
+        objects = GroundTruthObject.objects.filter(
+            self.included("image__"), image__split__in=EVALUATED_SPLITS, image__dataset=self.dataset
+        ).order_by("image__split", "image__key", "id").values_list(
+            "image_id", "category__index", "bbox", "segmentation", "image__width", "image__height",
+        )
+        box, box_image, box_class, polygon_xy, polygon_start, polygon_box = [], [], [], [], [0], []
+        for chunk in self.read("boxes", objects, objects.count()):
+            rows, _ = self.rows_of([row[0] for row in chunk])
+            for row, (_, index, bbox, segmentation, width, height) in zip(rows.tolist(), chunk):
+                x, y, w, h = bbox
+                if isinstance(segmentation, list):
+                    for polygon in segmentation:
+                        if len(polygon) >= 6:
+                            vertices = np.asarray(polygon, np.float64).reshape(-1, 2) / (width, height)
+                            polygon_xy.append(vertices.astype(np.float32))
+                            polygon_start.append(polygon_start[-1] + len(vertices))
+                            polygon_box.append(len(box))
+                box.append([x / width, y / height, (x + w) / width, (y + h) / height])
+                box_image.append(row)
+                box_class.append(index)
+        return {
+            "box": np.asarray(box, np.float32).reshape(-1, 4), "box_image": np.asarray(box_image, np.int64),
+            "box_class": np.asarray(box_class, np.int64),
+            "polygon_xy": np.concatenate(polygon_xy) if polygon_xy else np.zeros((0, 2), np.float32),
+            "polygon_start": np.asarray(polygon_start, np.int64), "polygon_box": np.asarray(polygon_box, np.int64),
+        }
 
 
-def _mean(points):
-    return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
-
-
-def ground_truth(images):
-    """{image id: [{"class": index, "box": [x0, y0, x1, y1], "polygons": [...]}]} as fractions of the image."""
-    objects = GroundTruthObject.objects.filter(image__in=images).select_related("image", "category")
-    by_image = defaultdict(list)
-    for obj in objects.order_by("id"):
-        width, height = obj.image.width, obj.image.height
-        x, y, w, h = obj.bbox
-        polygons = []
-        if isinstance(obj.segmentation, list):
-            polygons = [
-                [value / (width if i % 2 == 0 else height) for i, value in enumerate(polygon)]
-                for polygon in obj.segmentation if len(polygon) >= 6
-            ]
-        by_image[obj.image_id].append({
-            "class": obj.category.index, "box": [x / width, y / height, (x + w) / width, (y + h) / height],
-            "polygons": polygons,
-        })
-    return by_image
-
-
-def manifest_for(dataset, batches=None, icons="replay"):
+def manifest_for(dataset, batches=None, icons="replay", progress=None):
     """The Manifest of a dataset: train images with byproduct targets of the batches' approved work, val/shifted
-    with ground truth. batches: a queryset or list of the dataset's batches (default: all of them)."""
+    with ground truth. batches: a queryset or list of the dataset's batches (default: all of them).
+    progress(step, done, total) is called as each step ("images", "byproducts", "boxes") reads its rows."""
     batches = list(dataset.batches.all() if batches is None else batches)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.id]
     if foreign:
         raise ManifestBuildError(f"batches: {', '.join(foreign)} do not belong to dataset {dataset.name}")
-    categories = list(dataset.categories.order_by("index"))
-    if not categories:
-        raise ManifestBuildError(f"dataset: {dataset.name} has no categories")
-    index_of_key = {category.key: category.index for category in categories}
-    images = list(dataset.images.order_by("split", "key"))
-    train_images = [image for image in images if image.split == Split.TRAIN]
-    if not train_images:
-        raise ManifestBuildError(f"dataset: {dataset.name} has no train images")
-    objects = ground_truth(images)
-    coco = dataset.kind == "coco"
-    points = coco_points(train_images, batches, icons) if coco else imagenet_points(train_images, batches)
-    entries, unlabelled = [], 0
-    for image in images:
-        if coco:
-            labels = sorted({obj["class"] for obj in objects.get(image.id, [])})
-            targets = {
-                index_of_key[key]: (x, y, 1.0) for key, (x, y) in points.get(image.id, {}).items()
-                if index_of_key.get(key) in labels
-            }
-        else:
-            if image.label_id is None:
-                unlabelled += 1
-                continue
-            labels = [image.label.index]
-            targets = {0: (*points[image.id], 1.0)} if image.id in points else {}
-        entry = {"image": image_location(image), "split": image.split, "labels": labels, "points": targets}
-        if image.split != Split.TRAIN:
-            entry["boxes"] = objects.get(image.id, [])
-        entries.append(entry)
-    if unlabelled:
-        logger.warning("%s: %d images without a label left out", dataset.name, unlabelled)
-    source = {
-        "dataset": dataset.name, "kind": dataset.kind, "batches": sorted(batch.name for batch in batches),
-        "icons": icons if coco else None,
-        "train_with_points": sum(1 for e in entries if e["split"] == Split.TRAIN and e["points"]),
-    }
-    return manifest_module.build(dataset.kind, [c.name for c in categories], entries, source=source)
+    return ManifestBuilder(dataset, batches, icons, progress).build()
 
 
-def build_manifest(dataset, batches=None, icons="replay", out_dir=None):
+def build_manifest(dataset, batches=None, icons="replay", out_dir=None, progress=None):
     """Write the dataset's manifest under out_dir (default VAR_DIR/manifests); returns its path."""
-    manifest = manifest_for(dataset, batches, icons)
+    manifest = manifest_for(dataset, batches, icons, progress)
     return manifest_module.write(manifest, out_dir or Path(settings.VAR_DIR) / "manifests")
 
 

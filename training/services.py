@@ -229,13 +229,24 @@ class LogTail(logging.Handler):
         return "\n".join(self.lines)
 
 
-class JobMonitor:
-    """The engine's callbacks, and a heartbeat thread.
+# What each step of the data snapshot reads (training.manifests.ManifestBuilder), as the researcher sees it.
+SNAPSHOT_STEPS = {
+    "images": "images", "labels": "ground-truth objects (labels)", "byproducts": "byproduct records",
+    "boxes": "ground-truth boxes",
+}
 
-    on_progress writes the engine's progress to the job row (throttled to TRAINING_PROGRESS_INTERVAL). The
-    thread beats the heartbeat, polls the cancel flag for should_stop, and copies finished epochs from the
-    engine's metrics file (one JSON line per epoch), so a long evaluation between steps neither looks dead
-    nor delays a cancel.
+
+class SnapshotStopped(Exception):
+    """The job was cancelled, or its delivery superseded, while its data snapshot was being built."""
+
+
+class JobMonitor:
+    """The job's callbacks, and a heartbeat thread, from the moment the job is claimed.
+
+    on_snapshot_progress and on_progress write the snapshot's and the engine's progress to the job row
+    (throttled to TRAINING_PROGRESS_INTERVAL). The thread beats the heartbeat, polls the cancel flag for
+    should_stop, and copies finished epochs from the engine's metrics file (one JSON line per epoch), so a long
+    snapshot or evaluation neither looks dead (the sweeper would deliver the job again) nor delays a cancel.
     """
 
     def __init__(self, job, metrics_path, log_tail, progress_listener=None):
@@ -250,6 +261,7 @@ class JobMonitor:
         self.interval = settings.TRAINING_PROGRESS_INTERVAL
         self._epochs_copied = None
         self._last_write = 0.0
+        self._snapshot_step, self._snapshot_started = None, 0.0
         self._cancel = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"training-job-{job.pk}-heartbeat", daemon=True)
@@ -299,6 +311,30 @@ class JobMonitor:
     def should_stop(self):
         return self._cancel.is_set()
 
+    def on_snapshot_progress(self, reading, done, total):
+        """The data snapshot's progress ("building the data snapshot: n of N images, ETA"), throttled like the
+        engine's; a cancel or a superseding delivery stops the build at its next chunk."""
+        if self.should_stop():
+            raise SnapshotStopped
+        now = time.monotonic()
+        if self._snapshot_step != reading:
+            self._snapshot_step, self._snapshot_started, self._last_write = reading, now, 0.0
+        if done < total and now - self._last_write < self.interval:
+            return
+        self._last_write = now
+        elapsed = now - self._snapshot_started
+        eta_s = elapsed / done * (total - done) if done else None
+        message = f"building the data snapshot: {done:,} of {total:,} {SNAPSHOT_STEPS[reading]}"
+        if eta_s is not None:
+            message += f", ETA {eta_s:.0f} s"
+        progress = {"stage": "snapshot", "reading": reading, "done": done, "total": total, "eta_s": eta_s,
+                    "message": message}
+        if self.progress_listener is not None:
+            self.progress_listener(progress)
+        TrainingJob.objects.filter(pk=self.job_id, celery_task_id=self.task_id).update(
+            progress=progress, heartbeat_at=timezone.now(), log_tail=self.log_tail.text()
+        )
+
     def on_progress(self, progress):
         if self.progress_listener is not None:
             self.progress_listener(progress)
@@ -333,19 +369,23 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
     training_logger.setLevel(logging.INFO)
     try:
         out_dir = job_output_dir(job)
-        manifest_path = _snapshot_manifest(job, out_dir)
-        config = train_config_class()(**job.config, manifest_path=str(manifest_path), out_dir=str(out_dir))
-        logger.info("training job %s: attempt %s on %s, manifest %s", job.pk, job.attempts, hostname,
-                    job.manifest_hash[:16])
         with JobMonitor(job, out_dir / engine.METRICS_NAME, log_tail, progress_listener) as monitor:
-            result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
-        if monitor.superseded:
-            return None
-        if result["status"] == "cancelled":
-            logger.info("training job %s cancelled", job.pk)
-            _finish(job.pk, JobStatus.CANCELLED, only_if=mine, log_tail=log_tail.text())
-            return None
-        version = _complete_training_job(job, config, result, log_tail)
+            try:
+                manifest_path = _snapshot_manifest(job, out_dir, monitor.on_snapshot_progress)
+            except SnapshotStopped:
+                result = {"status": "cancelled"}
+            else:
+                config = train_config_class()(**job.config, manifest_path=str(manifest_path), out_dir=str(out_dir))
+                logger.info("training job %s: attempt %s on %s, manifest %s", job.pk, job.attempts, hostname,
+                            job.manifest_hash[:16])
+                result = engine.run(config, on_progress=monitor.on_progress, should_stop=monitor.should_stop)
+            if monitor.superseded:
+                return None
+            if result["status"] == "cancelled":
+                logger.info("training job %s cancelled", job.pk)
+                _finish(job.pk, JobStatus.CANCELLED, only_if=mine, log_tail=log_tail.text())
+                return None
+            version = _complete_training_job(job, config, result, log_tail)  # still beating: storing takes a while
         shutil.rmtree(out_dir, ignore_errors=True)
         return version
     except SoftTimeLimitExceeded:
@@ -362,8 +402,9 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
     return None
 
 
-def _snapshot_manifest(job, out_dir):
-    """The job's data snapshot: built once, reused by every later attempt so a resumed run sees the same data."""
+def _snapshot_manifest(job, out_dir, progress=None):
+    """The job's data snapshot: built once, reused by every later attempt so a resumed run sees the same data.
+    progress(reading, done, total) follows the build (training.manifests.manifest_for)."""
     from training import manifests
     from training.ml import manifest as manifest_module
 
@@ -371,7 +412,7 @@ def _snapshot_manifest(job, out_dir):
         existing = sorted(Path(out_dir).glob(f"manifest-{job.manifest_hash[:16]}.npz"))
         if existing:
             return existing[0]
-    manifest = manifests.manifest_for(job.dataset, list(job.batches.all()) or None)
+    manifest = manifests.manifest_for(job.dataset, list(job.batches.all()) or None, progress=progress)
     path = manifest_module.write(manifest, out_dir)
     job.manifest_hash = manifest.content_hash
     TrainingJob.objects.filter(pk=job.pk).update(manifest_hash=manifest.content_hash)

@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from annotator import report
 from annotator.geometry import tag_summary
+from annotator.importers.common import analyze
 from annotator.models import (
     Assignment, Batch, Category, CocoRecord, Event, ExportJob, GroundTruthObject, Hit, HitPage, Image,
     ImageNetRecord, PageItem, PageSubmission, Provider, TaskKind, Worker, hash_worker_id,
@@ -370,6 +371,10 @@ def _chunks(iterable, size):
         yield chunk
 
 
+# What an AB import writes besides its records: analysed after it (annotator.importers.common.analyze).
+IMPORTED_TABLES = (Batch, Hit, Worker, Assignment, HitPage, PageItem, PageSubmission, Event)
+
+
 def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=None):
     """Attach a published ImageNet-AB tarball to `dataset` as an imported, approved batch (all or nothing).
 
@@ -387,6 +392,7 @@ def import_imagenet_ab(dataset, fileobj, source="", batch_name=None, on_images=N
         except imagenet_ab.MalformedAnnotation as error:
             raise ImportFailed(str(error)) from None
         result.page_summaries = _write_imagenet_pages(batch, imported.now)
+    analyze(*IMPORTED_TABLES, ImageNetRecord)
     logger.info("imported %d ImageNet-AB records into batch %s", result.records, batch.name)
     return result
 
@@ -495,6 +501,7 @@ def import_coco_ab(dataset, fileobj, source="", batch_name=None, on_records=None
         except coco_ab.MalformedCocoAb as error:
             raise ImportFailed(str(error)) from None
         result.page_summaries = pages.flush()
+    analyze(*IMPORTED_TABLES, CocoRecord)
     logger.info("imported %d COCO-AB records into batch %s", result.records, batch.name)
     return result
 

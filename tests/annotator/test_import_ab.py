@@ -544,3 +544,15 @@ def test_a_member_too_big_to_be_an_annotation_is_refused_before_it_is_inflated(r
                                            rf"annotation member is at most {MAX_MEMBER_BYTES} bytes"):
         import_file(tmp_path, archive, "imagenet-ab", "released")
     assert not Batch.objects.filter(name__endswith="-import").exists() and ImageNetRecord.objects.count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ANALYZE is PostgreSQL's; a no-op on SQLite")
+def test_the_import_analyses_the_tables_it_filled(released_imagenet):
+    dataset, path = released_imagenet
+    call_command("import_ab", "--format", "imagenet-ab", str(path), "--dataset", "released", verbosity=0)
+
+    with connection.cursor() as cursor:  # the planner's row counts, which only ANALYZE (or autovacuum) sets
+        cursor.execute("SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                       "('annotator_imagenetrecord', 'annotator_pagesubmission', 'annotator_pageitem')")
+        estimates = dict(cursor.fetchall())
+    assert estimates == {"annotator_imagenetrecord": 4, "annotator_pagesubmission": 2, "annotator_pageitem": 4}

@@ -230,3 +230,36 @@ def test_console_pages_allow_only_our_own_scripts_and_no_framing(staff_client):
         assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"], url
         assert "unsafe" not in policy, url
         assert not re.search(rb"<[^>]+\son[a-z]+=", response.content), f"{url} has an inline event handler"
+
+
+def test_the_dashboard_median_time_per_hit_comes_from_the_database_in_the_same_queries_whatever_the_batch(
+        staff_client):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from annotator.review.selectors import batch_dashboard
+
+    batch = factories.BatchFactory()
+    now = timezone.now()
+
+    def finished(minutes, state=Assignment.State.APPROVED):
+        assignment = factories.AssignmentFactory(hit__batch=batch, state=state)
+        Assignment.objects.filter(pk=assignment.pk).update(accepted_at=now - timedelta(minutes=minutes),
+                                                           submitted_at=now)
+
+    for minutes in (10, 40, 20):
+        finished(minutes)
+    factories.AssignmentFactory(hit__batch=batch, state=Assignment.State.ACCEPTED)  # still working: not counted
+    assert batch_dashboard(batch)["median_minutes_per_hit"] == pytest.approx(20)
+    finished(30, Assignment.State.REJECTED)
+    with CaptureQueriesContext(connection) as few:
+        assert batch_dashboard(batch)["median_minutes_per_hit"] == pytest.approx(25)  # (20 + 30) / 2
+    for minutes in range(1, 12):
+        finished(minutes)
+    with CaptureQueriesContext(connection) as many:
+        batch_dashboard(batch)
+    assert len(many) == len(few)
+    assert staff_client.get(f"/review/batches/{batch.pk}/").status_code == 200

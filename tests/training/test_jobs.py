@@ -180,6 +180,55 @@ def test_a_killed_worker_process_leads_to_a_resumed_job(celery_worker):
     assert job.status == JobStatus.CANCELLED
 
 
+class SlowSnapshotWorker(WorkerProcess):
+    """A worker whose data snapshots take SNAPSHOT_CHUNK_DELAY_S per row (tests/training/slow_snapshot_worker.py)."""
+
+    def command(self):
+        command = super().command()
+        command[command.index("celery")] = "tests.training.slow_snapshot_worker"
+        return command
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_a_snapshot_longer_than_the_heartbeat_timeout_keeps_its_job(transactional_db, settings, tmp_path,
+                                                                    celery_worker_process):
+    celery_worker_process.stop()  # only the slow worker may take the job
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 2  # the sweeper, run below as beat would, counts 2 s of silence as lost
+    worker = SlowSnapshotWorker(tmp_path, extra_env={"SNAPSHOT_CHUNK_DELAY_S": "0.5",
+                                                     "TRAINING_HEARTBEAT_TIMEOUT": "2"})
+    settings.MEDIA_ROOT, settings.TRAINING_WORK_DIR = worker.media_root, worker.work_dir
+    worker.start()
+    try:
+        with PublishTo(worker):
+            dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)  # 9 images: 18 rows to read
+            job = services.create_training_job(dataset=dataset, config=TINY_CONFIG, source=TrainingJob.Source.API)
+            messages, sweeps = [], []
+            snapshot_seen_at = None
+
+            def swept_until_finished():
+                nonlocal snapshot_seen_at
+                sweeps.append(services.sweep_jobs())
+                job.refresh_from_db()
+                if job.progress.get("stage") == "snapshot":
+                    snapshot_seen_at = timezone.now()
+                    messages.append(job.progress["message"])
+                return job.is_finished
+
+            wait_for(swept_until_finished, 240, lambda: f"job {job.pk} ({job.status}, {job.progress}, "
+                                                        f"{job.error})\n{worker.log_tail()}", interval=0.3)
+            worker.wait_until_idle()
+    finally:
+        worker.stop()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 1 and not any(sweep["requeued"] or sweep["failed"] for sweep in sweeps), sweeps
+    # Still building its snapshot well past the heartbeat timeout, and never taken for lost.
+    assert snapshot_seen_at - job.started_at > timedelta(seconds=2 * settings.TRAINING_HEARTBEAT_TIMEOUT)
+    assert any(re.fullmatch(r"building the data snapshot: \d of 9 images, ETA \d+ s", m) for m in messages)
+    assert any(re.fullmatch(r"building the data snapshot: \d of 6 byproduct records, ETA \d+ s", m)
+               for m in messages)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -137,3 +137,34 @@ def test_coco_adds_only_reproduces_the_released_loader(coco_dataset):
 
     assert manifest.point_weight[row].tolist() == [1, 1, 0]
     assert np.allclose(manifest.point[row, 0], [0.3, 0.3]) and np.allclose(manifest.point[row, 1], [0.5, 0.5])
+
+
+def test_the_build_streams_in_a_handful_of_queries_whatever_the_size(imagenet_dataset, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from training import manifests
+
+    dataset, images, batches = imagenet_dataset
+    monkeypatch.setattr(manifests, "CHUNK_SIZE", 2)  # every step spans several chunks
+    steps = []
+
+    def queries_for_a_build():
+        with CaptureQueriesContext(connection) as queries:
+            manifest = manifest_for(dataset, progress=lambda step, done, total: steps.append((step, done, total)))
+        return len(queries), manifest
+
+    small, _ = queries_for_a_build()
+    for i in range(12):
+        image = factories.ImageFactory(dataset=dataset, label=images["a"].label, split="train" if i % 3 else "val")
+        factories.GroundTruthObjectFactory(image=image, category=images["a"].label)
+        imagenet_record(batches[i % 2], image, clicks=[click(0.1 * (i % 9), 0.5)])
+    steps.clear()
+    large, manifest = queries_for_a_build()
+
+    assert large == small <= 10
+    assert len(manifest) == 15 and manifest.source["train_with_points"] == 10
+    assert [step for step in steps if step[0] == "images"] == [("images", n, 15) for n in (2, 4, 6, 8, 10, 12, 14, 15)]
+    assert [step for step in steps if step[0] == "boxes"][-1] == ("boxes", 5, 5)  # val boxes only
+    row = row_of(manifest, images["a"])
+    assert np.allclose(manifest.point[row, 0], [0.3, 0.5])  # chunking changes no target

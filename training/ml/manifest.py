@@ -174,7 +174,7 @@ def content_hash(header, arrays):
     for name in ARRAY_NAMES:
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(array.tobytes())
+        digest.update(array.reshape(-1).view(np.uint8))  # the bytes in place: tobytes() would copy the array
     return digest.hexdigest()
 
 

@@ -1,0 +1,392 @@
+"""Paper scale end to end: each step of the product on ImageNet-AB data of N records, time and peak memory.
+
+    nice -n 10 .venv/bin/python benchmarks/scale.py --records 20000 100000 [...] \
+        [--database-url postgres://postgres@127.0.0.1:5432/luab_scale_bench] [--out benchmarks/results/scale.json]
+
+For each N it (re)creates its own PostgreSQL database and builds, as the paper's ImageNet-AB does, an ImageNet-style
+dataset (rows only: 1,000 classes, N / 2 train images, one val image with a ground-truth box per 25 train images)
+and a generated ImageNet-AB tarball of N sessions (2 per image, 48 images a page, 10 pages an assignment: one HIT
+per 480 records) written by the exporter's own writer (benchmarks/import_throughput.py). Then, each in a fresh
+process so its peak RSS (VmHWM) is its own, it runs and measures the product's steps on it:
+
+  import      `manage.py import_ab` (the batch, HITs, assignments, records, page summaries; ANALYZE)
+  manifest    training.manifests.build_manifest of the dataset (what a training job's snapshot builds)
+  report      `manage.py byproduct_report` of the imported batch
+  export      `manage.py export_ab` as jsonl and as imagenet-ab (tar.gz of XML)
+  review      annotator.review.services.review_batch (dry run over every HIT of the batch)
+  pages       the admin's lists of the big tables (records, page items, events, event batches, ground truth:
+              unfiltered, filtered by batch, searched), the review dashboard and an assignment's replay page:
+              median ms of 3 loads and the SQL queries of each
+  worker_api  one HIT of 10 pages published from the dataset's images: GET each page and save it (48 records),
+              median ms
+
+Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
+settings); a table with each step's growth against the previous size is printed.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.support import fresh_database, setup_django  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/luab_scale_bench"
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scale.json"
+N_CLASSES = 1000
+TRAIN_PER_VAL = 25  # ImageNet: 1.28M train, 50k val images
+STEPS = ("import", "manifest", "report", "export", "review", "pages", "worker_api")
+
+
+def dataset_name(n_records):
+    return f"bench-ab-imagenet-{n_records}"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, nargs="+", metavar="N", help="sizes to measure, in records")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--step", choices=("generate",) + STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.records:
+        parser.error("--records: give at least one size")
+    return args
+
+
+def main():
+    args = parse_args()
+    if args.step:
+        setup_django(args.database_url, migrate=args.step == "generate")
+        figures = globals()[f"step_{args.step}"](args.records[0], args.work)
+        figures["peak_rss_mib"] = rss_kib("VmHWM") / 1024
+        print(json.dumps(figures))
+        return
+    for n_records in args.records:
+        measure(args, n_records)
+
+
+def measure(args, n_records):
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scale", "runs": {}}
+    fresh_database(args.database_url)
+    run = {
+        "records": n_records, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "machine": machine(), "load_average_at_start": os.getloadavg(),
+        "settings": {"database": "PostgreSQL " + postgres_version(args.database_url), "classes": N_CLASSES,
+                     "records_per_image": 2, "images_per_page": 48, "pages_per_hit": 10,
+                     "train_images_per_val_image": TRAIN_PER_VAL, "nice": os.nice(0)},
+        "steps": {},
+    }
+    print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
+        for step in ("generate",) + STEPS:
+            child = subprocess.run(
+                [sys.executable, __file__, "--step", step, "--records", str(n_records), "--work", work,
+                 "--database-url", args.database_url],
+                capture_output=True, text=True,
+            )
+            if child.returncode:
+                sys.exit(f"step {step} failed:\n{child.stderr[-3000:]}")
+            run["steps"][step] = figures = json.loads(child.stdout.strip().splitlines()[-1])
+            print(f"{step:<10} {summary(figures)}", flush=True)
+            run["load_average_at_end"] = os.getloadavg()
+            results["runs"][str(n_records)] = run
+            write(args.out, results)
+    print_growth(results)
+
+
+def write(path, results):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results["runs"] = dict(sorted(results["runs"].items(), key=lambda item: int(item[0])))
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def summary(figures):
+    parts = [f"{figures['seconds']:.1f} s" if "seconds" in figures else "",
+             f"peak {figures['peak_rss_mib']:.0f} MiB"]
+    parts += [f"{key} {value}" for key, value in figures.items() if key.endswith("_per_s") or key == "queries"]
+    if "pages" in figures:
+        parts += [f"{name} {page['ms']:.0f} ms/{page['queries']} q" for name, page in figures["pages"].items()]
+    if "median_ms" in figures:
+        parts += [f"{name} {ms:.1f} ms" for name, ms in figures["median_ms"].items()]
+    return ", ".join(part for part in parts if part)
+
+
+def print_growth(results):
+    """Each step's seconds and peak MiB per size, with the factor against the previous size."""
+    runs = list(results["runs"].values())
+    print(f"{'step':<22}" + "".join(f"{run['records']:>22,}" for run in runs))
+    rows = [(step, "seconds") for step in STEPS if step not in ("pages", "worker_api")]
+    rows += [(step, "peak_rss_mib") for step in STEPS if step not in ("pages", "worker_api")]
+    for step, key in rows:
+        line, previous = f"{step + ' ' + ('s' if key == 'seconds' else 'MiB'):<22}", None
+        for run in runs:
+            value = run["steps"].get(step, {}).get(key)
+            growth = f" (x{value / previous:.1f})" if value and previous else ""
+            line += f"{'' if value is None else f'{value:.1f}{growth}':>22}"
+            previous = value
+        print(line)
+
+
+def git_commit():
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def machine():
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpus": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def postgres_version(database_url):
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        return connection.execute("SHOW server_version").fetchone()[0]
+
+
+def rss_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.wall
+        self.cpu_seconds = time.process_time() - self.cpu
+
+
+class QueryCounter:
+    """Counts the SQL statements Django sends on the default connection while active."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+    def __enter__(self):
+        from django.db import connection
+
+        self._wrapper = connection.execute_wrapper(self)
+        self._wrapper.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._wrapper.__exit__(*exc)
+
+
+# --- the steps, each in its own process -------------------------------------------------------------------------
+
+
+def tarball(work, n_records):
+    return Path(work) / f"imagenet_ab_{n_records}.tar.gz"
+
+
+def step_generate(n_records, work):
+    """The dataset's rows (train images of the tarball, val images with a box each) and the tarball."""
+    import random
+
+    from annotator import models
+    from benchmarks import import_throughput
+
+    import_throughput.N_CATEGORIES = N_CLASSES
+    with Timer() as timer:
+        import_throughput.generate_imagenet_ab(n_records, tarball(work, n_records), random.Random(0))
+        dataset = models.Dataset.objects.get(name=dataset_name(n_records))
+        categories = list(dataset.categories.order_by("index"))
+        n_val = -(-n_records // 2) // TRAIN_PER_VAL
+        val_images = models.Image.objects.bulk_create(
+            (models.Image(dataset=dataset, key=f"val_{i:08d}", file=f"images/{dataset.name}/val/{i}.JPEG",
+                          width=500, height=375, split=models.Split.VAL, label=categories[i % N_CLASSES])
+             for i in range(n_val)),
+            batch_size=5000,
+        )
+        models.GroundTruthObject.objects.bulk_create(
+            (models.GroundTruthObject(image=image, category=categories[i % N_CLASSES], bbox=[50, 40, 300, 200],
+                                      area=60000) for i, image in enumerate(val_images)),
+            batch_size=5000,
+        )
+    return {"seconds": timer.seconds, "images": dataset.images.count(), "val_images": n_val,
+            "tarball_mib": tarball(work, n_records).stat().st_size / 2**20}
+
+
+def imported_batch(n_records):
+    from annotator.models import Batch
+
+    return Batch.objects.filter(dataset__name=dataset_name(n_records)).order_by("pk").first()  # the import's
+
+
+def step_import(n_records, work):
+    from django.core.management import call_command
+
+    from annotator.models import ImageNetRecord
+
+    with Timer() as timer:
+        call_command("import_ab", tarball(work, n_records), "--format", "imagenet-ab", "--dataset",
+                     dataset_name(n_records), verbosity=0)
+    records = ImageNetRecord.objects.filter(image__dataset__name=dataset_name(n_records)).count()
+    return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "records": records,
+            "records_per_s": round(records / timer.seconds)}
+
+
+def step_manifest(n_records, work):
+    from annotator.models import Dataset
+    from training.manifests import build_manifest
+    from training.ml import manifest as manifest_module
+
+    dataset = Dataset.objects.get(name=dataset_name(n_records))
+    with QueryCounter() as queries, Timer() as timer:
+        path = build_manifest(dataset, out_dir=Path(work) / "manifests")
+    manifest = manifest_module.read(path, verify=False)
+    return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "queries": queries.count,
+            "images": len(manifest), "images_per_s": round(len(manifest) / timer.seconds),
+            "train_with_points": manifest.source["train_with_points"], "boxes": len(manifest.box),
+            "file_mib": path.stat().st_size / 2**20}
+
+
+def step_report(n_records, work):
+    from django.core.management import call_command
+
+    with Timer() as timer:
+        call_command("byproduct_report", imported_batch(n_records).name, "--out", Path(work) / "report", verbosity=0)
+    return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds}
+
+
+def step_export(n_records, work):
+    from django.core.management import call_command
+
+    batch = imported_batch(n_records)
+    figures = {"seconds": 0.0}
+    for export_format, suffix in (("jsonl", "jsonl"), ("imagenet-ab", "tar.gz")):
+        path = Path(work) / f"export.{suffix}"
+        with Timer() as timer:
+            call_command("export_ab", batch.name, "--format", export_format, "--out", path, verbosity=0)
+        figures[f"{export_format}_seconds"] = timer.seconds
+        figures[f"{export_format}_records_per_s"] = round(n_records / timer.seconds)
+        figures["seconds"] += timer.seconds
+        path.unlink()
+    return figures
+
+
+def step_review(n_records, work):
+    from annotator.review import services
+
+    with Timer() as timer:
+        result = services.review_batch(imported_batch(n_records), apply=False)
+    return {"seconds": timer.seconds, "hits": result.reviewed,
+            "ms_per_hit": round(timer.seconds * 1000 / max(1, result.reviewed), 3)}
+
+
+def step_pages(n_records, work):
+    """The heavy pages, loaded three times each by a logged-in superuser: median ms and the SQL queries."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from annotator.models import Assignment, Image
+
+    batch = imported_batch(n_records)
+    users = get_user_model().objects
+    user = users.filter(username="bench").first() or users.create_superuser("bench", "bench@example.com", "bench")
+    client = Client()
+    client.force_login(user)
+    assignment = Assignment.objects.filter(hit__batch=batch).order_by("pk").first()
+    by_batch = {"records": "assignment__hit__batch__id__exact", "page_items": "page__hit__batch__id__exact",
+                "events": "batch__id__exact", "event_batches": "assignment__hit__batch__id__exact"}
+    admin = {"records": "imagenetrecord", "page_items": "pageitem", "events": "event",
+             "event_batches": "eventbatch", "ground_truth": "groundtruthobject"}
+    urls = {}
+    for name, model in admin.items():
+        urls[f"admin {name}"] = f"/admin/annotator/{model}/"
+        if name in by_batch:
+            urls[f"admin {name} by batch"] = f"/admin/annotator/{model}/?{by_batch[name]}={batch.pk}"
+    image = Image.objects.filter(dataset=batch.dataset).order_by("pk")[n_records // 4]
+    urls["admin records search"] = f"/admin/annotator/imagenetrecord/?q={image.key}"
+    deep = min(50, n_records // 200)  # a page halfway or further in
+    urls[f"admin records by batch, page {deep}"] = (
+        f"/admin/annotator/imagenetrecord/?{by_batch['records']}={batch.pk}&p={deep}"
+    )
+    urls["review dashboard"] = f"/review/batches/{batch.pk}/"
+    urls["review assignment replay"] = f"/review/assignments/{assignment.pk}/"
+    pages = {}
+    with Timer() as timer:
+        for name, url in urls.items():
+            loads = []
+            for _ in range(3):
+                with QueryCounter() as queries:
+                    started = time.perf_counter()
+                    response = client.get(url)
+                    loads.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, f"{url}: {response.status_code}"
+            pages[name] = {"ms": round(statistics.median(loads), 1), "queries": queries.count}
+    return {"seconds": timer.seconds, "pages": pages}
+
+
+def step_worker_api(n_records, work):
+    """One HIT of 10 pages of 48 of the dataset's images, accepted; each page fetched and saved."""
+    from django.test import Client
+
+    import random
+
+    from annotator import models
+    from annotator.worker.services import accept_assignment
+    from annotator.worker.tokens import make_token
+    from benchmarks.ingest import imagenet_page_body, page_ids
+
+    dataset = models.Dataset.objects.get(name=dataset_name(n_records))
+    categories = list(dataset.categories.order_by("index")[:10])
+    batch = models.Batch.objects.create(
+        name=f"bench-worker-{n_records}", dataset=dataset, task_kind="imagenet", status=models.Batch.Status.PUBLISHED,
+        pages_per_hit=10, items_per_page=48, round=1,
+    )
+    hit = models.Hit.objects.create(batch=batch, index=0, status=models.Hit.Status.PUBLISHED, max_assignments=1)
+    for index, category in enumerate(categories):
+        page = models.HitPage.objects.create(hit=hit, index=index, category=category)
+        images = list(models.Image.objects.filter(dataset=dataset, split=models.Split.TRAIN).order_by("pk")[
+            index * 48:(index + 1) * 48])
+        for image in images:  # rows only: a display version's name (the page links it; no file is read)
+            image.display_file = f"display/{image.pk:032x}.jpg"
+        models.Image.objects.bulk_update(images, ["display_file"])
+        models.PageItem.objects.bulk_create(
+            models.PageItem(page=page, image=image, position=k, in_class=image.label_id == category.pk)
+            for k, image in enumerate(images)
+        )
+    hit.refresh_from_db()
+    token = make_token(accept_assignment(hit, "W-SCALE-BENCH", "bench-scale"))
+    client, rng, ids = Client(), random.Random(0), page_ids(hit)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    gets, saves = [], []
+    with Timer() as timer:
+        for index in range(10):
+            started = time.perf_counter()
+            response = client.get(f"/api/worker/pages/{index}", **headers)
+            gets.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.content[:300]
+            body = json.dumps(imagenet_page_body(ids[index], rng))
+            started = time.perf_counter()
+            response = client.post(f"/api/worker/pages/{index}/save", body, content_type="application/json",
+                                   **headers)
+            saves.append((time.perf_counter() - started) * 1000)
+            assert response.status_code in (200, 201), response.content[:300]
+    return {"seconds": timer.seconds,
+            "median_ms": {"get_page": statistics.median(gets), "save_page": statistics.median(saves)}}
+
+
+if __name__ == "__main__":
+    main()
