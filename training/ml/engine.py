@@ -28,6 +28,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
+from training.ml import wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
@@ -71,6 +72,7 @@ class TrainConfig:
     checkpoint_path: str = ""  # local backbone weights to start from (nothing is downloaded)
     model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
     eval_splits: tuple = ("val", "shifted")
+    cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
     log_every: int = 10
 
     def __post_init__(self):
@@ -80,10 +82,12 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
         for name, value, allowed in (
             ("device", self.device, ("auto", "cpu", "cuda")), ("decode", self.decode, data_module.DECODE_MODES),
-            ("point_loss", self.point_loss, POINT_LOSSES),
+            ("point_loss", self.point_loss, POINT_LOSSES), ("cam", self.cam, wsol.CAM_SOURCES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        if self.cam == "attention" and self.method != "attentive":
+            raise ValueError(f"cam: 'attention' needs method attentive, not {self.method}")
         self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
         self.eval_splits = tuple(self.eval_splits)
 
@@ -227,10 +231,12 @@ def stop_requested(should_stop, distributed, device):
 
 @torch.no_grad()
 def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, channels_last=False,
-             decode_dataset=None, distributed=False):
-    """Loss, top-1 or mAP, and point localisation accuracy over a whole split (gathered across processes)."""
+             decode_dataset=None, distributed=False, cam=None):
+    """Loss, top-1 or mAP, and point localisation accuracy over a whole split (gathered across processes); with
+    cam (a wsol.CAM_SOURCES map), also the WSOL metrics and their threshold curves where the split has boxes."""
     model.eval()
     rows, logits, points, losses = [], [], [], []
+    localization = wsol.LocalizationScores()
     for batch in loader:
         if "data" in batch:
             batch = data_module.decode_batch_on_device(batch, decode_dataset, device)
@@ -240,6 +246,8 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
             loss, _ = criterion(output, labels, targets, weights)
         predicted = unwrap(model).predict_points(output, labels).cpu().numpy()
         crops = data_module.crops_of(batch)
+        if cam:
+            wsol.score_batch(localization, unwrap(model), output, batch["row"].numpy(), crops, manifest, cam)
         points.append(np.stack([crop.to_source(p) for crop, p in zip(crops, predicted)]))
         rows.append(batch["row"].numpy())
         logits.append(output["logits"].float().cpu().numpy())
@@ -248,7 +256,7 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
         np.concatenate(rows) if rows else np.zeros(0, np.int64),
         np.concatenate(logits) if logits else np.zeros((0, manifest.num_classes), np.float32),
         np.concatenate(points) if points else np.zeros((0, manifest.points_per_image, 2), np.float32),
-        sum(losses),
+        sum(losses), localization,
     )
     shards = [shard]
     if distributed:
@@ -259,6 +267,7 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
     all_points = np.concatenate([s[2] for s in shards])
     results = metrics_module.split_metrics(manifest, all_rows, all_logits, all_points)
     results["loss"] = sum(s[3] for s in shards) / max(len(all_rows), 1)
+    results.update(sum((s[4] for s in shards), wsol.LocalizationScores()).metrics())
     return results
 
 
@@ -423,6 +432,7 @@ def _run(config, context, on_progress, should_stop):
             split_results = evaluate(
                 trained, criterion, loader, device, manifest, amp_context=amp_context, channels_last=channels_last,
                 decode_dataset=eval_set, distributed=context.distributed,
+                cam=config.cam if epoch + 1 == config.epochs else None,
             )
             record.update({f"{split}_{name}": value for name, value in split_results.items()})
         history.append(record)
@@ -430,7 +440,8 @@ def _run(config, context, on_progress, should_stop):
             with metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             save_checkpoint(out_dir, state(epoch + 1, 0), config)
-        logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, record)
+        logger.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                    {name: value for name, value in record.items() if not isinstance(value, dict)})
     return {
         "status": "succeeded", "metrics": history[-1] if history else {}, "checkpoint": str(checkpoint_path),
         "history": history,
