@@ -694,16 +694,18 @@ def _score_dataset(job, progress_listener=None):
             with image.file.open("rb") as handle:
                 image_bytes.append(handle.read())
         probabilities, points = inference.predict(loaded, image_bytes)
-        scores = steering.uncertainty(probabilities, job.uncertainty, loaded.multi_label)
+        flipped_probabilities, _ = inference.predict(loaded, image_bytes, flip=True)
+        scores = steering.acquisition_scores(probabilities, flipped_probabilities, loaded.multi_label)
         rows = []
-        for image, image_probabilities, image_points, score in zip(chunk, probabilities, points, scores):
+        for position, (image, image_probabilities, image_points) in enumerate(zip(chunk, probabilities, points)):
             predicted = _predicted_record(image_probabilities, image_points, categories, loaded.multi_label)
             predicted_points[image.pk] = predicted["points"] if loaded.multi_label else predicted["point"]
-            rows.append(ImageScore(image=image, model_version=version.name, uncertainty=float(score),
-                                   predicted=predicted))
+            acquisition = {measure: float(values[position]) for measure, values in scores.items()}
+            rows.append(ImageScore(image=image, model_version=version.name, uncertainty=acquisition[job.uncertainty],
+                                   acquisition=acquisition, predicted=predicted))
         ImageScore.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["image", "model_version"],
-            update_fields=["uncertainty", "predicted"],
+            update_fields=["uncertainty", "acquisition", "predicted"],
         )
         job.progress.update(images_done=start + len(chunk), images_total=len(images))
         _beat_inference(job)

@@ -2,6 +2,8 @@
 from django.core.files.storage import default_storage
 from rest_framework import serializers
 
+from training.steering import UNCERTAINTY_MEASURES
+
 from annotator.api.fields import NameField, nul_path
 from annotator.models import Batch, Dataset
 
@@ -71,7 +73,8 @@ class ModelVersionOutput(serializers.ModelSerializer):
 
 class InferenceJobCreateInput(serializers.Serializer):
     uncertainty = serializers.ChoiceField(
-        choices=["entropy", "margin"], default="entropy", help_text="Acquisition score (seed 004)."
+        choices=UNCERTAINTY_MEASURES, default="entropy",
+        help_text="Acquisition score kept as ImageScore.uncertainty (seed 004); all of them are computed.",
     )
 
 
