@@ -25,6 +25,7 @@ from django.core.files.storage import default_storage
 from annotator.models import Assignment, CocoRecord, Dataset, GroundTruthObject, ImageNetRecord, Split
 from annotator.replay import replay_actions
 from training.ml import manifest as manifest_module
+from training.pseudo_labels import confident_labels
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ def ground_truth(images):
     return by_image
 
 
-def manifest_for(dataset, batches=None, icons="replay"):
+def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=None):
     """The Manifest of a dataset: train images with byproduct targets of the batches' approved work, val/shifted
-    with ground truth. batches: a queryset or list of the dataset's batches (default: all of them)."""
+    with ground truth. batches: a queryset or list of the dataset's batches (default: all of them).
+    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py)."""
     batches = list(dataset.batches.all() if batches is None else batches)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.id]
     if foreign:
@@ -119,8 +121,13 @@ def manifest_for(dataset, batches=None, icons="replay"):
     objects = ground_truth(images)
     coco = dataset.kind == "coco"
     points = coco_points(train_images, batches, icons) if coco else imagenet_points(train_images, batches)
-    entries, unlabelled = [], 0
+    pseudo = {} if pseudo_label_threshold is None else confident_labels(dataset, pseudo_label_threshold)
+    entries, unlabelled, pseudo_rows = [], 0, []
     for image in images:
+        if image.id in pseudo and (coco and not objects.get(image.id) or not coco and image.label_id is None):
+            pseudo_rows.append(len(entries))
+            entries.append({"image": image_location(image), "split": image.split, "labels": pseudo[image.id]})
+            continue
         if coco:
             labels = sorted({obj["class"] for obj in objects.get(image.id, [])})
             targets = {
@@ -142,14 +149,17 @@ def manifest_for(dataset, batches=None, icons="replay"):
     source = {
         "dataset": dataset.name, "kind": dataset.kind, "batches": sorted(batch.name for batch in batches),
         "icons": icons if coco else None,
-        "train_with_points": sum(1 for e in entries if e["split"] == Split.TRAIN and e["points"]),
+        "train_with_points": sum(1 for e in entries if e["split"] == Split.TRAIN and e.get("points")),
     }
+    if pseudo_label_threshold is not None:
+        source.update(pseudo_labelled_rows=pseudo_rows, pseudo_label_threshold=pseudo_label_threshold,
+                      pseudo_label_model=dataset.active_model_version)
     return manifest_module.build(dataset.kind, [c.name for c in categories], entries, source=source)
 
 
-def build_manifest(dataset, batches=None, icons="replay", out_dir=None):
+def build_manifest(dataset, batches=None, icons="replay", out_dir=None, pseudo_label_threshold=None):
     """Write the dataset's manifest under out_dir (default VAR_DIR/manifests); returns its path."""
-    manifest = manifest_for(dataset, batches, icons)
+    manifest = manifest_for(dataset, batches, icons, pseudo_label_threshold)
     return manifest_module.write(manifest, out_dir or Path(settings.VAR_DIR) / "manifests")
 
 

@@ -73,6 +73,8 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
     eval_splits: tuple = ("val", "shifted")
     cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
+    balanced_batches: bool = False  # seed 004: half of each batch from rows with collected targets, half without
+    pseudo_label_threshold: float | None = None  # read by the manifest builder (training/pseudo_labels.py)
     log_every: int = 10
 
     def __post_init__(self):
@@ -86,6 +88,10 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        if self.pseudo_label_threshold is not None and not 0 < self.pseudo_label_threshold <= 1:
+            raise ValueError(f"pseudo_label_threshold: {self.pseudo_label_threshold} is not in (0, 1]")
+        if self.balanced_batches and self.batch_size < 2:
+            raise ValueError("balanced_batches: needs batch_size of at least 2 (half labelled, half not)")
         if self.cam == "attention" and self.method != "attentive":
             raise ValueError(f"cam: 'attention' needs method attentive, not {self.method}")
         self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
@@ -345,10 +351,18 @@ def _run(config, context, on_progress, should_stop):
     )
     if len(train_set) == 0:
         raise ValueError(f"manifest_path: {config.manifest_path} has no train entries")
-    train_sampler = data_module.EpochBatchSampler(
-        len(train_set), config.batch_size, shuffle=True, seed=config.seed, rank=context.rank,
-        world_size=context.world_size,
-    )
+    if config.balanced_batches:
+        rows = train_set.rows
+        with_targets = (manifest.point_weight[rows].reshape(len(rows), -1) > 0).any(axis=1)
+        labelled = with_targets & ~manifest.pseudo_labelled[rows]
+        train_sampler = data_module.BalancedBatchSampler(
+            labelled, config.batch_size, seed=config.seed, rank=context.rank, world_size=context.world_size,
+        )
+    else:
+        train_sampler = data_module.EpochBatchSampler(
+            len(train_set), config.batch_size, shuffle=True, seed=config.seed, rank=context.rank,
+            world_size=context.world_size,
+        )
     pin = device.type == "cuda"
     train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
     eval_loaders = {}

@@ -65,7 +65,9 @@ class Command(BaseCommand):
                 seed=options["seed"], device=options["device"], workers=options["workers"],
                 decode=options["decode"], cam=options["cam"], **parse_options(options["option"]),
             ))
-            config.manifest_path = str(build_manifest(dataset, batches, icons=options["icons"]))
+            config.manifest_path = str(build_manifest(
+                dataset, batches, icons=options["icons"], pseudo_label_threshold=config.pseudo_label_threshold
+            ))
         except (ManifestBuildError, ValueError, TypeError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"manifest {config.manifest_path}")
