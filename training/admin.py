@@ -201,6 +201,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"inference job {job.pk} queued for {version.name}")
 
 
+LOCALIZATION_METRICS = ("maxboxacc_iou30", "maxboxacc_iou50", "maxboxacc_iou70", "maxboxacc_v2", "pxap", "ioap", "map_loc")
+
+
 def png_data_uri(png):
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
@@ -212,11 +215,10 @@ def localization_context(runs):
         for split in plots.localization_curves(metrics):
             columns.append(f"{label}: {split}" if len(runs) > 1 else split)
             values.append({name[len(split) + 1:]: value for name, value in metrics.items()
-                           if name.startswith(f"{split}_") and ("maxboxacc" in name or name.endswith("_pxap"))})
+                           if name.startswith(f"{split}_") and name[len(split) + 1:] in LOCALIZATION_METRICS})
     if not columns:
         return {"localization_rows": []}
-    names = [name for name in ("maxboxacc_iou30", "maxboxacc_iou50", "maxboxacc_iou70", "maxboxacc_v2", "pxap")
-             if any(name in column for column in values)]
+    names = [name for name in LOCALIZATION_METRICS if any(name in column for column in values)]
     return {
         "localization_columns": columns,
         "localization_rows": [(name, [column.get(name, "") for column in values]) for name in names],

@@ -57,7 +57,7 @@ _OPTION_JSON_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool
 _OPTION_BOUNDS = {
     "epochs": (1, 10_000), "batch_size": (1, 65_536), "img_size": (16, 4_096), "workers": (0, 256),
     "log_every": (1, 1_000_000), "lr": (0, 10), "weight_decay": (0, 10), "lambda_point": (0, 1e6),
-    "pseudo_label_threshold": (0, 1),
+    "pseudo_label_threshold": (0, 1), "cluster_d_positive": (0, 1), "cluster_d_negative": (0, 1),
 }
 
 

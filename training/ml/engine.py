@@ -28,6 +28,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
+from training.ml import patchcluster
 from training.ml import wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
@@ -75,6 +76,9 @@ class TrainConfig:
     cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
     balanced_batches: bool = False  # seed 004: half of each batch from rows with collected targets, half without
     pseudo_label_threshold: float | None = None  # read by the manifest builder (training/pseudo_labels.py)
+    patch_cluster: bool = False  # seed 001's PatchCluster pseudo-labels (method patch)
+    cluster_d_positive: float = 0.3  # cosine distance to a prototype at or below which a cell is a positive
+    cluster_d_negative: float = 0.8  # above which for every cell the image is a negative
     log_every: int = 10
 
     def __post_init__(self):
@@ -92,6 +96,11 @@ class TrainConfig:
             raise ValueError(f"pseudo_label_threshold: {self.pseudo_label_threshold} is not in (0, 1]")
         if self.balanced_batches and self.batch_size < 2:
             raise ValueError("balanced_batches: needs batch_size of at least 2 (half labelled, half not)")
+        if self.patch_cluster and self.method != "patch":
+            raise ValueError(f"patch_cluster: needs method patch, not {self.method}")
+        if not 0 <= self.cluster_d_positive < self.cluster_d_negative <= 1:
+            raise ValueError(f"cluster_d_positive, cluster_d_negative: need 0 <= d+ < d- <= 1, got "
+                             f"{self.cluster_d_positive} and {self.cluster_d_negative}")
         if self.cam == "attention" and self.method != "attentive":
             raise ValueError(f"cam: 'attention' needs method attentive, not {self.method}")
         self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
@@ -273,7 +282,7 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
     all_points = np.concatenate([s[2] for s in shards])
     results = metrics_module.split_metrics(manifest, all_rows, all_logits, all_points)
     results["loss"] = sum(s[3] for s in shards) / max(len(all_rows), 1)
-    results.update(sum((s[4] for s in shards), wsol.LocalizationScores()).metrics())
+    results.update(sum((s[4] for s in shards), wsol.LocalizationScores()).metrics(all_rows, all_logits))
     return results
 
 
@@ -365,6 +374,17 @@ def _run(config, context, on_progress, should_stop):
         )
     pin = device.type == "cuda"
     train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
+    cluster = None
+    if config.patch_cluster:
+        cluster = criterion.patch_cluster = patchcluster.PatchCluster(
+            config.cluster_d_positive, config.cluster_d_negative, config.patch_focal_gamma
+        )
+        clicked = patchcluster.prototype_positions(manifest, train_set.rows)
+        prototype_loader = data_module.make_loader(
+            data_module.ManifestDataset(manifest, "train", EvalTransform(config.img_size, config.test_crop_ratio)),
+            [clicked[i:i + config.batch_size].tolist() for i in range(0, len(clicked), config.batch_size)],
+            config.workers, pin,
+        )
     eval_loaders = {}
     for split in config.eval_splits:
         eval_set = data_module.ManifestDataset(
@@ -393,6 +413,8 @@ def _run(config, context, on_progress, should_stop):
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+        if cluster is not None:
+            cluster.prototypes = state.get("prototypes")
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
 
     trained = model
@@ -410,13 +432,19 @@ def _run(config, context, on_progress, should_stop):
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
-            "lambda_point": lambda_point,
+            "lambda_point": lambda_point, "prototypes": cluster.prototypes if cluster is not None else None,
         }
 
     for epoch in range(start_epoch, config.epochs):
         first_step = start_step if epoch == start_epoch else 0
         train_sampler.set_epoch(epoch, skip_batches=first_step)
         train_set.set_epoch(epoch)
+        if cluster is not None:
+            if epoch >= 1 and first_step == 0:  # a resumed epoch keeps the prototypes it started with
+                cluster.prototypes = patchcluster.class_prototypes(
+                    model, prototype_loader, device, manifest.num_classes, manifest.multi_label
+                )
+            cluster.positive_cells = cluster.negative_labels = 0
 
         def on_step(step, steps, loss, images_per_s, seconds_per_step, epoch=epoch):
             if on_progress is None or not context.is_main:
@@ -442,6 +470,9 @@ def _run(config, context, on_progress, should_stop):
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
+        if cluster is not None:
+            record.update(train_pseudo_positive_cells=cluster.positive_cells,
+                          train_pseudo_negative_labels=cluster.negative_labels)
         for split, (eval_set, loader) in eval_loaders.items():
             split_results = evaluate(
                 trained, criterion, loader, device, manifest, amp_context=amp_context, channels_last=channels_last,

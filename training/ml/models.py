@@ -74,7 +74,7 @@ class PointClassifier(nn.Module):
             spatial_logits = spatial_logits + self.classifier.bias.view(1, -1, 1, 1)
             return {
                 "logits": spatial_logits.mean(dim=(2, 3)), "points": None, "spatial_logits": spatial_logits,
-                "features": features,
+                "features": features, "grid": grid,
             }
         scores = self.attention(grid)  # (B, K, H, W)
         weights = scores.flatten(2).softmax(dim=-1)  # (B, K, HW)

@@ -12,6 +12,12 @@ centre crop the model saw), min-max normalised to [0, 1] and thresholded at ever
   pixels of all instances whose every object has a mask: precision and recall of ``map >= tau`` for tau from
   1 down to 0, summed as sum_i P_i (R_i - R_{i-1}).
 
+Seed 001's localisation metric of the same maps, per instance and attention threshold t in 0.6, 0.7, 0.8, 0.9:
+``IoA-P = |pred & gt| / |pred|`` with pred = ``map >= t`` and gt the mask (the boxes where the objects have no
+polygons); ``ioap`` is its mean. ``map_loc``: the mean over t of the mean over classes of the average precision of
+the class's logits where an image counts as a hit only when it has the class AND IoA-P >= 0.5 (precision at each
+hit summed over the number of images with the class, as detection AP does).
+
 The threshold curves (BoxAcc per delta, precision and recall of PxAP) are returned with the numbers. Sums are
 kept per threshold so shards of a split (one per process) add up before the numbers are taken.
 """
@@ -25,6 +31,8 @@ from PIL import Image, ImageDraw
 CAM_THRESHOLDS = np.arange(100) / 100  # 0.00, 0.01, ..., 0.99
 PIXEL_THRESHOLDS = np.append(CAM_THRESHOLDS, 1.0)  # PxAP also counts the map's peak alone
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+ATTENTION_THRESHOLDS = (0.6, 0.7, 0.8, 0.9)
+IOA_HIT = 0.5
 CAM_SOURCES = ("auto", "classifier", "attention")
 # Side of the square evaluation frame the maps are upsampled to: 8x a 7x7 feature map; box edges fall on 1/56ths
 # (labelling 100 thresholded 224x224 maps takes seconds per image on a CPU).
@@ -147,6 +155,35 @@ def pixel_average_precision(positives_above, negatives_above, total_positives):
     return float((precision * recall_gain).sum()), precision, recall
 
 
+def intersection_over_predicted_area(cam, mask, thresholds=ATTENTION_THRESHOLDS):
+    """(T,) IoA-P of cam >= t against the bool mask, per attention threshold; 0 where nothing is predicted."""
+    cam, mask = torch.as_tensor(cam, dtype=torch.float32), torch.as_tensor(mask, dtype=torch.bool)
+    predicted = cam.unsqueeze(0) >= torch.as_tensor(thresholds, dtype=torch.float32).view(-1, 1, 1)
+    area = predicted.flatten(1).sum(dim=1)
+    overlap = (predicted & mask).flatten(1).sum(dim=1)
+    return torch.where(area > 0, overlap / area.clamp(min=1), 0.0).numpy()
+
+
+def localization_average_precision(logits, rows, instances, ioa):
+    """map_loc (see the module docstring). logits (N, C) of the split's rows; instances [(row, class)] with
+    ground truth and ioa (I, T) their IoA-P per attention threshold."""
+    position = {int(row): i for i, row in enumerate(rows)}
+    per_threshold = []
+    for column in range(ioa.shape[1]):
+        per_class = []
+        for slot_class in sorted({c for _, c in instances}):
+            hits = np.zeros(len(rows), bool)
+            mine = [i for i, (_, c) in enumerate(instances) if c == slot_class]
+            for i in mine:
+                hits[position[instances[i][0]]] |= ioa[i, column] >= IOA_HIT
+            order = np.argsort(-logits[:, slot_class], kind="stable")
+            ranked = hits[order]
+            precision_at_hit = np.cumsum(ranked)[ranked] / (np.flatnonzero(ranked) + 1)
+            per_class.append(precision_at_hit.sum() / len(mine))
+        per_threshold.append(np.mean(per_class))
+    return float(np.mean(per_threshold))
+
+
 def rasterize(polygons, size):
     """(size, size) bool mask of the union of polygons given as (V, 2) arrays of frame fractions."""
     canvas = Image.new("1", (size, size), 0)
@@ -167,9 +204,16 @@ class LocalizationScores:
     positives_above: np.ndarray = field(default_factory=lambda: np.zeros(len(PIXEL_THRESHOLDS), np.int64))
     negatives_above: np.ndarray = field(default_factory=lambda: np.zeros(len(PIXEL_THRESHOLDS), np.int64))
     mask_instances: int = 0
+    instances: list = field(default_factory=list)  # (row, class) of each instance, for map_loc
+    ioa: list = field(default_factory=list)  # (T,) IoA-P per instance
 
-    def add(self, cam, gt_boxes, mask=None):
-        """One instance: cam (H, W) normalised, gt_boxes (G, 4) in its frame, mask (H, W) bool or None."""
+    def add(self, cam, gt_boxes, mask=None, instance=None):
+        """One instance: cam (H, W) normalised, gt_boxes (G, 4) in its frame, mask (H, W) bool or None;
+        instance (row, class) also scores IoA-P against the mask, or the boxes where there is none."""
+        if instance is not None:
+            region = mask if mask is not None else box_mask(gt_boxes, cam.shape[-1])
+            self.instances.append(tuple(int(v) for v in instance))
+            self.ioa.append(intersection_over_predicted_area(cam, region))
         best = best_iou_per_threshold(cam, gt_boxes)
         self.box_hits += best[:, None] >= np.asarray(IOU_THRESHOLDS)[None, :]
         self.box_instances += 1
@@ -183,12 +227,12 @@ class LocalizationScores:
         return LocalizationScores(
             self.box_hits + other.box_hits, self.box_instances + other.box_instances,
             self.positives_above + other.positives_above, self.negatives_above + other.negatives_above,
-            self.mask_instances + other.mask_instances,
+            self.mask_instances + other.mask_instances, self.instances + other.instances, self.ioa + other.ioa,
         )
 
-    def metrics(self):
-        """{} without instances; else maxboxacc_iou30/50/70, maxboxacc_v2 (their mean), pxap (with masks), and
-        "localization_curves": the threshold curves."""
+    def metrics(self, rows=None, logits=None):
+        """{} without instances; else maxboxacc_iou30/50/70, maxboxacc_v2 (their mean), pxap (with masks), ioap
+        and, given the split's rows and logits, map_loc; and "localization_curves": the threshold curves."""
         if not self.box_instances:
             return {}
         box_accuracy = self.box_hits / self.box_instances  # (T, D)
@@ -205,6 +249,11 @@ class LocalizationScores:
                 pixel_thresholds=PIXEL_THRESHOLDS.round(2).tolist(), pixel_precision=precision.round(4).tolist(),
                 pixel_recall=recall.round(4).tolist(),
             )
+        if self.ioa:
+            ioa = np.stack(self.ioa)
+            results["ioap"] = float(ioa.mean())
+            if logits is not None:
+                results["map_loc"] = localization_average_precision(logits, rows, self.instances, ioa)
         results["localization_curves"] = curves
         return results
 
@@ -235,6 +284,14 @@ def instance_targets(manifest, row, crop, size):
     return targets
 
 
+def box_mask(boxes, size):
+    """(size, size) bool: the union of (G, 4) boxes given as frame fractions."""
+    mask = np.zeros((size, size), bool)
+    for x0, y0, x1, y1 in np.asarray(boxes):
+        mask[int(round(y0 * size)):int(round(y1 * size)), int(round(x0 * size)):int(round(x1 * size))] = True
+    return mask
+
+
 def to_frame(crop, points):
     """(V, 2) source-image fractions -> fractions of the crop's frame (outside the crop: beyond [0, 1])."""
     return crop.apply_to_points(np.asarray(points, np.float32), np.ones(len(points), np.float32))[0]
@@ -248,4 +305,4 @@ def score_batch(scores, model, output, rows, crops, manifest, source="auto", siz
         for slot_class, gt_boxes, mask in instance_targets(manifest, row, crop, size):
             cam = maps[position, 0 if maps.shape[1] == 1 else slot_class]
             cam = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-            scores.add(normalize_map(cam.cpu()), gt_boxes, mask)
+            scores.add(normalize_map(cam.cpu()), gt_boxes, mask, instance=(row, slot_class))
