@@ -536,6 +536,10 @@ class ImageScore(models.Model):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="scores")
     model_version = models.CharField(max_length=100, help_text="The training app's model version id.")
     uncertainty = models.FloatField()
+    acquisition = models.JSONField(
+        default=dict, blank=True,
+        help_text="Every acquisition score of the image (entropy, margin, inconsistency, unified; seed 004).",
+    )
     predicted = models.JSONField(default=dict, help_text="Top classes and predicted points.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -28,8 +28,10 @@ PAPER_DEFAULTS = {
     TaskKind.COCO: {"pages_per_hit": 20, "reward": Decimal("2.00")},
 }
 ORDER_RANDOM = "random"
-ORDER_UNCERTAINTY = "uncertainty"
-ORDERS = (ORDER_RANDOM, ORDER_UNCERTAINTY)
+ORDER_UNCERTAINTY = "uncertainty"  # the score the active model's inference job was asked for (ImageScore.uncertainty)
+# Or one acquisition score of ImageScore.acquisition by name (seed 004; training/steering.py).
+ACQUISITION_ORDERS = ("entropy", "margin", "inconsistency", "unified")
+ORDERS = (ORDER_RANDOM, ORDER_UNCERTAINTY, *ACQUISITION_ORDERS)
 BULK_SIZE = 5000
 PAGES_PER_WRITE = 1000
 
@@ -55,7 +57,7 @@ def build_hits(batch, *, gold_per_page=0, order=ORDER_RANDOM, seed=0, show_progr
     """Create the HITs, pages and candidates of an empty batch from its settings; all or nothing."""
     _validate(batch, gold_per_page, order)
     rng = random.Random(seed)
-    uncertainty = _uncertainty_by_image(batch.dataset) if order == ORDER_UNCERTAINTY else None
+    uncertainty = _uncertainty_by_image(batch.dataset, order) if order != ORDER_RANDOM else None
     if batch.task_kind == TaskKind.IMAGENET:
         planned = _plan_imagenet_pages(batch, rng, uncertainty, gold_per_page)
     else:
@@ -86,7 +88,7 @@ def _validate(batch, gold_per_page, order):
         raise ValidationError({"batch": f"batch {batch.name} already has {batch.hits.count()} HITs"})
     if batch.pages_per_hit < 1:
         raise ValidationError({"pages_per_hit": "must be at least 1"})
-    if order == ORDER_UNCERTAINTY and not batch.dataset.active_model_version:
+    if order != ORDER_RANDOM and not batch.dataset.active_model_version:
         raise ValidationError(
             {"order": f"dataset {batch.dataset.name} has no active model version to take uncertainty from"}
         )
@@ -111,11 +113,19 @@ def _validate(batch, gold_per_page, order):
             )
 
 
-def _uncertainty_by_image(dataset):
-    return dict(
-        ImageScore.objects.filter(image__dataset=dataset, model_version=dataset.active_model_version)
-        .values_list("image_id", "uncertainty")
-    )
+def _uncertainty_by_image(dataset, order=ORDER_UNCERTAINTY):
+    """{image id: score} of the active model's images for an order other than random."""
+    scores = ImageScore.objects.filter(image__dataset=dataset, model_version=dataset.active_model_version)
+    if order == ORDER_UNCERTAINTY:
+        return dict(scores.values_list("image_id", "uncertainty"))
+    by_image = {
+        image_id: acquisition.get(order) for image_id, acquisition in scores.values_list("image_id", "acquisition")
+    }
+    if by_image and all(score is None for score in by_image.values()):
+        raise ValidationError({"order": (
+            f"the scores of {dataset.active_model_version} have no {order}; run its inference again (score_images)"
+        )})
+    return {image_id: score for image_id, score in by_image.items() if score is not None}
 
 
 def _ordered(image_ids, rng, uncertainty):

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -129,12 +130,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_select_related = ["dataset", "job"]
     actions = ["compare", "promote", "run_inference"]
     readonly_fields = [
-        "name", "job", "dataset", "manifest_hash", "config", "metrics", "epoch_metrics", "checkpoint", "is_active",
-        "created_at",
+        "name", "job", "dataset", "manifest_hash", "config", "localization", "metrics", "epoch_metrics", "checkpoint",
+        "is_active", "created_at",
     ]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="localisation (WSOL)")
+    def localization(self, version):
+        return render_to_string(
+            "admin/training/modelversion/localization.html", localization_context({version.name: version.metrics})
+        )
 
     @admin.display(description="metrics")
     def metrics_summary(self, version):
@@ -159,7 +166,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         metric_names = []
         for version in versions:
             metric_names += [name for name in version.metrics if name not in metric_names]
-        rows = [(name, [version.metrics.get(name, "") for version in versions]) for name in metric_names]
+        rows = [
+            (name, [version.metrics.get(name, "") for version in versions]) for name in metric_names
+            if not name.endswith("_localization_curves")
+        ]
         config_names = sorted({name for version in versions for name in version.config})
         config_rows = [
             (name, [version.config.get(name, "") for version in versions]) for name in config_names
@@ -173,7 +183,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "versions": versions,
             "metric_rows": rows,
             "config_rows": config_rows,
-            "curves_data_uri": "data:image/png;base64," + base64.b64encode(curves).decode(),
+            "curves_data_uri": png_data_uri(curves),
+            **localization_context({version.name: version.metrics for version in versions}),
         }
         return TemplateResponse(request, "admin/training/modelversion/compare.html", context)
 
@@ -191,6 +202,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
         for version in queryset:
             job = services.create_inference_job(version, created_by=request.user)
             self.message_user(request, f"inference job {job.pk} queued for {version.name}")
+
+
+LOCALIZATION_METRICS = ("maxboxacc_iou30", "maxboxacc_iou50", "maxboxacc_iou70", "maxboxacc_v2", "pxap", "ioap", "map_loc")
+
+
+def png_data_uri(png):
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def localization_context(runs):
+    """Template context of the WSOL include: one column per (run, split) with curves, their numbers, the plot."""
+    columns, values = [], []
+    for label, metrics in runs.items():
+        for split in plots.localization_curves(metrics):
+            columns.append(f"{label}: {split}" if len(runs) > 1 else split)
+            values.append({name[len(split) + 1:]: value for name, value in metrics.items()
+                           if name.startswith(f"{split}_") and name[len(split) + 1:] in LOCALIZATION_METRICS})
+    if not columns:
+        return {"localization_rows": []}
+    names = [name for name in LOCALIZATION_METRICS if any(name in column for column in values)]
+    return {
+        "localization_columns": columns,
+        "localization_rows": [(name, [column.get(name, "") for column in values]) for name in names],
+        "localization_data_uri": png_data_uri(plots.localization_png(runs)),
+    }
 
 
 @admin.register(InferenceJob)

@@ -3,6 +3,7 @@
 No Django here (the service feeds image bytes in); torch is imported by whoever imports this module, which the
 services do only inside a job.
 """
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
@@ -46,17 +47,20 @@ def load_model(checkpoint_path, device="auto"):
 
 
 @torch.no_grad()
-def predict(loaded, image_bytes):
+def predict(loaded, image_bytes, flip=False):
     """(probabilities (N, C), points (N, K, 2) as fractions of each source image) for a list of image bytes.
 
     Probabilities are a softmax (ImageNet-style) or per-class sigmoids (COCO-style); ImageNet-style points are
-    for the predicted class (K = 1), COCO-style points one per class.
+    for the predicted class (K = 1), COCO-style points one per class. flip: the model sees each image mirrored
+    (its points are mapped back to the unmirrored image), for the inconsistency score (seed 004).
     """
     pixels, crops = [], []
     no_points = np.zeros((1, 2), np.float32)
     for data in image_bytes:
         with Image.open(io.BytesIO(data)) as image:
             image_pixels, _, _, crop = loaded.transform(image, no_points, np.zeros(1, np.float32))
+        if flip:
+            image_pixels, crop = image_pixels.flip(-1), dataclasses.replace(crop, flip=True)
         pixels.append(image_pixels)
         crops.append(crop)
     output = loaded.model(normalize(torch.stack(pixels).to(loaded.device)))

@@ -33,6 +33,7 @@ from django.db.models.functions import Length
 from annotator.models import Assignment, CocoRecord, Dataset, GroundTruthObject, ImageNetRecord, Split
 from annotator.replay import replay_actions
 from training.ml import manifest as manifest_module
+from training.pseudo_labels import confident_labels
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def chunks(rows, size):
 class ManifestBuilder:
     """Fills a manifest's arrays from the database, one streamed query per kind of row."""
 
-    def __init__(self, dataset, batches, icons, progress=None):
+    def __init__(self, dataset, batches, icons, progress=None, pseudo_label_threshold=None):
         if icons not in ICON_SEMANTICS:
             raise ManifestBuildError(f"icons: {icons!r} is not one of {', '.join(ICON_SEMANTICS)}")
         self.dataset, self.batches, self.icons = dataset, batches, icons
@@ -83,10 +84,19 @@ class ManifestBuilder:
         if indexes != list(range(len(indexes))):
             raise ManifestBuildError(f"categories: indexes of dataset {dataset.name} are not 0..{len(indexes) - 1}")
         self.slot_of_key = {key: index for key, index, _ in self.categories}
+        self.pseudo_label_threshold = pseudo_label_threshold
+        self.pseudo = {} if pseudo_label_threshold is None else confident_labels(dataset, pseudo_label_threshold)
+        self.pseudo_rows = []
 
     def included(self, prefix=""):
-        """The images the manifest holds: ImageNet-style ones without a label cannot be trained on."""
-        return Q() if self.coco else Q(**{f"{prefix}label__isnull": False})
+        """The images the manifest holds: ImageNet-style ones without a label cannot be trained on, unless the
+        active model gave them a confident pseudo-label."""
+        if self.coco:
+            return Q()
+        labelled = Q(**{f"{prefix}label__isnull": False})
+        if self.pseudo:
+            labelled |= Q(**{f"{prefix}id__in": list(self.pseudo)})
+        return labelled
 
     def read(self, step, rows, total):
         """Chunks of a streamed query, reporting "done of total" rows of the step to progress after each."""
@@ -126,12 +136,14 @@ class ManifestBuilder:
         point_sum, point_count = np.zeros((n, k, 2)), np.zeros((n, k), np.int64)
         if self.coco:
             self._read_coco_labels()
+            self._pseudo_label_coco()
             self._read_coco_points(point_sum, point_count)
         else:
             self._read_imagenet_points(point_sum, point_count)
         has_point = point_count > 0
         if self.coco:
             has_point &= self.label.astype(bool)  # an icon of a class the image does not contain is no target
+        has_point[self.pseudo_rows] = False  # a pseudo-label's class has no collected point
         point = np.full((n, k, 2), 0.5, np.float32)
         point[has_point] = point_sum[has_point] / point_count[has_point][:, None]
         point_weight = has_point.astype(np.float32)
@@ -142,6 +154,10 @@ class ManifestBuilder:
             "icons": self.icons if self.coco else None,
             "train_with_points": int(np.count_nonzero(has_point.any(axis=1) & (self.split == Split.TRAIN))),
         }
+        if self.pseudo_label_threshold is not None:
+            source.update(pseudo_labelled_rows=sorted(self.pseudo_rows),
+                          pseudo_label_threshold=self.pseudo_label_threshold,
+                          pseudo_label_model=dataset.active_model_version)
         return manifest_module.Manifest(
             kind=dataset.kind, class_names=[name for _, _, name in self.categories], image=self.image,
             split=self.split, label=self.label, point=point, point_weight=point_weight, source=source, **boxes,
@@ -166,7 +182,11 @@ class ManifestBuilder:
             self.image[start:end] = [locate(name) for name in columns[1]]
             self.split[start:end] = columns[2]
             if not self.coco:
-                self.label[start:end] = columns[3]
+                labels = columns[3]
+                if self.pseudo:  # an unlabelled image here has a confident pseudo-label (included())
+                    self.pseudo_rows += [start + i for i, label in enumerate(labels) if label is None]
+                    labels = [self.pseudo[id_][0] if label is None else label for id_, label in zip(columns[0], labels)]
+                self.label[start:end] = labels
             start = end
         if start < n:  # images deleted meanwhile
             self.image, self.split, self.label, self.image_ids = (
@@ -208,6 +228,17 @@ class ManifestBuilder:
             image_ids, classes = zip(*chunk)
             rows, found = self.rows_of(image_ids)
             self.label[rows, np.asarray(classes, np.int64)[found]] = 1
+
+    def _pseudo_label_coco(self):
+        """Train images without any ground-truth object take the active model's confident classes."""
+        if not self.pseudo:
+            return
+        rows, found = self.rows_of(list(self.pseudo))
+        classes = [labels for labels, hit in zip(self.pseudo.values(), found) if hit]
+        for row, labels in zip(rows.tolist(), classes):
+            if self.split[row] == Split.TRAIN and not self.label[row].any():
+                self.label[row, labels] = 1
+                self.pseudo_rows.append(row)
 
     def _read_coco_points(self, point_sum, point_count):
         adds_only = self.icons == "adds_only"
@@ -256,20 +287,21 @@ class ManifestBuilder:
         }
 
 
-def manifest_for(dataset, batches=None, icons="replay", progress=None):
+def manifest_for(dataset, batches=None, icons="replay", progress=None, pseudo_label_threshold=None):
     """The Manifest of a dataset: train images with byproduct targets of the batches' approved work, val/shifted
     with ground truth. batches: a queryset or list of the dataset's batches (default: all of them).
-    progress(step, done, total) is called as each step ("images", "byproducts", "boxes") reads its rows."""
+    progress(step, done, total) is called as each step ("images", "byproducts", "boxes") reads its rows.
+    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py)."""
     batches = list(dataset.batches.all() if batches is None else batches)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.id]
     if foreign:
         raise ManifestBuildError(f"batches: {', '.join(foreign)} do not belong to dataset {dataset.name}")
-    return ManifestBuilder(dataset, batches, icons, progress).build()
+    return ManifestBuilder(dataset, batches, icons, progress, pseudo_label_threshold).build()
 
 
-def build_manifest(dataset, batches=None, icons="replay", out_dir=None, progress=None):
+def build_manifest(dataset, batches=None, icons="replay", out_dir=None, progress=None, pseudo_label_threshold=None):
     """Write the dataset's manifest under out_dir (default VAR_DIR/manifests); returns its path."""
-    manifest = manifest_for(dataset, batches, icons, progress)
+    manifest = manifest_for(dataset, batches, icons, progress, pseudo_label_threshold)
     return manifest_module.write(manifest, out_dir or Path(settings.VAR_DIR) / "manifests")
 
 

@@ -7,6 +7,8 @@ ImageScore rows and agreement scores, which steer the next collection round.
 from django.conf import settings
 from django.db import models
 
+from .steering import UNCERTAINTY_MEASURES
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "queued"
@@ -103,8 +105,10 @@ class InferenceJob(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="inference_jobs")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     uncertainty = models.CharField(
-        max_length=16, choices=[("entropy", "entropy"), ("margin", "margin")], default="entropy",
-        help_text="Acquisition score written to ImageScore.uncertainty (seed 004).",
+        max_length=16, default="entropy",
+        choices=[(measure, measure) for measure in UNCERTAINTY_MEASURES],
+        help_text="Acquisition score written to ImageScore.uncertainty (seed 004); every score is in "
+                  "ImageScore.acquisition.",
     )
     progress = models.JSONField(default=dict, blank=True, help_text="{images_done, images_total}")
     summary = models.JSONField(default=dict, blank=True, help_text="Images scored, assignments and workers scored.")

@@ -42,3 +42,40 @@ def curves_png(runs):
     figure.savefig(buffer, format="png", dpi=90)
     pyplot.close(figure)
     return buffer.getvalue()
+
+
+def localization_curves(metrics):
+    """{split: curves} of the WSOL threshold curves in a run's metrics (keys "<split>_localization_curves")."""
+    suffix = "_localization_curves"
+    return {name[:-len(suffix)]: curves for name, curves in metrics.items() if name.endswith(suffix) and curves}
+
+
+def localization_png(runs):
+    """PNG bytes: BoxAcc against the CAM threshold at each IoU (the maximum is MaxBoxAccV2), and the pixel
+    precision-recall curve of PxAP; one line per (run, split). runs: {label: a run's final metrics}."""
+    deltas = sorted({delta for metrics in runs.values() for curves in localization_curves(metrics).values()
+                     for delta in curves["box_accuracy"]})
+    figure, axes = pyplot.subplots(1, len(deltas) + 1, figsize=(4 * (len(deltas) + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    for label, metrics in runs.items():
+        for split, curves in localization_curves(metrics).items():
+            for panel, delta in zip(axes, deltas):
+                if delta in curves["box_accuracy"]:
+                    panel.plot(curves["thresholds"], curves["box_accuracy"][delta], label=f"{label}: {split}")
+            if "pixel_precision" in curves:
+                axes[-1].plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{label}: {split}")
+    for panel, delta in zip(axes, deltas):
+        panel.set_title(f"BoxAcc at IoU {delta}")
+        panel.set_xlabel("CAM threshold")
+    axes[-1].set_title("PxAP: pixel precision-recall")
+    axes[-1].set_xlabel("recall")
+    for panel in axes:
+        panel.set_ylim(0, 1.02)
+        panel.grid(alpha=0.3)
+        if panel.lines:
+            panel.legend(fontsize="small")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    pyplot.close(figure)
+    return buffer.getvalue()

@@ -57,6 +57,7 @@ _OPTION_JSON_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool
 _OPTION_BOUNDS = {
     "epochs": (1, 10_000), "batch_size": (1, 65_536), "img_size": (16, 4_096), "workers": (0, 256),
     "log_every": (1, 1_000_000), "lr": (0, 10), "weight_decay": (0, 10), "lambda_point": (0, 1e6),
+    "pseudo_label_threshold": (0, 1), "cluster_d_positive": (0, 1), "cluster_d_negative": (0, 1),
 }
 
 
@@ -116,6 +117,10 @@ def create_training_job(*, dataset, config=None, batches=(), source, created_by=
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.pk]
     if foreign:
         raise ValidationError({"batches": f"not batches of dataset {dataset.name}: {', '.join(foreign)}"})
+    if config.get("pseudo_label_threshold") is not None and not dataset.active_model_version:
+        raise ValidationError({"config.pseudo_label_threshold": (
+            f"dataset {dataset.name} has no active model version to take pseudo-labels from"
+        )})
     with transaction.atomic():
         job = TrainingJob.objects.create(
             dataset=dataset, config=config, source=source, created_by=created_by,
@@ -412,8 +417,15 @@ def _snapshot_manifest(job, out_dir, progress=None):
         existing = sorted(Path(out_dir).glob(f"manifest-{job.manifest_hash[:16]}.npz"))
         if existing:
             return existing[0]
-    manifest = manifests.manifest_for(job.dataset, list(job.batches.all()) or None, progress=progress)
+    manifest = manifests.manifest_for(
+        job.dataset, list(job.batches.all()) or None, progress=progress,
+        pseudo_label_threshold=job.config.get("pseudo_label_threshold"),
+    )
     path = manifest_module.write(manifest, out_dir)
+    if "pseudo_labelled_rows" in manifest.source:
+        logger.info("training job %s: %d train images pseudo-labelled by %s at >= %s", job.pk,
+                    len(manifest.source["pseudo_labelled_rows"]), manifest.source["pseudo_label_model"],
+                    manifest.source["pseudo_label_threshold"])
     job.manifest_hash = manifest.content_hash
     TrainingJob.objects.filter(pk=job.pk).update(manifest_hash=manifest.content_hash)
     return path
@@ -735,16 +747,18 @@ def _score_dataset(job, progress_listener=None):
             with image.file.open("rb") as handle:
                 image_bytes.append(handle.read())
         probabilities, points = inference.predict(loaded, image_bytes)
-        scores = steering.uncertainty(probabilities, job.uncertainty, loaded.multi_label)
+        flipped_probabilities, _ = inference.predict(loaded, image_bytes, flip=True)
+        scores = steering.acquisition_scores(probabilities, flipped_probabilities, loaded.multi_label)
         rows = []
-        for image, image_probabilities, image_points, score in zip(chunk, probabilities, points, scores):
+        for position, (image, image_probabilities, image_points) in enumerate(zip(chunk, probabilities, points)):
             predicted = _predicted_record(image_probabilities, image_points, categories, loaded.multi_label)
             predicted_points[image.pk] = predicted["points"] if loaded.multi_label else predicted["point"]
-            rows.append(ImageScore(image=image, model_version=version.name, uncertainty=float(score),
-                                   predicted=predicted))
+            acquisition = {measure: float(values[position]) for measure, values in scores.items()}
+            rows.append(ImageScore(image=image, model_version=version.name, uncertainty=acquisition[job.uncertainty],
+                                   acquisition=acquisition, predicted=predicted))
         ImageScore.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["image", "model_version"],
-            update_fields=["uncertainty", "predicted"],
+            update_fields=["uncertainty", "acquisition", "predicted"],
         )
         job.progress.update(images_done=start + len(chunk), images_total=len(images))
         _beat_inference(job)

@@ -1,11 +1,19 @@
-"""How a model steers the next round: uncertainty of its predictions (seed 004) and agreement of workers'
+"""How a model steers the next round: acquisition scores of its predictions (seed 004) and agreement of workers'
 clicks and icons with its predicted points (a review signal, never a rejection).
+
+Acquisition scores, higher = ask the crowd first:
+- ``entropy`` of the prediction; ``margin``: 1 - (top-1 minus top-2 probability);
+- ``inconsistency``: the Jensen-Shannon divergence (natural log) between the prediction on the image and on its
+  horizontally flipped copy; a model that changes its mind under a flip does not know the image;
+- ``unified``: entropy x inconsistency, high only where the model is both unsure and unstable (seed 004's
+  supplement names the unified score but gives no formula; the product is this product's reading).
+Multi-label (COCO-style): each class is a two-way distribution, averaged over the classes.
 
 Pure numpy: the inference service feeds these the model's probabilities and points.
 """
 import numpy as np
 
-UNCERTAINTY_MEASURES = ("entropy", "margin")
+UNCERTAINTY_MEASURES = ("entropy", "margin", "inconsistency", "unified")
 # A click or icon agrees with the model when it lies within this distance (fraction of the image) of its point.
 AGREEMENT_RADIUS = 0.15
 EPSILON = 1e-12
@@ -34,12 +42,34 @@ def margin_uncertainty(probabilities, multi_label=False):
     return 1.0 - (top_two[:, 1] - top_two[:, 0])
 
 
-def uncertainty(probabilities, measure, multi_label=False):
-    if measure == "entropy":
-        return entropy(probabilities, multi_label)
-    if measure == "margin":
-        return margin_uncertainty(probabilities, multi_label)
-    raise ValueError(f"uncertainty: {measure!r} is not one of {', '.join(UNCERTAINTY_MEASURES)}")
+def inconsistency(probabilities, flipped_probabilities, multi_label=False):
+    """(N, C), (N, C) -> (N,): Jensen-Shannon divergence between the predictions on an image and its mirror."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    q = np.asarray(flipped_probabilities, dtype=np.float64)
+    if multi_label:  # (N, C) -> (N, C, 2): each class as (present, absent)
+        p, q = np.stack([p, 1.0 - p], axis=-1), np.stack([q, 1.0 - q], axis=-1)
+    p, q = np.clip(p, EPSILON, 1.0), np.clip(q, EPSILON, 1.0)
+    m = (p + q) / 2
+    divergence = 0.5 * (p * np.log(p / m)).sum(axis=-1) + 0.5 * (q * np.log(q / m)).sum(axis=-1)
+    return divergence.mean(axis=1) if multi_label else divergence
+
+
+def acquisition_scores(probabilities, flipped_probabilities, multi_label=False):
+    """{measure: (N,)} for every UNCERTAINTY_MEASURES entry."""
+    scores = {
+        "entropy": entropy(probabilities, multi_label),
+        "margin": margin_uncertainty(probabilities, multi_label),
+        "inconsistency": inconsistency(probabilities, flipped_probabilities, multi_label),
+    }
+    scores["unified"] = scores["entropy"] * scores["inconsistency"]
+    return scores
+
+
+def uncertainty(probabilities, measure, multi_label=False, flipped_probabilities=None):
+    if measure not in UNCERTAINTY_MEASURES:
+        raise ValueError(f"uncertainty: {measure!r} is not one of {', '.join(UNCERTAINTY_MEASURES)}")
+    flipped = probabilities if flipped_probabilities is None else flipped_probabilities
+    return acquisition_scores(probabilities, flipped, multi_label)[measure]
 
 
 def point_agrees(point, predicted, radius=AGREEMENT_RADIUS):

@@ -85,6 +85,11 @@ def test_staff_may_start_a_job(django_user_model, dataset, django_capture_on_com
     ({"config": {"lr": "fast"}}, "config.lr", "not of type float"),
     ({"config": {"model_kwargs": []}}, "config.model_kwargs", "not of type dict"),
     ({"config": {"img_size": 8}}, "config.img_size", "outside [16, 4096]"),
+    ({"config": {"cam": "attention", "method": "patch"}}, "config", "cam: 'attention' needs method attentive"),
+    ({"config": {"cam": "gradcam"}}, "config", "cam: 'gradcam' is not one of"),
+    ({"config": {"pseudo_label_threshold": 0.99}}, "config.pseudo_label_threshold", "has no active model version"),
+    ({"config": {"pseudo_label_threshold": 1.5}}, "config.pseudo_label_threshold", "outside [0, 1]"),
+    ({"config": {"balanced_batches": "yes"}}, "config.balanced_batches", "not of type bool"),
     ({"batches": ["someone-elses"]}, "batches", "not batches of dataset"),
     ({"dataset": "no-such-dataset"}, "dataset", "does not exist"),
 ])

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
 from annotator import packing
@@ -23,6 +24,20 @@ def test_entropy_and_margin_of_known_probabilities():
     assert steering.margin_uncertainty(multi_label, multi_label=True) == pytest.approx([1.0, 0.0])
 
 
+def test_inconsistency_and_unified_score_of_known_flipped_predictions():
+    image = np.array([[1.0, 0.0], [0.5, 0.5], [0.8, 0.2]])
+    mirrored = np.array([[0.0, 1.0], [0.5, 0.5], [0.2, 0.8]])
+    # Jensen-Shannon with m = (p + q) / 2: opposite certainties -> ln 2; same prediction -> 0;
+    # [0.8, 0.2] vs [0.2, 0.8]: m = [0.5, 0.5], 0.8 ln 1.6 + 0.2 ln 0.4 = 0.192745.
+    assert steering.inconsistency(image, mirrored) == pytest.approx([math.log(2), 0.0, 0.192745], abs=1e-6)
+    scores = steering.acquisition_scores(image, mirrored)
+    # unified = entropy x inconsistency; entropy of [0.8, 0.2] = 0.500402
+    assert scores["unified"] == pytest.approx([0.0, 0.0, 0.500402 * 0.192745], abs=1e-6)
+    # multi-label: each class is (p, 1 - p); the mean over classes
+    assert steering.inconsistency([[1.0, 0.5]], [[0.0, 0.5]], multi_label=True) == pytest.approx(
+        [math.log(2) / 2], abs=1e-6)
+
+
 def test_agreement_counts_points_within_the_radius():
     pairs = [((0.5, 0.5), (0.55, 0.5)), ((0.1, 0.1), (0.9, 0.9))]
     assert steering.agreement(pairs) == 0.5
@@ -38,9 +53,11 @@ class KnownOutputsModel:
     def load_model(self, checkpoint_path, device="auto"):
         return SimpleNamespace(class_names=["a", "b"], multi_label=self.multi_label)
 
-    def predict(self, loaded, image_bytes):
+    def predict(self, loaded, image_bytes, flip=False):
+        """outputs: {content: (probabilities, points[, probabilities on the mirrored image])}."""
         rows = [self.outputs[data] for data in image_bytes]
-        return np.array([p for p, _ in rows]), np.array([points for _, points in rows])
+        probabilities = [row[2] if flip and len(row) > 2 else row[0] for row in rows]
+        return np.array(probabilities), np.array([row[1] for row in rows])
 
 
 @pytest.fixture
@@ -86,6 +103,7 @@ def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_
     assert ranked == [unsure, half, middling, sure]
     assert ImageScore.objects.get(image=sure).predicted["top"][0] == ["a", 0.99]
 
+    assert set(ImageScore.objects.get(image=sure).acquisition) == {"entropy", "margin", "inconsistency", "unified"}
     # The next round's HITs (H4's packing with --order uncertainty) ask about the uncertain images first.
     dataset.refresh_from_db()
     batch = factories.BatchFactory(dataset=dataset, pages_per_hit=2)
@@ -158,3 +176,46 @@ def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_r
     services.run_inference_job(job.pk, task_id="delivery-1")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 1
+
+
+@pytest.mark.django_db
+def test_inconsistency_order_asks_first_about_the_images_whose_mirror_changes_the_prediction(
+        known_model, django_capture_on_commit_callbacks):
+    dataset = factories.DatasetFactory(kind="coco")
+    for index, key in enumerate(["a", "b"]):
+        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    steady, flips, wavers, unsure = images_with_contents(dataset, [b"steady", b"flips", b"wavers", b"unsure"])
+    centre = [[0.5, 0.5], [0.5, 0.5]]
+    known_model({  # (probabilities, points, probabilities on the mirrored image)
+        b"steady": ([0.99, 0.01], centre, [0.99, 0.01]), b"flips": ([0.9, 0.1], centre, [0.1, 0.9]),
+        b"wavers": ([0.7, 0.3], centre, [0.5, 0.5]), b"unsure": ([0.5, 0.5], centre, [0.5, 0.5]),
+    }, multi_label=True)
+    version = registered_version(dataset)
+    services.promote_model_version(version)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_inference_job(version, uncertainty="inconsistency")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert ImageScore.objects.get(image=unsure).uncertainty == pytest.approx(0.0, abs=1e-9)
+
+    dataset.refresh_from_db()
+    by_inconsistency = factories.BatchFactory(dataset=dataset, pages_per_hit=1)
+    packing.build_hits(by_inconsistency, order="inconsistency")
+    assert [by_inconsistency.hits.get(index=i).pages.get().image.key for i in range(2)] == ["flips", "wavers"]
+    by_entropy = factories.BatchFactory(dataset=dataset, pages_per_hit=1)
+    packing.build_hits(by_entropy, order="entropy")
+    assert by_entropy.hits.get(index=0).pages.get().image.key == "unsure"
+    by_unified = factories.BatchFactory(dataset=dataset, pages_per_hit=1)
+    packing.build_hits(by_unified, order="unified")  # unsure has no inconsistency, steady no entropy
+    assert [by_unified.hits.get(index=i).pages.get().image.key for i in range(2)] == ["flips", "wavers"]
+
+
+@pytest.mark.django_db
+def test_an_acquisition_order_the_scores_lack_is_refused_and_writes_nothing():
+    dataset = factories.DatasetFactory(kind="coco", active_model_version="old-model")
+    image = factories.ImageFactory(dataset=dataset, split=Split.TRAIN)
+    ImageScore.objects.create(image=image, model_version="old-model", uncertainty=0.3)  # scored before acquisition
+    batch = factories.BatchFactory(dataset=dataset)
+    with pytest.raises(ValidationError, match="the scores of old-model have no unified; run its inference again"):
+        packing.build_hits(batch, order="unified")
+    assert not batch.hits.exists()

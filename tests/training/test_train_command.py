@@ -51,7 +51,7 @@ def test_train_command_builds_the_manifest_trains_and_reports(dataset_with_click
         verbosity=0,
     )
     text = out.getvalue()
-    assert "succeeded" in text and "val_top1" in text
+    assert "succeeded" in text and "val_top1" in text and "val_maxboxacc_v2" in text
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["hflip"] == 0 and config["manifest_path"].startswith(str(tmp_path / "var" / "manifests"))
@@ -62,5 +62,7 @@ def test_train_command_names_what_is_wrong(dataset_with_clicks, tmp_path):
         call_command("train", dataset="nope", out=str(tmp_path))
     with pytest.raises(CommandError, match="--batch: round-9 not in dataset shapes"):
         call_command("train", dataset="shapes", batches=["round-9"], out=str(tmp_path))
+    with pytest.raises(CommandError, match="cam: 'attention' needs method attentive, not luab"):
+        call_command("train", dataset="shapes", method="luab", cam="attention", out=str(tmp_path))
     with pytest.raises(CommandError, match=r"unknown training option\(s\): hlfip"):
         call_command("train", dataset="shapes", option=["hlfip=0"], out=str(tmp_path))

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from annotator import files
 from annotator.api.fields import NameField, nul_path
 from annotator.models import Batch, Dataset
+from training.steering import UNCERTAINTY_MEASURES
 
 from ..models import InferenceJob, ModelVersion, TrainingJob
 
@@ -75,7 +76,8 @@ class ModelVersionOutput(serializers.ModelSerializer):
 
 class InferenceJobCreateInput(serializers.Serializer):
     uncertainty = serializers.ChoiceField(
-        choices=["entropy", "margin"], default="entropy", help_text="Acquisition score (seed 004)."
+        choices=UNCERTAINTY_MEASURES, default="entropy",
+        help_text="Acquisition score kept as ImageScore.uncertainty (seed 004); all of them are computed.",
     )
 
 

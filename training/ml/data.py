@@ -158,6 +158,37 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         return max(0, math.ceil(len(self.indices()) / self.batch_size) - self.skip_batches)
 
 
+class BalancedBatchSampler(EpochBatchSampler):
+    """Seed 004's balanced mini-batches: half of each batch (rounded down) from the labelled positions, the rest
+    from the others, each side in its own seeded order for the epoch, the smaller side repeated as needed.
+
+    An epoch is as many batches as the larger side needs to be seen once; with one side empty every batch comes
+    from the other. labelled: (N,) bool per dataset position. Distributed: rank r takes every world_size-th
+    labelled and unlabelled index of the epoch order, so batch_size stays per process; resumable like its parent.
+    """
+
+    def __init__(self, labelled, batch_size, seed=0, rank=0, world_size=1):
+        super().__init__(len(labelled), batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size)
+        self.labelled = np.flatnonzero(labelled)
+        self.unlabelled = np.flatnonzero(~np.asarray(labelled, bool))
+
+    def indices(self):
+        sides = [side for side in (self.labelled, self.unlabelled) if len(side)]
+        if len(sides) == 1:
+            order = sides[0][np.random.default_rng([self.seed, self.epoch, 0]).permutation(len(sides[0]))]
+            padded = np.resize(order, math.ceil(len(order) / self.world_size) * self.world_size)
+            return padded[self.rank::self.world_size]
+        half = self.batch_size // 2
+        shares = (half, self.batch_size - half)
+        steps = max(math.ceil(len(side) / (share * self.world_size)) for side, share in zip(sides, shares))
+        columns = []
+        for number, (side, share) in enumerate(zip(sides, shares)):
+            order = side[np.random.default_rng([self.seed, self.epoch, number]).permutation(len(side))]
+            mine = np.resize(order, steps * share * self.world_size)[self.rank::self.world_size]
+            columns.append(mine.reshape(steps, share))
+        return np.concatenate(columns, axis=1).reshape(-1)
+
+
 def make_loader(dataset, sampler, workers=0, pin_memory=False):
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate, pin_memory=pin_memory,

@@ -28,6 +28,8 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
+from training.ml import patchcluster
+from training.ml import wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
@@ -71,6 +73,12 @@ class TrainConfig:
     checkpoint_path: str = ""  # local backbone weights to start from (nothing is downloaded)
     model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
     eval_splits: tuple = ("val", "shifted")
+    cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
+    balanced_batches: bool = False  # seed 004: half of each batch from rows with collected targets, half without
+    pseudo_label_threshold: float | None = None  # read by the manifest builder (training/pseudo_labels.py)
+    patch_cluster: bool = False  # seed 001's PatchCluster pseudo-labels (method patch)
+    cluster_d_positive: float = 0.3  # cosine distance to a prototype at or below which a cell is a positive
+    cluster_d_negative: float = 0.8  # above which for every cell the image is a negative
     log_every: int = 10
 
     def __post_init__(self):
@@ -80,10 +88,21 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
         for name, value, allowed in (
             ("device", self.device, ("auto", "cpu", "cuda")), ("decode", self.decode, data_module.DECODE_MODES),
-            ("point_loss", self.point_loss, POINT_LOSSES),
+            ("point_loss", self.point_loss, POINT_LOSSES), ("cam", self.cam, wsol.CAM_SOURCES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        if self.pseudo_label_threshold is not None and not 0 < self.pseudo_label_threshold <= 1:
+            raise ValueError(f"pseudo_label_threshold: {self.pseudo_label_threshold} is not in (0, 1]")
+        if self.balanced_batches and self.batch_size < 2:
+            raise ValueError("balanced_batches: needs batch_size of at least 2 (half labelled, half not)")
+        if self.patch_cluster and self.method != "patch":
+            raise ValueError(f"patch_cluster: needs method patch, not {self.method}")
+        if not 0 <= self.cluster_d_positive < self.cluster_d_negative <= 1:
+            raise ValueError(f"cluster_d_positive, cluster_d_negative: need 0 <= d+ < d- <= 1, got "
+                             f"{self.cluster_d_positive} and {self.cluster_d_negative}")
+        if self.cam == "attention" and self.method != "attentive":
+            raise ValueError(f"cam: 'attention' needs method attentive, not {self.method}")
         self.crop_scale, self.crop_ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
         self.eval_splits = tuple(self.eval_splits)
 
@@ -227,10 +246,12 @@ def stop_requested(should_stop, distributed, device):
 
 @torch.no_grad()
 def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, channels_last=False,
-             decode_dataset=None, distributed=False):
-    """Loss, top-1 or mAP, and point localisation accuracy over a whole split (gathered across processes)."""
+             decode_dataset=None, distributed=False, cam=None):
+    """Loss, top-1 or mAP, and point localisation accuracy over a whole split (gathered across processes); with
+    cam (a wsol.CAM_SOURCES map), also the WSOL metrics and their threshold curves where the split has boxes."""
     model.eval()
     rows, logits, points, losses = [], [], [], []
+    localization = wsol.LocalizationScores()
     for batch in loader:
         if "data" in batch:
             batch = data_module.decode_batch_on_device(batch, decode_dataset, device)
@@ -240,6 +261,8 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
             loss, _ = criterion(output, labels, targets, weights)
         predicted = unwrap(model).predict_points(output, labels).cpu().numpy()
         crops = data_module.crops_of(batch)
+        if cam:
+            wsol.score_batch(localization, unwrap(model), output, batch["row"].numpy(), crops, manifest, cam)
         points.append(np.stack([crop.to_source(p) for crop, p in zip(crops, predicted)]))
         rows.append(batch["row"].numpy())
         logits.append(output["logits"].float().cpu().numpy())
@@ -248,7 +271,7 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
         np.concatenate(rows) if rows else np.zeros(0, np.int64),
         np.concatenate(logits) if logits else np.zeros((0, manifest.num_classes), np.float32),
         np.concatenate(points) if points else np.zeros((0, manifest.points_per_image, 2), np.float32),
-        sum(losses),
+        sum(losses), localization,
     )
     shards = [shard]
     if distributed:
@@ -259,6 +282,7 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
     all_points = np.concatenate([s[2] for s in shards])
     results = metrics_module.split_metrics(manifest, all_rows, all_logits, all_points)
     results["loss"] = sum(s[3] for s in shards) / max(len(all_rows), 1)
+    results.update(sum((s[4] for s in shards), wsol.LocalizationScores()).metrics(all_rows, all_logits))
     return results
 
 
@@ -336,12 +360,31 @@ def _run(config, context, on_progress, should_stop):
     )
     if len(train_set) == 0:
         raise ValueError(f"manifest_path: {config.manifest_path} has no train entries")
-    train_sampler = data_module.EpochBatchSampler(
-        len(train_set), config.batch_size, shuffle=True, seed=config.seed, rank=context.rank,
-        world_size=context.world_size,
-    )
+    if config.balanced_batches:
+        rows = train_set.rows
+        with_targets = (manifest.point_weight[rows].reshape(len(rows), -1) > 0).any(axis=1)
+        labelled = with_targets & ~manifest.pseudo_labelled[rows]
+        train_sampler = data_module.BalancedBatchSampler(
+            labelled, config.batch_size, seed=config.seed, rank=context.rank, world_size=context.world_size,
+        )
+    else:
+        train_sampler = data_module.EpochBatchSampler(
+            len(train_set), config.batch_size, shuffle=True, seed=config.seed, rank=context.rank,
+            world_size=context.world_size,
+        )
     pin = device.type == "cuda"
     train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
+    cluster = None
+    if config.patch_cluster:
+        cluster = criterion.patch_cluster = patchcluster.PatchCluster(
+            config.cluster_d_positive, config.cluster_d_negative, config.patch_focal_gamma
+        )
+        clicked = patchcluster.prototype_positions(manifest, train_set.rows)
+        prototype_loader = data_module.make_loader(
+            data_module.ManifestDataset(manifest, "train", EvalTransform(config.img_size, config.test_crop_ratio)),
+            [clicked[i:i + config.batch_size].tolist() for i in range(0, len(clicked), config.batch_size)],
+            config.workers, pin,
+        )
     eval_loaders = {}
     for split in config.eval_splits:
         eval_set = data_module.ManifestDataset(
@@ -370,6 +413,8 @@ def _run(config, context, on_progress, should_stop):
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+        if cluster is not None:
+            cluster.prototypes = state.get("prototypes")
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
 
     trained = model
@@ -387,13 +432,19 @@ def _run(config, context, on_progress, should_stop):
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
-            "lambda_point": lambda_point,
+            "lambda_point": lambda_point, "prototypes": cluster.prototypes if cluster is not None else None,
         }
 
     for epoch in range(start_epoch, config.epochs):
         first_step = start_step if epoch == start_epoch else 0
         train_sampler.set_epoch(epoch, skip_batches=first_step)
         train_set.set_epoch(epoch)
+        if cluster is not None:
+            if epoch >= 1 and first_step == 0:  # a resumed epoch keeps the prototypes it started with
+                cluster.prototypes = patchcluster.class_prototypes(
+                    model, prototype_loader, device, manifest.num_classes, manifest.multi_label
+                )
+            cluster.positive_cells = cluster.negative_labels = 0
 
         def on_step(step, steps, loss, images_per_s, seconds_per_step, epoch=epoch):
             if on_progress is None or not context.is_main:
@@ -419,10 +470,14 @@ def _run(config, context, on_progress, should_stop):
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
+        if cluster is not None:
+            record.update(train_pseudo_positive_cells=cluster.positive_cells,
+                          train_pseudo_negative_labels=cluster.negative_labels)
         for split, (eval_set, loader) in eval_loaders.items():
             split_results = evaluate(
                 trained, criterion, loader, device, manifest, amp_context=amp_context, channels_last=channels_last,
                 decode_dataset=eval_set, distributed=context.distributed,
+                cam=config.cam if epoch + 1 == config.epochs else None,
             )
             record.update({f"{split}_{name}": value for name, value in split_results.items()})
         history.append(record)
@@ -430,7 +485,8 @@ def _run(config, context, on_progress, should_stop):
             with metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             save_checkpoint(out_dir, state(epoch + 1, 0), config)
-        logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, record)
+        logger.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                    {name: value for name, value in record.items() if not isinstance(value, dict)})
     return {
         "status": "succeeded", "metrics": history[-1] if history else {}, "checkpoint": str(checkpoint_path),
         "history": history,

@@ -80,6 +80,7 @@ class LuabLoss(torch.nn.Module):
         self.method, self.multi_label, self.lambda_point = method, multi_label, lambda_point
         self.point_loss, self.huber_beta = point_loss, huber_beta
         self.label_smoothing, self.patch_focal_gamma = label_smoothing, patch_focal_gamma
+        self.patch_cluster = None  # a patchcluster.PatchCluster adds its pseudo-positive cells to the patch loss
 
     def forward(self, output, labels, points, weights):
         cls = classification_loss(output["logits"], labels, self.multi_label, self.label_smoothing)
@@ -89,6 +90,8 @@ class LuabLoss(torch.nn.Module):
             point = patch_point_loss(
                 output["spatial_logits"], points, weights, labels, self.multi_label, self.patch_focal_gamma
             )
+            if self.patch_cluster is not None:
+                point = point + self.patch_cluster.loss(output, labels, weights, self.multi_label)
         else:
             point = cls.new_zeros(())
         return cls + self.lambda_point * point, {"cls": cls.detach(), "point": point.detach()}

@@ -75,6 +75,13 @@ class Manifest:
     def __len__(self):
         return len(self.image)
 
+    @property
+    def pseudo_labelled(self):
+        """(N,) bool: rows whose labels are a model's confident predictions (source["pseudo_labelled_rows"])."""
+        mask = np.zeros(len(self.image), bool)
+        mask[np.asarray(self.source.get("pseudo_labelled_rows", []), np.int64)] = True
+        return mask
+
     def indices(self, split):
         return np.flatnonzero(self.split == split)
 

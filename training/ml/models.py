@@ -72,7 +72,10 @@ class PointClassifier(nn.Module):
         if self.method == "patch":
             spatial_logits = torch.einsum("bdhw,cd->bchw", grid, self.classifier.weight)
             spatial_logits = spatial_logits + self.classifier.bias.view(1, -1, 1, 1)
-            return {"logits": spatial_logits.mean(dim=(2, 3)), "points": None, "spatial_logits": spatial_logits}
+            return {
+                "logits": spatial_logits.mean(dim=(2, 3)), "points": None, "spatial_logits": spatial_logits,
+                "features": features, "grid": grid,
+            }
         scores = self.attention(grid)  # (B, K, H, W)
         weights = scores.flatten(2).softmax(dim=-1)  # (B, K, HW)
         attended = torch.einsum("bkn,bdn->bkd", weights, grid.flatten(2))
@@ -81,7 +84,10 @@ class PointClassifier(nn.Module):
             logits = self.classifier(pooled[:, 0])
         else:  # one attention map per class: class c is scored on its own pooled features
             logits = torch.einsum("bcd,cd->bc", pooled, self.classifier.weight) + self.classifier.bias
-        return {"logits": logits, "points": soft_argmax(weights, grid.shape[2], grid.shape[3])}
+        return {
+            "logits": logits, "points": soft_argmax(weights, grid.shape[2], grid.shape[3]), "attention": scores,
+            "features": features,
+        }
 
     @torch.no_grad()
     def predict_points(self, output, labels):

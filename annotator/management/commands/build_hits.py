@@ -39,7 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--round", type=int, help="Collection round (2 re-packs what --from-batch missed).")
         parser.add_argument("--from-batch", help="Round 1 batch whose unselected images round 2 re-packs.")
         parser.add_argument("--order", choices=packing.ORDERS, default=packing.ORDER_RANDOM,
-                            help="uncertainty: most uncertain images first (needs the dataset's active model).")
+                            help="Highest acquisition score of the dataset's active model first (seed 004): "
+                                 "entropy, margin, inconsistency (prediction vs its flipped copy), unified "
+                                 "(entropy x inconsistency), or uncertainty (the score its inference job chose).")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **options):

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from training.manifests import ICON_SEMANTICS, ManifestBuildError, build_manifest, dataset_by_name
 from training.ml.engine import TrainConfig, run
 from training.ml.models import METHODS
+from training.ml.wsol import CAM_SOURCES
 
 
 class Command(BaseCommand):
@@ -31,6 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes.")
         parser.add_argument("--decode", choices=["pil", "device"], default="pil",
                             help="Decode JPEGs in the loader workers (pil) or batched on the device.")
+        parser.add_argument("--cam", choices=CAM_SOURCES, default="auto",
+                            help="Map scored by the WSOL metrics (MaxBoxAccV2, PxAP) after the last epoch: the "
+                                 "method's own (auto), the class activation map (classifier) or attentive "
+                                 "pooling's map (attention).")
         parser.add_argument("--icons", choices=ICON_SEMANTICS, default="replay",
                             help="COCO-style: final icon positions after replay, or the adds only.")
         parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
@@ -58,9 +63,11 @@ class Command(BaseCommand):
                 method=options["method"], epochs=options["epochs"], lambda_point=options["lambda_point"],
                 batch_size=options["batch_size"], lr=options["lr"], img_size=options["img_size"],
                 seed=options["seed"], device=options["device"], workers=options["workers"],
-                decode=options["decode"], **parse_options(options["option"]),
+                decode=options["decode"], cam=options["cam"], **parse_options(options["option"]),
             ))
-            config.manifest_path = str(build_manifest(dataset, batches, icons=options["icons"]))
+            config.manifest_path = str(build_manifest(
+                dataset, batches, icons=options["icons"], pseudo_label_threshold=config.pseudo_label_threshold
+            ))
         except (ManifestBuildError, ValueError, TypeError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"manifest {config.manifest_path}")
@@ -81,7 +88,8 @@ class Command(BaseCommand):
             finally:
                 if in_main_thread:
                     signal.signal(signal.SIGINT, previous_handler)
-        self.stdout.write(json.dumps(result["metrics"], indent=2))
+        numbers = {name: value for name, value in result["metrics"].items() if not isinstance(value, dict)}
+        self.stdout.write(json.dumps(numbers, indent=2))  # the threshold curves are in the run's metrics.jsonl
         self.stdout.write(self.style.SUCCESS(f"{result['status']}: {result['checkpoint']}"))
 
     def queue_job(self, options):
@@ -103,7 +111,7 @@ class Command(BaseCommand):
                 raise ManifestBuildError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
             config = {name: options[name] for name in (
                 "model", "method", "epochs", "lambda_point", "batch_size", "lr", "img_size", "seed", "device",
-                "workers", "decode",
+                "workers", "decode", "cam",
             )}
             config.update(parse_options(options["option"]))
             job = create_training_job(dataset=dataset, batches=batches, config=config,
