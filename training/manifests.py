@@ -12,7 +12,9 @@ APPROVED assignments of the chosen batches:
   dropped (the point slot of an absent class has no meaning).
 
 Train images without byproducts stay in the manifest with weight 0; val and shifted images carry their
-ground-truth boxes and polygons (as fractions of the image) for point localisation accuracy.
+ground-truth boxes and polygons (as fractions of the image) for point localisation accuracy, and ImageNet-style
+images whose import said which class's background they show (``meta["background"]``) carry it, for the share of
+predictions that follow the background.
 """
 import logging
 import posixpath
@@ -134,6 +136,8 @@ def manifest_for(dataset, batches=None, icons="replay"):
             labels = [image.label.index]
             targets = {0: (*points[image.id], 1.0)} if image.id in points else {}
         entry = {"image": image_location(image), "split": image.split, "labels": labels, "points": targets}
+        if not coco and image.meta.get("background") in index_of_key:
+            entry["background"] = index_of_key[image.meta["background"]]
         if image.split != Split.TRAIN:
             entry["boxes"] = objects.get(image.id, [])
         entries.append(entry)

@@ -57,6 +57,7 @@ _OPTION_JSON_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool
 _OPTION_BOUNDS = {
     "epochs": (1, 10_000), "batch_size": (1, 65_536), "img_size": (16, 4_096), "workers": (0, 256),
     "log_every": (1, 1_000_000), "lr": (0, 10), "weight_decay": (0, 10), "lambda_point": (0, 1e6),
+    "min_feature_cells": (1, 1_024),
 }
 
 
@@ -382,7 +383,7 @@ def _complete_training_job(job, config, result, log_tail):
     history = result.get("history", [])
     metrics = result.get("metrics", {})
     prefix = f"training/jobs/{job.pk}"
-    full_config = dict(dataclasses.asdict(config), manifest_hash=job.manifest_hash)
+    full_config = dict(result.get("config") or dataclasses.asdict(config), manifest_hash=job.manifest_hash)
     with open(result["checkpoint"], "rb") as checkpoint:
         artifacts = {"checkpoint": default_storage.save(f"{prefix}/checkpoint.pt", checkpoint)}
     artifacts["config"] = default_storage.save(
