@@ -4,10 +4,13 @@ No photo set can be downloaded here, so the demo draws coloured shapes on textur
 shape (circle, star, ...) with a name, synonyms and a definition. The generator knows exactly where every object
 is: the boxes and polygons it writes are the ground truth, and its pixels are the rasterised polygons.
 
-In train and val each class sits on "its own" background texture most of the time (BACKGROUND_MATCH_RATE); in the
-shifted split every image gets another class's texture, so a model that learned the background fails there and
-one that looks at the object does not. Objects vary in size and are placed off-centre as often as at the centre.
-Everything is deterministic for a seed.
+In train and val each class sits on "its own" background texture half of the time (BACKGROUND_MATCH_RATE), so the
+background alone predicts the class well above chance. In the shifted split the texture is drawn uniformly from all
+of them, independent of the class: there both chance and a model that only reads the background score 1/12 top-1,
+and the share of predictions equal to the background's class (written next to each image, BACKGROUNDS_FILE) tells
+which of the two a model is; one that looks at the object scores above both. ImageNet-style objects cover a fifth
+to two fifths of the shorter side and sit off-centre three times out of four (OFF_CENTRE_RATE), so a point
+always guessed at the image centre is often off the object. Everything is deterministic for a seed.
 """
 import json
 import logging
@@ -22,14 +25,19 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-BACKGROUND_MATCH_RATE = 0.8
+BACKGROUND_MATCH_RATE = 0.5
+OFF_CENTRE_RATE = 0.75
+IMAGENET_RADIUS = (0.2, 0.4)  # of the shorter side
+COCO_RADIUS = (0.1, 0.22)
 IMAGE_WIDTHS = (160, 176, 192)
 IMAGE_HEIGHTS = (128, 144, 160)
 JPEG_QUALITY = 92
 SPLITS = ("train", "val", "shifted")
 MANIFEST_NAME = "demo_manifest.json"
-# Enough for two ImageNet-style HITs of 10 pages x 48 candidates, 36 of them in-class, without reusing an image.
-DEFAULT_IMAGENET_PER_CLASS = 72
+BACKGROUNDS_FILE = "backgrounds.txt"
+# 100 train images a class: enough for a small CPU model to learn shapes, not only textures, in minutes
+# (benchmarks/learning_effect.py); 20 a class in val and in shifted.
+DEFAULT_IMAGENET_PER_CLASS = 100
 # Each class appears in about this many COCO-style train images (about 3 objects per image).
 DEFAULT_COCO_PER_CLASS = 12
 
@@ -251,7 +259,7 @@ def _mask_box(mask):
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
-def render(rng, width, height, class_indices, background, radius_range, centred_rate=0.5):
+def render(rng, width, height, class_indices, background, radius_range, centred_rate=1 - OFF_CENTRE_RATE):
     """Draw the classes' shapes on a background texture; objects never overlap. Returns (PIL image, objects)."""
     pixels = texture(rng, background, width, height)
     objects, taken = [], np.zeros((height, width), dtype=bool)
@@ -287,8 +295,10 @@ def _is_central(polygon, width, height):
 
 
 def choose_background(rng, class_index, split):
-    """Train/val: the class's own texture with BACKGROUND_MATCH_RATE, else another; shifted: always another."""
-    if split != "shifted" and rng.uniform() < BACKGROUND_MATCH_RATE:
+    """Train/val: the class's own texture with BACKGROUND_MATCH_RATE, else another; shifted: any, uniformly."""
+    if split == "shifted":
+        return int(rng.integers(len(TEXTURES)))
+    if rng.uniform() < BACKGROUND_MATCH_RATE:
         return class_index
     others = [t for t in range(len(TEXTURES)) if t != class_index]
     return int(rng.choice(others))
@@ -333,7 +343,7 @@ def _imagenet_xml(wnid, stem, image, objects):
 
 def imagenet_counts(per_class):
     """Images per class in each split."""
-    return {"train": per_class, "val": max(2, per_class // 6), "shifted": max(2, per_class // 6)}
+    return {"train": per_class, "val": max(2, per_class // 5), "shifted": max(2, per_class // 5)}
 
 
 def coco_counts(per_class):
@@ -344,7 +354,8 @@ def coco_counts(per_class):
 
 def generate_imagenet(out_dir, seed=0, per_class=DEFAULT_IMAGENET_PER_CLASS, progress=False):
     """Write DIR/{train,val,shifted}/<wnid>/<stem>.JPEG, DIR/bbox/<wnid>/<stem>.xml, LOC_synset_mapping.txt,
-    gloss.txt (wnid TAB definition) and the generator's manifest. Returns the list of DemoImage written."""
+    gloss.txt (wnid TAB definition), backgrounds.txt ("<stem> <wnid>": the class whose texture the image's
+    background is, read by the ImageNet importer) and the generator's manifest. Returns the DemoImages written."""
     out = Path(out_dir)
     counts = imagenet_counts(per_class)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,13 +373,15 @@ def generate_imagenet(out_dir, seed=0, per_class=DEFAULT_IMAGENET_PER_CLASS, pro
                     stem = f"{wnid}_{n + 1}" if split == "train" else f"{wnid}_{split}_{n + 1}"
                     width, height = _image_size(rng)
                     background = choose_background(rng, class_index, split)
-                    image, objects = render(rng, width, height, [class_index], background, (0.14, 0.4))
+                    image, objects = render(rng, width, height, [class_index], background, IMAGENET_RADIUS)
                     _save_jpeg(image, out / split / wnid / f"{stem}.JPEG")
                     xml_path = out / "bbox" / wnid / f"{stem}.xml"
                     xml_path.parent.mkdir(parents=True, exist_ok=True)
                     xml_path.write_text(_imagenet_xml(wnid, stem, image, objects))
                     written.append(DemoImage(f"{split}/{wnid}/{stem}.JPEG", split, width, height, background, objects))
                     bar.update()
+    (out / BACKGROUNDS_FILE).write_text("".join(
+        f"{Path(image.file_name).stem} {CLASSES[image.background].wnid}\n" for image in written))
     _write_manifest(out, "imagenet", seed, written)
     return written
 
@@ -410,7 +423,7 @@ def generate_coco(out_dir, seed=0, per_class=DEFAULT_COCO_PER_CLASS, progress=Fa
                 n_objects = int(rng.integers(2, 5))
                 class_indices = [int(i) for i in rng.choice(len(CLASSES), size=n_objects, replace=False)]
                 background = choose_background(rng, class_indices[0], split)
-                image, objects = render(rng, width, height, class_indices, background, (0.1, 0.22))
+                image, objects = render(rng, width, height, class_indices, background, COCO_RADIUS)
                 file_name = f"images/{split}/{image_id + n:012d}.jpg"
                 _save_jpeg(image, out / file_name)
                 split_images.append(DemoImage(file_name, split, width, height, background, objects))

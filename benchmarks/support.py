@@ -39,3 +39,20 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_record(settings):
+    """What every results JSON starts with: the commit, the machine, its load average, the settings."""
+    import platform
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=root).stdout.strip()
+    return {
+        "commit": commit + ("+uncommitted changes" if dirty else ""),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_at_start": round(os.getloadavg()[0], 2)},
+        "settings": settings,
+    }

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from annotator import files
 
-from . import plots, services
+from . import plots, selectors, services
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
 
 
@@ -29,6 +29,17 @@ class TrainingJobAddForm(forms.ModelForm):
         return cleaned
 
 
+def effect_table(rows, columns):
+    """A small HTML table: a header of column names, then (label, values) rows, values as 0.000."""
+    header = format_html_join("", "<th>{}</th>", ((column,) for column in columns))
+    body = format_html_join("", "<tr><td>{}</td>{}</tr>", (
+        (label, format_html_join("", "<td>{}</td>", (("-" if v is None else f"{v:.3f}",) for v in values)))
+        for label, values in rows
+    ))
+    return format_html('<table class="learning-effect"><thead><tr><th></th>{}</tr></thead><tbody>{}</tbody></table>',
+                       header, body)
+
+
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = ["id", "dataset", "status", "progress_summary", "source", "attempts", "created_by", "created_at"]
@@ -38,8 +49,8 @@ class TrainingJobAdmin(admin.ModelAdmin):
     actions = ["cancel_jobs", "train_again"]
     readonly_fields = [
         "dataset", "batches", "config", "source", "triggered_by_batch", "manifest_hash", "status", "progress",
-        "progress_summary", "curves", "epoch_metrics", "metrics", "error", "log", "artifact_links", "created_by",
-        "celery_task_id", "worker_hostname", "heartbeat_at", "attempts", "cancel_requested", "created_at",
+        "progress_summary", "learning_effect", "curves", "epoch_metrics", "metrics", "error", "log", "artifact_links",
+        "created_by", "celery_task_id", "worker_hostname", "heartbeat_at", "attempts", "cancel_requested", "created_at",
         "started_at", "finished_at",
     ]
     exclude = ["log_tail", "artifacts"]
@@ -85,6 +96,13 @@ class TrainingJobAdmin(admin.ModelAdmin):
         if progress.get("eta_s") is not None and not job.is_finished:
             parts.append(f"ETA {progress['eta_s']:.0f} s")
         return ", ".join(parts)
+
+    @admin.display(description="learning effect")
+    def learning_effect(self, job):
+        """Val and background-shifted split side by side: top-1 next to chance and to how often the prediction is
+        the background's class, point accuracy next to the centre prior."""
+        rows = selectors.learning_effect(job.metrics, job.dataset.categories.count())
+        return effect_table(rows, selectors.EFFECT_SPLITS) if rows else "-"
 
     @admin.display(description="curves")
     def curves(self, job):
@@ -162,7 +180,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def compare_view(self, request):
         ids = [int(pk) for pk in request.GET.get("ids", "").split(",") if pk.isdigit()]
-        versions = list(ModelVersion.objects.filter(pk__in=ids).select_related("dataset", "job"))
+        versions = sorted(ModelVersion.objects.filter(pk__in=ids).select_related("dataset", "job"),
+                          key=lambda version: ids.index(version.pk))  # in the order asked for
         metric_names = []
         for version in versions:
             metric_names += [name for name in version.metrics if name not in metric_names]
@@ -182,6 +201,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "versions": versions,
             "metric_rows": rows,
+            "effect_rows": selectors.learning_effect_side_by_side(versions),
             "config_rows": config_rows,
             "curves_data_uri": png_data_uri(curves),
             **localization_context({version.name: version.metrics for version in versions}),

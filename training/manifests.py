@@ -12,7 +12,9 @@ APPROVED assignments of the chosen batches:
   dropped (the point slot of an absent class has no meaning).
 
 Train images without byproducts stay in the manifest with weight 0; val and shifted images carry their
-ground-truth boxes and polygons (as fractions of the image) for point localisation accuracy.
+ground-truth boxes and polygons (as fractions of the image) for point localisation accuracy, and ImageNet-style
+images whose import said which class's background they show (``meta["background"]``) carry it, for the share of
+predictions that follow the background.
 
 Paper scale (1.28M ImageNet images, 2.56M records) is built by streaming: a handful of queries whatever the size,
 each read through a server-side cursor in chunks (``.iterator(chunk_size=CHUNK_SIZE)``), the chunks written
@@ -129,6 +131,7 @@ class ManifestBuilder:
         self.split = np.empty(n, f"<U{max(len(split) for split in manifest_module.SPLITS)}")
         self.label = np.zeros((n, c), np.uint8) if self.coco else np.zeros(n, np.int64)
         self.image_ids = np.empty(n, np.int64)
+        self.background = np.full(n, -1, np.int64)  # the class whose background an image shows, -1 unknown
         self._read_images(n, locate)
         n = len(self.image)
         self._rows_by_id = np.argsort(self.image_ids)
@@ -160,7 +163,8 @@ class ManifestBuilder:
                           pseudo_label_model=dataset.active_model_version)
         return manifest_module.Manifest(
             kind=dataset.kind, class_names=[name for _, _, name in self.categories], image=self.image,
-            split=self.split, label=self.label, point=point, point_weight=point_weight, source=source, **boxes,
+            split=self.split, label=self.label, point=point, point_weight=point_weight, background=self.background,
+            source=source, **boxes,
         )
 
     def rows_of(self, image_ids):
@@ -171,7 +175,7 @@ class ManifestBuilder:
         return self._rows_by_id[at[found]], found
 
     def _read_images(self, n, locate):
-        fields = ["id", "file", "split"] + ([] if self.coco else ["label__index"])
+        fields = ["id", "file", "split"] + ([] if self.coco else ["label__index", "meta__background"])
         # Sliced to the count: an image imported meanwhile waits for the next snapshot.
         rows = self.dataset.images.filter(self.included()).order_by("split", "key").values_list(*fields)[:n]
         start = 0
@@ -187,10 +191,13 @@ class ManifestBuilder:
                     self.pseudo_rows += [start + i for i, label in enumerate(labels) if label is None]
                     labels = [self.pseudo[id_][0] if label is None else label for id_, label in zip(columns[0], labels)]
                 self.label[start:end] = labels
+                self.background[start:end] = [self.slot_of_key.get(key, -1) if isinstance(key, str) else -1
+                                              for key in columns[4]]
             start = end
         if start < n:  # images deleted meanwhile
-            self.image, self.split, self.label, self.image_ids = (
-                self.image[:start], self.split[:start], self.label[:start], self.image_ids[:start]
+            self.image, self.split, self.label, self.image_ids, self.background = (
+                self.image[:start], self.split[:start], self.label[:start], self.image_ids[:start],
+                self.background[:start],
             )
         unknown = set(np.unique(self.split).tolist()) - set(manifest_module.SPLITS)
         if unknown:

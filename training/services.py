@@ -58,6 +58,7 @@ _OPTION_BOUNDS = {
     "epochs": (1, 10_000), "batch_size": (1, 65_536), "img_size": (16, 4_096), "workers": (0, 256),
     "log_every": (1, 1_000_000), "lr": (0, 10), "weight_decay": (0, 10), "lambda_point": (0, 1e6),
     "pseudo_label_threshold": (0, 1), "cluster_d_positive": (0, 1), "cluster_d_negative": (0, 1),
+    "min_feature_cells": (1, 1_024),
 }
 
 
@@ -435,7 +436,7 @@ def _complete_training_job(job, config, result, log_tail):
     history = result.get("history", [])
     metrics = result.get("metrics", {})
     prefix = f"training/jobs/{job.pk}"
-    full_config = dict(dataclasses.asdict(config), manifest_hash=job.manifest_hash)
+    full_config = dict(result.get("config") or dataclasses.asdict(config), manifest_hash=job.manifest_hash)
     with open(result["checkpoint"], "rb") as checkpoint:
         artifacts = {"checkpoint": default_storage.save(f"{prefix}/checkpoint.pt", checkpoint)}
     artifacts["config"] = default_storage.save(

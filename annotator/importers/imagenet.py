@@ -5,6 +5,10 @@
     DIR/LOC_synset_mapping.txt            optional: "<wnid> name, synonym, ..." per line
     DIR/gloss.txt                         optional: "<wnid><TAB>definition" per line
     DIR/bbox/<wnid>/<stem>.xml            optional: ILSVRC / Pascal-VOC boxes (xmax, ymax exclusive)
+    DIR/backgrounds.txt                   optional: "<stem> <wnid>" per line, the class whose usual background the
+                                          image shows (the demo's textures, ImageNet-9-style sets); kept in the
+                                          image's meta["background"], training reports how often a model
+                                          predicts it
 
 The val and shifted splits may instead use the flat layout of the ILSVRC / Kaggle release: the images directly
 in DIR/val/ (DIR/val/ILSVRC2012_val_00000001.JPEG) with labels and boxes in DIR/LOC_val_solution.csv (header
@@ -35,6 +39,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 MAPPING_FILE = "LOC_synset_mapping.txt"
 GLOSS_FILE = "gloss.txt"
+BACKGROUNDS_FILE = "backgrounds.txt"
 # Splits that may come in the flat ILSVRC layout, with the solution file that labels them.
 FLAT_SPLITS = {Split.VAL: "LOC_val_solution.csv", Split.SHIFTED: "LOC_shifted_solution.csv"}
 
@@ -57,8 +62,9 @@ def import_imagenet(directory, name, *, make_display=True, progress=False):
     sizes = {key: (width, height) for key, width, height in existing.images.values_list("key", "width", "height")} \
         if existing else {}
     new_files = [entry for entry in files if entry[2].stem not in sizes]
+    backgrounds = _read_backgrounds(root / BACKGROUNDS_FILE, set(wnids))
     planned = [
-        _plan_image(root, split, wnid, path, set(wnids), flat_boxes)
+        _plan_image(root, split, wnid, path, set(wnids), flat_boxes, backgrounds)
         for split, wnid, path in tqdm(new_files, desc=f"checking {root}", disable=not progress or not new_files)
     ]
     # Boxes for images imported before (e.g. the bbox folder arrived later); the stored size checks them.
@@ -97,6 +103,22 @@ def _read_mapping(path):
             raise DatasetImportError(f"{path} line {number}: {wnid} is listed twice")
         mapping[wnid] = [n.strip() for n in names.split(",") if n.strip()]
     return mapping
+
+
+def _read_backgrounds(path, wnids):
+    """{stem: wnid of the class whose background the image shows} from backgrounds.txt, or {} when absent."""
+    if not path.exists():
+        return {}
+    backgrounds = {}
+    for number, line in _read_lines(path):
+        parts = line.split()
+        if len(parts) != 2:
+            raise DatasetImportError(f"{path} line {number}: expected '<image stem> <wnid>', got {line!r}")
+        stem, wnid = parts
+        if wnid not in wnids:
+            raise DatasetImportError(f"{path} line {number}: background {wnid!r} is not a class of this dataset")
+        backgrounds[stem] = wnid
+    return backgrounds
 
 
 def _read_gloss(path):
@@ -229,12 +251,15 @@ def _read_solution(path, names, root):
     return rows
 
 
-def _plan_image(root, split, wnid, path, wnids, flat_boxes):
+def _plan_image(root, split, wnid, path, wnids, flat_boxes, backgrounds):
     width, height = read_image_size(path, str(path))
     relative = path.relative_to(root).as_posix()
     objects = _objects_for(root, wnid, path, width, height, wnids, flat_boxes)
+    meta = {"source": relative}
+    if path.stem in backgrounds:
+        meta["background"] = backgrounds[path.stem]
     return PlannedImage(key=path.stem, split=split, path=path, stored_name=relative, width=width, height=height,
-                        label_key=wnid, meta={"source": relative}, objects=objects)
+                        label_key=wnid, meta=meta, objects=objects)
 
 
 def _objects_for(root, wnid, path, width, height, wnids, flat_boxes):

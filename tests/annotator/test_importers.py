@@ -70,6 +70,8 @@ def test_imagenet_import_creates_classes_images_boxes_and_display_versions(image
     manifest = {entry["file"]: entry for entry in demo_data.load_manifest(imagenet_demo_dir)["images"]}
     assert box.bbox == manifest["train/n90000007/n90000007_3.JPEG"]["objects"][0]["bbox"]
     assert box.category == image.label
+    background = demo_data.CLASSES[manifest["train/n90000007/n90000007_3.JPEG"]["background"]].wnid
+    assert image.meta["background"] == background  # from backgrounds.txt
     with PilImage.open(image.display_file) as display:
         assert display.format == "JPEG" and max(display.size) <= image_files.DISPLAY_MAX_SIDE
     assert GroundTruthObject.objects.filter(image__dataset=dataset).count() == 120
@@ -137,6 +139,14 @@ def break_imagenet(root, how):
         with open(root / "LOC_synset_mapping.txt", "a") as mapping:
             mapping.write("n99999999\n")
         return "LOC_synset_mapping.txt line 13"
+    if how == "bad backgrounds line":
+        with open(root / "backgrounds.txt", "a") as backgrounds:
+            backgrounds.write("n90000004_1\n")
+        return "backgrounds.txt line 121: expected '<image stem> <wnid>'"
+    if how == "background of no class":
+        with open(root / "backgrounds.txt", "a") as backgrounds:
+            backgrounds.write("n90000004_1 n01440764\n")
+        return "backgrounds.txt line 121: background 'n01440764' is not a class"
     if how == "class missing from mapping":
         shutil.copytree(root / "train" / "n90000001", root / "train" / "n01440764")
         return "class n01440764 is not listed in"
@@ -153,7 +163,8 @@ def break_imagenet(root, how):
 
 @pytest.mark.parametrize("how", [
     "missing train folder", "bad xml", "xml unknown class", "xml box outside image", "xml box not a number",
-    "truncated jpeg", "bad mapping line", "class missing from mapping", "same stem in two splits",
+    "truncated jpeg", "bad mapping line", "bad backgrounds line", "background of no class",
+    "class missing from mapping", "same stem in two splits",
     "link leaving the folder",
 ])
 def test_malformed_imagenet_input_names_the_problem_and_imports_nothing(imagenet_copy, settings, how):

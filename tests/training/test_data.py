@@ -32,6 +32,23 @@ def test_augmentation_is_the_same_for_an_image_in_any_process_and_changes_with_t
     assert not torch.equal(dataset[3]["crop"], first)
 
 
+def test_colour_jitter_draws_from_the_image_generator_not_torch_global_one(tmp_path):
+    """The same image gets the same jittered pixels in any process, whatever torch's global seed, on both paths."""
+    manifest = synthetic_manifest(tmp_path / "images", per_class=(2, 0, 0))
+    transform = TrainTransform(24, color_jitter=0.4)
+    torch.manual_seed(1)
+    first = ManifestDataset(manifest, "train", transform, seed=5)[2]["pixels"]
+    torch.manual_seed(2)
+    again = ManifestDataset(manifest, "train", transform, seed=5)[2]["pixels"]
+    plain = ManifestDataset(manifest, "train", TrainTransform(24), seed=5)[2]["pixels"]
+    on_device = ManifestDataset(manifest, "train", transform, seed=5, decode="device")
+    device_pixels = decode_batch_on_device(collate([on_device[2]]), on_device, torch.device("cpu"))["pixels"][0]
+
+    assert torch.equal(first, again)
+    assert not torch.equal(first, plain)  # the jitter did change the colours
+    assert (first.float() - device_pixels.float()).abs().mean() < 3  # same factors; decoders differ by a grey level
+
+
 def test_ranks_together_cover_the_single_process_batches_and_resume_skips_batches():
     single = list(EpochBatchSampler(20, 8, shuffle=True, seed=4))
     ranks = [list(EpochBatchSampler(20, 4, shuffle=True, seed=4, rank=r, world_size=2)) for r in range(2)]

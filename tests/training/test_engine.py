@@ -9,6 +9,7 @@ import torch
 
 from training.ml import manifest as manifest_module
 from training.ml.engine import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TrainConfig, run
+from training.ml.models import resolve_model_kwargs
 
 from .conftest import synthetic_manifest
 
@@ -41,19 +42,46 @@ def test_a_tiny_cpu_run_lowers_the_loss_and_writes_checkpoint_config_and_metrics
     assert progress[-1]["eta_s"] == 0
 
 
-def test_resume_continues_from_the_saved_epoch(tiny_manifest_path, tmp_path):
+def test_a_run_folder_resumes_only_the_same_data_under_the_same_config(tiny_manifest_path, tmp_path):
     config = tiny_config(tiny_manifest_path, tmp_path / "run", epochs=1, method="attentive")
-    run(config)
+    first = run(config)
     progress = []
-    result = run(replace(config, epochs=2), on_progress=progress.append)
+    again = run(replace(config, workers=0, log_every=5), on_progress=progress.append)  # placement options may change
 
-    assert {p["epoch"] for p in progress} == {2}  # epoch 1 was not trained again
-    assert [record["epoch"] for record in result["history"]] == [1, 2]
-    assert len((tmp_path / "run" / METRICS_NAME).read_text().splitlines()) == 2
+    assert progress == [] and again["history"] == first["history"]  # nothing trained again
+    for changed, message in (
+        (dict(lr=0.01), r"another config \(lr 0.003 -> 0.01\)"),
+        (dict(epochs=2), r"epochs 1 -> 2"),
+        (dict(lambda_point=1.0), r"lambda_point 10.0 -> 1.0"),  # the default it resolved to is what is compared
+        (dict(color_jitter=0.4), r"color_jitter 0.0 -> 0.4"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run(replace(config, **changed))
+    assert len((tmp_path / "run" / METRICS_NAME).read_text().splitlines()) == 1  # the refused runs wrote nothing
 
     other_data = manifest_module.write(synthetic_manifest(tmp_path / "other", seed=1), tmp_path / "other")
     with pytest.raises(ValueError, match="was trained on manifest"):
-        run(replace(config, epochs=3, manifest_path=str(other_data)))
+        run(replace(config, manifest_path=str(other_data)))
+
+
+def test_config_json_holds_the_resolved_lambda_and_output_stride(tiny_manifest_path, tmp_path):
+    """lambda_point None and no output_stride: config.json says what the run used, and a run started from that
+    file is the same run (it resumes the folder instead of being refused)."""
+    result = run(tiny_config(tiny_manifest_path, tmp_path / "run", epochs=1, lambda_point=None))
+    saved = json.loads((tmp_path / "run" / CONFIG_NAME).read_text())
+
+    assert saved["lambda_point"] == 10.0 and saved["model_kwargs"] == {"output_stride": 8}  # 32 px: 4 x 4 cells
+    assert result["config"]["lambda_point"] == 10.0
+    assert run(TrainConfig.from_dict(saved))["history"] == result["history"]
+
+
+@pytest.mark.parametrize("name, img_size, expected", [
+    ("test_resnet", 64, {"output_stride": 8}),  # stride 32 gives 2 x 2 cells, 16 gives 4 x 4, 8 gives 8 x 8
+    ("test_resnet", 256, {}),  # 8 x 8 at stride 32 already
+    ("test_vit", 160, {}),  # no output_stride to lower: a ViT's grid is set by its patches
+])
+def test_the_output_stride_is_chosen_from_the_model_feature_map(name, img_size, expected):
+    assert resolve_model_kwargs(name, img_size, min_feature_cells=7) == expected
 
 
 def test_should_stop_cancels_and_the_resumed_run_ends_like_an_uninterrupted_one(tiny_manifest_path, tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,23 @@ def test_coco_style_entries_have_one_point_slot_per_class_and_polygons():
 def test_bad_entries_are_refused_naming_the_entry_and_field(entry, message):
     with pytest.raises(manifest_module.ManifestError, match=message):
         manifest_module.build("imagenet", ["a", "b"], [entry])
+
+
+def test_backgrounds_are_kept_checked_and_unknown_in_a_version_1_file(tmp_path):
+    entries = [
+        {"image": "/a.jpg", "split": "shifted", "labels": [0], "background": 1},
+        {"image": "/b.jpg", "split": "shifted", "labels": [1]},
+    ]
+    manifest = manifest_module.read(manifest_module.write(manifest_module.build("imagenet", ["a", "b"], entries),
+                                                          tmp_path))
+    assert manifest.background.tolist() == [1, -1]
+    with pytest.raises(manifest_module.ManifestError, match=r"/a.jpg: background 2 outside 0..1"):
+        manifest_module.build("imagenet", ["a", "b"], [dict(entries[0], background=2)])
+
+    # A manifest written before backgrounds existed (format version 1) still reads, with every background unknown.
+    arrays = {name: value for name, value in manifest.arrays().items() if name != "background"}
+    header = dict(manifest.header(), version=1)
+    header["content_hash"] = manifest_module.content_hash(header, arrays)
+    old_path = tmp_path / "old.npz"
+    np.savez_compressed(old_path, header=np.asarray(json.dumps(header)), **arrays)
+    assert manifest_module.read(old_path).background.tolist() == [-1, -1]

@@ -30,7 +30,7 @@ def imagenet_dataset():
     images = {
         "a": factories.ImageFactory(dataset=dataset, label=first, split="train"),
         "b": factories.ImageFactory(dataset=dataset, label=second, split="train"),
-        "v": factories.ImageFactory(dataset=dataset, label=first, split="val"),
+        "v": factories.ImageFactory(dataset=dataset, label=first, split="val", meta={"background": second.key}),
     }
     factories.GroundTruthObjectFactory(image=images["v"], category=first, bbox=[100, 100, 200, 150])
     batches = [factories.BatchFactory(dataset=dataset) for _ in range(2)]
@@ -58,6 +58,7 @@ def test_imagenet_targets_average_the_first_click_of_approved_selecting_records(
     boxes, classes, _ = manifest.boxes_of(v)
     assert classes.tolist() == [0] and np.allclose(boxes[0], [100 / 500, 100 / 375, 300 / 500, 250 / 375])
     assert manifest.source["batches"] == [batches[0].name] and manifest.source["train_with_points"] == 1
+    assert manifest.background[v] == 1 and manifest.background[a] == -1  # the import named v's background only
 
 
 def test_all_batches_by_default_and_the_file_is_named_by_its_hash(imagenet_dataset, tmp_path):

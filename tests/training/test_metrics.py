@@ -33,4 +33,26 @@ def test_imagenet_style_scores_the_single_point_against_the_label_class_boxes():
     ])
     logits, points = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[[0.3, 0.3]], [[0.9, 0.9]]])
     results = split_metrics(manifest, [0, 1], logits, points)
-    assert results == {"top1": 1.0, "point_accuracy": 1.0}
+    assert results == {"top1": 1.0, "point_accuracy": 1.0, "centre_point_accuracy": 1.0}  # (0.5, 0.5) is on the box
+
+
+def test_the_centre_prior_and_the_share_of_predictions_that_follow_the_background():
+    """Centre prior: a point always at (0.5, 0.5); pred_is_background: top-1 equal to the background's class, over
+    the images whose background is known."""
+    manifest = manifest_module.build("imagenet", ["a", "b", "c"], [
+        {"image": "/1.jpg", "split": "shifted", "labels": [0], "background": 1,
+         "boxes": [{"class": 0, "box": [0.0, 0.0, 0.3, 0.3]}]},
+        {"image": "/2.jpg", "split": "shifted", "labels": [1], "background": 2,
+         "boxes": [{"class": 1, "box": [0.4, 0.4, 0.7, 0.7]}]},
+        {"image": "/3.jpg", "split": "shifted", "labels": [2], "boxes": [{"class": 2, "box": [0.6, 0.6, 0.9, 0.9]}]},
+    ])
+    logits = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # image 1 follows its background
+    points = np.array([[[0.1, 0.1]], [[0.1, 0.1]], [[0.7, 0.7]]])
+    results = split_metrics(manifest, [0, 1, 2], logits, points)
+    assert results["top1"] == pytest.approx(2 / 3)
+    assert results["pred_is_background"] == 0.5  # image 3's background is unknown
+    assert results["point_accuracy"] == pytest.approx(2 / 3)
+    assert results["centre_point_accuracy"] == pytest.approx(1 / 3)  # only image 2's object covers the centre
+
+    no_backgrounds = manifest_module.build("imagenet", ["a", "b"], [{"image": "/1.jpg", "split": "val", "labels": [0]}])
+    assert "pred_is_background" not in split_metrics(no_backgrounds, [0], np.array([[1.0, 0.0]]), points[:1])

@@ -81,3 +81,38 @@ def test_admin_job_page_shows_progress_and_log(admin_client):
     html = admin_client.get(f"/admin/training/trainingjob/{job.pk}/change/").content.decode()
     assert "epoch 1/3, step 4/10, loss 0.5000, 99 img/s, ETA 12 s" in html
     assert "epoch 1/3: loss 0.5" in html
+
+
+EFFECT_A = {"val_top1": 0.55, "shifted_top1": 0.17, "shifted_pred_is_background": 0.71, "val_point_accuracy": 0.52,
+            "shifted_point_accuracy": 0.5, "val_centre_point_accuracy": 0.81, "shifted_centre_point_accuracy": 0.76}
+EFFECT_B = dict(EFFECT_A, shifted_top1=0.29, shifted_pred_is_background=0.42, shifted_point_accuracy=0.99)
+
+
+def test_job_page_shows_the_shifted_split_chance_background_reliance_and_centre_prior(admin_client):
+    dataset = factories.DatasetFactory()
+    for index in range(4):
+        factories.CategoryFactory(dataset=dataset, index=index)
+    job = registered_version(dataset, metrics=EFFECT_A).job
+    html = admin_client.get(f"/admin/training/trainingjob/{job.pk}/change/").content.decode()
+    table = html[html.index('<table class="learning-effect">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>val</th><th>shifted</th>" in table
+    assert "<tr><td>top-1</td><td>0.550</td><td>0.170</td></tr>" in table
+    assert "<tr><td>chance (1 / classes)</td><td>0.250</td><td>0.250</td></tr>" in table
+    assert "<tr><td>predicted = background class</td><td>-</td><td>0.710</td></tr>" in table
+    assert "<tr><td>centre prior&#x27;s point accuracy</td><td>0.810</td><td>0.760</td></tr>" in table
+
+
+def test_comparison_puts_two_runs_side_by_side_on_the_learning_effect(admin_client):
+    dataset = factories.DatasetFactory()
+    a, b = registered_version(dataset, metrics=EFFECT_A), registered_version(dataset, metrics=EFFECT_B)
+    html = admin_client.get(f"/admin/training/modelversion/compare/?ids={a.pk},{b.pk}").content.decode()
+    effect = html[html.index("<h2>Learning effect</h2>"):html.index("<h2>Metrics</h2>")]
+    rows = {cells[0]: cells[1:] for cells in (
+        [cell.split("</td>")[0] for cell in row.split("<td>")[1:]] for row in effect.split("<tr>")[2:]
+    )}
+    assert rows["shifted: top-1"] == ["0.170", "0.290"]
+    assert rows["shifted: predicted = background class"] == ["0.710", "0.420"]
+    assert rows["shifted: point accuracy"] == ["0.500", "0.990"]
+    assert rows["shifted: centre prior&#x27;s point accuracy"] == ["0.760", "0.760"]
+    assert rows["val: predicted = background class"] == ["-", "-"]

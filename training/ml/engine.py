@@ -1,9 +1,12 @@
 """The training loop: ``run(config)`` trains one model from a manifest into ``config.out_dir``.
 
 Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, history; rewritten atomically
-after every epoch and on cancel), ``config.json`` (the TrainConfig, next to the checkpoint) and
-``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a checkpoint resumes from it,
-mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the ones not yet seen).
+after every epoch and on cancel), ``config.json`` (the resolved TrainConfig: the lambda and output stride the run
+used, not "default") and ``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a
+checkpoint resumes from it, mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the
+ones not yet seen), but only with the same data and the same resolved config (its hash is in the checkpoint; only
+where the files go, the loader workers, the logging interval and the device may change): anything else is a
+different run and is refused, naming the options that differ.
 
 Distributed: launched with ``torchrun`` (WORLD_SIZE > 1 in the environment) the same loop runs
 DistributedDataParallel, gloo on the CPU and nccl on GPUs; ``batch_size`` is per process, rank 0 writes the
@@ -16,7 +19,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+import hashlib
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +35,7 @@ from training.ml import metrics as metrics_module
 from training.ml import patchcluster
 from training.ml import wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
-from training.ml.models import METHODS, count_parameters, create_model
+from training.ml.models import METHODS, count_parameters, create_model, resolve_model_kwargs
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
+# Options that say where and how fast a run goes, not what it computes: a resumed run may change them.
+RUN_PLACEMENT_OPTIONS = ("manifest_path", "out_dir", "workers", "log_every", "device")
 
 
 @dataclass
@@ -72,6 +78,7 @@ class TrainConfig:
     decode: str = "pil"  # pil | device
     checkpoint_path: str = ""  # local backbone weights to start from (nothing is downloaded)
     model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
+    min_feature_cells: int = 7  # output stride lowered (if the model can) until the last map is this wide
     eval_splits: tuple = ("val", "shifted")
     cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
     balanced_batches: bool = False  # seed 004: half of each batch from rows with collected targets, half without
@@ -108,6 +115,14 @@ class TrainConfig:
 
     def to_json(self):
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def result_options(self):
+        """The options that decide what the run computes (everything but RUN_PLACEMENT_OPTIONS)."""
+        return {name: value for name, value in asdict(self).items() if name not in RUN_PLACEMENT_OPTIONS}
+
+    def content_hash(self):
+        options = json.dumps(self.result_options(), sort_keys=True, default=list)
+        return hashlib.sha256(options.encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, values):
@@ -314,6 +329,28 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def check_resumable(state, checkpoint_path, manifest, config):
+    """Refuse a checkpoint trained on other data or under another (resolved) config, naming what differs."""
+    if state["manifest_hash"] != manifest.content_hash:
+        raise ValueError(
+            f"out_dir: {checkpoint_path} was trained on manifest {state['manifest_hash'][:16]}, "
+            f"manifest_path is {manifest.content_hash[:16]}; resume with the same data or use another out_dir"
+        )
+    if state.get("config_hash") == config.content_hash():
+        return
+    saved = {name: value for name, value in state["config"].items() if name not in RUN_PLACEMENT_OPTIONS}
+    wanted = json.loads(json.dumps(config.result_options(), default=list))
+    saved = json.loads(json.dumps(saved, default=list))
+    differences = [
+        f"{name} {saved.get(name)!r} -> {wanted.get(name)!r}" for name in sorted(set(saved) | set(wanted))
+        if saved.get(name) != wanted.get(name)
+    ] or ["a checkpoint without a config hash (written by an older version)"]
+    raise ValueError(
+        f"out_dir: {checkpoint_path} was trained under another config ({'; '.join(differences)}); "
+        "resume with the same options or use another out_dir"
+    )
+
+
 def run(config: TrainConfig, on_progress: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> dict:
     """Train (or resume) config's model; see the module docstring for what lands in config.out_dir.
@@ -321,7 +358,8 @@ def run(config: TrainConfig, on_progress: Callable[[dict], None] | None = None,
     on_progress gets {"epoch", "epochs", "step", "steps", "loss", "images_per_s", "eta_s"} every log_every steps
     and at the end of each epoch; should_stop is checked between steps. Returns {"status": "succeeded" |
     "cancelled", "metrics": last finished epoch's record, "checkpoint": path, "history": every finished epoch's
-    record}; a cancelled run also says the epoch (1-based) and step it stopped at.
+    record, "config": the resolved TrainConfig as a dict}; a cancelled run also says the epoch (1-based) and step it
+    stopped at.
     """
     context = setup(config)
     try:
@@ -336,14 +374,18 @@ def _run(config, context, on_progress, should_stop):
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_module.read(config.manifest_path)
+    config = replace(
+        config, model_kwargs=resolve_model_kwargs(config.model, config.img_size, config.min_feature_cells,
+                                                  config.model_kwargs),
+    )
     torch.manual_seed(config.seed)
     model = create_model(
         config.model, manifest.num_classes, manifest.points_per_image, config.method, config.checkpoint_path,
         config.model_kwargs,
     )
+    if config.lambda_point is None:
+        config = replace(config, lambda_point=default_lambda(manifest.kind, count_parameters(model.backbone)))
     lambda_point = config.lambda_point
-    if lambda_point is None:
-        lambda_point = default_lambda(manifest.kind, count_parameters(model.backbone))
     criterion = LuabLoss(
         config.method, manifest.multi_label, lambda_point, config.point_loss, config.huber_beta,
         config.label_smoothing, config.patch_focal_gamma,
@@ -404,11 +446,7 @@ def _run(config, context, on_progress, should_stop):
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state["manifest_hash"] != manifest.content_hash:
-            raise ValueError(
-                f"out_dir: {checkpoint_path} was trained on manifest {state['manifest_hash'][:16]}, "
-                f"manifest_path is {manifest.content_hash[:16]}; resume with the same data or use another out_dir"
-            )
+        check_resumable(state, checkpoint_path, manifest, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -432,7 +470,8 @@ def _run(config, context, on_progress, should_stop):
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
-            "lambda_point": lambda_point, "prototypes": cluster.prototypes if cluster is not None else None,
+            "lambda_point": lambda_point, "config_hash": config.content_hash(),
+            "prototypes": cluster.prototypes if cluster is not None else None,
         }
 
     for epoch in range(start_epoch, config.epochs):
@@ -466,7 +505,7 @@ def _run(config, context, on_progress, should_stop):
             logger.info("cancelled at epoch %d step %d; saved %s", epoch + 1, step, path)
             return {
                 "status": "cancelled", "metrics": history[-1] if history else {}, "checkpoint": str(path),
-                "history": history, "epoch": epoch + 1, "step": step,
+                "history": history, "epoch": epoch + 1, "step": step, "config": asdict(config),
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
@@ -489,7 +528,7 @@ def _run(config, context, on_progress, should_stop):
                     {name: value for name, value in record.items() if not isinstance(value, dict)})
     return {
         "status": "succeeded", "metrics": history[-1] if history else {}, "checkpoint": str(checkpoint_path),
-        "history": history,
+        "history": history, "config": asdict(config),
     }
 
 

@@ -15,6 +15,9 @@ A manifest is a single ``.npz`` file (no pickles) holding a JSON header and flat
 ``polygon_xy``    (P, 2) float32 mask polygon vertices as fractions, all polygons concatenated.
 ``polygon_start`` (Q + 1,) int64 offsets into ``polygon_xy``; ``polygon_box`` (Q,) int64 the box each polygon
                   belongs to (a mask is the union of its polygons).
+``background``    (N,) int64 the class whose usual background the image shows (the demo's textures, ImageNet-9
+                  style sets), -1 when unknown; evaluation reports how often the prediction is that class
+                  (version 2; a version 1 file reads as all -1).
 
 The content hash is the SHA-256 of the header and every array's dtype, shape and bytes; its first 16 hex
 digits are part of the file name (``manifest-<hash16>.npz``) and the full hash is in the header.
@@ -29,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "luab-manifest"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KINDS = ("imagenet", "coco")
 SPLITS = ("train", "val", "shifted")
 ARRAY_NAMES = (
     "image", "split", "label", "point", "point_weight", "box", "box_image", "box_class",
-    "polygon_xy", "polygon_start", "polygon_box",
+    "polygon_xy", "polygon_start", "polygon_box", "background",
 )
 
 
@@ -57,8 +61,13 @@ class Manifest:
     polygon_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     polygon_start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     polygon_box: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    background: np.ndarray = None
     source: dict = field(default_factory=dict)
     content_hash: str = ""
+
+    def __post_init__(self):
+        if self.background is None:
+            self.background = np.full(len(self.image), -1, np.int64)
 
     @property
     def multi_label(self):
@@ -126,7 +135,7 @@ def build(kind, class_names, entries, source=None):
     Each entry: ``image`` (path or s3:// URL), ``split``, ``labels`` (list of class indices; exactly one for
     imagenet), ``points`` ({class index or 0: (x, y, weight)}: imagenet uses key 0, coco the class index),
     optional ``boxes`` ([{"class": c, "box": [x0, y0, x1, y1], "polygons": [[x, y, x, y, ...], ...]}]),
-    all coordinates as fractions of the image.
+    all coordinates as fractions of the image, optional ``background`` (class index of the image's background).
     """
     if kind not in KINDS:
         raise ManifestError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
@@ -172,13 +181,23 @@ def build(kind, class_names, entries, source=None):
         box_class=np.asarray(box_class, np.int64),
         polygon_xy=np.concatenate(polygon_xy).astype(np.float32) if polygon_xy else np.zeros((0, 2), np.float32),
         polygon_start=np.asarray(polygon_start, np.int64), polygon_box=np.asarray(polygon_box, np.int64),
-        source=source or {},
+        background=np.asarray([_background_of(e, c) for e in entries], np.int64).reshape(n), source=source or {},
     )
 
 
+def _background_of(entry, num_classes):
+    background = entry.get("background")
+    if background is None:
+        return -1
+    if not 0 <= int(background) < num_classes:
+        raise ManifestError(f"entry {entry.get('image')}: background {background} outside 0..{num_classes - 1}")
+    return int(background)
+
+
 def content_hash(header, arrays):
+    """SHA-256 of the header and the arrays present (a version 1 file has no background)."""
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-    for name in ARRAY_NAMES:
+    for name in (name for name in ARRAY_NAMES if name in arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.reshape(-1).view(np.uint8))  # the bytes in place: tobytes() would copy the array
@@ -205,10 +224,10 @@ def read(path, verify=True):
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
-            arrays = {name: data[name] for name in ARRAY_NAMES}
+            arrays = {name: data[name] for name in ARRAY_NAMES if name in data.files or name != "background"}
     except (OSError, KeyError, ValueError) as error:
         raise ManifestError(f"{path}: not a readable manifest ({error})") from error
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    if header.get("format") != FORMAT or header.get("version") not in READABLE_VERSIONS:
         found = f"{header.get('format')} v{header.get('version')}"
         raise ManifestError(f"{path}: format {found}, expected {FORMAT} v{VERSION}")
     recorded = header.pop("content_hash", "")

@@ -5,6 +5,11 @@
 - ``point_accuracy``: share of (image, class) pairs with ground truth whose predicted point, mapped back to the
   source image, lies inside a ground-truth object of that class: on its mask when the object has polygons,
   else inside its box. ImageNet-style: the image's class; COCO-style: every class present with an object.
+- ``centre_point_accuracy``: the same for a model that always points at the image centre (the centre prior):
+  the line a localisation claim has to clear.
+- ``pred_is_background`` (single-label, where the manifest knows images' backgrounds): share of those images whose
+  top-1 class is the class of their background. On a split whose backgrounds are independent of the class, a
+  model that reads the object scores about chance here and a background classifier about 1.
 The engine reports each of them for the val split and again for the background-shifted split.
 """
 import numpy as np
@@ -60,12 +65,20 @@ def point_accuracy(manifest, rows, points):
     return hits / total if total else float("nan")
 
 
+def pred_is_background(logits, backgrounds):
+    known = backgrounds >= 0
+    return float((logits[known].argmax(axis=1) == backgrounds[known]).mean()) if known.any() else float("nan")
+
+
 def split_metrics(manifest, rows, logits, points):
-    """The metrics of one split: top1 or mAP, and point_accuracy."""
+    """The metrics of one split: top1 (and pred_is_background) or mAP, point_accuracy and centre_point_accuracy."""
     rows = np.asarray(rows)
     if manifest.multi_label:
         metrics = {"mAP": mean_average_precision(logits, manifest.label[rows])}
     else:
         metrics = {"top1": top1(logits, manifest.label[rows])}
+        if (manifest.background[rows] >= 0).any():
+            metrics["pred_is_background"] = pred_is_background(logits, manifest.background[rows])
     metrics["point_accuracy"] = point_accuracy(manifest, rows, points)
+    metrics["centre_point_accuracy"] = point_accuracy(manifest, rows, np.full_like(points, 0.5))
     return metrics

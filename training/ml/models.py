@@ -14,6 +14,11 @@ Methods (``METHODS``):
   is a negative for classes absent from the image. Its points are the peak of the class's spatial logits.
 
 Point slots: 1 for ImageNet-style (one click per image, class-agnostic), one per class for COCO-style.
+
+Feature-map size: every method's points come from the last feature map, so a map of 2 x 2 cells (a stride-32
+network at 64 px) can only point at quadrants. ``resolve_model_kwargs`` measures the map the model gives at the
+training resolution and, when it has fewer than ``min_feature_cells`` cells a side and the model takes an
+``output_stride`` (timm's dilated CNNs), lowers the stride to 16, then 8; the result is recorded in the run's config.
 """
 import logging
 
@@ -37,6 +42,50 @@ def create_backbone(name, checkpoint_path="", model_kwargs=None):
     return backbone
 
 
+def spatial_features(backbone, features):
+    """Backbone features as (B, D, H, W): CNN maps as they are, ViT tokens without prefix tokens as a grid."""
+    if features.ndim == 4:
+        if getattr(backbone, "output_fmt", "NCHW") == "NHWC":
+            features = features.permute(0, 3, 1, 2)
+        return features
+    tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
+    side = int(round(tokens.shape[1] ** 0.5))
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
+@torch.no_grad()
+def feature_map_side(backbone, img_size):
+    """Cells along the shorter side of the backbone's last feature map for an img_size x img_size input."""
+    backbone.eval()
+    grid = spatial_features(backbone, backbone.forward_features(torch.zeros(1, 3, img_size, img_size)))
+    return min(grid.shape[2], grid.shape[3])
+
+
+def resolve_model_kwargs(name, img_size, min_feature_cells, model_kwargs=None):
+    """model_kwargs plus the output_stride (16, then 8) that gives at least min_feature_cells cells a side, when
+    the model has fewer and takes one; unchanged when output_stride is given or the model cannot dilate."""
+    kwargs = dict(model_kwargs or {})
+    if "output_stride" in kwargs:
+        return kwargs
+    with torch.random.fork_rng():  # probing must not move the random state the real model is built from
+        side = feature_map_side(create_backbone(name, model_kwargs=kwargs), img_size)
+        for stride in (16, 8):
+            if side >= min_feature_cells:
+                break
+            try:
+                dilated = create_backbone(name, model_kwargs={**kwargs, "output_stride": stride})
+            except (TypeError, AssertionError):  # no such argument, or timm's assert on an unsupported stride
+                break
+            dilated_side = feature_map_side(dilated, img_size)
+            if dilated_side <= side:
+                break
+            side, kwargs = dilated_side, {**kwargs, "output_stride": stride}
+    if side < min_feature_cells:
+        logger.warning("%s at %d px: last feature map %d cells a side (fewer than %d)", name, img_size, side,
+                       min_feature_cells)
+    return kwargs
+
+
 class PointClassifier(nn.Module):
     def __init__(self, backbone, num_classes, point_slots, method="luab"):
         super().__init__()
@@ -50,14 +99,7 @@ class PointClassifier(nn.Module):
         self.attention = nn.Conv2d(width, point_slots, kernel_size=1) if method == "attentive" else None
 
     def spatial_features(self, features):
-        """Backbone features as (B, D, H, W): CNN maps as they are, ViT tokens without prefix tokens as a grid."""
-        if features.ndim == 4:
-            if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":
-                features = features.permute(0, 3, 1, 2)
-            return features
-        tokens = features[:, getattr(self.backbone, "num_prefix_tokens", 0):]
-        side = int(round(tokens.shape[1] ** 0.5))
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+        return spatial_features(self.backbone, features)
 
     def forward(self, images):
         """dict: logits (B, C); points (B, K, 2) or None; spatial_logits (B, C, H, W) for cell-level methods."""

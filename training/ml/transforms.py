@@ -8,7 +8,9 @@ prediction in the crop's frame back to the source image, so localisation is scor
 boxes and masks.
 
 Other augmentations:
-- colour jitter (``color_jitter`` > 0): changes pixel values only, points are unaffected;
+- colour jitter (``color_jitter`` > 0): brightness, contrast and saturation factors drawn from [1 - s, 1 + s] and
+  applied in a random order, like torchvision's ColorJitter, but drawn from the image's own generator (as the crop
+  is) so a run is reproducible whatever the loader's processes; pixel values only, points are unaffected;
 - mixup / cutmix: not offered; blending two images has no defined point target, so they would have to be off
   for the point loss anyway.
 
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -113,14 +114,25 @@ class TrainTransform:
     def __init__(self, img_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, color_jitter=0.0):
         self.img_size = img_size
         self.scale, self.ratio, self.hflip = tuple(scale), tuple(ratio), hflip
-        self.color_jitter = v2.ColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter > 0 else None
+        self.color_jitter = color_jitter
 
     def __call__(self, image, points, weights, rng):
         crop = sample_random_resized_crop(*image_size(image), rng, self.scale, self.ratio, self.hflip)
         pixels = crop_and_resize(image, crop, self.img_size)
-        if self.color_jitter is not None:
-            pixels = self.color_jitter(pixels)
+        if self.color_jitter > 0:
+            pixels = jitter_colours(pixels, self.color_jitter, rng)
         return (pixels, *crop.apply_to_points(points, weights), crop)
+
+
+COLOUR_ADJUSTMENTS = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)
+
+
+def jitter_colours(pixels, strength, rng):
+    """Brightness, contrast and saturation scaled by factors from [1 - strength, 1 + strength], in a random order."""
+    factors = rng.uniform(max(0.0, 1 - strength), 1 + strength, size=len(COLOUR_ADJUSTMENTS))
+    for index in rng.permutation(len(COLOUR_ADJUSTMENTS)):
+        pixels = COLOUR_ADJUSTMENTS[index](pixels, float(factors[index]))
+    return pixels
 
 
 class EvalTransform:

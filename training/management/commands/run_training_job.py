@@ -14,6 +14,7 @@ from tqdm import tqdm
 from annotator.models import Dataset
 from training import services
 from training.management.follow import follow
+from training.ml.recipes import RECIPES
 from training.models import JobStatus, ModelVersion, TrainingJob
 
 
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch", action="append", dest="batches", default=[],
                             help="Train on this batch's approved work (repeatable; default: every batch).")
         parser.add_argument("--config", default="{}", help='TrainConfig options as JSON, e.g. {"epochs": 3}.')
+        parser.add_argument("--recipe", choices=sorted(RECIPES),
+                            help="Start from this named set of options (training/ml/recipes.py); --config overrides.")
         parser.add_argument("--promote", action="store_true", help="Make the new model the dataset's active one.")
         parser.add_argument("--queue", action="store_true",
                             help="Queue the job for a Celery worker (gpu queue) and follow its progress here.")
@@ -46,7 +49,7 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
         try:
-            config = json.loads(options["config"])
+            config = {**RECIPES.get(options["recipe"], {}), **json.loads(options["config"])}
             job = services.create_training_job(
                 dataset=dataset, batches=batches, config=config, source=TrainingJob.Source.COMMAND,
                 enqueue=options["queue"],
