@@ -94,8 +94,9 @@ def get_provider(batch):
     """The provider object for the batch's market."""
     from .link import LinkProvider
     from .mturk import MTurkProvider
+    from .prolific import ProlificProvider
 
-    providers = {Provider.LINK: LinkProvider, Provider.MTURK: MTurkProvider}
+    providers = {Provider.LINK: LinkProvider, Provider.MTURK: MTurkProvider, Provider.PROLIFIC: ProlificProvider}
     try:
         return providers[batch.provider]()
     except KeyError:

@@ -8,8 +8,9 @@ from celery import shared_task
 from annotator.models import Assignment, Batch, Hit
 
 from . import services
+from .prolific import ProlificUnavailable
 
-RETRY = {"autoretry_for": (BotoCoreError, ClientError), "retry_backoff": True, "max_retries": 5}
+RETRY = {"autoretry_for": (BotoCoreError, ClientError, ProlificUnavailable), "retry_backoff": True, "max_retries": 5}
 
 
 @shared_task(**RETRY)
