@@ -436,6 +436,7 @@ class MarketNotification(models.Model):
     resource_id = models.CharField(max_length=100, db_index=True, help_text="The market's submission id.")
     status = models.CharField(max_length=32)
     sent_at = models.DateTimeField(help_text="When the market sent it (its signed timestamp header).")
+    signature = models.CharField(max_length=100, db_index=True, help_text="Its signature: a replayed call has it too.")
     received_at = models.DateTimeField(auto_now_add=True)
     applied = models.BooleanField(default=False, help_text="False: older than a status already applied, or unknown.")
     payload = models.JSONField(default=dict)

@@ -445,3 +445,52 @@ def signature(secret, timestamp, body):
     digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
+
+
+def receive_notification(event_id, sent_at, signature, payload):
+    """Apply one verified submission.status.change call; returns (applied, why not). A second call with the same
+    X-Event-ID changes nothing; a status older (by its signed timestamp) than one already applied to the same
+    submission is kept but not applied; a submission we do not know yet is left to the periodic sync."""
+    from annotator.models import MarketNotification
+
+    submission_id = payload["resource_id"]
+    with transaction.atomic():
+        notification, created = MarketNotification.objects.get_or_create(
+            provider=Provider.PROLIFIC, event_id=event_id,
+            defaults={"resource_id": submission_id, "status": payload["status"], "sent_at": sent_at,
+                      "signature": signature, "payload": payload},
+        )
+        if not created:
+            return False, f"event {event_id} was already received"
+        newer = (MarketNotification.objects.filter(provider=Provider.PROLIFIC, resource_id=submission_id, applied=True,
+                                                   sent_at__gt=sent_at).order_by("-sent_at").first())
+        if newer:
+            return False, f"status {newer.status} of {newer.sent_at.isoformat()} is newer"
+        assignment = (Assignment.objects.select_related("hit__batch")
+                      .filter(hit__batch__provider=Provider.PROLIFIC, external_id=submission_id).first())
+        if assignment is None:
+            return False, f"no assignment has submission {submission_id} yet: the periodic sync will bring it"
+        mirror_submission(assignment.hit, {"id": submission_id, "participant_id": payload["participant_id"],
+                                           "status": payload["status"]}, source="webhook", sent_at=sent_at)
+        notification.applied = True
+        notification.save(update_fields=["applied"])
+    return True, ""
+
+
+def subscribe_webhook(workspace_id, target_url, client=None):
+    """Set up Prolific's submission.status.change webhook as its documentation says: create the workspace's secret,
+    subscribe target_url, confirm the subscription with the X-Hook-Secret it answered. Returns (subscription id,
+    the signing secret to set as PROLIFIC_WEBHOOK_SECRET)."""
+    client = client or ProlificClient()
+    secret, _ = client.request("POST", "/api/v1/hooks/secrets/", "create-secret", body={"workspace_id": workspace_id})
+    subscription, headers = client.request("POST", "/api/v1/hooks/subscriptions/", "create-subscription", body={
+        "workspace_id": workspace_id, "event_type": "submission.status.change", "target_url": target_url,
+    })
+    confirm = headers.get("X-Hook-Secret")
+    if not confirm:
+        raise ProlificError(0, "the subscription answer has no X-Hook-Secret header to confirm it with",
+                            "create-subscription")
+    client.request("POST", f"/api/v1/hooks/subscriptions/{subscription['id']}/", "confirm-subscription",
+                   body={"secret": confirm})
+    logger.info("Prolific webhook %s confirmed for %s", subscription["id"], target_url)
+    return subscription["id"], secret["value"]

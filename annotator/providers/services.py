@@ -63,6 +63,20 @@ def sync_batch(batch):
     return result
 
 
+def sync_market_batches(provider):
+    """Queue a sync of every published batch of the provider: beat runs it for Prolific every PROLIFIC_SYNC_INTERVAL
+    seconds, for the webhook calls that never arrived. Returns the batch ids."""
+    from config.celery import send_task
+
+    from . import tasks
+
+    batch_ids = list(Batch.objects.filter(provider=provider, status=Batch.Status.PUBLISHED)
+                     .order_by("pk").values_list("pk", flat=True))
+    for batch_id in batch_ids:
+        send_task(tasks.sync_batch, [batch_id])
+    return batch_ids
+
+
 def send_missing_decisions(batch):
     """Send every decision the market does not have yet (a task lost with a broker outage); returns how many."""
     if batch.provider == Provider.LINK:

@@ -24,6 +24,11 @@ def sync_batch(batch_id):
     return {"hits": result.hits, "created": result.created, "updated": result.updated}
 
 
+@shared_task
+def sync_market_batches(provider):
+    return services.sync_market_batches(provider)
+
+
 @shared_task(**RETRY)
 def send_decision(assignment_id):
     return services.send_decision(Assignment.objects.get(pk=assignment_id))
