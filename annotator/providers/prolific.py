@@ -420,7 +420,10 @@ def mirror_submission(hit, submission, *, source, sent_at=None):
         assignment.reviewed_at = sent_at or submission.get("completed_at")
         changed = True
     known = market_decision is not None and market_decision == assignment.state
-    if not changed and not known:
+    last_status = None if created else (
+        Event.objects.filter(assignment=assignment, type=Event.Type.SYNCED, data__has_key="market_status")
+        .order_by("-created_at", "-id").values_list("data__market_status", flat=True).first())
+    if not changed and last_status == status:
         return 0, 0
     if changed:
         assignment.save()

@@ -4,8 +4,10 @@ and the market's failures (401, 429, 5xx, a refused rejection)."""
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.test import Client
 from django.utils import timezone
 
 from annotator import signals, sweeper
@@ -157,6 +159,8 @@ def test_sync_decisions_bonus_repost_messages_and_expiry_reach_prolific(market, 
 def test_a_decision_made_on_prolific_is_synced_and_never_sent_back(market, django_capture_on_commit_callbacks):
     batch, (hit,) = published()
     submission = work_and_return(market, hit, "PWEB")
+    services.sync_batch(batch)
+    assert "AWAITING REVIEW" in console_row(Assignment.objects.get(external_id=submission))
     market.submissions[submission]["status"] = "APPROVED"  # approved on Prolific's own site
     with django_capture_on_commit_callbacks(execute=True):
         services.sync_batch(batch)
@@ -244,12 +248,26 @@ def test_a_refused_rejection_is_recorded_for_staff_and_sent_again_by_the_sweeper
     assert refusal.data["refused"] == "You have reached the rejection limit for this study."
     assert market.submissions[assignment.external_id]["status"] == "AWAITING REVIEW"
     assert assignment in sweeper.undelivered_decisions(older_than=-1)
+    # Staff see it in the review console, next to the assignment.
+    assert "reject-submission refused: You have reached the rejection limit for this study." in console_row(assignment)
 
     market.refuse_rejections(None)
     outcome = sweeper.sweep_work(older_than=-1, inline=True)
     assert outcome["decisions"] == 1
     assert market.submissions[assignment.external_id]["status"] == "REJECTED"
     assert assignment not in sweeper.undelivered_decisions(older_than=-1)
+    assert "rejected: on the market" in console_row(assignment)
+
+
+def console_row(assignment):
+    """The text of the assignment's row in the review console's batch page."""
+    staff = get_user_model().objects.create_user(f"staff-{assignment.pk}-{Event.objects.count()}", password="x" * 12,
+                                                 is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
+    row = page[page.index(f'data-assignment="{assignment.pk}"'):]
+    return row[:row.index("</tr>")]
 
 
 def test_every_request_body_is_checked_against_the_published_schema(market):
