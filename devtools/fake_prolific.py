@@ -55,6 +55,13 @@ class FakeProlific:
     def __init__(self, token="test-token", host="127.0.0.1", port=0, workspace_id="workspace-1"):
         self.token = token
         self.workspace_id = workspace_id
+        self._lock = threading.RLock()
+        self.reset()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def reset(self):
+        """Forget every study, submission, payment, message, secret and subscription (a server kept between tests)."""
         self.studies = {}
         self.submissions = {}
         self.bonus_payments = {}
@@ -66,9 +73,6 @@ class FakeProlific:
         self.deliveries = []
         self._failures = []
         self._refuse_rejections = None
-        self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self):

@@ -52,6 +52,7 @@ def poll(read, until, worker, what, timeout=90):
 
 def test_a_collection_round_on_prolific_without_a_csv(celery_worker, live_server, fake_prolific, settings):
     market = fake_prolific
+    market.reset()  # the server outlives one test (the worker has its URL); its state does not
     settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
     settings.PROLIFIC_API_URL, settings.PROLIFIC_API_TOKEN = market.url, TOKEN
     staff = get_user_model().objects.create_user("staff", password="x" * 12, is_staff=True, is_superuser=True)
