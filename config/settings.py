@@ -259,6 +259,8 @@ PROLIFIC_API_URL = env.str("PROLIFIC_API_URL", default="https://api.prolific.com
 PROLIFIC_WEBHOOK_SECRET = env.str("PROLIFIC_WEBHOOK_SECRET", default="")
 PROLIFIC_WEBHOOK_TOLERANCE = env.int("PROLIFIC_WEBHOOK_TOLERANCE", default=300)
 PROLIFIC_SYNC_INTERVAL = env.float("PROLIFIC_SYNC_INTERVAL", default=600.0)
+# A participant group of the workspace: blocked workers are added to it, and every study excludes it.
+PROLIFIC_BLOCKLIST_GROUP_ID = env.str("PROLIFIC_BLOCKLIST_GROUP_ID", default="")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -71,6 +71,7 @@ class FakeProlific:
         self.secret = None
         self.subscriptions = {}
         self.deliveries = []
+        self.participant_groups = {}
         self._failures = []
         self._refuse_rejections = None
 
@@ -108,6 +109,8 @@ class FakeProlific:
                 raise MarketError(400, f"study {study_id} is {study['status']}")
             if self.places_taken(study_id) >= study["total_available_places"]:
                 raise MarketError(400, f"study {study_id} is full")
+            if participant_id in self.blocked_from(study):
+                raise MarketError(403, f"participant {participant_id} is not eligible for study {study_id}")
             submission_id = _id()
             self.submissions[submission_id] = {
                 "id": submission_id, "study_id": study_id, "participant_id": participant_id, "status": "ACTIVE",
@@ -186,6 +189,8 @@ class FakeProlific:
         ("POST", r"/api/v1/hooks/secrets/", "create-secret"),
         ("POST", r"/api/v1/hooks/subscriptions/", "create-subscription"),
         ("POST", r"/api/v1/hooks/subscriptions/(?P<id>\w+)/", "confirm-subscription"),
+        ("POST", r"/api/v1/participant-groups/(?P<id>[\w-]+)/participants/", "add-to-group"),
+        ("DELETE", r"/api/v1/participant-groups/(?P<id>[\w-]+)/participants/", "remove-from-group"),
     ]
 
     def handle(self, method, path, query, headers, raw):
@@ -312,6 +317,21 @@ class FakeProlific:
         self.messages.append(body)
         return 200, {}
 
+    def op_add_to_group(self, body, query, id):
+        group = self.participant_groups.setdefault(id, set())
+        group.update(body["participant_ids"])
+        return 200, {"id": id, "participant_count": len(group)}
+
+    def op_remove_from_group(self, body, query, id):
+        group = self.participant_groups.setdefault(id, set())
+        group.difference_update(body["participant_ids"])
+        return 200, {"id": id, "participant_count": len(group)}
+
+    def blocked_from(self, study):
+        """The participants a study's participant_group_blocklist filters keep out."""
+        return set().union(*(self.participant_groups.get(group, set()) for f in study.get("filters", [])
+                             if f.get("filter_id") == "participant_group_blocklist" for group in f["selected_values"]))
+
     def op_create_secret(self, body, query):
         self.secret = secrets.token_urlsafe(32)
         return 201, {"id": _id(), "value": self.secret, "workspace_id": body["workspace_id"]}
@@ -354,7 +374,7 @@ class FakeProlific:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = _serve
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
             def log_message(self, *args):
                 pass

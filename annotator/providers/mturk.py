@@ -297,6 +297,14 @@ class MTurkProvider(CrowdProvider):
                 failures[failure["WorkerId"]] = failure.get("NotifyWorkersFailureMessage", "")
         return failures
 
+    def block(self, worker, blocked, reason):
+        operation = "CreateWorkerBlock" if blocked else "DeleteWorkerBlock"
+        params = {"WorkerId": worker.external_id, "Reason": reason or "unblocked by the requester"}
+        response = getattr(self.client, xform_name(operation))(**params)
+        record_event(Event.Type.MARKET_CALL, worker=worker, provider=self.name, operation=operation,
+                     params={"WorkerId": worker.external_id}, blocked=blocked)
+        return response
+
     @staticmethod
     def _market_id(assignment):
         if not assignment.external_id:

@@ -202,20 +202,22 @@ class ProlificProvider(CrowdProvider):
         return self._client
 
     def _call(self, method, path, operation, *, body=None, params=None, batch=None, hit=None, assignment=None,
-              record=None, record_answer=None):
+              worker=None, record=None, record_answer=None):
         """One market call, logged as a MARKET_CALL event (without message bodies), with `record` and what
         record_answer(answer) picks from the answer. A refusal is logged too, with the market's reason, and raised."""
         summary = {k: v for k, v in (body or {}).items() if k not in ("message", "body", "csv_bonuses")}
         try:
             answer, headers = self.client.request(method, path, operation, body=body, params=params)
         except ProlificRefused as error:
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, provider=self.name,
-                         operation=operation, path=path, params=summary, refused=error.detail, status=error.status)
+            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
+                         provider=self.name, operation=operation, path=path, params=summary, refused=error.detail,
+                         status=error.status)
             raise
         if method != "GET":
             picked = record_answer(answer) if record_answer else {}
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, provider=self.name,
-                         operation=operation, path=path, params=summary, **(record or {}), **picked)
+            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
+                         provider=self.name, operation=operation, path=path, params=summary, **(record or {}),
+                         **picked)
         return answer, headers
 
     def task_url(self, hit, **values):
@@ -243,6 +245,9 @@ class ProlificProvider(CrowdProvider):
             "maximum_allowed_time": max(int(batch.assignment_duration.total_seconds() // 60), estimated_minutes(batch)),
             "reward": reward_cents(batch),
             "device_compatibility": list(config["device_compatibility"]),
+            **({"filters": [{"filter_id": "participant_group_blocklist",
+                             "selected_values": [settings.PROLIFIC_BLOCKLIST_GROUP_ID]}]}
+               if settings.PROLIFIC_BLOCKLIST_GROUP_ID else {}),
         }
 
     def publish(self, batch, hits):
@@ -365,6 +370,17 @@ class ProlificProvider(CrowdProvider):
             except ProlificRefused as error:
                 failures.update(dict.fromkeys(participant_ids, error.detail))
         return failures
+
+    def block(self, worker, blocked, reason):
+        """In or out of the PROLIFIC_BLOCKLIST_GROUP_ID participant group, which every study excludes."""
+        group = settings.PROLIFIC_BLOCKLIST_GROUP_ID
+        if not group:
+            logger.warning("worker %s %s here only: PROLIFIC_BLOCKLIST_GROUP_ID is not set", worker,
+                           "blocked" if blocked else "unblocked")
+            return
+        self._call("POST" if blocked else "DELETE", f"/api/v1/participant-groups/{group}/participants/",
+                   "block-participant" if blocked else "unblock-participant",
+                   body={"participant_ids": [worker.external_id]}, worker=worker, record={"blocked": blocked})
 
     @staticmethod
     def _market_id(assignment):

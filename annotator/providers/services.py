@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from annotator.models import Assignment, Batch, Event, Hit, Provider, Worker
 
-from .base import get_provider, record_event
+from .base import get_provider, provider_named, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,14 @@ def expire_hit(hit):
         hit.save(update_fields=["status", "expires_at"])
         record_event(Event.Type.EXPIRED, hit=hit, provider=provider.name)
     return True
+
+
+def set_worker_blocked(worker):
+    """Tell the worker's market whether they are blocked now (the latest decision wins, however the tasks are
+    ordered); returns whether they are blocked."""
+    worker = Worker.objects.get(pk=worker.pk)
+    provider_named(worker.provider, f"worker {worker}").block(worker, worker.blocked, worker.blocked_reason)
+    return worker.blocked
 
 
 def notify_workers(batch, worker_ids, subject, message):

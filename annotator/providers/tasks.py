@@ -5,7 +5,7 @@ Network and market errors are retried with backoff; the services make a retry ha
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 
-from annotator.models import Assignment, Batch, Hit
+from annotator.models import Assignment, Batch, Hit, Worker
 
 from . import services
 from .prolific import ProlificUnavailable
@@ -47,6 +47,11 @@ def repost_hit(hit_id, count, target_max_assignments):
 @shared_task(**RETRY)
 def expire_hit(hit_id):
     return services.expire_hit(Hit.objects.get(pk=hit_id))
+
+
+@shared_task(**RETRY)
+def set_worker_blocked(worker_id):
+    return services.set_worker_blocked(Worker.objects.get(pk=worker_id))
 
 
 @shared_task(**RETRY)

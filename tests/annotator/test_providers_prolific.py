@@ -279,3 +279,30 @@ def test_every_request_body_is_checked_against_the_published_schema(market):
     assert "description" in str(answer.json()["error"]["detail"])
     answer = requests.post(f"{market.url}/api/v1/studies/", json={}, headers={"Authorization": "Token nope"})
     assert answer.status_code == 401
+
+
+def test_a_blocked_worker_is_kept_out_of_every_study_and_let_back_in(market, settings,
+                                                                     django_capture_on_commit_callbacks):
+    from annotator.review import services as review_services
+    from devtools.fake_prolific import MarketError
+
+    settings.PROLIFIC_BLOCKLIST_GROUP_ID = "blocklist-group"
+    batch, (hit,) = published()
+    assert market.studies[hit.external_id]["filters"] == [
+        {"filter_id": "participant_group_blocklist", "selected_values": ["blocklist-group"]}]
+    work_and_return(market, hit, "PBAD")
+    worker = Assignment.objects.get(hit=hit).worker
+    staff = get_user_model().objects.create_user("staff", password="x" * 12, is_staff=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        review_services.block_worker(worker, staff, "clicked at random on every page")
+    assert market.participant_groups["blocklist-group"] == {"PBAD"}
+    _, (next_hit,) = published()
+    with pytest.raises(MarketError, match="not eligible"):
+        market.join(next_hit.external_id, "PBAD")
+    assert Event.objects.get(worker=worker, type=Event.Type.MARKET_CALL).data["operation"] == "block-participant"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        review_services.unblock_worker(worker, staff)
+    assert market.participant_groups["blocklist-group"] == set()
+    market.join(next_hit.external_id, "PBAD")
