@@ -10,7 +10,10 @@ header followed by the body, in X-Prolific-Request-Signature / X-Prolific-Reques
 Tests play participants with join / complete / return_submission / time_out, and make the market fail with
 fail_next(operation, status) (401, 429 with Retry-After, 5xx) or refuse_rejections(reason).
 
-Run alone (the demo): `python -m devtools.fake_prolific --port 8765 --token demo-token`.
+Run alone (the demo): `python -m devtools.fake_prolific --port 8765 --token demo-token --state var/fake-prolific.json`;
+there participants act over HTTP too (not Prolific's API, no token): POST /_fake/studies/<id>/join/
+{"participant_id"} answers {"id", "url"}, POST /_fake/submissions/<id>/complete/ {"code"}, .../return/, .../time-out/.
+With --state, everything is kept in that JSON file and read back at the next start.
 """
 import argparse
 import base64
@@ -52,11 +55,20 @@ def sign(secret, timestamp, body):
 
 
 class FakeProlific:
-    def __init__(self, token="test-token", host="127.0.0.1", port=0, workspace_id="workspace-1"):
+    STATE = ("studies", "submissions", "bonus_payments", "payments", "messages", "secret", "subscriptions",
+             "participant_groups")
+
+    def __init__(self, token="test-token", host="127.0.0.1", port=0, workspace_id="workspace-1", state_file=None):
         self.token = token
         self.workspace_id = workspace_id
+        self.state_file = Path(state_file) if state_file else None
         self._lock = threading.RLock()
         self.reset()
+        if self.state_file and self.state_file.exists():
+            saved = json.loads(self.state_file.read_text())
+            for name in self.STATE:
+                setattr(self, name, saved.get(name, getattr(self, name)))
+            self.participant_groups = {k: set(v) for k, v in self.participant_groups.items()}
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -218,6 +230,39 @@ class FakeProlific:
                 raise MarketError(400, detail)
         return getattr(self, "op_" + operation.replace("-", "_"))(body, query, **match.groupdict())
 
+    def save(self):
+        if self.state_file is None:
+            return
+        with self._lock:
+            state = {name: getattr(self, name) for name in self.STATE}
+            state["participant_groups"] = {k: sorted(v) for k, v in self.participant_groups.items()}
+            self.state_file.write_text(json.dumps(state, default=str))
+
+    PARTICIPANT_ROUTES = [
+        (r"/_fake/studies/(?P<id>\w+)/join/", "join"),
+        (r"/_fake/submissions/(?P<id>\w+)/complete/", "complete"),
+        (r"/_fake/submissions/(?P<id>\w+)/return/", "return_submission"),
+        (r"/_fake/submissions/(?P<id>\w+)/time-out/", "time_out"),
+    ]
+
+    def participant_action(self, path, body):
+        """What a participant does on Prolific's site, for a fake run in its own process (the demo)."""
+        for pattern, action in self.PARTICIPANT_ROUTES:
+            match = re.fullmatch(pattern, path)
+            if match:
+                break
+        else:
+            raise MarketError(404, f"no participant action at {path}")
+        id = match["id"]
+        if action == "join":
+            submission_id, url = self.join(id, (body or {}).get("participant_id", ""))
+            return 201, {"id": submission_id, "url": url}
+        if action == "complete":
+            self.complete(id, (body or {}).get("code", ""))
+        else:
+            getattr(self, action)(id)
+        return 200, self._public(self.submissions[id])
+
     def _injected_failure(self, operation):
         for failure in self._failures:
             name, status, times, headers, detail = failure
@@ -360,10 +405,14 @@ class FakeProlific:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
                 extra = {}
                 try:
-                    with market._lock:
-                        status, payload, *rest = market.handle(self.command, parts.path, parse_qs(parts.query),
-                                                               self.headers, raw)
-                    extra = rest[0] if rest else {}
+                    if parts.path.startswith("/_fake/") and self.command == "POST":
+                        status, payload = market.participant_action(parts.path, json.loads(raw) if raw else {})
+                    else:
+                        with market._lock:
+                            status, payload, *rest = market.handle(self.command, parts.path, parse_qs(parts.query),
+                                                                   self.headers, raw)
+                        extra = rest[0] if rest else {}
+                    market.save()
                 except MarketError as error:
                     status, payload, extra = error.status, {"error": {"detail": error.detail}}, error.headers
                 data = json.dumps(payload).encode()
@@ -391,8 +440,9 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--token", default="demo-token")
+    parser.add_argument("--state", help="JSON file keeping the fake's state between runs")
     args = parser.parse_args()
-    with FakeProlific(token=args.token, host=args.host, port=args.port) as market:
+    with FakeProlific(token=args.token, host=args.host, port=args.port, state_file=args.state) as market:
         print(f"fake Prolific at {market.url} (token {args.token!r})", flush=True)
         threading.Event().wait()
 

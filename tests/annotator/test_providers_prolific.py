@@ -306,3 +306,28 @@ def test_a_blocked_worker_is_kept_out_of_every_study_and_let_back_in(market, set
         review_services.unblock_worker(worker, staff)
     assert market.participant_groups["blocklist-group"] == set()
     market.join(next_hit.external_id, "PBAD")
+
+
+def test_the_demo_crowd_works_a_batch_on_a_fake_that_keeps_its_state(settings, tmp_path,
+                                                                     django_capture_on_commit_callbacks):
+    from devtools import prolific_crowd
+    from tests.factories import make_imagenet_hit
+
+    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
+    state = tmp_path / "fake-prolific.json"
+    hits = [make_imagenet_hit(n_pages=2, provider=Provider.PROLIFIC, status="draft") for _ in range(2)]
+    Hit.objects.filter(pk__in=[h.pk for h in hits]).update(status=Hit.Status.PENDING)
+    with FakeProlific(token="demo-token", state_file=state) as fake:
+        settings.PROLIFIC_API_URL, settings.PROLIFIC_API_TOKEN = fake.url, "demo-token"
+        for hit in hits:
+            services.publish_batch(hit.batch)
+        with django_capture_on_commit_callbacks(execute=True):
+            outcomes = prolific_crowd.run(hits[0].batch.name, fake.url, hits=1, out=lambda line: None)
+        assert [o.status for o in outcomes] == ["submitted"]
+        # Worked once: a second run has nothing left to do.
+        assert prolific_crowd.run(hits[0].batch.name, fake.url, hits=1, out=lambda line: None) == []
+    assignment = Assignment.objects.get(hit=hits[0])
+    assert assignment.state == Assignment.State.APPROVED  # diligent, decided by the rules
+    with FakeProlific(token="demo-token", state_file=state) as restarted:
+        assert restarted.submissions[assignment.external_id]["status"] == "APPROVED"
+        assert len(restarted.studies) == 2
