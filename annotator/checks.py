@@ -148,5 +148,6 @@ def check_prolific_credentials(app_configs, **kwargs):
         warnings.append(Warning(
             f"PROLIFIC_WEBHOOK_SECRET is not set, but batches use the prolific provider ({', '.join(names)}): every "
             "webhook call is refused and submissions change only with the periodic sync.",
-            hint="Run `manage.py prolific_webhook --workspace <id>` and set the secret it prints.", id="annotator.W006"))
+            hint="Run `manage.py prolific_webhook --workspace <id>` and set the secret it prints.",
+            id="annotator.W006"))
     return warnings

@@ -290,8 +290,10 @@ class FakeProlific:
         study.update(body)
         return 200, study
 
-    STUDY_TRANSITIONS = {("UNPUBLISHED", "PUBLISH"): "ACTIVE", ("ACTIVE", "PAUSE"): "PAUSED",
-                         ("PAUSED", "START"): "ACTIVE", ("ACTIVE", "STOP"): "COMPLETED", ("PAUSED", "STOP"): "COMPLETED"}
+    STUDY_TRANSITIONS = {
+        ("UNPUBLISHED", "PUBLISH"): "ACTIVE", ("ACTIVE", "PAUSE"): "PAUSED", ("PAUSED", "START"): "ACTIVE",
+        ("ACTIVE", "STOP"): "COMPLETED", ("PAUSED", "STOP"): "COMPLETED",
+    }
 
     def op_transition_study(self, body, query, id):
         study = self._study(id)

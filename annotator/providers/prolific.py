@@ -31,8 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 
-from annotator import signals
-from annotator.models import Assignment, Event, Provider, Worker
+from annotator.models import Assignment, Event, Provider
 
 from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
 from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
@@ -53,11 +52,11 @@ REJECTION_CATEGORIES = (
     "TOO_QUICKLY", "TOO_SLOWLY", "FAILED_INSTRUCTIONS", "INCOMP_LONGITUDINAL", "FAILED_CHECK", "LOW_EFFORT",
     "MALINGERING", "NO_CODE", "BAD_CODE", "NO_DATA", "UNSUPP_DEVICE", "OTHER",
 )
-# Submission statuses (https://docs.prolific.com/api-reference/submissions/submission-object).
-OPEN_STATUSES = {"RESERVED", "ACTIVE"}
+# Submission statuses (https://docs.prolific.com/api-reference/submissions/submission-object); RESERVED and ACTIVE
+# mean the participant is still at it.
 SUBMITTED_STATUSES = {"AWAITING REVIEW"}
 DECIDED_STATUSES = {"APPROVED": Assignment.State.APPROVED, "REJECTED": Assignment.State.REJECTED}
-# Statuses that give the place back on Prolific, and what our assignment becomes when it was still open.
+# Statuses that give the place back on Prolific: what our assignment becomes when it was still open.
 RELEASED_STATUSES = {"RETURNED": Assignment.State.RETURNED, "TIMED-OUT": Assignment.State.EXPIRED}
 DEFAULTS = {
     "title": "Label images",
@@ -72,7 +71,7 @@ class ProlificError(Exception):
     """An answer from Prolific other than success: status (0 for no answer at all) and the market's detail."""
 
     def __init__(self, status, detail, operation=""):
-        super().__init__(f"Prolific {operation}: HTTP {status}: {detail}" if status else f"Prolific {operation}: {detail}")
+        super().__init__(f"Prolific {operation}: " + (f"HTTP {status}: {detail}" if status else str(detail)))
         self.status = status
         self.detail = detail
         self.operation = operation
@@ -252,7 +251,8 @@ class ProlificProvider(CrowdProvider):
 
     def publish(self, batch, hits):
         if not settings.PUBLIC_BASE_URL.startswith("https://") and not settings.DEBUG:
-            raise ImproperlyConfigured(f"PUBLIC_BASE_URL must be https:// for Prolific, not {settings.PUBLIC_BASE_URL!r}")
+            raise ImproperlyConfigured(
+                f"PUBLIC_BASE_URL must be https:// for Prolific, not {settings.PUBLIC_BASE_URL!r}")
         estimated_minutes(batch)  # refuse a rate under the minimum before any market call
         reward_cents(batch)
         published = {}
@@ -357,8 +357,9 @@ class ProlificProvider(CrowdProvider):
         reached = set().union(*by_study.values()) if by_study else set()
         failures = {w.external_id: "took part in no study of this batch" for w in workers
                     if w.external_id not in reached}
-        done = set(Event.objects.filter(batch=batch, type=Event.Type.MARKET_CALL, data__operation="message-participants",
-                                        data__key__startswith=f"{request_key}:").values_list("data__key", flat=True))
+        done = set(Event.objects.filter(
+            batch=batch, type=Event.Type.MARKET_CALL, data__operation="message-participants",
+            data__key__startswith=f"{request_key}:").values_list("data__key", flat=True))
         for study_id, participant_ids in sorted(by_study.items()):
             chunk_key = f"{request_key}:{study_id}"
             if chunk_key in done:
@@ -397,66 +398,17 @@ class ProlificProvider(CrowdProvider):
         return hit.external_id
 
 
-@transaction.atomic
 def mirror_submission(hit, submission, *, source, sent_at=None):
-    """Bring one Prolific submission ({id, participant_id, status}) into our rows; returns (created, updated) as 0/1.
+    """One Prolific submission ({id, participant_id, status}) into our rows (services.mirror_market_assignment)."""
+    from .services import MarketAssignment, mirror_market_assignment
 
-    An open assignment whose submission Prolific returned or timed out gives its place back (RETURNED / EXPIRED); one
-    Prolific shows completed without our submit is submitted, for review to judge what it holds; a decision made on
-    Prolific (or one Prolific already has) is recorded as the market's, so it is never sent again."""
     status = submission["status"]
-    worker, _ = Worker.objects.get_or_create(provider=Provider.PROLIFIC, external_id=submission["participant_id"])
-    assignment = (
-        Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
-        or Assignment.objects.select_for_update().filter(hit=hit, external_id=submission["id"]).first()
-    )
-    if assignment is None and status in OPEN_STATUSES | set(RELEASED_STATUSES):
-        return 0, 0  # the participant never reached our page, or has not yet: nothing of ours to change
-    created = assignment is None
-    if created:
-        assignment = Assignment(hit=hit, worker=worker, state=Assignment.State.SUBMITTED,
-                                interface_variant=hit.batch.interface_variant)
-    previous_state = assignment.state
-    changed = created or assignment.external_id != submission["id"]
-    assignment.external_id = submission["id"]
-    is_open = assignment.state in (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS)
-    released_as = RELEASED_STATUSES.get(status)
-    if is_open and released_as:
-        assignment.transition(released_as)
-        changed = True
-    elif is_open and (status in SUBMITTED_STATUSES or status in DECIDED_STATUSES):
-        assignment.transition(Assignment.State.SUBMITTED)
-        changed = True
-    if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
-        assignment.submitted_at = submission.get("completed_at") or sent_at
-    market_decision = DECIDED_STATUSES.get(status)
-    decided_on_market = market_decision is not None and assignment.state == Assignment.State.SUBMITTED
-    if decided_on_market:
-        assignment.transition(market_decision)
-        assignment.reviewed_at = sent_at or submission.get("completed_at")
-        changed = True
-    known = market_decision is not None and market_decision == assignment.state
-    last_status = None if created else (
-        Event.objects.filter(assignment=assignment, type=Event.Type.SYNCED, data__has_key="market_status")
-        .order_by("-created_at", "-id").values_list("data__market_status", flat=True).first())
-    if not changed and last_status == status:
-        return 0, 0
-    if changed:
-        assignment.save()
-    record_event(
-        Event.Type.SYNCED, assignment=assignment, worker=worker, provider=Provider.PROLIFIC, source=source,
-        market_status=status, **({"market_decision": market_decision} if known else {}),
-    )
-    if released_as and previous_state != assignment.state:
-        record_event(Event.Type.RETURNED if released_as == Assignment.State.RETURNED else Event.Type.EXPIRED,
-                     assignment=assignment, worker=worker, market_status=status)
-    if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
-        signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
-    if decided_on_market:
-        signals.assignment_decided.send(
-            sender=Assignment, assignment=assignment, previous_state=Assignment.State.SUBMITTED, actor=None
-        )
-    return int(created), int(not created and changed)
+    state = (RELEASED_STATUSES.get(status) or DECIDED_STATUSES.get(status)
+             or (Assignment.State.SUBMITTED if status in SUBMITTED_STATUSES else None))
+    return mirror_market_assignment(hit, MarketAssignment(
+        worker_id=submission["participant_id"], assignment_id=submission["id"], status=status, state=state,
+        submitted_at=submission.get("completed_at") or sent_at, decided_at=sent_at or submission.get("completed_at"),
+    ), provider=Provider.PROLIFIC, source=source)
 
 
 def signature(secret, timestamp, body):

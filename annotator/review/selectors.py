@@ -51,8 +51,8 @@ def market_states(assignment_ids):
     decision the market took ("approved: on the market"), or a refusal with the market's reason. Link batches have
     none (their decisions leave as a CSV)."""
     states = {}
-    events = (Event.objects.filter(assignment_id__in=assignment_ids, type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL))
-              .order_by("created_at", "id"))
+    events = (Event.objects.filter(assignment_id__in=assignment_ids,
+                                   type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
     for assignment_id, data in events.values_list("assignment_id", "data"):
         if data.get("refused"):
             states[assignment_id] = f"{data.get('operation', 'call')} refused: {data['refused']}"

@@ -78,7 +78,8 @@ def check_market_hit(hit, query):
         return
     sent = query.get(name, "").strip()
     if sent != hit.external_id:
-        logger.warning("hit %s: entry refused, %s %r is not its market id %r", hit.pk, name, sent[:100], hit.external_id)
+        logger.warning("hit %s: entry refused, %s %r is not its market id %r", hit.pk, name, sent[:100],
+                       hit.external_id)
         raise services.TaskRefused(
             "This link is not for this task",
             f"The {name} in this link does not match this task. Please open the task again from the market's page.",

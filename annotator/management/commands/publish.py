@@ -1,4 +1,4 @@
-"""`python manage.py publish BATCH [--provider link|mturk|prolific] [--params prolific]`: put a batch's HITs on a market."""
+"""`python manage.py publish BATCH [--provider link|mturk|prolific] [--params prolific]`: put HITs on a market."""
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
