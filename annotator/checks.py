@@ -123,3 +123,31 @@ def check_tasks_registered(app_configs, roots=None, **kwargs):
               hint="Define tasks in a module named tasks.py inside one of the apps' packages.", id="annotator.E001")
         for name, where in sorted(defined.items()) if name not in registered
     ]
+
+
+@register(deploy=True)
+def check_prolific_credentials(app_configs, **kwargs):
+    """A batch on Prolific needs the API token to publish and decide, and the webhook secret to hear back."""
+    from django.db import DatabaseError
+
+    from annotator.models import Batch, Provider
+
+    try:
+        names = list(Batch.objects.filter(provider=Provider.PROLIFIC).exclude(status=Batch.Status.CLOSED)
+                     .order_by("name").values_list("name", flat=True)[:5])
+    except DatabaseError:  # no database yet (first deploy, before migrate): nothing uses the provider
+        return []
+    if not names:
+        return []
+    warnings = []
+    if not settings.PROLIFIC_API_TOKEN:
+        warnings.append(Warning(
+            f"PROLIFIC_API_TOKEN is not set, but batches use the prolific provider ({', '.join(names)}): nothing can "
+            "be published on Prolific and no decision, bonus or message reaches it.", id="annotator.W005"))
+    if not settings.PROLIFIC_WEBHOOK_SECRET:
+        warnings.append(Warning(
+            f"PROLIFIC_WEBHOOK_SECRET is not set, but batches use the prolific provider ({', '.join(names)}): every "
+            "webhook call is refused and submissions change only with the periodic sync.",
+            hint="Run `manage.py prolific_webhook --workspace <id>` and set the secret it prints.",
+            id="annotator.W006"))
+    return warnings

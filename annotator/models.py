@@ -133,6 +133,7 @@ class GroundTruthObject(models.Model):
 class Provider(models.TextChoices):
     LINK = "link", "Task link (Prolific, in-house lists, any market)"
     MTURK = "mturk", "Amazon Mechanical Turk"
+    PROLIFIC = "prolific", "Prolific (through its API)"
 
 
 def hash_worker_id(provider, external_id):
@@ -427,6 +428,26 @@ class Event(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("events are append-only")
+
+
+class MarketNotification(models.Model):
+    """One webhook call a market made (Prolific's submission.status.change), kept so a redelivery (same event id)
+    changes nothing and an older status never overwrites a newer one of the same submission."""
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    event_id = models.CharField(max_length=100)
+    resource_id = models.CharField(max_length=100, db_index=True, help_text="The market's submission id.")
+    status = models.CharField(max_length=32)
+    sent_at = models.DateTimeField(help_text="When the market sent it (its signed timestamp header).")
+    signature = models.CharField(max_length=100, db_index=True, help_text="Its signature: a replayed call has it too.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    applied = models.BooleanField(default=False, help_text="False: older than a status already applied, or unknown.")
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="notification_unique_event")
+        ]
 
 
 class PageSubmission(models.Model):

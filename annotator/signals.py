@@ -13,3 +13,5 @@ assignment_decided = Signal()
 bonus_granted = Signal()
 # Rejected work of a HIT must be done again. kwargs: hit, count
 hit_needs_repost = Signal()
+# Staff blocked or unblocked a worker. kwargs: worker, blocked (bool), reason (str)
+worker_block_changed = Signal()

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from annotator.candidates import candidate_id
 from annotator.geometry import point_on_object
 from annotator.models import Assignment, Batch, GroundTruthObject, Hit, HitPage, Image, PageItem, Provider, TaskKind
-from annotator.providers.link import resolve_params
+from annotator.providers.link import PARAM_PRESETS, resolve_params
 
 logger = logging.getLogger(__name__)
 
@@ -488,14 +488,17 @@ PAGE_BEHAVIOUR = {TaskKind.IMAGENET: imagenet_page, TaskKind.COCO: coco_page}
 
 # ---- one assignment, end to end ----
 
-def task_query(batch, hit, worker_id):
-    """The query string a market would put on the task URL for this worker."""
+def task_query(batch, hit, worker_id, market_assignment_id=None):
+    """The query string a market would put on the task URL for this worker (with the market's assignment id, e.g.
+    the SESSION_ID Prolific gave the participant, when there is one)."""
     if batch.provider == Provider.MTURK:
-        values = {"assignmentId": f"SIM{uuid.uuid4().hex[:26].upper()}", "hitId": hit.external_id or str(hit.pk),
-                  "workerId": worker_id, "turkSubmitTo": "https://workersandbox.mturk.com"}
+        values = {"assignmentId": market_assignment_id or f"SIM{uuid.uuid4().hex[:26].upper()}",
+                  "hitId": hit.external_id or str(hit.pk), "workerId": worker_id,
+                  "turkSubmitTo": "https://workersandbox.mturk.com"}
         return urlencode(values)
-    names = resolve_params(batch.provider_config)
-    values = {"worker": worker_id, "assignment": f"{worker_id}-{hit.pk}", "study": f"sim-{batch.name}"}
+    names = PARAM_PRESETS["prolific"] if batch.provider == Provider.PROLIFIC else resolve_params(batch.provider_config)
+    values = {"worker": worker_id, "assignment": market_assignment_id or f"{worker_id}-{hit.pk}",
+              "study": hit.external_id or f"sim-{batch.name}"}
     return urlencode({name: values.get(role, role) for role, name in names.items()})
 
 
@@ -526,13 +529,14 @@ def _flush(session, index, events, clock):
     return len(events)
 
 
-def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0):
+def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0, market_assignment_id=None):
     """One worker does one HIT through the API: open the task, work every page (or some), submit."""
     rng = random.Random(f"{seed}:{hit.index}:{worker_id}")  # the same run again behaves the same
     outcome = AssignmentOutcome(worker=worker_id, profile=profile.name, hit_id=hit.pk, status="failed")
     session = _Session(transport, outcome)
     try:
-        status, html = session.call("GET", f"/task/{hit.pk}/?{task_query(batch, hit, worker_id)}",
+        query = task_query(batch, hit, worker_id, market_assignment_id)
+        status, html = session.call("GET", f"/task/{hit.pk}/?{query}",
                                     expect=(200, 403, 409))
         if status != 200:
             outcome.status = "refused"

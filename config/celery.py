@@ -110,3 +110,6 @@ def add_sweepers(sender, **kwargs):
         every, sender.signature("annotator.tasks.expire_overdue_assignments"), name="expire-overdue-assignments"
     )
     sender.add_periodic_task(every, sender.signature("training.tasks.sweep_jobs"), name="sweep-training-jobs")
+    # Prolific's webhook calls can be lost: a sync of every published Prolific batch brings what they missed.
+    sender.add_periodic_task(float(settings.PROLIFIC_SYNC_INTERVAL), sender.signature(
+        "annotator.providers.tasks.sync_market_batches", args=("prolific",)), name="sync-prolific-batches")

@@ -254,6 +254,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WORKER_MAX_BODY_BYTES
 # Crowd markets.
 MTURK_SANDBOX = env.bool("MTURK_SANDBOX", default=True)
 MTURK_ENDPOINT_URL = env.str("MTURK_ENDPOINT_URL", default=None)
+# Prolific (annotator.providers.prolific): the workspace's API token, the API's origin (a local fake in tests and the
+# demo), the webhook secret POST /api/v1/hooks/secrets/ returned, how old a signed webhook call may be, and how often
+# beat syncs the published Prolific batches for the webhook calls that never arrived.
+PROLIFIC_API_TOKEN = env.str("PROLIFIC_API_TOKEN", default="")
+PROLIFIC_API_URL = env.str("PROLIFIC_API_URL", default="https://api.prolific.com")
+PROLIFIC_WEBHOOK_SECRET = env.str("PROLIFIC_WEBHOOK_SECRET", default="")
+PROLIFIC_WEBHOOK_TOLERANCE = env.int("PROLIFIC_WEBHOOK_TOLERANCE", default=300)
+PROLIFIC_SYNC_INTERVAL = env.float("PROLIFIC_SYNC_INTERVAL", default=600.0)
+# A participant group of the workspace: blocked workers are added to it, and every study excludes it.
+PROLIFIC_BLOCKLIST_GROUP_ID = env.str("PROLIFIC_BLOCKLIST_GROUP_ID", default="")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

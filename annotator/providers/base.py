@@ -86,17 +86,27 @@ class CrowdProvider(abc.ABC):
         """Message workers; returns {worker external id: failure message} for those the market could not reach."""
 
     @abc.abstractmethod
+    def block(self, worker, blocked, reason):
+        """Keep the worker from (blocked) or let them back to (not blocked) the requester's work on the market."""
+
+    @abc.abstractmethod
     def task_url(self, hit, **values):
         """The URL a worker opens for this HIT."""
 
 
 def get_provider(batch):
     """The provider object for the batch's market."""
+    return provider_named(batch.provider, f"batch {batch.name}")
+
+
+def provider_named(name, owner):
+    """The provider object for a market name (a batch's or a worker's provider)."""
     from .link import LinkProvider
     from .mturk import MTurkProvider
+    from .prolific import ProlificProvider
 
-    providers = {Provider.LINK: LinkProvider, Provider.MTURK: MTurkProvider}
+    providers = {Provider.LINK: LinkProvider, Provider.MTURK: MTurkProvider, Provider.PROLIFIC: ProlificProvider}
     try:
-        return providers[batch.provider]()
+        return providers[name]()
     except KeyError:
-        raise ValidationError({"provider": f"batch {batch.name}: unknown provider {batch.provider!r}"}) from None
+        raise ValidationError({"provider": f"{owner}: unknown provider {name!r}"}) from None

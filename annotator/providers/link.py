@@ -92,6 +92,11 @@ class LinkProvider(CrowdProvider):
     def expire(self, hit):
         logger.info("HIT %s expired: its task URL no longer takes new workers", hit)
 
+    def block(self, worker, blocked, reason):
+        # Our own task pages refuse a blocked worker; a link market has no API to tell.
+        logger.info("worker %s %s here only: a link market has no blocking API", worker,
+                    "blocked" if blocked else "unblocked")
+
     def notify(self, batch, workers, subject, message, request_key):
         # A link market has no messaging API here: the message is kept in the NOTIFIED event for staff to send.
         logger.info("batch %s: message %r for %d workers kept for sending on the market", batch, subject, len(workers))

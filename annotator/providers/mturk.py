@@ -16,10 +16,8 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import transaction
 
-from annotator import signals
-from annotator.models import Assignment, Event, Hit, Provider, Worker
+from annotator.models import Assignment, Event, Hit, Provider
 
 from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
 
@@ -179,53 +177,17 @@ class MTurkProvider(CrowdProvider):
                 params["NextToken"] = page["NextToken"]
         return result
 
-    @transaction.atomic
     def _mirror(self, hit, market):
-        """Create or update our row for one market assignment; returns (created, updated) as 0/1."""
-        worker, _ = Worker.objects.get_or_create(provider=Provider.MTURK, external_id=market["WorkerId"])
-        market_state = MARKET_STATES.get(market["AssignmentStatus"])
-        assignment = (
-            Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
-            or Assignment.objects.select_for_update().filter(hit=hit, external_id=market["AssignmentId"]).first()
-        )
-        created = assignment is None
-        if created:
-            assignment = Assignment(hit=hit, worker=worker, state=Assignment.State.SUBMITTED,
-                                    interface_variant=hit.batch.interface_variant)
-        previous_state = assignment.state
-        changed = created or assignment.external_id != market["AssignmentId"]
-        assignment.external_id = market["AssignmentId"]
-        if assignment.state in (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS) and market_state:
-            # Submitted on the market without our submit call: review decides on what we have.
-            assignment.transition(Assignment.State.SUBMITTED)
-            changed = True
-        if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
-            assignment.submitted_at = market.get("SubmitTime")
-        decided_on_market = (
-            market_state in (Assignment.State.APPROVED, Assignment.State.REJECTED)
-            and assignment.state == Assignment.State.SUBMITTED
-        )
-        if decided_on_market:
-            # Auto-approval after AutoApprovalDelay, or a decision made on the market's own site.
-            assignment.transition(market_state)
-            assignment.reviewed_at = market.get("ApprovalTime") or market.get("RejectionTime")
-            assignment.feedback = market.get("RequesterFeedback", assignment.feedback)
-            changed = True
-        if not changed:
-            return 0, 0
-        assignment.save()
-        record_event(
-            Event.Type.SYNCED, assignment=assignment, worker=worker,
-            market_status=market["AssignmentStatus"], claimed_completion_code=claimed_completion_code(market),
-            **({"market_decision": assignment.state} if decided_on_market else {}),
-        )
-        if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
-            signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
-        if decided_on_market:
-            signals.assignment_decided.send(
-                sender=Assignment, assignment=assignment, previous_state=Assignment.State.SUBMITTED, actor=None
-            )
-        return int(created), int(not created)
+        """One market assignment into our rows (services.mirror_market_assignment); returns (created, updated)."""
+        from .services import MarketAssignment, mirror_market_assignment
+
+        return mirror_market_assignment(hit, MarketAssignment(
+            worker_id=market["WorkerId"], assignment_id=market["AssignmentId"], status=market["AssignmentStatus"],
+            state=MARKET_STATES.get(market["AssignmentStatus"]), submitted_at=market.get("SubmitTime"),
+            decided_at=market.get("ApprovalTime") or market.get("RejectionTime"),
+            feedback=market.get("RequesterFeedback"),
+            details={"claimed_completion_code": claimed_completion_code(market)},
+        ), provider=Provider.MTURK)
 
     def approve(self, assignment, override_rejection=False):
         params = {"AssignmentId": self._market_id(assignment)}
@@ -296,6 +258,14 @@ class MTurkProvider(CrowdProvider):
             for failure in answer.get("NotifyWorkersFailureStatuses", []):
                 failures[failure["WorkerId"]] = failure.get("NotifyWorkersFailureMessage", "")
         return failures
+
+    def block(self, worker, blocked, reason):
+        operation = "CreateWorkerBlock" if blocked else "DeleteWorkerBlock"
+        params = {"WorkerId": worker.external_id, "Reason": reason or "unblocked by the requester"}
+        response = getattr(self.client, xform_name(operation))(**params)
+        record_event(Event.Type.MARKET_CALL, worker=worker, provider=self.name, operation=operation,
+                     params={"WorkerId": worker.external_id}, blocked=blocked)
+        return response
 
     @staticmethod
     def _market_id(assignment):

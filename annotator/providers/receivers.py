@@ -38,3 +38,8 @@ def queue_repost(sender, hit, count, **kwargs):
     record_event(Event.Type.REPOST_REQUESTED, hit=hit, key=repost_key(hit, target_max_assignments), count=count,
                  target_max_assignments=target_max_assignments)
     send_on_commit(tasks.repost_hit, hit.pk, count, target_max_assignments)
+
+
+@receiver(signals.worker_block_changed, dispatch_uid="providers.queue_block")
+def queue_block(sender, worker, **kwargs):
+    send_on_commit(tasks.set_worker_blocked, worker.pk)

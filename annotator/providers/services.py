@@ -6,6 +6,8 @@ window between a market call and the event that records it.
 """
 import hashlib
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
@@ -14,9 +16,10 @@ from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
+from annotator import signals
 from annotator.models import Assignment, Batch, Event, Hit, Provider, Worker
 
-from .base import get_provider, record_event
+from .base import get_provider, provider_named, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,101 @@ def sync_batch(batch):
     record_event(Event.Type.SYNCED, batch=batch, provider=provider.name, hits=result.hits,
                  created=result.created, updated=result.updated, decisions_sent=result.decisions_sent)
     return result
+
+
+def sync_market_batches(provider):
+    """Queue a sync of every published batch of the provider: beat runs it for Prolific every PROLIFIC_SYNC_INTERVAL
+    seconds, for the webhook calls that never arrived. Returns the batch ids."""
+    from config.celery import send_task
+
+    from . import tasks
+
+    batch_ids = list(Batch.objects.filter(provider=provider, status=Batch.Status.PUBLISHED)
+                     .order_by("pk").values_list("pk", flat=True))
+    for batch_id in batch_ids:
+        send_task(tasks.sync_batch, [batch_id])
+    return batch_ids
+
+
+@dataclass
+class MarketAssignment:
+    """One assignment (Prolific: submission) as its market reports it, in our terms."""
+
+    worker_id: str
+    assignment_id: str
+    status: str  # the market's own word, kept in the SYNCED event
+    # What it means here: SUBMITTED, APPROVED, REJECTED, RETURNED, EXPIRED; None while the worker is still at it.
+    state: str | None
+    submitted_at: datetime | str | None = None
+    decided_at: datetime | str | None = None
+    feedback: str | None = None
+    details: dict = field(default_factory=dict)  # more for the SYNCED event (e.g. claimed_completion_code)
+
+
+OPEN = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS)
+RELEASED_ON_MARKET = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
+
+
+@transaction.atomic
+def mirror_market_assignment(hit, market, *, provider, source="sync"):
+    """Bring one market assignment into our rows; returns (created, updated) as 0/1. Every market's sync (and
+    Prolific's webhook) goes through here.
+
+    An open assignment the market returned or timed out gives its place back (RETURNED / EXPIRED); one the market shows
+    submitted without our submit is submitted, for review to judge what it holds (rule 4 when we hold nothing); a
+    decision taken on the market (auto-approval, its own site) is applied here as the market's; a decision the market
+    has and we have too is recorded as known, so it is never sent again. A SYNCED event records each change of the
+    market's status."""
+    worker, _ = Worker.objects.get_or_create(provider=provider, external_id=market.worker_id)
+    assignment = (
+        Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
+        or Assignment.objects.select_for_update().filter(hit=hit, external_id=market.assignment_id).first()
+    )
+    if assignment is None and (market.state is None or market.state in RELEASED_ON_MARKET):
+        return 0, 0  # the worker never reached our page, or has not yet: nothing of ours to change
+    created = assignment is None
+    if created:
+        assignment = Assignment(hit=hit, worker=worker, state=Assignment.State.SUBMITTED,
+                                interface_variant=hit.batch.interface_variant)
+    previous_state = assignment.state
+    changed = created or assignment.external_id != market.assignment_id
+    assignment.external_id = market.assignment_id
+    released = market.state in RELEASED_ON_MARKET
+    if assignment.state in OPEN and market.state is not None:
+        # Returned or timed out: the place is free again. Submitted on the market without our submit: review decides.
+        assignment.transition(market.state if released else Assignment.State.SUBMITTED)
+        changed = True
+    if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
+        assignment.submitted_at = market.submitted_at
+    market_decision = market.state if market.state in DECIDED else None
+    decided_on_market = market_decision is not None and assignment.state == Assignment.State.SUBMITTED
+    if decided_on_market:
+        assignment.transition(market_decision)
+        assignment.reviewed_at = market.decided_at
+        if market.feedback is not None:
+            assignment.feedback = market.feedback
+        changed = True
+    known = market_decision is not None and market_decision == assignment.state
+    last_status = None if created else (
+        Event.objects.filter(assignment=assignment, type=Event.Type.SYNCED, data__has_key="market_status")
+        .order_by("-created_at", "-id").values_list("data__market_status", flat=True).first())
+    if not changed and last_status == market.status:
+        return 0, 0
+    if changed:
+        assignment.save()
+    record_event(Event.Type.SYNCED, assignment=assignment, worker=worker, provider=provider, source=source,
+                 market_status=market.status, **market.details,
+                 **({"market_decision": market_decision} if known else {}))
+    if released and previous_state != assignment.state:
+        record_event(Event.Type.RETURNED if assignment.state == Assignment.State.RETURNED else Event.Type.EXPIRED,
+                     assignment=assignment, worker=worker, market_status=market.status)
+    if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
+        signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
+    if decided_on_market:
+        signals.assignment_decided.send(
+            sender=Assignment, assignment=assignment, previous_state=Assignment.State.SUBMITTED, actor=None
+        )
+    return int(created), int(not created and changed)
 
 
 def send_missing_decisions(batch):
@@ -166,6 +264,14 @@ def expire_hit(hit):
         hit.save(update_fields=["status", "expires_at"])
         record_event(Event.Type.EXPIRED, hit=hit, provider=provider.name)
     return True
+
+
+def set_worker_blocked(worker):
+    """Tell the worker's market whether they are blocked now (the latest decision wins, however the tasks are
+    ordered); returns whether they are blocked."""
+    worker = Worker.objects.get(pk=worker.pk)
+    provider_named(worker.provider, f"worker {worker}").block(worker, worker.blocked, worker.blocked_reason)
+    return worker.blocked
 
 
 def notify_workers(batch, worker_ids, subject, message):

@@ -5,11 +5,12 @@ Network and market errors are retried with backoff; the services make a retry ha
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 
-from annotator.models import Assignment, Batch, Hit
+from annotator.models import Assignment, Batch, Hit, Worker
 
 from . import services
+from .prolific import ProlificUnavailable
 
-RETRY = {"autoretry_for": (BotoCoreError, ClientError), "retry_backoff": True, "max_retries": 5}
+RETRY = {"autoretry_for": (BotoCoreError, ClientError, ProlificUnavailable), "retry_backoff": True, "max_retries": 5}
 
 
 @shared_task(**RETRY)
@@ -21,6 +22,11 @@ def publish_batch(batch_id):
 def sync_batch(batch_id):
     result = services.sync_batch(Batch.objects.get(pk=batch_id))
     return {"hits": result.hits, "created": result.created, "updated": result.updated}
+
+
+@shared_task
+def sync_market_batches(provider):
+    return services.sync_market_batches(provider)
 
 
 @shared_task(**RETRY)
@@ -41,6 +47,11 @@ def repost_hit(hit_id, count, target_max_assignments):
 @shared_task(**RETRY)
 def expire_hit(hit_id):
     return services.expire_hit(Hit.objects.get(pk=hit_id))
+
+
+@shared_task(**RETRY)
+def set_worker_blocked(worker_id):
+    return services.set_worker_blocked(Worker.objects.get(pk=worker_id))
 
 
 @shared_task(**RETRY)

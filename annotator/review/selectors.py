@@ -47,6 +47,23 @@ def claimed_completion_codes(assignment_ids):
     return codes
 
 
+def market_states(assignment_ids):
+    """{assignment id: what its market last said of it}: the status a sync or webhook brought ("AWAITING REVIEW"), the
+    decision the market took ("approved: on the market"), or a refusal with the market's reason. Link batches have
+    none (their decisions leave as a CSV)."""
+    states = {}
+    events = (Event.objects.filter(assignment_id__in=assignment_ids,
+                                   type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
+    for assignment_id, data in events.values_list("assignment_id", "data"):
+        if data.get("refused"):
+            states[assignment_id] = f"{data.get('operation', 'call')} refused: {data['refused']}"
+        elif data.get("market_decision"):
+            states[assignment_id] = f"{data['market_decision']}: on the market"
+        elif data.get("market_status"):
+            states[assignment_id] = data["market_status"]
+    return states
+
+
 def with_page_count(assignments):
     """Annotate each assignment with its HIT's number of pages (n_pages), in the same query."""
     pages = HitPage.objects.filter(hit_id=OuterRef("hit_id")).order_by().values("hit_id").annotate(n=Count("id"))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from .. import rules, signals
-from ..models import Assignment, Event, Hit
+from ..models import Assignment, Event, Hit, Worker
 from . import selectors
 
 logger = logging.getLogger(__name__)
@@ -278,6 +278,7 @@ def block_worker(worker, actor, reason):
         worker.blocked_reason = reason
         worker.save(update_fields=["blocked", "blocked_reason"])
         Event.objects.create(type=Event.Type.BLOCKED, worker=worker, actor=actor, data={"reason": reason})
+        signals.worker_block_changed.send(sender=Worker, worker=worker, blocked=True, reason=reason)
 
 
 def unblock_worker(worker, actor):
@@ -286,6 +287,7 @@ def unblock_worker(worker, actor):
         worker.blocked_reason = ""
         worker.save(update_fields=["blocked", "blocked_reason"])
         Event.objects.create(type=Event.Type.UNBLOCKED, worker=worker, actor=actor, data={})
+        signals.worker_block_changed.send(sender=Worker, worker=worker, blocked=False, reason="")
 
 
 def parse_amount(value):

@@ -50,6 +50,9 @@ def batch_dashboard(request, batch_id):
     state = request.GET.get("state", "")
     assignments = selectors.batch_assignments(batch, state)
     page = Paginator(assignments, ASSIGNMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    markets = selectors.market_states([assignment.pk for assignment in page])
+    for assignment in page:
+        assignment.market_state = markets.get(assignment.pk, "")
     return render(request, "annotator/review/batch.html", {
         "batch": batch,
         "stats": selectors.batch_dashboard(batch),

@@ -22,6 +22,7 @@ from annotator.models import (
     Provider,
     TaskKind,
 )
+from annotator.providers import prolific
 from annotator.worker.tokens import completion_code
 
 logger = logging.getLogger(__name__)
@@ -331,11 +332,15 @@ def assignment_progress(assignment):
 
 
 def submit_answer(assignment):
-    """What the page does after submit: show the code; MTurk: POST to turkSubmitTo; link: optional redirect."""
+    """What the page does after submit: show the code; MTurk: POST to turkSubmitTo; Prolific: back to Prolific with
+    the study's completion code; link: optional redirect."""
     batch = assignment.hit.batch
     code = assignment.completion_code or completion_code(assignment.uuid)
     turk_submit_to = redirect_url = None
-    if batch.provider == Provider.MTURK and assignment.turk_submit_to:
+    if batch.provider == Provider.PROLIFIC:
+        code = prolific.study_completion_code(assignment.hit)
+        redirect_url = prolific.completion_url(assignment.hit)
+    elif batch.provider == Provider.MTURK and assignment.turk_submit_to:
         turk_submit_to = assignment.turk_submit_to.rstrip("/") + "/mturk/externalSubmit"
     elif batch.provider_config.get("completion_url"):
         redirect_url = batch.provider_config["completion_url"].replace("{completion_code}", code)

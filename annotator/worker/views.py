@@ -24,6 +24,7 @@ from annotator import csp
 from annotator.api.errors import DATABASE_RETRY_AFTER_S
 from annotator.api.schema import Error, msgspec_schema
 from annotator.models import Category, Hit, Provider
+from annotator.providers.link import PARAM_PRESETS
 from annotator.worker import schemas, selectors, services
 from annotator.worker.authentication import (
     AssignmentRateThrottle,
@@ -38,6 +39,7 @@ from annotator.worker.validation import decode
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
 LINK_DEFAULT_PARAMS = {"worker": "workerId", "assignment": "assignmentId"}
+PROLIFIC_PARAMS = PARAM_PRESETS["prolific"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def entry_params(batch, query):
     """(worker id, market assignment id, turkSubmitTo) from the task URL; worker id "" means preview."""
     if batch.provider == Provider.MTURK:
         names = MTURK_PARAMS
+    elif batch.provider == Provider.PROLIFIC:
+        names = PROLIFIC_PARAMS
     else:
         names = {**LINK_DEFAULT_PARAMS, **batch.provider_config.get("params", {})}
     worker_id = query.get(names["worker"], "").strip()
@@ -66,19 +70,22 @@ def entry_params(batch, query):
 
 
 def check_market_hit(hit, query):
-    """MTurk: the hitId it sends must be this HIT's market id (once published there); else TaskRefused.
+    """MTurk's hitId, Prolific's STUDY_ID: the one it sends must be this HIT's market id (once published there); else
+    TaskRefused.
 
     A link that carries another HIT's id (a copied or tampered URL) would otherwise record work against a HIT
     the market never assigned to the worker, and the market would never learn of it.
     """
-    if hit.batch.provider != Provider.MTURK or not hit.external_id:
+    name = {Provider.MTURK: MTURK_PARAMS["hit"], Provider.PROLIFIC: PROLIFIC_PARAMS["study"]}.get(hit.batch.provider)
+    if name is None or not hit.external_id:
         return
-    sent = query.get(MTURK_PARAMS["hit"], "").strip()
+    sent = query.get(name, "").strip()
     if sent != hit.external_id:
-        logger.warning("hit %s: entry refused, hitId %r is not its market id %r", hit.pk, sent[:100], hit.external_id)
+        logger.warning("hit %s: entry refused, %s %r is not its market id %r", hit.pk, name, sent[:100],
+                       hit.external_id)
         raise services.TaskRefused(
             "This link is not for this task",
-            "The HIT id in this link does not match this task. Please open the task again from the market's page.",
+            f"The {name} in this link does not match this task. Please open the task again from the market's page.",
             status=400,
         )
 

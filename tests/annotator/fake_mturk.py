@@ -30,6 +30,7 @@ class FakeMTurk:
         self.assignments = {}
         self.bonuses = []
         self.notifications = []
+        self.blocked = {}
         self.calls = []
         self._tokens = {}
         self._lock = threading.Lock()
@@ -185,3 +186,11 @@ class FakeMTurk:
         self.notifications.append(body)
         return {"NotifyWorkersFailureStatuses": []}
 
+
+    def op_CreateWorkerBlock(self, body):
+        self.blocked[body["WorkerId"]] = body["Reason"]
+        return {}
+
+    def op_DeleteWorkerBlock(self, body):
+        self.blocked.pop(body["WorkerId"], None)
+        return {}

@@ -86,3 +86,20 @@ def test_a_task_that_a_worker_would_not_import_fails_the_check(tmp_path):
     assert ids(errors) == ["annotator.E001", "annotator.E001"]
     assert "'reports_app.build'" in errors[0].msg and "jobs.py:5" in errors[0].msg
     assert "'reports_app.nightly'" in errors[1].msg and "beat.py:2" in errors[1].msg
+
+
+@pytest.mark.django_db
+def test_a_prolific_batch_without_the_token_or_webhook_secret_is_flagged(settings):
+    from annotator.models import Provider
+    from tests.factories import BatchFactory
+
+    settings.PROLIFIC_API_TOKEN = settings.PROLIFIC_WEBHOOK_SECRET = ""
+    BatchFactory(provider=Provider.MTURK)
+    assert checks.check_prolific_credentials(None) == []  # no batch uses Prolific
+    BatchFactory(provider=Provider.PROLIFIC, name="round-1-prolific")
+    warnings = checks.check_prolific_credentials(None)
+    assert ids(warnings) == ["annotator.W005", "annotator.W006"]
+    assert "PROLIFIC_API_TOKEN is not set" in warnings[0].msg and "round-1-prolific" in warnings[0].msg
+    settings.PROLIFIC_API_TOKEN = "token"
+    settings.PROLIFIC_WEBHOOK_SECRET = "secret"
+    assert checks.check_prolific_credentials(None) == []

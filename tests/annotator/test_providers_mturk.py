@@ -300,3 +300,21 @@ def test_the_market_gets_the_batchs_assignment_duration_the_one_after_which_our_
     batch = BatchFactory(provider=Provider.MTURK, provider_config={"assignment_duration": 900})
     assert mturk.hit_type_params(batch)["AssignmentDurationInSeconds"] == 900
     assert mturk.hit_type_params(BatchFactory(provider=Provider.MTURK))["AssignmentDurationInSeconds"] == 3600
+
+
+def test_blocking_and_unblocking_a_worker_reach_the_market(stubber, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+
+    from annotator.review import services as review_services
+
+    worker = WorkerFactory(provider=Provider.MTURK, external_id="A1SPAMMER0000001")
+    staff = get_user_model().objects.create_user("staff", password="x" * 12, is_staff=True)
+    stubber.add_response("create_worker_block", {}, {"WorkerId": "A1SPAMMER0000001", "Reason": "random clicks"})
+    stubber.add_response("delete_worker_block", {}, {"WorkerId": "A1SPAMMER0000001",
+                                                     "Reason": "unblocked by the requester"})
+    with django_capture_on_commit_callbacks(execute=True):
+        review_services.block_worker(worker, staff, "random clicks")
+    with django_capture_on_commit_callbacks(execute=True):
+        review_services.unblock_worker(worker, staff)
+    assert list(Event.objects.filter(worker=worker, type=Event.Type.MARKET_CALL)
+                .values_list("data__operation", flat=True)) == ["CreateWorkerBlock", "DeleteWorkerBlock"]

@@ -1,14 +1,16 @@
-"""`python manage.py publish BATCH [--provider link|mturk] [--params prolific]`: put a batch's HITs on a market."""
+"""`python manage.py publish BATCH [--provider link|mturk|prolific] [--params prolific]`: put HITs on a market."""
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotator.models import Batch, Provider
 from annotator.providers.link import PARAM_PRESETS, resolve_params
+from annotator.providers.prolific import ProlificError
 from annotator.providers.services import publish_batch
 
 
 class Command(BaseCommand):
-    help = "Publish a batch's HITs. link: prints one task URL per line; mturk: prints one HIT id per line."
+    help = ("Publish a batch's HITs. link: prints one task URL per line; mturk: one HIT id per line; prolific: one "
+            "study id per line.")
 
     def add_arguments(self, parser):
         parser.add_argument("batch", help="batch name")
@@ -26,6 +28,8 @@ class Command(BaseCommand):
             references = publish_batch(batch, show_progress=options["verbosity"] > 0)
         except ValidationError as error:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
+        except ProlificError as error:
+            raise CommandError(str(error)) from None
         for index in sorted(references):
             self.stdout.write(references[index])
 
