@@ -63,17 +63,25 @@ def assignments_to_review(batch):
 
 def batch_assignments(batch, state=""):
     """The batch's assignments for the console table, newest submissions first; state filters when given."""
-    assignments = Assignment.objects.filter(hit__batch=batch).select_related("hit", "worker")
+    assignments = with_working_ms(Assignment.objects.filter(hit__batch=batch).select_related("hit", "worker"))
     if state:
         assignments = assignments.filter(state=state)
     return assignments.order_by(F("submitted_at").desc(nulls_last=True), "-id")
 
 
-def _working_minutes(assignments):
-    minutes = [
-        (a.submitted_at - a.accepted_at).total_seconds() / 60
-        for a in assignments if a.submitted_at and a.accepted_at and a.submitted_at >= a.accepted_at
-    ]
+def with_working_ms(assignments):
+    """Annotate each assignment with working_ms: the time its pages measured, from each page shown to its save.
+
+    The one measure of working time: the dashboard's time per HIT, wage and the byproduct report all read it.
+    """
+    pages = (PageSubmission.objects.filter(assignment_id=OuterRef("pk")).order_by().values("assignment_id")
+             .annotate(total=Sum("time_spent_ms")).values("total"))
+    return assignments.annotate(working_ms=Subquery(pages))
+
+
+def median_minutes_per_hit(assignments):
+    """Median working minutes over the assignments that saved at least one page (None without any)."""
+    minutes = [ms / 60000 for ms in with_working_ms(assignments).values_list("working_ms", flat=True) if ms]
     return statistics.median(minutes) if minutes else None
 
 
@@ -88,8 +96,7 @@ def batch_dashboard(batch):
     approved = by_state.get(Assignment.State.APPROVED, 0)
     rejected = by_state.get(Assignment.State.REJECTED, 0)
     decided = approved + rejected
-    done = Assignment.objects.filter(hit__batch=batch, state__in=DONE).only("accepted_at", "submitted_at")
-    median_minutes = _working_minutes(done)
+    median_minutes = median_minutes_per_hit(Assignment.objects.filter(hit__batch=batch, state__in=DONE))
     hourly_wage = (
         (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
     )

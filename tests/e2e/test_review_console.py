@@ -65,7 +65,8 @@ def test_dashboard_replay_and_bulk_reject(page, live_server):
     for assignment in sloppy:
         page.check(f'#assignments input[value="{assignment.pk}"]')
     page.check('#bulk-form input[name=decision][value=reject]')
-    page.fill("#bulk-form textarea[name=feedback]", "The clicks did not land on the objects.")
+    assert not page.locator("#bulk-form textarea[name=approve_feedback]").is_visible()
+    page.fill("#bulk-form textarea[name=reject_feedback]", "The clicks did not land on the objects.")
     page.click("#bulk-submit")
 
     assert page.locator("#messages").inner_text() == "2 assignments rejected."
