@@ -90,7 +90,7 @@
     const containsPanel = element("section", "contains-panel");
     containsPanel.appendChild(element("h2", "", "This image contains"));
     const containsList = element("ul", "contains-list");
-    const containsEmpty = element("p", "contains-empty", "Nothing yet: drag icons from below onto the objects.");
+    const containsEmpty = element("p", "contains-empty", "Nothing yet: drag icons onto the objects.");
     containsPanel.append(containsList, containsEmpty);
 
     // The category browser.
@@ -133,7 +133,7 @@
         tile.tabIndex = 0;
         tile.setAttribute("role", "button");
         tile.setAttribute("aria-label", `Place ${category.name} on the image`);
-        tile.appendChild(categoryIcon(category, 64));
+        tile.append(categoryIcon(category, 56), element("span", "icon-caption", category.name));
         tile.classList.toggle("placed", placed.has(category.key));
         tile.setAttribute("aria-disabled", String(placed.has(category.key)));
         tile.addEventListener("pointerdown", (event) => {
