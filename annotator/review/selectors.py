@@ -7,6 +7,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
 from ..rules import WorkSummary
+from ..worker.icons import icon_url
 
 DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
 DONE = (Assignment.State.SUBMITTED, *DECIDED)
@@ -149,6 +150,7 @@ def assignment_replay(assignment):
     pages = list(assignment.hit.pages.select_related("category", "image").order_by("index"))
     submissions = {s.page_id: s for s in assignment.page_submissions.all()}
     replay_pages = []
+    categories = {}  # COCO-style: the icons' names and pictures by category key
     if kind == TaskKind.IMAGENET:
         records = {}
         for record in assignment.imagenet_records.select_related("image"):
@@ -172,6 +174,10 @@ def assignment_replay(assignment):
                 "category": page.category.name if page.category else "", "items": items,
             })
     else:
+        categories = {
+            category.key: {"name": category.name, "icon": icon_url(category)}
+            for category in assignment.hit.batch.dataset.categories.only("pk", "key", "name")
+        }
         records = {record.page_id: record for record in assignment.coco_records.all()}
         for page in pages:
             record = records.get(page.id)
@@ -182,7 +188,7 @@ def assignment_replay(assignment):
                 "mouse_tracking": record.mouse_tracking if record else [],
                 "final_positions": record.final_positions if record else {},
             })
-    return {"kind": kind, "pages": replay_pages}
+    return {"kind": kind, "pages": replay_pages, "categories": categories}
 
 
 def _page_header(page, submissions):

@@ -223,6 +223,19 @@ def test_overriding_a_rejection_never_sends_the_rejection_text(staff_client):
     assert (assignment.state, assignment.feedback) == (Assignment.State.REJECTED, "The clicks missed the objects.")
 
 
+def test_event_tables_spell_out_the_data_instead_of_printing_dicts(staff_client):
+    assignment = spam_imagenet()
+    services.auto_review(assignment.pk)
+
+    page = staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
+    events = page.split('id="events"')[1]
+    assert "{" not in events and "[" not in events
+    assert "<dt>reasons</dt><dd>recall 0.025 &lt; 0.333 on 360 in-class images" in events
+    assert "<dt>approve</dt><dd>no</dd>" in events
+    worker_page = staff_client.get(f"/review/workers/{assignment.worker_id}/").content.decode()
+    assert "{&#x27;" not in worker_page and "<dt>source</dt><dd>auto</dd>" in worker_page
+
+
 def test_batch_admin_links_to_the_console(admin_client):
     assignment = good_imagenet()
     page = admin_client.get("/admin/annotator/batch/").content.decode()
