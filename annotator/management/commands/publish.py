@@ -1,4 +1,6 @@
 """`python manage.py publish BATCH [--provider link|mturk] [--params prolific]`: put a batch's HITs on a market."""
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,6 +28,11 @@ class Command(BaseCommand):
             references = publish_batch(batch, show_progress=options["verbosity"] > 0)
         except ValidationError as error:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
+        if batch.provider == Provider.LINK and options["verbosity"] > 0:
+            # Templates, not links to click: say so where a person reads it, and keep stdout to the lines themselves.
+            placeholders = sorted(set(re.findall(r"\{[^&]*\}", references[min(references)]))) if references else []
+            self.stderr.write(f"Task URL templates of {batch.name}, one per HIT: the market replaces "
+                              f"{' and '.join(placeholders)} with each worker's own values.")
         for index in sorted(references):
             self.stdout.write(references[index])
 
