@@ -65,7 +65,7 @@ def build_hits(batch, *, gold_per_page=0, order=ORDER_RANDOM, seed=0, show_progr
     if not planned:
         raise ValidationError({"batch": f"batch {batch.name}: no training images left to pack"})
     if uncertainty is None:
-        rng.shuffle(planned)
+        planned = _spread_classes(planned, batch.pages_per_hit, rng)
     else:
         planned.sort(key=lambda page: page.priority, reverse=True)
     with transaction.atomic():
@@ -75,6 +75,29 @@ def build_hits(batch, *, gold_per_page=0, order=ORDER_RANDOM, seed=0, show_progr
         batch.name, result.hits, result.pages, result.items, result.images_covered,
     )
     return result
+
+
+def _spread_classes(planned, pages_per_hit, rng):
+    """The pages in a random order where no HIT shows a class twice while the class has no more pages than there are
+    HITs: pages grouped by class are dealt across the HITs, slot by slot, then each HIT's pages are shuffled."""
+    n_hits = math.ceil(len(planned) / pages_per_hit)
+    by_class = {}
+    for page in planned:
+        by_class.setdefault(page.category_id, []).append(page)
+    groups = list(by_class.values())
+    rng.shuffle(groups)
+    groups.sort(key=len, reverse=True)
+    dealt = iter(page for group in groups for page in group)
+    hits = [[] for _ in range(n_hits)]
+    for slot in range(pages_per_hit):
+        for hit_index, hit in enumerate(hits):
+            if hit_index * pages_per_hit + slot < len(planned):
+                hit.append(next(dealt))
+    rng.shuffle(hits)
+    hits.sort(key=len, reverse=True)  # only the last HIT may be short
+    for hit in hits:
+        rng.shuffle(hit)
+    return [page for hit in hits for page in hit]
 
 
 def _validate(batch, gold_per_page, order):

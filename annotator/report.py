@@ -5,7 +5,8 @@ always-centre and uniform-random baselines, accuracy on images whose centre is o
 mouse trace by its position before the click (last N samples, trace quantiles), clicks relative to the box,
 recall against object size. COCO-style: icon accuracy on the masks (replayed final positions), the histogram of
 per-icon action sequences, recall against object size. Both: time per page and per HIT.
-Only approved work is analysed. Coordinates are fractions of the displayed image, which shows the whole image.
+Only approved work is analysed, except time: every submitted HIT, counted as the review dashboard counts it (the
+pages' own measured time). Coordinates are fractions of the displayed image, which shows the whole image.
 
 The click accuracy and its baselines follow the paper's definition (seed 000, E.1 and Figure C): they are
 measured per image, every image weighing the same. The image set is the images of the batch that have GT boxes
@@ -38,6 +39,7 @@ from annotator import files
 from annotator.exports import selectors
 from annotator.geometry import point_in_box, point_on_object
 from annotator.models import Assignment, CocoRecord, GroundTruthObject, PageSubmission, TaskKind
+from annotator.review import selectors as review_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -265,22 +267,15 @@ def coco_analysis(batch):
 
 
 def time_analysis(batch):
-    """Seconds per page and minutes per HIT (approved assignments); COCO records carry timeSpent themselves."""
-    approved = {"assignment__hit__batch": batch, "assignment__state": Assignment.State.APPROVED}
-    if batch.task_kind == TaskKind.COCO:
-        rows = CocoRecord.objects.filter(**approved).values_list("assignment_id", "time_spent")
-    else:
-        rows = PageSubmission.objects.filter(**approved).values_list("assignment_id", "time_spent_ms")
-    page_seconds, per_assignment = [], Counter()
-    for assignment_id, milliseconds in rows.iterator(chunk_size=RECORD_CHUNK):
-        page_seconds.append(milliseconds / 1000)
-        per_assignment[assignment_id] += milliseconds
-    hit_minutes = [ms / 60000 for ms in per_assignment.values()]
+    """Seconds per page and minutes per HIT over the submitted work, as the review dashboard counts them."""
+    done = Assignment.objects.filter(hit__batch=batch, state__in=review_selectors.DONE)
+    page_seconds = [ms / 1000 for ms in PageSubmission.objects.filter(assignment__in=done)
+                    .values_list("time_spent_ms", flat=True).iterator(chunk_size=RECORD_CHUNK)]
     return {
         "pages": len(page_seconds),
         "median_seconds_per_page": statistics.median(page_seconds) if page_seconds else None,
         "mean_seconds_per_page": statistics.fmean(page_seconds) if page_seconds else None,
-        "median_minutes_per_hit": statistics.median(hit_minutes) if hit_minutes else None,
+        "median_minutes_per_hit": review_selectors.median_minutes_per_hit(done),
         "page_seconds": page_seconds,
     }
 

@@ -30,6 +30,8 @@ DEFAULT_THRESHOLDS = {
 }
 # MTurk's RejectAssignment/ApproveAssignment RequesterFeedback limit.
 FEEDBACK_MAX_CHARS = 1024
+# What an approved worker reads when nobody wrote anything else.
+APPROVAL_FEEDBACK = "Thank you for your careful work on this HIT. It has been approved."
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Decision:
 
     def feedback(self):
         if self.approve:
-            return "Thank you for your careful work on this HIT. It has been approved."
+            return APPROVAL_FEEDBACK
         lines = ["Thank you for the time you spent on this HIT. Unfortunately we could not approve it:"]
         lines += [f"- {reason.worker_text}" for reason in self.reasons]
         lines.append("Please read the instructions again before your next HIT; we would be glad to approve it.")

@@ -2,22 +2,49 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from ..models import Batch, TaskKind
-from ..rules import FEEDBACK_MAX_CHARS, thresholds_for
+from ..models import Assignment, Batch, TaskKind
+from ..rules import APPROVAL_FEEDBACK, FEEDBACK_MAX_CHARS, thresholds_for
 
 DECISIONS = [("approve", "Approve"), ("reject", "Reject")]
 
 
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=DECISIONS)
-    feedback = forms.CharField(
-        required=False, max_length=FEEDBACK_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=f"Sent to the worker (at most {FEEDBACK_MAX_CHARS} characters; required to reject).",
+def _feedback_field(label, help_text):
+    return forms.CharField(
+        label=label, required=False, max_length=FEEDBACK_MAX_CHARS, help_text=help_text,
+        widget=forms.Textarea(attrs={"rows": 4}),
     )
+
+
+class DecisionForm(forms.Form):
+    """A decision with one feedback box per decision: the worker gets only the text written for the chosen one."""
+
+    decision = forms.ChoiceField(choices=DECISIONS, widget=forms.RadioSelect)
+    approve_feedback = _feedback_field(
+        "Feedback sent with the approval",
+        f"Left empty, the worker reads: {APPROVAL_FEEDBACK} (at most {FEEDBACK_MAX_CHARS} characters)",
+    )
+    reject_feedback = _feedback_field(
+        "Feedback sent with the rejection", f"Required: tell the worker why (at most {FEEDBACK_MAX_CHARS} characters)",
+    )
+
+    @classmethod
+    def for_assignment(cls, assignment):
+        """The form an assignment's page shows: the other decision chosen when it is decided, and each box holding
+        only text written for its own decision."""
+        approved, rejected = Assignment.State.APPROVED, Assignment.State.REJECTED
+        return cls(initial={
+            "decision": "reject" if assignment.state == approved else "approve",
+            "approve_feedback": assignment.feedback if assignment.state == approved else "",
+            "reject_feedback": assignment.feedback if assignment.state == rejected else "",
+        })
 
     @property
     def approve(self):
         return self.cleaned_data["decision"] == "approve"
+
+    @property
+    def feedback(self):
+        return self.cleaned_data["approve_feedback" if self.approve else "reject_feedback"]
 
 
 class BulkDecisionForm(DecisionForm):

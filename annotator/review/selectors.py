@@ -2,12 +2,13 @@
 import statistics
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, FloatField, OuterRef, Q, Subquery, Sum
+from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from .. import files
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
 from ..rules import WorkSummary
+from ..worker.icons import icon_url
 
 DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
 DONE = (Assignment.State.SUBMITTED, *DECIDED)
@@ -81,25 +82,31 @@ def assignments_to_review(batch):
 
 def batch_assignments(batch, state=""):
     """The batch's assignments for the console table, newest submissions first; state filters when given."""
-    assignments = Assignment.objects.filter(hit__batch=batch).select_related("hit", "worker")
+    assignments = with_working_ms(Assignment.objects.filter(hit__batch=batch).select_related("hit", "worker"))
     if state:
         assignments = assignments.filter(state=state)
     return assignments.order_by(F("submitted_at").desc(nulls_last=True), "-id")
 
 
-def _median_working_minutes(batch):
-    """Median minutes from accept to submit of the batch's finished assignments, found by the database (a sort
-    and one or two rows read), not by loading every finished assignment."""
-    durations = Assignment.objects.filter(
-        hit__batch=batch, state__in=DONE, submitted_at__gte=F("accepted_at")
-    ).annotate(
-        working=ExpressionWrapper(F("submitted_at") - F("accepted_at"), output_field=DurationField())
-    ).order_by("working").values_list("working", flat=True)
-    n = durations.count()
+def with_working_ms(assignments):
+    """Annotate each assignment with working_ms: the time its pages measured, from each page shown to its save.
+
+    The one measure of working time: the dashboard's time per HIT, wage and the byproduct report all read it.
+    """
+    pages = (PageSubmission.objects.filter(assignment_id=OuterRef("pk")).order_by().values("assignment_id")
+             .annotate(total=Sum("time_spent_ms")).values("total"))
+    return assignments.annotate(working_ms=Subquery(pages))
+
+
+def median_minutes_per_hit(assignments):
+    """Median working minutes over the assignments that saved at least one page (None without any), found by the
+    database (a sort and one or two rows read), not by loading every finished assignment."""
+    working = (with_working_ms(assignments).filter(working_ms__gt=0).order_by("working_ms")
+               .values_list("working_ms", flat=True))
+    n = working.count()
     if not n:
         return None
-    middle = list(durations[(n - 1) // 2:n // 2 + 1])
-    return statistics.mean(duration.total_seconds() for duration in middle) / 60
+    return statistics.mean(working[(n - 1) // 2:n // 2 + 1]) / 60_000
 
 
 def batch_dashboard(batch):
@@ -113,7 +120,7 @@ def batch_dashboard(batch):
     approved = by_state.get(Assignment.State.APPROVED, 0)
     rejected = by_state.get(Assignment.State.REJECTED, 0)
     decided = approved + rejected
-    median_minutes = _median_working_minutes(batch)
+    median_minutes = median_minutes_per_hit(Assignment.objects.filter(hit__batch=batch, state__in=DONE))
     hourly_wage = (
         (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
     )
@@ -166,6 +173,7 @@ def assignment_replay(assignment):
     pages = list(assignment.hit.pages.select_related("category", "image").order_by("index"))
     submissions = {s.page_id: s for s in assignment.page_submissions.all()}
     replay_pages = []
+    categories = {}  # COCO-style: the icons' names and pictures by category key
     if kind == TaskKind.IMAGENET:
         records = {}
         for record in assignment.imagenet_records.select_related("image"):
@@ -189,6 +197,10 @@ def assignment_replay(assignment):
                 "category": page.category.name if page.category else "", "items": items,
             })
     else:
+        categories = {
+            category.key: {"name": category.name, "icon": icon_url(category)}
+            for category in assignment.hit.batch.dataset.categories.only("pk", "key", "name")
+        }
         records = {record.page_id: record for record in assignment.coco_records.all()}
         for page in pages:
             record = records.get(page.id)
@@ -199,7 +211,7 @@ def assignment_replay(assignment):
                 "mouse_tracking": record.mouse_tracking if record else [],
                 "final_positions": record.final_positions if record else {},
             })
-    return {"kind": kind, "pages": replay_pages}
+    return {"kind": kind, "pages": replay_pages, "categories": categories}
 
 
 def _page_header(page, submissions):

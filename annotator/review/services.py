@@ -150,6 +150,7 @@ def bulk_decide(assignment_ids, approve, actor, feedback=""):
                 f"assignment {a.pk} is {a.state}: only submitted work can be decided" for a in undecidable
             )})
         to_change = [a for a in assignments if a.state != _target(approve)]
+        _refuse_feedback_of_the_other_decision(to_change, feedback, approve)
         _apply_decisions(
             to_change, source=Assignment.DecisionSource.ADMIN, actor=actor, events=[],
             verdicts={a.pk: (approve, feedback, a.review) for a in to_change},
@@ -165,7 +166,18 @@ def _clean_feedback(feedback, approve):
         )
     if not approve and not feedback:
         raise ValidationError({"feedback": "a rejection needs feedback that tells the worker why"})
-    return feedback or "Thank you for your work on this HIT. It has been approved."
+    return feedback or rules.APPROVAL_FEEDBACK
+
+
+def _refuse_feedback_of_the_other_decision(assignments, feedback, approve):
+    """An override never sends the worker the words written for the decision it reverses."""
+    reused = [a.pk for a in assignments if a.state in selectors.DECIDED and a.feedback.strip() == feedback]
+    if reused:
+        verb, other = ("approval", "rejection") if approve else ("rejection", "approval")
+        raise ValidationError({"feedback": (
+            f"assignment{'s' if len(reused) > 1 else ''} {', '.join(map(str, reused))}: this is the text sent with "
+            f"the {other}; write feedback for the {verb}"
+        )})
 
 
 def _apply_decisions(assignments, source, actor, events, verdicts):

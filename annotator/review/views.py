@@ -59,7 +59,7 @@ def batch_dashboard(request, batch_id):
         "page": page,
         "state": state,
         "states": Assignment.State.choices,
-        "decision_form": forms.DecisionForm(),
+        "decision_form": forms.DecisionForm(initial={"decision": "approve"}),
     })
 
 
@@ -74,7 +74,7 @@ def bulk_decide(request, batch_id):
     else:
         try:
             changed = services.bulk_decide(
-                form.cleaned_data["assignments"], form.approve, request.user, form.cleaned_data["feedback"]
+                form.cleaned_data["assignments"], form.approve, request.user, form.feedback
             )
         except ValidationError as error:
             _report_errors(request, error)
@@ -116,14 +116,14 @@ def build_report(request, batch_id):
 @staff_member_required
 def assignment_detail(request, assignment_id):
     assignment = get_object_or_404(
-        Assignment.objects.select_related("hit__batch__dataset", "worker"), pk=assignment_id
+        selectors.with_working_ms(Assignment.objects.select_related("hit__batch__dataset", "worker")), pk=assignment_id
     )
     return render(request, "annotator/review/assignment.html", {
         "assignment": assignment,
         "batch": assignment.hit.batch,
         "replay": selectors.assignment_replay(assignment),
         "events": selectors.assignment_events(assignment),
-        "decision_form": forms.DecisionForm(initial={"feedback": assignment.feedback}),
+        "decision_form": forms.DecisionForm.for_assignment(assignment),
         "bonus_form": forms.BonusForm(),
     })
 
@@ -137,7 +137,7 @@ def decide(request, assignment_id):
         _form_errors(request, form)
     else:
         try:
-            assignment = services.decide(assignment, form.approve, request.user, form.cleaned_data["feedback"])
+            assignment = services.decide(assignment, form.approve, request.user, form.feedback)
         except ValidationError as error:
             _report_errors(request, error)
         else:

@@ -7,7 +7,6 @@ from collections import OrderedDict
 from urllib.parse import urlsplit
 
 from django.db import connection
-from django.urls import reverse
 
 from annotator import images
 from annotator.candidates import candidate_id
@@ -23,6 +22,7 @@ from annotator.models import (
     TaskKind,
 )
 from annotator.providers import prolific
+from annotator.worker.icons import icon_url
 from annotator.worker.tokens import completion_code
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def category_groups(dataset):
             "index": index,
             "name": name,
             "categories": [
-                {"key": c.key, "name": c.name, "icon": reverse("worker-icon", args=[c.pk])} for c in categories
+                {"key": c.key, "name": c.name, "icon": icon_url(c)} for c in categories
             ],
         }
         for index, (name, categories) in enumerate(grouped_categories(dataset))

@@ -90,7 +90,7 @@
     const containsPanel = element("section", "contains-panel");
     containsPanel.appendChild(element("h2", "", "This image contains"));
     const containsList = element("ul", "contains-list");
-    const containsEmpty = element("p", "contains-empty", "Nothing yet: drag icons from below onto the objects.");
+    const containsEmpty = element("p", "contains-empty", "Nothing yet: drag icons onto the objects.");
     containsPanel.append(containsList, containsEmpty);
 
     // The category browser.
@@ -106,14 +106,12 @@
     const iconRow = element("div", "icon-row");
     browser.append(browserHeader, iconRow);
 
-    const instructions = element(
-      "p", "coco-instructions",
-      `Drag the icon of every kind of object you see onto one of those objects. Browse all ${groups.length} ` +
-      "groups (buttons or the \u2190 \u2192 keys). Drag a placed icon to move it, or off the image to remove it.",
-    );
+    // Wide screens: the photo, with the browser and the list beside it; narrow ones: one column.
+    const side = element("div", "coco-side");
+    side.append(browser, containsPanel);
     const layout = element("div", "coco-layout");
-    layout.append(stage, containsPanel);
-    root.append(instructions, announcements.region, layout, browser);
+    layout.append(stage, side);
+    root.append(announcements.region, layout);
 
     const lens = element("div", "magnifier");
     lens.hidden = true;
@@ -135,7 +133,7 @@
         tile.tabIndex = 0;
         tile.setAttribute("role", "button");
         tile.setAttribute("aria-label", `Place ${category.name} on the image`);
-        tile.appendChild(categoryIcon(category, 64));
+        tile.append(categoryIcon(category, 56), element("span", "icon-caption", category.name));
         tile.classList.toggle("placed", placed.has(category.key));
         tile.setAttribute("aria-disabled", String(placed.has(category.key)));
         tile.addEventListener("pointerdown", (event) => {
@@ -143,6 +141,10 @@
         });
         iconRow.appendChild(tile);
       }
+    }
+
+    function summarise() {
+      session.setSummary(`${placed.size} tagged \u00B7 groups seen ${browsedGroups.size}/${groups.length}`);
     }
 
     function renderContains() {
@@ -165,6 +167,7 @@
         containsList.appendChild(entry);
       }
       containsEmpty.hidden = placed.size > 0;
+      summarise();
       for (const tile of iconRow.children) {
         tile.classList.toggle("placed", placed.has(tile.dataset.key));
         tile.setAttribute("aria-disabled", String(placed.has(tile.dataset.key)));
@@ -421,6 +424,7 @@
         // The focused tile was redrawn away: keep the keyboard user in the browser, on the new group's first icon.
         if (browsingByKeyboard && iconRow.firstElementChild) iconRow.firstElementChild.focus();
         if (browsedGroups.size >= groups.length) session.setMessage("");
+        summarise();
       } else if (event.type === "track") {
         mouseTracking.push({ x: event.x, y: event.y, timeAt: event.timeAt });
         lastTraceAt = Math.max(lastTraceAt, event.timeAt);

@@ -365,6 +365,7 @@
       this.counter = document.getElementById("page-counter");
       this.saveButton = document.getElementById("save-page");
       this.pageMessage = document.getElementById("page-message");
+      this.pageSummary = document.getElementById("page-summary");
       this.status = new StatusBar(document.getElementById("save-status"));
       this.page = null;
       this.session = null;
@@ -439,6 +440,7 @@
         timeAt: () => clock.now() - startedAt,
         record: (event) => runner.record(event),
         setMessage: (text) => runner.setPageMessage(text),
+        setSummary: (text) => { runner.pageSummary.textContent = text || ""; },
       };
     }
 
@@ -499,6 +501,8 @@
       this.recording = true;
       this.record({ type: "visibility", state: document.visibilityState, time: clock.now() });
       this.counter.textContent = `Page ${pageIndex + 1} of ${this.assignment.n_pages}`;
+      // Read once: from the second page on, the instructions stay folded (one tap opens them) to leave room for work.
+      if (pageIndex > 0) document.getElementById("instructions").open = false;
       this.saveButton.textContent = pageIndex + 1 >= this.assignment.n_pages ? "Save and finish" : "Save and next page";
       this.saveButton.disabled = false;
       window.scrollTo(0, 0);
@@ -588,6 +592,8 @@
       this.root.textContent = "";
       this.saveButton.hidden = true;
       this.setPageMessage("");
+      this.pageSummary.textContent = "";
+      document.getElementById("instructions").hidden = true;
       this.counter.textContent = "Finished";
       let answer;
       try {
@@ -600,6 +606,8 @@
       const done = document.getElementById("done");
       document.getElementById("completion-code").textContent = answer.completion_code;
       done.hidden = false;
+      document.body.classList.add("finished");
+      offerCopy(answer.completion_code);
       if (answer.turk_submit_to) {
         this.submitToMarket(answer);
       } else if (answer.redirect_url) {
@@ -630,6 +638,28 @@
       document.body.appendChild(form);
       form.submit();
     }
+  }
+
+  /** The Copy button beside the completion code (the clipboard API needs a secure context: else copy the selection). */
+  function offerCopy(code) {
+    const button = document.getElementById("copy-code");
+    const said = document.getElementById("copy-status");
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(code);
+      } catch (refused) {
+        const range = document.createRange();
+        range.selectNodeContents(document.getElementById("completion-code"));
+        window.getSelection().removeAllRanges();
+        window.getSelection().addRange(range);
+        if (!document.execCommand("copy")) {
+          said.textContent = "Select the code and copy it.";
+          return;
+        }
+      }
+      said.textContent = "Copied.";
+    });
   }
 
   /** Tokens of the work this browser started, by resume key (bootstrap.resume.key), so a reload can resume it. */

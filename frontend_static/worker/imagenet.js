@@ -48,10 +48,6 @@
       });
       panel.appendChild(links);
     }
-    panel.appendChild(element(
-      "p", "class-instructions",
-      "Click ON the object itself (not the background) in every image that shows it. Click again to deselect.",
-    ));
     return panel;
   }
 
@@ -88,6 +84,12 @@
     });
 
     root.append(classPanel(content.category), grid);
+    let selectedCount = 0;
+
+    function summarise() {
+      session.setSummary(`${selectedCount} of ${content.items.length} selected`);
+    }
+    summarise();
 
     function recordFor(target) {
       const image = target.closest ? target.closest("img.candidate-image") : null;
@@ -151,7 +153,9 @@
           ? { time: event.time, usingKeyboard: true }
           : { x: event.x, y: event.y, time: event.time };
         (event.selected ? record.selectedRecord : record.deselectedRecord).push(click);
+        if (record.selected !== event.selected) selectedCount += event.selected ? 1 : -1;
         record.selected = event.selected;
+        summarise();
         record.cell.classList.toggle("selected", event.selected);
         record.cell.setAttribute("aria-checked", String(event.selected));
       } else if (event.type === "hover") {

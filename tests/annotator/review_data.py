@@ -16,7 +16,8 @@ def submitted_assignment(kind=TaskKind.IMAGENET, n_pages=10, completed=None, hit
                          **totals):
     """A submitted assignment whose first `completed` pages have summaries adding up to `totals`.
 
-    Without hit, a new published HIT of n_pages is made (in batch, or in a new batch).
+    The pages' measured times add up to `minutes`. Without hit, a new published HIT of n_pages is made (in batch,
+    or in a new batch).
     ImageNet-style totals: n_selected, n_in_class, n_in_class_selected. COCO-style: n_gt_categories,
     n_tagged_correct, n_icons, n_icons_on_mask (spread over the pages).
     """
@@ -38,7 +39,8 @@ def submitted_assignment(kind=TaskKind.IMAGENET, n_pages=10, completed=None, hit
         spread = {name: _spread(value, completed) for name, value in totals.items()}
         PageSubmission.objects.bulk_create(
             PageSubmission(
-                assignment=assignment, page=page, client_save_id=uuid.uuid4(), time_spent_ms=50_000,
+                assignment=assignment, page=page, client_save_id=uuid.uuid4(),
+                time_spent_ms=round(minutes * 60_000) // completed,
                 **{name: values[i] for name, values in spread.items()},
             )
             for i, page in enumerate(pages[:completed])

@@ -58,6 +58,21 @@ def test_imagenet_hits_take_ten_pages_and_the_ratio_is_configurable():
     assert in_class[True] == in_class[False] == 520
 
 
+def test_no_hit_shows_a_class_twice_when_there_are_enough_hits():
+    dataset, _ = make_imagenet_dataset(classes=12, per_class=30)
+    batch = factories.BatchFactory(dataset=dataset, items_per_page=20, in_class_ratio=0.5, pages_per_hit=10)
+
+    packing.build_hits(batch, seed=3)
+
+    # 10 in-class slots per page: 3 pages per class, 36 pages in 4 HITs (the last of 6 pages).
+    classes_by_hit = {}
+    for hit_index, category_id in HitPage.objects.filter(hit__batch=batch).values_list("hit__index", "category_id"):
+        classes_by_hit.setdefault(hit_index, []).append(category_id)
+    assert sorted(len(classes) for classes in classes_by_hit.values()) == [6, 10, 10, 10]
+    for classes in classes_by_hit.values():
+        assert len(set(classes)) == len(classes)
+
+
 def test_gold_items_come_from_labelled_val_images_and_count_in_the_page():
     dataset, _ = make_imagenet_dataset(classes=3, per_class=40, val_per_class=5)
     batch = factories.BatchFactory(dataset=dataset)

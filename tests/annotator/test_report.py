@@ -2,6 +2,7 @@ import base64
 import hashlib
 import json
 import re
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -118,6 +119,7 @@ def coco_batch():
     batch = factories.BatchFactory(dataset=dataset, name="coco-round-1")
     assignment = factories.AssignmentFactory(hit__batch=batch, state=Assignment.State.APPROVED)
     page = factories.HitPageFactory(hit=assignment.hit, image=image)
+    PageSubmission.objects.create(assignment=assignment, page=page, client_save_id=uuid.uuid4(), time_spent_ms=30000)
     factories.CocoRecordFactory(
         assignment=assignment, page=page, image=image, time_spent=30000,
         action_histories=[

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from annotator import report, rules
 from annotator.models import Assignment, Event, ImageNetRecord, TaskKind
 from annotator.review import services
 from annotator.worker.tokens import make_token
@@ -60,12 +61,12 @@ def test_console_forms_are_csrf_protected(admin_user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user)
     for url in console_urls(assignment)["post"]:
-        response = client.post(url, {"decision": "reject", "feedback": "no", "assignments": [assignment.pk]})
+        response = client.post(url, {"decision": "reject", "reject_feedback": "no", "assignments": [assignment.pk]})
         assert response.status_code == 403, url
     page = client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     response = client.post(f"/review/batches/{assignment.hit.batch_id}/decide/", {
-        "csrfmiddlewaretoken": token, "decision": "reject", "feedback": "no", "assignments": [assignment.pk],
+        "csrfmiddlewaretoken": token, "decision": "reject", "reject_feedback": "no", "assignments": [assignment.pk],
     })
     assert response.status_code == 302
     assignment.refresh_from_db()
@@ -83,11 +84,25 @@ def test_dashboard_shows_progress_rates_time_wage_warning_and_cost(staff_client)
 
     assert "1 / 2 HITs" in page
     assert "50.0% approved" in page and "50.0% rejected" in page
-    assert "20.0 min median per HIT" in page
+    assert "20.0 min median per HIT" in page and "20.0 min" in page.split('id="assignments"')[1]
     # $1.50 for 20 minutes is $4.50 an hour: below the $7.25 minimum.
     assert "Effective hourly wage $4.50 is below the minimum of $7.25" in page
     assert "$1.80" in page and "$0.30 market fee" in page
     assert "recall 0.025 &lt; 0.333 on 360 in-class images" in page
+
+
+def test_time_per_hit_comes_from_the_pages_measured_time_not_the_accept_to_submit_span(staff_client):
+    """A simulated crowd submits within a second of accepting; its pages measured 9.8 minutes of work."""
+    assignment = good_imagenet(minutes=9.8)
+    Assignment.objects.filter(pk=assignment.pk).update(accepted_at=assignment.submitted_at)
+    services.auto_review(assignment.pk)
+    batch = assignment.hit.batch
+
+    page = staff_client.get(f"/review/batches/{batch.pk}/").content.decode()
+
+    assert "9.8 min median per HIT" in page and "$9.18 per hour" in page
+    assert report.build_report(batch)["time"]["median_minutes_per_hit"] == pytest.approx(9.8)
+    assert "9.8 min working on its pages" in staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
 
 
 def test_no_wage_warning_when_the_wage_is_above_the_minimum(staff_client):
@@ -103,11 +118,11 @@ def test_bulk_reject_from_the_dashboard_needs_feedback(staff_client):
     url = f"/review/batches/{batch.pk}/decide/"
     ids = [a.pk for a in assignments]
 
-    response = staff_client.post(url, {"decision": "reject", "feedback": "", "assignments": ids}, follow=True)
+    response = staff_client.post(url, {"decision": "reject", "reject_feedback": "", "assignments": ids}, follow=True)
     assert "feedback: a rejection needs feedback" in response.content.decode()
     assert not Assignment.objects.filter(state=Assignment.State.REJECTED).exists()
 
-    response = staff_client.post(url, {"decision": "reject", "feedback": "Random clicks.", "assignments": ids},
+    response = staff_client.post(url, {"decision": "reject", "reject_feedback": "Random clicks.", "assignments": ids},
                                  follow=True)
     assert "2 assignments rejected." in response.content.decode()
     assert list(Assignment.objects.values_list("feedback", flat=True).distinct()) == ["Random clicks."]
@@ -170,11 +185,55 @@ def test_override_from_the_replay_page(staff_client, admin_user):
     assignment = spam_imagenet()
     services.auto_review(assignment.pk)
 
-    staff_client.post(f"/review/assignments/{assignment.pk}/decide/", {"decision": "approve", "feedback": ""})
+    staff_client.post(f"/review/assignments/{assignment.pk}/decide/", {"decision": "approve", "approve_feedback": ""})
 
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.APPROVED
     assert Event.objects.get(assignment=assignment, type=Event.Type.OVERRIDDEN).actor == admin_user
+
+
+def test_overriding_a_rejection_never_sends_the_rejection_text(staff_client):
+    assignment = spam_imagenet()
+    services.auto_review(assignment.pk)
+    assignment.refresh_from_db()
+    rejection_text = assignment.feedback
+    url = f"/review/assignments/{assignment.pk}/decide/"
+
+    page = staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
+    approve_box = re.search(r'<textarea name="approve_feedback"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    reject_box = re.search(r'<textarea name="reject_feedback"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    assert re.search(r'value="approve"[^>]*checked', page)
+    assert "Unfortunately" not in approve_box and "Unfortunately" in reject_box
+
+    # The form as the page left it: approve chosen, the rejection's words still in their own box.
+    staff_client.post(url, {"decision": "approve", "approve_feedback": approve_box, "reject_feedback": reject_box})
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.APPROVED
+    assert assignment.feedback == rules.APPROVAL_FEEDBACK
+    sent = Event.objects.get(assignment=assignment, type=Event.Type.APPROVED).data["feedback"]
+    assert sent == rules.APPROVAL_FEEDBACK and rejection_text != sent
+
+    # Back to a rejection: the approval's thanks cannot be sent with it.
+    response = staff_client.post(url, {"decision": "reject", "reject_feedback": rules.APPROVAL_FEEDBACK}, follow=True)
+    assert "this is the text sent with the approval; write feedback for the rejection" in response.content.decode()
+    assignment.refresh_from_db()
+    assert assignment.state == Assignment.State.APPROVED
+    staff_client.post(url, {"decision": "reject", "reject_feedback": "The clicks missed the objects."})
+    assignment.refresh_from_db()
+    assert (assignment.state, assignment.feedback) == (Assignment.State.REJECTED, "The clicks missed the objects.")
+
+
+def test_event_tables_spell_out_the_data_instead_of_printing_dicts(staff_client):
+    assignment = spam_imagenet()
+    services.auto_review(assignment.pk)
+
+    page = staff_client.get(f"/review/assignments/{assignment.pk}/").content.decode()
+    events = page.split('id="events"')[1]
+    assert "{" not in events and "[" not in events
+    assert "<dt>reasons</dt><dd>recall 0.025 &lt; 0.333 on 360 in-class images" in events
+    assert "<dt>approve</dt><dd>no</dd>" in events
+    worker_page = staff_client.get(f"/review/workers/{assignment.worker_id}/").content.decode()
+    assert "{&#x27;" not in worker_page and "<dt>source</dt><dd>auto</dd>" in worker_page
 
 
 def test_batch_admin_links_to_the_console(admin_client):
@@ -234,21 +293,16 @@ def test_console_pages_allow_only_our_own_scripts_and_no_framing(staff_client):
 
 def test_the_dashboard_median_time_per_hit_comes_from_the_database_in_the_same_queries_whatever_the_batch(
         staff_client):
-    from datetime import timedelta
-
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
 
     from annotator.review.selectors import batch_dashboard
 
     batch = factories.BatchFactory()
-    now = timezone.now()
 
     def finished(minutes, state=Assignment.State.APPROVED):
-        assignment = factories.AssignmentFactory(hit__batch=batch, state=state)
-        Assignment.objects.filter(pk=assignment.pk).update(accepted_at=now - timedelta(minutes=minutes),
-                                                           submitted_at=now)
+        submitted_assignment(batch=batch, minutes=minutes, n_pages=1)
+        Assignment.objects.filter(hit__batch=batch, state=Assignment.State.SUBMITTED).update(state=state)
 
     for minutes in (10, 40, 20):
         finished(minutes)

@@ -184,7 +184,7 @@ def test_a_decision_in_the_console_reaches_the_market_through_the_worker(celery_
     assignment = factories.AssignmentFactory(hit=hit, external_id=market_assignment, state=Assignment.State.SUBMITTED,
                                              worker=factories.WorkerFactory(provider=Provider.MTURK))
     response = staff_client.post(f"/review/assignments/{assignment.pk}/decide/",
-                                 {"decision": "reject", "feedback": "Only 4 of the 20 pages were done."})
+                                 {"decision": "reject", "reject_feedback": "Only 4 of the 20 pages were done."})
     assert response.status_code == 302
 
     poll(lambda: fake_market.assignments[market_assignment]["AssignmentStatus"], lambda s: s == "Rejected", 60,

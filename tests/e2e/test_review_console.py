@@ -60,12 +60,28 @@ def test_dashboard_replay_and_bulk_reject(page, live_server):
     assert all(abs(a - b) < 30 for a, b in zip(pixel[:3], SELECT_GREEN)), pixel
     assert page.locator("#replay figcaption").first.inner_text().endswith("in class · selected")
     assert "every rule passed" in page.locator("#rules").inner_text()
+    # Thumbnails keep the photo's 4:3 shape.
+    assert page.evaluate("() => { const c = document.querySelector('#replay canvas'); return [c.width, c.height]; }") \
+        == [150, 113]
+
+    # Played back over time: the session spans 3 s (hover at 0 s, selecting click at 2 s).
+    assert page.locator("#replay-clock").inner_text() == "3.0 s / 3.0 s"
+    page.locator("#replay-time").fill("1000")
+    assert page.locator("#replay-clock").inner_text() == "1.0 s / 3.0 s"
+    assert "selected" not in page.locator("#replay figure").first.get_attribute("class")
+    page.select_option("#replay-speed", "1")
+    page.click("#replay-play")
+    assert page.locator("#replay-play").inner_text() == "Pause"
+    page.wait_for_function("() => document.querySelector('#replay-play').textContent === 'Play'")  # at the end
+    assert page.locator("#replay-clock").inner_text() == "3.0 s / 3.0 s"
+    assert "selected" in page.locator("#replay figure").first.get_attribute("class")
 
     page.go_back()
     for assignment in sloppy:
         page.check(f'#assignments input[value="{assignment.pk}"]')
     page.check('#bulk-form input[name=decision][value=reject]')
-    page.fill("#bulk-form textarea[name=feedback]", "The clicks did not land on the objects.")
+    assert not page.locator("#bulk-form textarea[name=approve_feedback]").is_visible()
+    page.fill("#bulk-form textarea[name=reject_feedback]", "The clicks did not land on the objects.")
     page.click("#bulk-submit")
 
     assert page.locator("#messages").inner_text() == "2 assignments rejected."
@@ -98,13 +114,19 @@ def test_coco_replay_draws_the_icon_actions(page, live_server):
     log_in(page, live_server, f"/review/assignments/{assignment.pk}/")
 
     page.wait_for_function("() => document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
-    assert page.locator("#replay ol.actions li").all_inner_texts() == ["0.9 s: add 2", "2.1 s: move 2"]
+    assert page.locator("#replay ol.actions li").all_inner_texts() == ["0.9 s: add dog", "2.1 s: move dog"]
     # The add is a green dot where the icon was dropped (sampled just off the move arrow that starts there).
     pixel = page.evaluate(
         "() => { const c = document.querySelector('#replay canvas'); const x = c.width * 0.2 - 2;"
         " return Array.from(c.getContext('2d').getImageData(x, c.height * 0.2 + 2, 1, 1).data); }"
     )
     assert all(abs(a - b) < 30 for a, b in zip(pixel[:3], SELECT_GREEN)), pixel
+    # Scrubbed to 1.5 s: the add has happened, the move has not; a click on an action goes to its moment.
+    page.locator("#replay-time").fill("1500")
+    assert page.locator("#replay ol.actions li.future").all_inner_texts() == ["2.1 s: move dog"]
+    page.click("#replay ol.actions li:nth-child(2) button")
+    assert page.locator("#replay-clock").inner_text().startswith("2.1 s / ")
+    assert page.locator("#replay ol.actions li.future").count() == 0
     page.click("#page-tabs button:nth-child(2)")
     assert "not completed" not in page.locator("#replay h3").inner_text()
     assert errors == []

@@ -1,4 +1,6 @@
-"""`python manage.py publish BATCH [--provider link|mturk|prolific] [--params prolific]`: put HITs on a market."""
+"""`manage.py publish BATCH [--provider link|mturk|prolific] [--params prolific]`: put a batch's HITs on a market."""
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,6 +32,11 @@ class Command(BaseCommand):
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
         except ProlificError as error:
             raise CommandError(str(error)) from None
+        if batch.provider == Provider.LINK and options["verbosity"] > 0:
+            # Templates, not links to click: say so where a person reads it, and keep stdout to the lines themselves.
+            placeholders = sorted(set(re.findall(r"\{[^&]*\}", references[min(references)]))) if references else []
+            self.stderr.write(f"Task URL templates of {batch.name}, one per HIT: the market replaces "
+                              f"{' and '.join(placeholders)} with each worker's own values.")
         for index in sorted(references):
             self.stdout.write(references[index])
 

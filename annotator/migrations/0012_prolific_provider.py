@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0009_display_file_names'),
+        ('annotator', '0011_imagescore_acquisition'),
     ]
 
     operations = [
