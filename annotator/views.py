@@ -42,7 +42,7 @@ class StoredFileView(APIView):
     def get(self, request, name):
         if not files.may_read(request.user, name):
             raise PermissionDenied("this file is for staff (training artifacts: also the researchers group)")
-        if files.clean_name(name) is None or not default_storage.exists(name):
+        if not files.is_clean_name(name) or not default_storage.exists(name):
             raise NotFound(f"no stored file {name[:200]!r}")
         if not files.is_local():
             return HttpResponseRedirect(files.signed_url(name))
