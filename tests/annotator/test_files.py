@@ -152,3 +152,16 @@ def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(s3_bucket,
     query = parse_qs(signed.query)
     assert signed.path.endswith(f"/{EXPORT}") and query["X-Amz-Expires"] == ["60"] and "X-Amz-Signature" in query
     assert requests.get(response["Location"], timeout=10).content == f"bytes of {EXPORT}".encode()
+
+
+def test_with_s3_a_report_comes_through_the_view_and_its_plots_by_signed_urls(s3_bucket, django_user_model):  # noqa: F811
+    plot = REPORT.replace("report.html", "clicks.png")
+    store(REPORT, plot)
+    staff = user_client(django_user_model, "admin", staff=True)
+
+    page = staff.get(f"/files/{REPORT}")
+    assert page.status_code == 200 and body(page) == f"bytes of {REPORT}".encode()
+    image = staff.get(f"/files/{plot}")  # where the report's relative link "clicks.png" leads
+    assert image.status_code == 302 and "X-Amz-Signature=" in image["Location"]
+    assert requests.get(image["Location"], timeout=10).content == f"bytes of {plot}".encode()
+    assert Client().get(f"/files/{REPORT}").status_code == 401
