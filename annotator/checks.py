@@ -50,8 +50,8 @@ def check_gpu_queue(app_configs, **kwargs):
 def check_signed_file_urls(app_configs, **kwargs):
     if settings.AWS_STORAGE_BUCKET_NAME and not settings.AWS_QUERYSTRING_AUTH:
         return [Warning(
-            "AWS_QUERYSTRING_AUTH is false: /files/ redirects staff and researchers to unsigned bucket URLs, so exports "
-            "and training artifacts are as readable as the bucket is to anyone who knows their names.",
+            "AWS_QUERYSTRING_AUTH is false: /files/ redirects staff and researchers to unsigned bucket URLs, so "
+            "exports and training artifacts are as readable as the bucket is to anyone who knows their names.",
             hint="Keep AWS_QUERYSTRING_AUTH true (URLs signed for FILE_URL_MAX_AGE seconds).", id="annotator.W005",
         )]
     return []

@@ -139,7 +139,9 @@ def test_training_artifact_urls_are_absolute_and_reach_researchers_only(stored, 
         assert plain.get(url).status_code == 403
 
 
-def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(s3_bucket, django_user_model, settings):  # noqa: F811
+def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(
+    s3_bucket, django_user_model, settings,  # noqa: F811
+):
     settings.FILE_URL_MAX_AGE = 60
     store(EXPORT)
     staff = user_client(django_user_model, "admin", staff=True)
@@ -154,7 +156,9 @@ def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(s3_bucket,
     assert requests.get(response["Location"], timeout=10).content == f"bytes of {EXPORT}".encode()
 
 
-def test_with_s3_a_report_comes_through_the_view_and_its_plots_by_signed_urls(s3_bucket, django_user_model):  # noqa: F811
+def test_with_s3_a_report_comes_through_the_view_and_its_plots_by_signed_urls(
+    s3_bucket, django_user_model,  # noqa: F811
+):
     plot = REPORT.replace("report.html", "clicks.png")
     store(REPORT, plot)
     staff = user_client(django_user_model, "admin", staff=True)
