@@ -1,5 +1,5 @@
-"""Deployment invariants as system checks: secret key, broker reachability, GPU queue, every task registered in a
-worker."""
+"""Deployment invariants as system checks: secret key, broker reachability, GPU queue, signed bucket URLs, every
+task registered in a worker."""
 import ast
 import json
 import subprocess
@@ -43,6 +43,17 @@ def check_gpu_queue(app_configs, **kwargs):
     routes = settings.CELERY_TASK_ROUTES or {}
     if not any(route.get("queue") == "gpu" for route in routes.values()):
         return [Warning("Training is enabled but no task is routed to the 'gpu' queue.", id="annotator.W004")]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_signed_file_urls(app_configs, **kwargs):
+    if settings.AWS_STORAGE_BUCKET_NAME and not settings.AWS_QUERYSTRING_AUTH:
+        return [Warning(
+            "AWS_QUERYSTRING_AUTH is false: /files/ redirects staff and researchers to unsigned bucket URLs, so "
+            "exports and training artifacts are as readable as the bucket is to anyone who knows their names.",
+            hint="Keep AWS_QUERYSTRING_AUTH true (URLs signed for FILE_URL_MAX_AGE seconds).", id="annotator.W005",
+        )]
     return []
 
 

@@ -33,11 +33,9 @@ def is_public(name):
     return name.startswith(PUBLIC_PREFIX) and "/" not in name[len(PUBLIC_PREFIX):]
 
 
-def clean_name(name):
-    """The stored name itself, or None for one that climbs out of the storage or is not normalised."""
-    if not name or name.startswith("/") or "\\" in name or posixpath.normpath(name) != name:
-        return None
-    return name
+def is_clean_name(name):
+    """False for a name that climbs out of the storage or is not written the one normal way."""
+    return bool(name) and not name.startswith("/") and "\\" not in name and posixpath.normpath(name) == name
 
 
 def may_read(user, name):

@@ -33,7 +33,8 @@ def home(request):
 
 class StoredFileView(APIView):
     """A file from storage for the staff and researchers allowed to read it (annotator.files): the file itself
-    from local storage, a redirect to a URL signed for FILE_URL_MAX_AGE seconds from a bucket."""
+    from local storage, a redirect to a URL signed for FILE_URL_MAX_AGE seconds from a bucket. A byproduct report's
+    HTML comes through here from a bucket too, so that its plots, named by relative links, come back here as well."""
 
     permission_classes = [IsAuthenticated]
 
@@ -42,9 +43,9 @@ class StoredFileView(APIView):
     def get(self, request, name):
         if not files.may_read(request.user, name):
             raise PermissionDenied("this file is for staff (training artifacts: also the researchers group)")
-        if files.clean_name(name) is None or not default_storage.exists(name):
+        if not files.is_clean_name(name) or not default_storage.exists(name):
             raise NotFound(f"no stored file {name[:200]!r}")
-        if not files.is_local():
+        if not files.is_local() and not name.endswith(".html"):
             return HttpResponseRedirect(files.signed_url(name))
         response = FileResponse(default_storage.open(name, "rb"), as_attachment=not name.endswith((".html", ".png")))
         response["Cache-Control"] = "private, no-store"

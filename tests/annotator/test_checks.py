@@ -44,6 +44,15 @@ def test_training_without_a_gpu_queue_is_flagged(settings):
     assert checks.check_gpu_queue(None) == []
 
 
+def test_a_bucket_without_signed_urls_is_flagged(settings):
+    settings.AWS_STORAGE_BUCKET_NAME, settings.AWS_QUERYSTRING_AUTH = "luab", False
+    assert ids(checks.check_signed_file_urls(None)) == ["annotator.W005"]
+    settings.AWS_QUERYSTRING_AUTH = True
+    assert checks.check_signed_file_urls(None) == []
+    settings.AWS_STORAGE_BUCKET_NAME, settings.AWS_QUERYSTRING_AUTH = "", False  # local files: nothing to sign
+    assert checks.check_signed_file_urls(None) == []
+
+
 def deploy_check(tmp_path, **overrides):
     # Browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a production environment has no such thing.
     inherited = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}

@@ -125,6 +125,7 @@ def test_training_artifact_urls_are_absolute_and_reach_researchers_only(stored, 
                                      artifacts={"checkpoint": CHECKPOINT, "config": CONFIG, "metrics": METRICS})
     version = ModelVersion.objects.create(name="shapes-job-3", job=job, dataset=dataset, checkpoint=CHECKPOINT)
     researcher = user_client(django_user_model, "ada", researcher=True, token=True)
+    plain = user_client(django_user_model, "plain")
 
     artifacts = researcher.get(f"/api/training/jobs/{job.pk}/").json()["artifacts"]
     checkpoint_url = researcher.get(f"/api/training/models/{version.pk}/").json()["checkpoint_url"]
@@ -135,10 +136,12 @@ def test_training_artifact_urls_are_absolute_and_reach_researchers_only(stored, 
     for url in artifacts.values():
         assert researcher.get(url).status_code == 200
         assert Client().get(url).status_code == 401
-        assert user_client(django_user_model, f"plain-{len(url)}-{url[-6:]}").get(url).status_code == 403
+        assert plain.get(url).status_code == 403
 
 
-def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(s3_bucket, django_user_model, settings):  # noqa: F811
+def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(
+    s3_bucket, django_user_model, settings,  # noqa: F811
+):
     settings.FILE_URL_MAX_AGE = 60
     store(EXPORT)
     staff = user_client(django_user_model, "admin", staff=True)
@@ -151,3 +154,18 @@ def test_with_s3_the_files_view_redirects_to_a_short_lived_signed_url(s3_bucket,
     query = parse_qs(signed.query)
     assert signed.path.endswith(f"/{EXPORT}") and query["X-Amz-Expires"] == ["60"] and "X-Amz-Signature" in query
     assert requests.get(response["Location"], timeout=10).content == f"bytes of {EXPORT}".encode()
+
+
+def test_with_s3_a_report_comes_through_the_view_and_its_plots_by_signed_urls(
+    s3_bucket, django_user_model,  # noqa: F811
+):
+    plot = REPORT.replace("report.html", "clicks.png")
+    store(REPORT, plot)
+    staff = user_client(django_user_model, "admin", staff=True)
+
+    page = staff.get(f"/files/{REPORT}")
+    assert page.status_code == 200 and body(page) == f"bytes of {REPORT}".encode()
+    image = staff.get(f"/files/{plot}")  # where the report's relative link "clicks.png" leads
+    assert image.status_code == 302 and "X-Amz-Signature=" in image["Location"]
+    assert requests.get(image["Location"], timeout=10).content == f"bytes of {plot}".encode()
+    assert Client().get(f"/files/{REPORT}").status_code == 401

@@ -122,7 +122,8 @@ def test_a_market_decision_in_flight_locks_its_assignment_only(monkeypatch):
     try:
         assert calling.wait(10)
         with transaction.atomic():
-            for model, pk in [(models.Hit, hit.pk), (models.Batch, hit.batch_id), (models.Worker, assignment.worker_id)]:
+            for model, pk in [(models.Hit, hit.pk), (models.Batch, hit.batch_id),
+                              (models.Worker, assignment.worker_id)]:
                 model.objects.select_for_update(nowait=True).get(pk=pk)
         with pytest.raises(DatabaseError, match="could not obtain lock"), transaction.atomic():
             models.Assignment.objects.select_for_update(nowait=True).get(pk=assignment.pk)
