@@ -78,6 +78,21 @@ def coco_points(images, batches, icons="replay"):
     }
 
 
+def first_icon_labels(images, batches):
+    """{image id: category key} for method scl (seed 003: one label per image): the first icon added in the first
+    approved record (by assignment) of the image that is still on it at the end."""
+    records = CocoRecord.objects.filter(
+        image__in=images, assignment__state=Assignment.State.APPROVED, assignment__hit__batch__in=batches,
+    ).order_by("assignment_id", "pk").values_list("image_id", "final_positions", "action_histories")
+    labels = {}
+    for image_id, final_positions, action_histories in records:
+        if image_id in labels or not final_positions:
+            continue
+        added = [action.get("iconType") for action in action_histories if action.get("actionType") == "add"]
+        labels[image_id] = str(next((key for key in added if key in final_positions), sorted(final_positions)[0]))
+    return labels
+
+
 def _mean(points):
     return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
 
@@ -102,10 +117,12 @@ def ground_truth(images):
     return by_image
 
 
-def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=None):
+def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=None, single_label=False):
     """The Manifest of a dataset: train images with byproduct targets of the batches' approved work, val/shifted
     with ground truth. batches: a queryset or list of the dataset's batches (default: all of them).
-    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py)."""
+    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py).
+    single_label (COCO-style, method scl): a train image's only label is its first icon's class
+    (first_icon_labels); train images without an approved icon are left out."""
     batches = list(dataset.batches.all() if batches is None else batches)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.id]
     if foreign:
@@ -121,6 +138,9 @@ def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=N
     objects = ground_truth(images)
     coco = dataset.kind == "coco"
     points = coco_points(train_images, batches, icons) if coco else imagenet_points(train_images, batches)
+    if single_label and not coco:
+        raise ManifestBuildError(f"method: scl needs a COCO-style dataset; {dataset.name} is {dataset.kind}-style")
+    first_icons = first_icon_labels(train_images, batches) if single_label else None
     pseudo = {} if pseudo_label_threshold is None else confident_labels(dataset, pseudo_label_threshold)
     entries, unlabelled, pseudo_rows = [], 0, []
     for image in images:
@@ -130,6 +150,11 @@ def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=N
             continue
         if coco:
             labels = sorted({obj["class"] for obj in objects.get(image.id, [])})
+            if first_icons is not None and image.split == Split.TRAIN:
+                if image.id not in first_icons:
+                    unlabelled += 1
+                    continue
+                labels = [index_of_key[first_icons[image.id]]]
             targets = {
                 index_of_key[key]: (x, y, 1.0) for key, (x, y) in points.get(image.id, {}).items()
                 if index_of_key.get(key) in labels
@@ -151,15 +176,18 @@ def manifest_for(dataset, batches=None, icons="replay", pseudo_label_threshold=N
         "icons": icons if coco else None,
         "train_with_points": sum(1 for e in entries if e["split"] == Split.TRAIN and e.get("points")),
     }
+    if single_label:
+        source["train_labels"] = "first icon (one label per image)"
     if pseudo_label_threshold is not None:
         source.update(pseudo_labelled_rows=pseudo_rows, pseudo_label_threshold=pseudo_label_threshold,
                       pseudo_label_model=dataset.active_model_version)
     return manifest_module.build(dataset.kind, [c.name for c in categories], entries, source=source)
 
 
-def build_manifest(dataset, batches=None, icons="replay", out_dir=None, pseudo_label_threshold=None):
+def build_manifest(dataset, batches=None, icons="replay", out_dir=None, pseudo_label_threshold=None,
+                   single_label=False):
     """Write the dataset's manifest under out_dir (default VAR_DIR/manifests); returns its path."""
-    manifest = manifest_for(dataset, batches, icons, pseudo_label_threshold)
+    manifest = manifest_for(dataset, batches, icons, pseudo_label_threshold, single_label)
     return manifest_module.write(manifest, out_dir or Path(settings.VAR_DIR) / "manifests")
 
 

@@ -28,7 +28,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
-from training.ml import patchcluster
+from training.ml import patchcluster, scl
 from training.ml import wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
@@ -79,6 +79,8 @@ class TrainConfig:
     patch_cluster: bool = False  # seed 001's PatchCluster pseudo-labels (method patch)
     cluster_d_positive: float = 0.3  # cosine distance to a prototype at or below which a cell is a positive
     cluster_d_negative: float = 0.8  # above which for every cell the image is a negative
+    scl_top_k: int = 10  # method scl: classes whose heatmaps are kept per image
+    scl_momentum: float = 0.9  # method scl: heatmap moving-average momentum
     log_every: int = 10
 
     def __post_init__(self):
@@ -96,6 +98,11 @@ class TrainConfig:
             raise ValueError(f"pseudo_label_threshold: {self.pseudo_label_threshold} is not in (0, 1]")
         if self.balanced_batches and self.batch_size < 2:
             raise ValueError("balanced_batches: needs batch_size of at least 2 (half labelled, half not)")
+        if self.method == "scl" and self.decode != "pil":
+            raise ValueError("decode: method scl reads each image's crop from the loader; use pil")
+        if self.scl_top_k < 1 or not 0 <= self.scl_momentum < 1:
+            raise ValueError(f"scl_top_k, scl_momentum: need k >= 1 and 0 <= momentum < 1, got {self.scl_top_k} "
+                             f"and {self.scl_momentum}")
         if self.patch_cluster and self.method != "patch":
             raise ValueError(f"patch_cluster: needs method patch, not {self.method}")
         if not 0 <= self.cluster_d_positive < self.cluster_d_negative <= 1:
@@ -213,7 +220,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=No
         images, labels, points, weights = prepare_batch(batch, device, channels_last, decode_dataset)
         with amp_context or contextlib.nullcontext():
             output = model(images)
-            loss, parts = criterion(output, labels, points, weights)
+            loss, parts = criterion(output, labels, points, weights, context=batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -341,8 +348,12 @@ def _run(config, context, on_progress, should_stop):
         config.model, manifest.num_classes, manifest.points_per_image, config.method, config.checkpoint_path,
         config.model_kwargs,
     )
+    if config.method == "scl" and (not manifest.multi_label or context.distributed):
+        raise ValueError("method: scl trains COCO-style (multi-label) manifests in one process")
     lambda_point = config.lambda_point
-    if lambda_point is None:
+    if lambda_point is None and config.method == "scl":
+        lambda_point = 1.0  # the spatial consistency term's weight
+    elif lambda_point is None:
         lambda_point = default_lambda(manifest.kind, count_parameters(model.backbone))
     criterion = LuabLoss(
         config.method, manifest.multi_label, lambda_point, config.point_loss, config.huber_beta,
@@ -374,6 +385,10 @@ def _run(config, context, on_progress, should_stop):
         )
     pin = device.type == "cuda"
     train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
+    if config.method == "scl":
+        criterion.spatial_consistency = scl.SpatialConsistency(
+            train_set.rows, manifest.num_classes, config.scl_top_k, config.scl_momentum
+        )
     cluster = None
     if config.patch_cluster:
         cluster = criterion.patch_cluster = patchcluster.PatchCluster(
@@ -415,6 +430,8 @@ def _run(config, context, on_progress, should_stop):
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if cluster is not None:
             cluster.prototypes = state.get("prototypes")
+        if criterion.spatial_consistency is not None:
+            criterion.spatial_consistency.load_state_dict(state["heatmaps"])
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
 
     trained = model
@@ -433,6 +450,7 @@ def _run(config, context, on_progress, should_stop):
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
             "lambda_point": lambda_point, "prototypes": cluster.prototypes if cluster is not None else None,
+            "heatmaps": criterion.spatial_consistency.state_dict() if criterion.spatial_consistency else None,
         }
 
     for epoch in range(start_epoch, config.epochs):
@@ -470,6 +488,9 @@ def _run(config, context, on_progress, should_stop):
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
+        if criterion.spatial_consistency is not None and criterion.spatial_consistency.store is not None:
+            store = criterion.spatial_consistency.store
+            record.update(train_heatmap_bytes=store.nbytes, train_heatmap_dense_bytes=store.dense_nbytes)
         if cluster is not None:
             record.update(train_pseudo_positive_cells=cluster.positive_cells,
                           train_pseudo_negative_labels=cluster.negative_labels)
