@@ -103,6 +103,9 @@ def test_confident_predictions_become_pseudo_labels_of_the_next_manifest_only():
 def test_a_job_with_pseudo_labels_and_balanced_batches_trains_and_says_so(django_capture_on_commit_callbacks,
                                                                           settings, tmp_path):
     settings.TRAINING_WORK_DIR = tmp_path / "work"
+    # No heartbeat during the inline run: on PostgreSQL the heartbeat thread's own connection cannot see the
+    # test's uncommitted job row and would take the run for superseded.
+    settings.TRAINING_PROGRESS_INTERVAL = 3600
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
     version = registered_version(dataset)
     services.promote_model_version(version)
