@@ -28,8 +28,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
-from training.ml import patchcluster, scl
-from training.ml import wsol
+from training.ml import patchcluster, scl, wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
@@ -372,9 +371,7 @@ def _run(config, context, on_progress, should_stop):
     if len(train_set) == 0:
         raise ValueError(f"manifest_path: {config.manifest_path} has no train entries")
     if config.balanced_batches:
-        rows = train_set.rows
-        with_targets = (manifest.point_weight[rows].reshape(len(rows), -1) > 0).any(axis=1)
-        labelled = with_targets & ~manifest.pseudo_labelled[rows]
+        labelled = (manifest.has_targets & ~manifest.pseudo_labelled)[train_set.rows]
         train_sampler = data_module.BalancedBatchSampler(
             labelled, config.batch_size, seed=config.seed, rank=context.rank, world_size=context.world_size,
         )
@@ -394,7 +391,7 @@ def _run(config, context, on_progress, should_stop):
         cluster = criterion.patch_cluster = patchcluster.PatchCluster(
             config.cluster_d_positive, config.cluster_d_negative, config.patch_focal_gamma
         )
-        clicked = patchcluster.prototype_positions(manifest, train_set.rows)
+        clicked = np.flatnonzero(manifest.has_targets[train_set.rows])
         prototype_loader = data_module.make_loader(
             data_module.ManifestDataset(manifest, "train", EvalTransform(config.img_size, config.test_crop_ratio)),
             [clicked[i:i + config.batch_size].tolist() for i in range(0, len(clicked), config.batch_size)],

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.ml.data import crops_of
+
 FREE = -1
 
 
@@ -150,8 +152,6 @@ class SpatialConsistency:
 
     def loss(self, spatial_logits, labels, context):
         """Mean squared difference of the cells' sigmoids to the heatmaps; then the heatmaps take this step in."""
-        from training.ml.data import crops_of
-
         grid_size = spatial_logits.shape[-1]
         if self.store is None:
             self.store = HeatmapStore(self.rows, self.num_classes, 2 * grid_size, self.top_k)
