@@ -102,3 +102,86 @@ def test_scl_needs_a_coco_style_manifest_and_the_pil_loader(tiny_manifest_path, 
     with pytest.raises(ValueError, match="method: scl trains COCO-style"):
         run(TrainConfig(manifest_path=str(tiny_manifest_path), out_dir=str(tmp_path), model="test_resnet",
                         method="scl", epochs=1, img_size=32))
+
+
+def tiny_coco_dataset():
+    """A COCO-style dataset: each train image a coloured square with one approved icon on it; val with boxes."""
+    from django.core.files.base import ContentFile
+
+    from annotator.models import Assignment, TaskKind
+    from tests import factories
+    from tests.training.job_data import COLOURS, square_jpeg
+
+    rng = np.random.default_rng(0)
+    dataset = factories.DatasetFactory(kind=TaskKind.COCO)
+    batch = factories.BatchFactory(dataset=dataset, task_kind=TaskKind.COCO)
+    for index, colour in enumerate(COLOURS):
+        category = factories.CategoryFactory(dataset=dataset, index=index, key=str(index + 1))
+        for split, count in (("train", 3), ("val", 1)):
+            for i in range(count):
+                data, (x, y) = square_jpeg(colour, rng)
+                image = factories.ImageFactory(dataset=dataset, split=split, width=32, height=32,
+                                               file=ContentFile(data, name=f"{split}-{index}-{i}.jpg"))
+                factories.GroundTruthObjectFactory(image=image, category=category,
+                                                   bbox=[x * 32 - 6, y * 32 - 6, 12, 12])
+                if split == "train":
+                    actions = [{"actionType": "add", "iconType": category.key, "pointFrom": None,
+                                "pointTo": {"x": x, "y": y}, "timeAt": 1000}]
+                    factories.CocoRecordFactory(
+                        assignment=factories.AssignmentFactory(hit__batch=batch, state=Assignment.State.APPROVED),
+                        image=image, action_histories=actions, final_positions={category.key: {"x": x, "y": y}},
+                    )
+    return dataset
+
+
+@pytest.mark.django_db
+def test_manage_py_train_runs_scl_on_a_coco_style_dataset(tmp_path, settings):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path / "var"
+    dataset = tiny_coco_dataset()
+    out = io.StringIO()
+    call_command("train", dataset=dataset.name, method="scl", model="test_resnet", epochs=1, img_size=64,
+                 batch_size=3, device="cpu", out=str(tmp_path / "run"), option=["scl_top_k=2"], stdout=out,
+                 verbosity=0)
+    text = out.getvalue()
+    assert "succeeded" in text and "train_heatmap_bytes" in text and "val_mAP" in text
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    manifest = manifest_module.read(config["manifest_path"])
+    assert config["method"] == "scl" and manifest.source["train_labels"] == "first icon (one label per image)"
+    assert manifest.label[manifest.split == "train"].sum(axis=1).tolist() == [1] * 9
+
+
+@pytest.mark.django_db
+def test_an_api_job_trains_scl_from_the_icons(researcher_client_for_scl, django_capture_on_commit_callbacks,
+                                              settings, tmp_path):
+    from training.models import JobStatus, TrainingJob
+
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    settings.TRAINING_PROGRESS_INTERVAL = 3600  # no heartbeat thread writes during the inline run (PostgreSQL)
+    dataset = tiny_coco_dataset()
+    config = {"model": "test_resnet", "method": "scl", "epochs": 1, "img_size": 64, "batch_size": 3,
+              "device": "cpu", "scl_top_k": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = researcher_client_for_scl.post("/api/training/jobs/create/",
+                                                  {"dataset": dataset.name, "config": config}, format="json")
+    assert response.status_code == 201, response.content
+    job = TrainingJob.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.model_version.metrics["train_heatmap_bytes"] < job.model_version.metrics["train_heatmap_dense_bytes"]
+
+
+@pytest.fixture
+def researcher_client_for_scl(django_user_model):
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    user = django_user_model.objects.create_user("scl-researcher")
+    user.groups.add(Group.objects.get(name="researchers"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
