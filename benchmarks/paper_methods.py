@@ -2,8 +2,10 @@
 MaxBoxAccV2 at IoU 0.3/0.5/0.7, PxAP against the shapes' masks) and seed 001's IoA-P / mAP-loc, for each method's
 own map (`cam auto`) and for PatchCluster on top of the patch loss.
 
-Same data as benchmarks/luab_vs_baseline.py (demo ImageNet-style shapes, SIMULATED clicks, 10% of train images
-without any), plus each val/shifted shape's polygon so PxAP has masks; the same epochs and seeds for every row.
+Data: the demo ImageNet-style shapes (annotator/demo_data.py) with idealised clicks: each train image gets one
+click at its shape's box centre plus Gaussian noise (sd 15% of the box), 10% of them none (so PatchCluster has
+images to pseudo-label); val/shifted carry each shape's box and polygon (PxAP and IoA-P use the masks). The same
+data, epochs and seeds for every row.
 Writes benchmarks/results/paper_methods.json (commit, machine, load average, settings, per-run and mean/std).
 
     nice -n 10 .venv/bin/python benchmarks/paper_methods.py                      # defaults below
@@ -25,7 +27,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotator import demo_data  # noqa: E402  (generator only: no Django needed)
-from benchmarks.luab_vs_baseline import demo_manifest  # noqa: E402
 from training.ml import manifest as manifest_module  # noqa: E402
 from training.ml.engine import TrainConfig, run  # noqa: E402
 
@@ -41,21 +42,30 @@ METRICS = ("val_top1", "val_maxboxacc_iou30", "val_maxboxacc_iou50", "val_maxbox
            "val_pxap", "val_ioap", "val_map_loc", "shifted_maxboxacc_v2")
 
 
-def with_masks(manifest_path, data_dir, per_class):
-    """The manifest with each val/shifted shape's polygon (as fractions), so PxAP and IoA-P use masks."""
-    manifest = manifest_module.read(manifest_path)
-    images = {str((data_dir / image.file_name).resolve()): image
-              for image in demo_data.generate_imagenet(data_dir, seed=0, per_class=per_class)}
-    polygons, starts, owners = [], [0], []
-    for box_index, row in enumerate(manifest.box_image):
-        image = images[str(manifest.image[row])]
-        vertices = np.asarray(image.objects[0].polygon, np.float32).reshape(-1, 2) / [image.width, image.height]
-        polygons.append(vertices.astype(np.float32))
-        starts.append(starts[-1] + len(vertices))
-        owners.append(box_index)
-    manifest.polygon_xy = np.concatenate(polygons) if polygons else manifest.polygon_xy
-    manifest.polygon_start, manifest.polygon_box = np.asarray(starts, np.int64), np.asarray(owners, np.int64)
-    return manifest_module.write(manifest, Path(manifest_path).parent)
+def demo_manifest(out_dir, per_class, seed=0):
+    """Generate (once) the demo images and write their manifest; returns (path, click stats)."""
+    data_dir = out_dir / "demo-imagenet"
+    rng = np.random.default_rng(seed)
+    entries, clicked = [], 0
+    for image in demo_data.generate_imagenet(data_dir, seed=seed, per_class=per_class):
+        obj = image.objects[0]
+        left, top, w, h = obj.bbox
+        size = np.array([image.width, image.height])
+        box = [left / image.width, top / image.height, (left + w) / image.width, (top + h) / image.height]
+        polygon = (np.asarray(obj.polygon, np.float64).reshape(-1, 2) / size).ravel().tolist()
+        points = {}
+        if image.split == "train" and rng.uniform() >= 0.1:
+            click = (np.array([left + w / 2, top + h / 2]) + rng.normal(0, 0.15, 2) * [w, h]) / size
+            points[0] = (*np.clip(click, 0, 1), 1.0)
+            clicked += 1
+        entries.append({
+            "image": str((data_dir / image.file_name).resolve()), "split": image.split, "labels": [obj.class_index],
+            "points": points, "boxes": [{"class": obj.class_index, "box": box, "polygons": [polygon]}],
+        })
+    names = [shape.name for shape in demo_data.CLASSES]
+    manifest = manifest_module.build("imagenet", names, entries, source={"demo": "imagenet", "clicks": "idealised"})
+    stats = {"train_images": sum(e["split"] == "train" for e in entries), "with_click": clicked}
+    return manifest_module.write(manifest, out_dir / "manifests"), stats
 
 
 def main():
@@ -78,7 +88,6 @@ def main():
 
     out_dir = Path(arguments.out)
     manifest_path, stats = demo_manifest(out_dir, arguments.per_class)
-    manifest_path = with_masks(manifest_path, out_dir / "demo-imagenet", arguments.per_class)
     runs = {}
     for index, name in enumerate(arguments.variants):
         for seed in arguments.seeds:

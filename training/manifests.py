@@ -73,11 +73,14 @@ def chunks(rows, size):
 class ManifestBuilder:
     """Fills a manifest's arrays from the database, one streamed query per kind of row."""
 
-    def __init__(self, dataset, batches, icons, progress=None, pseudo_label_threshold=None):
+    def __init__(self, dataset, batches, icons, progress=None, pseudo_label_threshold=None, single_label=False):
         if icons not in ICON_SEMANTICS:
             raise ManifestBuildError(f"icons: {icons!r} is not one of {', '.join(ICON_SEMANTICS)}")
         self.dataset, self.batches, self.icons = dataset, batches, icons
         self.coco = dataset.kind == "coco"
+        if single_label and not self.coco:
+            raise ManifestBuildError(f"method: scl needs a COCO-style dataset; {dataset.name} is {dataset.kind}-style")
+        self.single_label = single_label
         self.progress = progress
         self.categories = list(dataset.categories.order_by("index").values_list("key", "index", "name"))
         if not self.categories:
@@ -133,13 +136,15 @@ class ManifestBuilder:
         self.image_ids = np.empty(n, np.int64)
         self.background = np.full(n, -1, np.int64)  # the class whose background an image shows, -1 unknown
         self._read_images(n, locate)
-        n = len(self.image)
-        self._rows_by_id = np.argsort(self.image_ids)
-        self._sorted_ids = self.image_ids[self._rows_by_id]
-        point_sum, point_count = np.zeros((n, k, 2)), np.zeros((n, k), np.int64)
+        self._index_rows()
         if self.coco:
             self._read_coco_labels()
+            if self.single_label:
+                self._single_label_coco()
             self._pseudo_label_coco()
+        n = len(self.image)
+        point_sum, point_count = np.zeros((n, k, 2)), np.zeros((n, k), np.int64)
+        if self.coco:
             self._read_coco_points(point_sum, point_count)
         else:
             self._read_imagenet_points(point_sum, point_count)
@@ -157,6 +162,8 @@ class ManifestBuilder:
             "icons": self.icons if self.coco else None,
             "train_with_points": int(np.count_nonzero(has_point.any(axis=1) & (self.split == Split.TRAIN))),
         }
+        if self.single_label:
+            source["train_labels"] = "first icon (one label per image)"
         if self.pseudo_label_threshold is not None:
             source.update(pseudo_labelled_rows=sorted(self.pseudo_rows),
                           pseudo_label_threshold=self.pseudo_label_threshold,
@@ -166,6 +173,10 @@ class ManifestBuilder:
             split=self.split, label=self.label, point=point, point_weight=point_weight, background=self.background,
             source=source, **boxes,
         )
+
+    def _index_rows(self):
+        self._rows_by_id = np.argsort(self.image_ids)
+        self._sorted_ids = self.image_ids[self._rows_by_id]
 
     def rows_of(self, image_ids):
         """(manifest rows, mask of the ids that have one) of an array of image ids."""
@@ -236,6 +247,35 @@ class ManifestBuilder:
             rows, found = self.rows_of(image_ids)
             self.label[rows, np.asarray(classes, np.int64)[found]] = 1
 
+    def _single_label_coco(self):
+        """Method scl (seed 003, one label per image): a train image's only label is the class of the first icon
+        added in its first approved record (by assignment) that is still on it at the end; train images without
+        an approved icon are left out."""
+        records = self._approved(CocoRecord).order_by("assignment_id", "pk").values_list(
+            "image_id", "final_positions", "action_histories"
+        )
+        first = {}
+        for chunk in self.read("labels", records, records.count()):
+            for image_id, final_positions, action_histories in chunk:
+                if image_id in first or not final_positions:
+                    continue
+                added = [action.get("iconType") for action in action_histories if action.get("actionType") == "add"]
+                key = str(next((key for key in added if key in final_positions), sorted(final_positions)[0]))
+                if key in self.slot_of_key:
+                    first[image_id] = self.slot_of_key[key]
+        train = self.split == Split.TRAIN
+        self.label[train] = 0
+        rows, found = self.rows_of(list(first))
+        self.label[rows, np.asarray(list(first.values()), np.int64)[found]] = 1
+        keep = ~train | self.label.any(axis=1)
+        if not keep.all():
+            logger.warning("%s: %d train images without an approved icon left out (method scl)",
+                           self.dataset.name, np.count_nonzero(~keep))
+            self.image, self.split, self.label, self.image_ids, self.background = (
+                array[keep] for array in (self.image, self.split, self.label, self.image_ids, self.background)
+            )
+            self._index_rows()
+
     def _pseudo_label_coco(self):
         """Train images without any ground-truth object take the active model's confident classes."""
         if not self.pseudo:
@@ -294,21 +334,25 @@ class ManifestBuilder:
         }
 
 
-def manifest_for(dataset, batches=None, icons="replay", progress=None, pseudo_label_threshold=None):
+def manifest_for(dataset, batches=None, icons="replay", progress=None, pseudo_label_threshold=None,
+                 single_label=False):
     """The Manifest of a dataset: train images with byproduct targets of the batches' approved work, val/shifted
     with ground truth. batches: a queryset or list of the dataset's batches (default: all of them).
     progress(step, done, total) is called as each step ("images", "byproducts", "boxes") reads its rows.
-    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py)."""
+    pseudo_label_threshold: train images without labels get the active model's confident ones (pseudo_labels.py).
+    single_label (COCO-style, method scl): a train image's only label is its first icon's class; train images
+    without an approved icon are left out."""
     batches = list(dataset.batches.all() if batches is None else batches)
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.id]
     if foreign:
         raise ManifestBuildError(f"batches: {', '.join(foreign)} do not belong to dataset {dataset.name}")
-    return ManifestBuilder(dataset, batches, icons, progress, pseudo_label_threshold).build()
+    return ManifestBuilder(dataset, batches, icons, progress, pseudo_label_threshold, single_label).build()
 
 
-def build_manifest(dataset, batches=None, icons="replay", out_dir=None, progress=None, pseudo_label_threshold=None):
+def build_manifest(dataset, batches=None, icons="replay", out_dir=None, progress=None, pseudo_label_threshold=None,
+                   single_label=False):
     """Write the dataset's manifest under out_dir (default VAR_DIR/manifests); returns its path."""
-    manifest = manifest_for(dataset, batches, icons, progress, pseudo_label_threshold)
+    manifest = manifest_for(dataset, batches, icons, progress, pseudo_label_threshold, single_label)
     return manifest_module.write(manifest, out_dir or Path(settings.VAR_DIR) / "manifests")
 
 

@@ -118,6 +118,10 @@ def create_training_job(*, dataset, config=None, batches=(), source, created_by=
     foreign = [batch.name for batch in batches if batch.dataset_id != dataset.pk]
     if foreign:
         raise ValidationError({"batches": f"not batches of dataset {dataset.name}: {', '.join(foreign)}"})
+    if config.get("method") == "scl" and dataset.kind != "coco":
+        raise ValidationError(
+            {"config.method": f"scl trains from COCO-style icons; {dataset.name} is {dataset.kind}-style"}
+        )
     if config.get("pseudo_label_threshold") is not None and not dataset.active_model_version:
         raise ValidationError({"config.pseudo_label_threshold": (
             f"dataset {dataset.name} has no active model version to take pseudo-labels from"
@@ -420,7 +424,7 @@ def _snapshot_manifest(job, out_dir, progress=None):
             return existing[0]
     manifest = manifests.manifest_for(
         job.dataset, list(job.batches.all()) or None, progress=progress,
-        pseudo_label_threshold=job.config.get("pseudo_label_threshold"),
+        pseudo_label_threshold=job.config.get("pseudo_label_threshold"), single_label=job.config.get("method") == "scl",
     )
     path = manifest_module.write(manifest, out_dir)
     if "pseudo_labelled_rows" in manifest.source:

@@ -103,6 +103,9 @@ def test_confident_predictions_become_pseudo_labels_of_the_next_manifest_only():
 def test_a_job_with_pseudo_labels_and_balanced_batches_trains_and_says_so(django_capture_on_commit_callbacks,
                                                                           settings, tmp_path):
     settings.TRAINING_WORK_DIR = tmp_path / "work"
+    # No heartbeat during the inline run: on PostgreSQL the heartbeat thread's own connection cannot see the
+    # test's uncommitted job row and would take the run for superseded.
+    settings.TRAINING_PROGRESS_INTERVAL = 3600
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
     version = registered_version(dataset)
     services.promote_model_version(version)
@@ -116,3 +119,36 @@ def test_a_job_with_pseudo_labels_and_balanced_batches_trains_and_says_so(django
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert f"2 train images pseudo-labelled by {version.name} at >= 0.99" in job.log_tail
     assert job.model_version.config["pseudo_label_threshold"] == 0.99
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_a_worker_trains_with_the_papers_options_and_scores_every_acquisition(celery_worker):
+    from annotator import packing
+    from tests.workers import wait_for
+    from training.models import InferenceJob
+
+    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
+    config = {**TINY_CONFIG, "img_size": 64, "method": "patch", "patch_cluster": True, "balanced_batches": True}
+    job = services.create_training_job(dataset=dataset, config=config, source=TrainingJob.Source.API)
+    wait_for(lambda: TrainingJob.objects.get(pk=job.pk).is_finished, 300, celery_worker.log_tail)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n{celery_worker.log_tail()}"
+    metrics = job.model_version.metrics
+    assert 0 <= metrics["val_maxboxacc_v2"] <= 1 and "val_localization_curves" in metrics
+    assert "train_pseudo_positive_cells" in metrics
+
+    services.promote_model_version(job.model_version)
+    inference = services.create_inference_job(job.model_version, uncertainty="unified")
+    wait_for(lambda: InferenceJob.objects.get(pk=inference.pk).status in ("succeeded", "failed"), 300,
+             celery_worker.log_tail)
+    inference.refresh_from_db()
+    assert inference.status == JobStatus.SUCCEEDED, inference.error
+    scores = ImageScore.objects.filter(model_version=job.model_version.name)
+    assert scores.count() == 6
+    for score in scores:
+        assert set(score.acquisition) == {"entropy", "margin", "inconsistency", "unified"}
+        assert score.uncertainty == score.acquisition["unified"]
+    dataset.refresh_from_db()
+    batch = factories.BatchFactory(dataset=dataset, name="next-round")
+    assert packing.build_hits(batch, order="unified").hits >= 1

@@ -90,6 +90,7 @@ def test_staff_may_start_a_job(django_user_model, dataset, django_capture_on_com
     ({"config": {"pseudo_label_threshold": 0.99}}, "config.pseudo_label_threshold", "has no active model version"),
     ({"config": {"pseudo_label_threshold": 1.5}}, "config.pseudo_label_threshold", "outside [0, 1]"),
     ({"config": {"balanced_batches": "yes"}}, "config.balanced_batches", "not of type bool"),
+    ({"config": {"method": "scl"}}, "config.method", "scl trains from COCO-style icons"),
     ({"batches": ["someone-elses"]}, "batches", "not batches of dataset"),
     ({"dataset": "no-such-dataset"}, "dataset", "does not exist"),
 ])

@@ -142,3 +142,36 @@ def test_model_page_and_comparison_show_the_localisation_metrics(admin_client):
     compare = admin_client.get(response["Location"]).content.decode()
     assert f"{a.name}: val" in compare and "maxboxacc_v2" in compare
     assert "val_localization_curves" not in compare  # curves are plotted, not tabled
+
+
+def boxes_by_flood_fill(mask):
+    """Reference: bounding boxes (in cells) of the 8-connected components of a 2-D bool array."""
+    height, width = mask.shape
+    seen, boxes = np.zeros_like(mask), set()
+    for y in range(height):
+        for x in range(width):
+            if not mask[y, x] or seen[y, x]:
+                continue
+            stack, cells = [(y, x)], []
+            seen[y, x] = True
+            while stack:
+                cy, cx = stack.pop()
+                cells.append((cy, cx))
+                for ny in range(cy - 1, cy + 2):
+                    for nx in range(cx - 1, cx + 2):
+                        if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            stack.append((ny, nx))
+            ys, xs = zip(*cells)
+            boxes.add((min(xs), min(ys), max(xs) + 1, max(ys) + 1))
+    return boxes
+
+
+def test_component_boxes_agree_with_a_flood_fill_on_random_maps():
+    rng = np.random.default_rng(0)
+    maps = rng.random((6, 14, 14)) ** 2
+    masks = torch.as_tensor(maps > 0.35)
+    level, boxes = wsol.component_boxes(masks)
+    for index in range(len(maps)):
+        found = {tuple(b) for b in (boxes[level == index] * 14).round().long().tolist()}
+        assert found == boxes_by_flood_fill(masks[index].numpy())

@@ -32,8 +32,7 @@ from timm.optim import create_optimizer_v2
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml import metrics as metrics_module
-from training.ml import patchcluster
-from training.ml import wsol
+from training.ml import patchcluster, scl, wsol
 from training.ml.losses import POINT_LOSSES, LuabLoss, default_lambda
 from training.ml.models import METHODS, count_parameters, create_model, resolve_model_kwargs
 from training.ml.transforms import EvalTransform, TrainTransform, normalize
@@ -86,6 +85,8 @@ class TrainConfig:
     patch_cluster: bool = False  # seed 001's PatchCluster pseudo-labels (method patch)
     cluster_d_positive: float = 0.3  # cosine distance to a prototype at or below which a cell is a positive
     cluster_d_negative: float = 0.8  # above which for every cell the image is a negative
+    scl_top_k: int = 10  # method scl: classes whose heatmaps are kept per image
+    scl_momentum: float = 0.9  # method scl: heatmap moving-average momentum
     log_every: int = 10
 
     def __post_init__(self):
@@ -103,6 +104,11 @@ class TrainConfig:
             raise ValueError(f"pseudo_label_threshold: {self.pseudo_label_threshold} is not in (0, 1]")
         if self.balanced_batches and self.batch_size < 2:
             raise ValueError("balanced_batches: needs batch_size of at least 2 (half labelled, half not)")
+        if self.method == "scl" and self.decode != "pil":
+            raise ValueError("decode: method scl reads each image's crop from the loader; use pil")
+        if self.scl_top_k < 1 or not 0 <= self.scl_momentum < 1:
+            raise ValueError(f"scl_top_k, scl_momentum: need k >= 1 and 0 <= momentum < 1, got {self.scl_top_k} "
+                             f"and {self.scl_momentum}")
         if self.patch_cluster and self.method != "patch":
             raise ValueError(f"patch_cluster: needs method patch, not {self.method}")
         if not 0 <= self.cluster_d_positive < self.cluster_d_negative <= 1:
@@ -228,7 +234,7 @@ def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=No
         images, labels, points, weights = prepare_batch(batch, device, channels_last, decode_dataset)
         with amp_context or contextlib.nullcontext():
             output = model(images)
-            loss, parts = criterion(output, labels, points, weights)
+            loss, parts = criterion(output, labels, points, weights, context=batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -383,8 +389,12 @@ def _run(config, context, on_progress, should_stop):
         config.model, manifest.num_classes, manifest.points_per_image, config.method, config.checkpoint_path,
         config.model_kwargs,
     )
+    if config.method == "scl" and (not manifest.multi_label or context.distributed):
+        raise ValueError("method: scl trains COCO-style (multi-label) manifests in one process")
     if config.lambda_point is None:
-        config = replace(config, lambda_point=default_lambda(manifest.kind, count_parameters(model.backbone)))
+        # scl: the spatial consistency term's weight; otherwise the paper's default for the backbone's size
+        default = 1.0 if config.method == "scl" else default_lambda(manifest.kind, count_parameters(model.backbone))
+        config = replace(config, lambda_point=default)
     lambda_point = config.lambda_point
     criterion = LuabLoss(
         config.method, manifest.multi_label, lambda_point, config.point_loss, config.huber_beta,
@@ -403,9 +413,7 @@ def _run(config, context, on_progress, should_stop):
     if len(train_set) == 0:
         raise ValueError(f"manifest_path: {config.manifest_path} has no train entries")
     if config.balanced_batches:
-        rows = train_set.rows
-        with_targets = (manifest.point_weight[rows].reshape(len(rows), -1) > 0).any(axis=1)
-        labelled = with_targets & ~manifest.pseudo_labelled[rows]
+        labelled = (manifest.has_targets & ~manifest.pseudo_labelled)[train_set.rows]
         train_sampler = data_module.BalancedBatchSampler(
             labelled, config.batch_size, seed=config.seed, rank=context.rank, world_size=context.world_size,
         )
@@ -416,12 +424,16 @@ def _run(config, context, on_progress, should_stop):
         )
     pin = device.type == "cuda"
     train_loader = data_module.make_loader(train_set, train_sampler, config.workers, pin)
+    if config.method == "scl":
+        criterion.spatial_consistency = scl.SpatialConsistency(
+            train_set.rows, manifest.num_classes, config.scl_top_k, config.scl_momentum
+        )
     cluster = None
     if config.patch_cluster:
         cluster = criterion.patch_cluster = patchcluster.PatchCluster(
             config.cluster_d_positive, config.cluster_d_negative, config.patch_focal_gamma
         )
-        clicked = patchcluster.prototype_positions(manifest, train_set.rows)
+        clicked = np.flatnonzero(manifest.has_targets[train_set.rows])
         prototype_loader = data_module.make_loader(
             data_module.ManifestDataset(manifest, "train", EvalTransform(config.img_size, config.test_crop_ratio)),
             [clicked[i:i + config.batch_size].tolist() for i in range(0, len(clicked), config.batch_size)],
@@ -453,6 +465,8 @@ def _run(config, context, on_progress, should_stop):
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if cluster is not None:
             cluster.prototypes = state.get("prototypes")
+        if criterion.spatial_consistency is not None:
+            criterion.spatial_consistency.load_state_dict(state["heatmaps"])
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
 
     trained = model
@@ -472,6 +486,7 @@ def _run(config, context, on_progress, should_stop):
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
             "lambda_point": lambda_point, "config_hash": config.content_hash(),
             "prototypes": cluster.prototypes if cluster is not None else None,
+            "heatmaps": criterion.spatial_consistency.state_dict() if criterion.spatial_consistency else None,
         }
 
     for epoch in range(start_epoch, config.epochs):
@@ -509,6 +524,9 @@ def _run(config, context, on_progress, should_stop):
             }
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{name}": value for name, value in train_stats.items()})
+        if criterion.spatial_consistency is not None and criterion.spatial_consistency.store is not None:
+            store = criterion.spatial_consistency.store
+            record.update(train_heatmap_bytes=store.nbytes, train_heatmap_dense_bytes=store.dense_nbytes)
         if cluster is not None:
             record.update(train_pseudo_positive_cells=cluster.positive_cells,
                           train_pseudo_negative_labels=cluster.negative_labels)

@@ -81,8 +81,10 @@ class LuabLoss(torch.nn.Module):
         self.point_loss, self.huber_beta = point_loss, huber_beta
         self.label_smoothing, self.patch_focal_gamma = label_smoothing, patch_focal_gamma
         self.patch_cluster = None  # a patchcluster.PatchCluster adds its pseudo-positive cells to the patch loss
+        self.spatial_consistency = None  # method scl: a scl.SpatialConsistency (its heatmaps) gives the term
 
-    def forward(self, output, labels, points, weights):
+    def forward(self, output, labels, points, weights, context=None):
+        """context: the training batch (its rows and crops), which the scl term needs; evaluation has none."""
         cls = classification_loss(output["logits"], labels, self.multi_label, self.label_smoothing)
         if self.method in ("luab", "attentive"):
             point = masked_point_loss(output["points"], points, weights, self.point_loss, self.huber_beta)
@@ -92,6 +94,8 @@ class LuabLoss(torch.nn.Module):
             )
             if self.patch_cluster is not None:
                 point = point + self.patch_cluster.loss(output, labels, weights, self.multi_label)
+        elif self.method == "scl" and context is not None and self.spatial_consistency is not None:
+            point = self.spatial_consistency.loss(output["spatial_logits"], labels, context)
         else:
             point = cls.new_zeros(())
         return cls + self.lambda_point * point, {"cls": cls.detach(), "point": point.detach()}

@@ -85,6 +85,11 @@ class Manifest:
         return len(self.image)
 
     @property
+    def has_targets(self):
+        """(N,) bool: rows with at least one collected point target (weight > 0)."""
+        return (self.point_weight.reshape(len(self.image), -1) > 0).any(axis=1)
+
+    @property
     def pseudo_labelled(self):
         """(N,) bool: rows whose labels are a model's confident predictions (source["pseudo_labelled_rows"])."""
         mask = np.zeros(len(self.image), bool)

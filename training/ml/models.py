@@ -12,6 +12,8 @@ Methods (``METHODS``):
 - ``patch``: seed 001 (PatchML), the patch-level point loss: the classifier scores every cell (spatial
   logits, averaged for the image logits); the cell under each click is a positive for its class and every cell
   is a negative for classes absent from the image. Its points are the peak of the class's spatial logits.
+- ``scl``: seed 003 (spatial consistency loss), the same per-cell logits trained from one label per image with
+  class heatmaps kept across epochs as soft targets (training/ml/scl.py).
 
 Point slots: 1 for ImageNet-style (one click per image, class-agnostic), one per class for COCO-style.
 
@@ -28,7 +30,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("baseline", "luab", "attentive", "patch")
+METHODS = ("baseline", "luab", "attentive", "patch", "scl")
 
 
 def create_backbone(name, checkpoint_path="", model_kwargs=None):
@@ -111,7 +113,7 @@ class PointClassifier(nn.Module):
                 points = self.point_head(pooled).view(-1, self.point_slots, 2)
             return {"logits": self.classifier(pooled), "points": points, "features": features}
         grid = self.spatial_features(features)
-        if self.method == "patch":
+        if self.method in ("patch", "scl"):
             spatial_logits = torch.einsum("bdhw,cd->bchw", grid, self.classifier.weight)
             spatial_logits = spatial_logits + self.classifier.bias.view(1, -1, 1, 1)
             return {

@@ -10,7 +10,6 @@ clicks, for the ``patch`` method.
   only for a class the image has, and a negative only restates an absent class: PatchCluster adds cell targets to
   the images the crowd has not clicked on yet. The counts of both are reported per epoch.
 """
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -87,7 +86,3 @@ class PatchCluster:
         logits = spatial_logits[unclicked].float()[positive]
         return focal_term(logits, positive=True, gamma=self.gamma).mean()
 
-
-def prototype_positions(manifest, rows):
-    """Positions (within rows) of the train rows with at least one click."""
-    return np.flatnonzero((manifest.point_weight[rows].reshape(len(rows), -1) > 0).any(axis=1))

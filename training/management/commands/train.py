@@ -13,7 +13,7 @@ from training.ml.wsol import CAM_SOURCES
 
 class Command(BaseCommand):
     help = ("Snapshot a dataset's approved byproducts into a manifest and train a timm model on it "
-            "(baseline, luab, attentive or patch) in this process; resumes from --out's last checkpoint.")
+            "(baseline, luab, attentive, patch or scl) in this process; resumes from --out's last checkpoint.")
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset name.")
@@ -66,7 +66,8 @@ class Command(BaseCommand):
                 decode=options["decode"], cam=options["cam"], **parse_options(options["option"]),
             ))
             config.manifest_path = str(build_manifest(
-                dataset, batches, icons=options["icons"], pseudo_label_threshold=config.pseudo_label_threshold
+                dataset, batches, icons=options["icons"], pseudo_label_threshold=config.pseudo_label_threshold,
+                single_label=config.method == "scl",
             ))
         except (ManifestBuildError, ValueError, TypeError) as error:
             raise CommandError(str(error)) from error

@@ -1,0 +1,187 @@
+"""Method scl (seed 003): the heatmap store (uint8, 2x the feature map, top-k classes), the single-label manifest
+from icons, and a resumable run."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.test_manifests import coco_dataset  # noqa: F401  (fixture)
+from training.manifests import manifest_for
+from training.ml import manifest as manifest_module
+from training.ml.engine import TrainConfig, load_checkpoint, run
+from training.ml.scl import HeatmapStore
+from training.ml.transforms import Crop
+
+from .conftest import synthetic_manifest
+
+WHOLE = Crop(0, 0, 40, 40, 40, 40, False)
+
+
+def constant_predictions(values, size=2):
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).expand(1, len(values), size, size)
+
+
+def test_the_store_keeps_the_annotated_class_and_the_top_scores_as_uint8_moving_averages():
+    store = HeatmapStore(rows=[7, 9], num_classes=3, size=4, top_k=2)
+    store.update([7], [WHOLE], constant_predictions([0.8, 0.2, 0.5]), annotated=[[1]], momentum=0.5)
+    # kept: the annotated class 1, then the highest other score (class 0: 0.8); class 2 is not kept
+    assert store.classes[0].tolist() == [1, 0] and store.seen[0].tolist() == [True, True]
+    assert store.maps.dtype == torch.uint8
+    assert store.maps[0, 0].unique().tolist() == [51] and store.maps[0, 1].unique().tolist() == [204]  # 0.2, 0.8
+
+    store.update([7], [WHOLE], constant_predictions([0.4, 0.2, 0.1]), annotated=[[1]], momentum=0.5)
+    assert store.maps[0, 1].unique().tolist() == [153]  # 0.5 x 0.8 + 0.5 x 0.4 = 0.6
+
+    targets, mask = store.targets([7, 9], [WHOLE, WHOLE], grid_size=2, device="cpu")
+    assert targets[0, :, 0, 0].tolist() == pytest.approx([0.6, 0.2, 0.0], abs=1 / 255)  # class 2 counts as 0
+    assert mask.tolist() == [[True, True, True], [True, True, True]]  # row 9: nothing kept yet, all count as 0
+
+
+def test_targets_follow_the_crop_and_its_mirror():
+    store = HeatmapStore(rows=[0], num_classes=1, size=4, top_k=1)
+    store.classes[0, 0], store.seen[0, 0] = 0, True
+    store.maps[0, 0, :, :2] = 255  # the left half of the image is hot
+    left = Crop(0, 0, 20, 40, 40, 40, False)
+    right = Crop(20, 0, 20, 40, 40, 40, False)
+    left_mirrored = Crop(0, 0, 20, 40, 40, 40, True)
+    targets, _ = store.targets([0, 0, 0], [left, right, left_mirrored], grid_size=2, device="cpu")
+    assert targets[0, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert targets[1, 0].tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    whole, _ = store.targets([0, 0], [WHOLE, Crop(0, 0, 40, 40, 40, 40, True)], grid_size=2, device="cpu")
+    assert whole[0, 0].tolist() == [[1.0, 0.0], [1.0, 0.0]] and whole[1, 0].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert targets[2, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_memory_is_bounded_by_top_k():
+    store = HeatmapStore(rows=range(1000), num_classes=80, size=28, top_k=10)
+    # maps 1000 x 10 x 28 x 28 bytes + kept classes (int16) + seen flags
+    assert store.nbytes == 1000 * 10 * 784 + 1000 * 10 * 2 + 1000 * 10
+    assert store.dense_nbytes == 1000 * 80 * 784
+    # the paper's ImageNet arithmetic: 1.28M images x 1000 classes x 14 x 14 uint8 = 251 GB; top-10: 2.5 GB
+    assert 1_281_167 * 1000 * 14 * 14 / 1e9 == pytest.approx(251.1, abs=0.1)
+    assert 1_281_167 * 10 * 14 * 14 / 1e9 == pytest.approx(2.51, abs=0.01)
+
+
+@pytest.mark.django_db
+def test_the_single_label_manifest_takes_the_first_icon_still_on_the_image(coco_dataset):  # noqa: F811
+    dataset, image, _ = coco_dataset
+    manifest = manifest_for(dataset, single_label=True)
+    row = [i for i, split in enumerate(manifest.split) if split == "train"][0]
+    assert manifest.label[row].tolist() == [1, 0, 0]  # icons 1 (added first, kept), 2 (removed), 3: one label
+    assert manifest.point_weight[row].tolist() == [1, 0, 0]
+    assert manifest.source["train_labels"] == "first icon (one label per image)"
+    val = [i for i, split in enumerate(manifest.split) if split == "val"][0]
+    assert manifest.label[val].tolist() == [0, 0, 1]  # evaluation keeps the ground truth
+
+
+def test_an_scl_run_records_its_heatmap_memory_and_resumes_with_its_heatmaps(tmp_path):
+    path = manifest_module.write(synthetic_manifest(tmp_path / "images", kind="coco"), tmp_path / "manifests")
+    config = TrainConfig(
+        manifest_path=str(path), out_dir=str(tmp_path / "cancelled"), model="test_resnet", method="scl", epochs=2,
+        img_size=64, batch_size=4, scl_top_k=2, min_feature_cells=2,  # the 2x2 map of test_resnet at 64 px
+    )
+    calls = []
+    cancelled = run(config, should_stop=lambda: calls.append(1) or len(calls) == 9)
+    assert cancelled["status"] == "cancelled" and cancelled["epoch"] == 2
+    heatmaps = load_checkpoint(cancelled["checkpoint"])["heatmaps"]
+    assert heatmaps["maps"].dtype == torch.uint8 and heatmaps["maps"].shape[1:] == (2, 4, 4)  # top-2, 2 x 2x2 grid
+    assert heatmaps["seen"].any()
+
+    resumed = run(config)
+    straight = run(replace(config, out_dir=str(tmp_path / "straight")))
+    assert resumed["metrics"]["val_loss"] == pytest.approx(straight["metrics"]["val_loss"], rel=1e-4)
+    final = straight["metrics"]
+    assert final["train_heatmap_bytes"] < final["train_heatmap_dense_bytes"]
+    assert 0 <= final["val_mAP"] <= 1 and "val_maxboxacc_v2" in final
+
+
+def test_scl_needs_a_coco_style_manifest_and_the_pil_loader(tiny_manifest_path, tmp_path):
+    with pytest.raises(ValueError, match="decode: method scl reads each image's crop from the loader"):
+        TrainConfig(manifest_path="", out_dir="", method="scl", decode="device")
+    with pytest.raises(ValueError, match="method: scl trains COCO-style"):
+        run(TrainConfig(manifest_path=str(tiny_manifest_path), out_dir=str(tmp_path), model="test_resnet",
+                        method="scl", epochs=1, img_size=32))
+
+
+def tiny_coco_dataset():
+    """A COCO-style dataset: each train image a coloured square with one approved icon on it; val with boxes."""
+    from django.core.files.base import ContentFile
+
+    from annotator.models import Assignment, TaskKind
+    from tests import factories
+    from tests.training.job_data import COLOURS, square_jpeg
+
+    rng = np.random.default_rng(0)
+    dataset = factories.DatasetFactory(kind=TaskKind.COCO)
+    batch = factories.BatchFactory(dataset=dataset, task_kind=TaskKind.COCO)
+    for index, colour in enumerate(COLOURS):
+        category = factories.CategoryFactory(dataset=dataset, index=index, key=str(index + 1))
+        for split, count in (("train", 3), ("val", 1)):
+            for i in range(count):
+                data, (x, y) = square_jpeg(colour, rng)
+                image = factories.ImageFactory(dataset=dataset, split=split, width=32, height=32,
+                                               file=ContentFile(data, name=f"{split}-{index}-{i}.jpg"))
+                factories.GroundTruthObjectFactory(image=image, category=category,
+                                                   bbox=[x * 32 - 6, y * 32 - 6, 12, 12])
+                if split == "train":
+                    actions = [{"actionType": "add", "iconType": category.key, "pointFrom": None,
+                                "pointTo": {"x": x, "y": y}, "timeAt": 1000}]
+                    factories.CocoRecordFactory(
+                        assignment=factories.AssignmentFactory(hit__batch=batch, state=Assignment.State.APPROVED),
+                        image=image, action_histories=actions, final_positions={category.key: {"x": x, "y": y}},
+                    )
+    return dataset
+
+
+@pytest.mark.django_db
+def test_manage_py_train_runs_scl_on_a_coco_style_dataset(tmp_path, settings):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path / "var"
+    dataset = tiny_coco_dataset()
+    out = io.StringIO()
+    call_command("train", dataset=dataset.name, method="scl", model="test_resnet", epochs=1, img_size=64,
+                 batch_size=3, device="cpu", out=str(tmp_path / "run"), option=["scl_top_k=2"], stdout=out,
+                 verbosity=0)
+    text = out.getvalue()
+    assert "succeeded" in text and "train_heatmap_bytes" in text and "val_mAP" in text
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    manifest = manifest_module.read(config["manifest_path"])
+    assert config["method"] == "scl" and manifest.source["train_labels"] == "first icon (one label per image)"
+    assert manifest.label[manifest.split == "train"].sum(axis=1).tolist() == [1] * 9
+
+
+@pytest.mark.django_db
+def test_an_api_job_trains_scl_from_the_icons(researcher_client_for_scl, django_capture_on_commit_callbacks,
+                                              settings, tmp_path):
+    from training.models import JobStatus, TrainingJob
+
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    settings.TRAINING_PROGRESS_INTERVAL = 3600  # no heartbeat thread writes during the inline run (PostgreSQL)
+    dataset = tiny_coco_dataset()
+    config = {"model": "test_resnet", "method": "scl", "epochs": 1, "img_size": 64, "batch_size": 3,
+              "device": "cpu", "scl_top_k": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = researcher_client_for_scl.post("/api/training/jobs/create/",
+                                                  {"dataset": dataset.name, "config": config}, format="json")
+    assert response.status_code == 201, response.content
+    job = TrainingJob.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.model_version.metrics["train_heatmap_bytes"] < job.model_version.metrics["train_heatmap_dense_bytes"]
+
+
+@pytest.fixture
+def researcher_client_for_scl(django_user_model):
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    user = django_user_model.objects.create_user("scl-researcher")
+    user.groups.add(Group.objects.get(name="researchers"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
