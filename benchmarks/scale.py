@@ -21,7 +21,9 @@ process so its peak RSS (VmHWM) is its own, it runs and measures the product's s
               median ms
 
 Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
-settings); a table with each step's growth against the previous size is printed.
+settings), written after each step; a table with each step's growth against the previous size is printed.
+--steps measures only some steps; --reuse measures them on the database an earlier run of the same size left
+(after an interrupted run: the figures are added to its entry).
 """
 import argparse
 import json
@@ -43,7 +45,8 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/luab_scale_bench"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scale.json"
 N_CLASSES = 1000
 TRAIN_PER_VAL = 25  # ImageNet: 1.28M train, 50k val images
-STEPS = ("import", "manifest", "report", "export", "review", "pages", "worker_api")
+# The quick ones first: a run cut short still has them.
+STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export")
 
 
 def dataset_name(n_records):
@@ -55,6 +58,10 @@ def parse_args():
     parser.add_argument("--records", type=int, nargs="+", metavar="N", help="sizes to measure, in records")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="steps to measure")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the database of an earlier run of this size (no generate, no import) and add the "
+                             "steps measured now to its entry in --out")
     parser.add_argument("--step", choices=("generate",) + STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -77,18 +84,18 @@ def main():
 
 def measure(args, n_records):
     results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scale", "runs": {}}
-    fresh_database(args.database_url)
-    run = {
-        "records": n_records, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(), "machine": machine(), "load_average_at_start": os.getloadavg(),
-        "settings": {"database": "PostgreSQL " + postgres_version(args.database_url), "classes": N_CLASSES,
-                     "records_per_image": 2, "images_per_page": 48, "pages_per_hit": 10,
-                     "train_images_per_val_image": TRAIN_PER_VAL, "nice": os.nice(0)},
-        "steps": {},
-    }
+    if args.reuse:
+        run = results["runs"][str(n_records)]
+        run.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                              "commit": git_commit(), "load_average": os.getloadavg()})
+        steps = [step for step in args.steps if step != "import"]
+    else:
+        fresh_database(args.database_url)
+        run = new_run(args, n_records)
+        steps = ["generate"] + args.steps
     print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
-        for step in ("generate",) + STEPS:
+        for step in steps:
             child = subprocess.run(
                 [sys.executable, __file__, "--step", step, "--records", str(n_records), "--work", work,
                  "--database-url", args.database_url],
@@ -102,6 +109,17 @@ def measure(args, n_records):
             results["runs"][str(n_records)] = run
             write(args.out, results)
     print_growth(results)
+
+
+def new_run(args, n_records):
+    return {
+        "records": n_records, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "machine": machine(), "load_average_at_start": os.getloadavg(),
+        "settings": {"database": "PostgreSQL " + postgres_version(args.database_url), "classes": N_CLASSES,
+                     "records_per_image": 2, "images_per_page": 48, "pages_per_hit": 10,
+                     "train_images_per_val_image": TRAIN_PER_VAL, "nice": os.nice(0)},
+        "steps": {},
+    }
 
 
 def write(path, results):
