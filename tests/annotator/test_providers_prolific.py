@@ -331,3 +331,28 @@ def test_the_demo_crowd_works_a_batch_on_a_fake_that_keeps_its_state(settings, t
     with FakeProlific(token="demo-token", state_file=state) as restarted:
         assert restarted.submissions[assignment.external_id]["status"] == "APPROVED"
         assert len(restarted.studies) == 2
+
+
+def test_the_task_page_sends_the_participant_back_to_prolific_and_refuses_another_study(market):
+    from tests.factories import make_imagenet_hit
+
+    hit = make_imagenet_hit(n_pages=1, provider=Provider.PROLIFIC, status="draft")
+    Hit.objects.filter(pk=hit.pk).update(status=Hit.Status.PENDING)
+    services.publish_batch(hit.batch)
+    hit.refresh_from_db()
+    submission_id, url = market.join(hit.external_id, "PPAGE")
+    client = Client()
+    wrong_study = client.get(url.removeprefix("https://annotate.example.org").replace(hit.external_id, "otherstudy"))
+    assert wrong_study.status_code == 400 and b"STUDY_ID" in wrong_study.content
+    page = client.get(url.removeprefix("https://annotate.example.org"))
+    assert page.status_code == 200
+    assignment = Assignment.objects.get(hit=hit, worker__external_id="PPAGE")
+    assert assignment.external_id == submission_id
+    from annotator.worker import selectors
+
+    worker_services.submit_assignment(assignment, partial=True)
+    answer = selectors.submit_answer(Assignment.objects.get(pk=assignment.pk))
+    code = prolific.study_completion_code(hit)
+    assert answer["completion_code"] == code
+    assert answer["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={code}"
+    assert selectors.assignment_progress(Assignment.objects.get(pk=assignment.pk))["completion_code"] == code
