@@ -30,6 +30,8 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from annotator.models import Assignment, Event, Provider
 
@@ -405,9 +407,10 @@ def mirror_submission(hit, submission, *, source, sent_at=None):
     status = submission["status"]
     state = (RELEASED_STATUSES.get(status) or DECIDED_STATUSES.get(status)
              or (Assignment.State.SUBMITTED if status in SUBMITTED_STATUSES else None))
+    completed_at = parse_datetime(submission.get("completed_at") or "")
     return mirror_market_assignment(hit, MarketAssignment(
         worker_id=submission["participant_id"], assignment_id=submission["id"], status=status, state=state,
-        submitted_at=submission.get("completed_at") or sent_at, decided_at=sent_at or submission.get("completed_at"),
+        submitted_at=completed_at or sent_at or timezone.now(), decided_at=sent_at or timezone.now(),
     ), provider=Provider.PROLIFIC, source=source)
 
 
