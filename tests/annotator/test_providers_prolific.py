@@ -248,8 +248,10 @@ def test_a_refused_rejection_is_recorded_for_staff_and_sent_again_by_the_sweeper
     assert refusal.data["refused"] == "You have reached the rejection limit for this study."
     assert market.submissions[assignment.external_id]["status"] == "AWAITING REVIEW"
     assert assignment in sweeper.undelivered_decisions(older_than=-1)
-    # Staff see it in the review console, next to the assignment.
+    # Staff see it in the review console, next to the assignment and on its page.
     assert "reject-submission refused: You have reached the rejection limit for this study." in console_row(assignment)
+    detail = staff_client().get(f"/review/assignments/{assignment.pk}/").content.decode()
+    assert "reject-submission refused: You have reached the rejection limit" in detail
 
     market.refuse_rejections(None)
     outcome = sweeper.sweep_work(older_than=-1, inline=True)
@@ -259,13 +261,16 @@ def test_a_refused_rejection_is_recorded_for_staff_and_sent_again_by_the_sweeper
     assert "rejected: on the market" in console_row(assignment)
 
 
-def console_row(assignment):
-    """The text of the assignment's row in the review console's batch page."""
-    staff = get_user_model().objects.create_user(f"staff-{assignment.pk}-{Event.objects.count()}", password="x" * 12,
-                                                 is_staff=True)
+def staff_client():
+    staff, _ = get_user_model().objects.get_or_create(username="console-staff", defaults={"is_staff": True})
     client = Client()
     client.force_login(staff)
-    page = client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
+    return client
+
+
+def console_row(assignment):
+    """The text of the assignment's row in the review console's batch page."""
+    page = staff_client().get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
     row = page[page.index(f'data-assignment="{assignment.pk}"'):]
     return row[:row.index("</tr>")]
 
