@@ -361,3 +361,18 @@ def test_the_task_page_sends_the_participant_back_to_prolific_and_refuses_anothe
     assert answer["completion_code"] == code
     assert answer["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={code}"
     assert selectors.assignment_progress(Assignment.objects.get(pk=assignment.pk))["completion_code"] == code
+
+
+def test_sync_follows_every_page_of_submissions(market):
+    batch = prolific_batch()
+    HitFactory(batch=batch, max_assignments=3)
+    services.publish_batch(batch)
+    hit = Hit.objects.get(batch=batch)
+    for participant in ("P1", "P2", "P3"):  # the fake answers 2 submissions a page
+        submission_id, _ = market.join(hit.external_id, participant)
+        market.submissions[submission_id]["status"] = "AWAITING REVIEW"  # submitted on Prolific, never on our page
+    result = services.sync_batch(batch)
+    assert result.created == 3
+    assert sorted(Assignment.objects.filter(hit=hit).values_list("worker__external_id", "state")) == [
+        ("P1", "submitted"), ("P2", "submitted"), ("P3", "submitted")]
+    assert [op for op, *_ in market.calls].count("list-submissions") == 2
