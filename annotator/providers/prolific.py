@@ -448,6 +448,14 @@ def receive_notification(event_id, sent_at, signature, payload):
                                            "status": payload["status"]}, source="webhook", sent_at=sent_at)
         notification.applied = True
         notification.save(update_fields=["applied"])
+        if payload["status"] in SUBMITTED_STATUSES:
+            # Our review may have decided before the participant was back on Prolific (then refused as too early):
+            # now that Prolific awaits review, the decision goes at once rather than at the next sweep.
+            from config.celery import send_on_commit
+
+            from . import tasks
+
+            send_on_commit(tasks.send_decision, assignment.pk)
     return True, ""
 
 
