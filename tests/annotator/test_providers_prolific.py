@@ -376,3 +376,21 @@ def test_sync_follows_every_page_of_submissions(market):
     assert sorted(Assignment.objects.filter(hit=hit).values_list("worker__external_id", "state")) == [
         ("P1", "submitted"), ("P2", "submitted"), ("P3", "submitted")]
     assert [op for op, *_ in market.calls].count("list-submissions") == 2
+
+
+def test_a_requester_messages_the_batchs_participants_from_the_command_line(market):
+    import io
+
+    from django.core.management.base import CommandError
+
+    batch, (hit,) = published()
+    work_and_return(market, hit, "PMSG")
+    out = io.StringIO()
+    call_command("message_workers", batch.name, "--subject", "Round 2", "--message", "Opens Monday at 9.", stdout=out)
+    assert "1 of 1 workers reached" in out.getvalue()
+    assert market.messages == [{"ids": ["PMSG"], "body": "Round 2\n\nOpens Monday at 9.", "study_id": hit.external_id}]
+    # The same message again sends nothing; a worker who never worked on the batch is named.
+    call_command("message_workers", batch.name, "--subject", "Round 2", "--message", "Opens Monday at 9.", stdout=out)
+    assert len(market.messages) == 1
+    with pytest.raises(CommandError, match="--worker: no work on batch .* from PSTRANGER"):
+        call_command("message_workers", batch.name, "--subject", "s", "--message", "m", "--worker", "PSTRANGER")
