@@ -35,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 
 from annotator.models import Assignment, Event, Provider
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
+from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
 from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -210,9 +210,8 @@ class ProlificProvider(CrowdProvider):
         try:
             answer, headers = self.client.request(method, path, operation, body=body, params=params)
         except ProlificRefused as error:
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
-                         provider=self.name, operation=operation, path=path, params=summary, refused=error.detail,
-                         status=error.status)
+            record_refusal(self.name, operation, error.detail, batch=batch, hit=hit, assignment=assignment,
+                           worker=worker, path=path, params=summary, status=error.status)
             raise
         if method != "GET":
             picked = record_answer(answer) if record_answer else {}
@@ -311,9 +310,8 @@ class ProlificProvider(CrowdProvider):
             self._call("POST", f"/api/v1/submissions/{self._market_id(assignment)}/transition/",
                        f"{body['action'].lower()}-submission", body=body, assignment=assignment,
                        record={"market_decision": decision})
-        except ProlificRefused as error:
-            # Recorded by _call (the console shows it); the sweeper sends the decision again later.
-            logger.warning("assignment %s: Prolific refused the %s: %s", assignment.uuid, decision, error.detail)
+        except ProlificRefused:
+            pass  # recorded by _call (the console shows it); the sweeper sends the decision again later
 
     def bonus(self, assignment, amount, reason, request_key):
         # Paying is not idempotent on Prolific: a bulk payment is set up once per key and paid once.
