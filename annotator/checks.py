@@ -154,11 +154,11 @@ def check_prolific_credentials(app_configs, **kwargs):
     if not settings.PROLIFIC_API_TOKEN:
         warnings.append(Warning(
             f"PROLIFIC_API_TOKEN is not set, but batches use the prolific provider ({', '.join(names)}): nothing can "
-            "be published on Prolific and no decision, bonus or message reaches it.", id="annotator.W005"))
+            "be published on Prolific and no decision, bonus or message reaches it.", id="annotator.W006"))
     if not settings.PROLIFIC_WEBHOOK_SECRET:
         warnings.append(Warning(
             f"PROLIFIC_WEBHOOK_SECRET is not set, but batches use the prolific provider ({', '.join(names)}): every "
             "webhook call is refused and submissions change only with the periodic sync.",
             hint="Run `manage.py prolific_webhook --workspace <id>` and set the secret it prints.",
-            id="annotator.W006"))
+            id="annotator.W007"))
     return warnings

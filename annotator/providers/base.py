@@ -6,11 +6,14 @@ which is what the Celery tasks and commands call.
 """
 import abc
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
 from annotator.models import Event, Provider
+
+logger = logging.getLogger(__name__)
 
 # MTurk's RejectAssignment/ApproveAssignment limit; the link CSV uses the same so both markets read alike.
 FEEDBACK_MAX_CHARS = 1024
@@ -46,6 +49,15 @@ def record_event(type, *, batch=None, hit=None, assignment=None, worker=None, **
     if hit is None and assignment is not None:
         hit = assignment.hit
     return Event.objects.create(type=type, batch=batch, hit=hit, assignment=assignment, worker=worker, data=data)
+
+
+def record_refusal(provider, operation, reason, **owners_and_details):
+    """A call the market understood and refused (MTurk's RequestError, Prolific's 4xx): a MARKET_CALL event with the
+    market's reason, which the review console shows; a refused decision has no market_decision, so the sweeper
+    sends it again."""
+    logger.warning("%s refused %s: %s", provider, operation, reason)
+    return record_event(Event.Type.MARKET_CALL, provider=provider, operation=operation, refused=reason,
+                        **owners_and_details)
 
 
 class CrowdProvider(abc.ABC):

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from annotator.models import Assignment, Event, Hit, Provider
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
+from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -196,15 +196,24 @@ class MTurkProvider(CrowdProvider):
             params["RequesterFeedback"] = feedback
         if override_rejection:
             params["OverrideRejection"] = True
-        self._call("ApproveAssignment", assignment=assignment,
-                   record={"market_decision": Assignment.State.APPROVED}, **params)
+        self._decide("ApproveAssignment", assignment, Assignment.State.APPROVED, params)
 
     def reject(self, assignment, feedback):
         feedback = cap_feedback(feedback)
         if not feedback:
             raise ValidationError({"feedback": f"assignment {assignment.uuid}: a rejection needs feedback"})
-        self._call("RejectAssignment", assignment=assignment, record={"market_decision": Assignment.State.REJECTED},
-                   AssignmentId=self._market_id(assignment), RequesterFeedback=feedback)
+        self._decide("RejectAssignment", assignment, Assignment.State.REJECTED,
+                     {"AssignmentId": self._market_id(assignment), "RequesterFeedback": feedback})
+
+    def _decide(self, operation, assignment, decision, params):
+        """A decision call; one the market refuses (RequestError) is recorded for staff and swept again later."""
+        try:
+            self._call(operation, assignment=assignment, record={"market_decision": decision}, **params)
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            if details.get("Code") != "RequestError":
+                raise  # throttled or the service failed: the task retries
+            record_refusal(self.name, operation, details.get("Message", str(error)), assignment=assignment)
 
     def bonus(self, assignment, amount, reason, request_key):
         try:

@@ -30,10 +30,12 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from annotator.models import Assignment, Event, Provider
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, request_token
+from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
 from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -208,9 +210,8 @@ class ProlificProvider(CrowdProvider):
         try:
             answer, headers = self.client.request(method, path, operation, body=body, params=params)
         except ProlificRefused as error:
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
-                         provider=self.name, operation=operation, path=path, params=summary, refused=error.detail,
-                         status=error.status)
+            record_refusal(self.name, operation, error.detail, batch=batch, hit=hit, assignment=assignment,
+                           worker=worker, path=path, params=summary, status=error.status)
             raise
         if method != "GET":
             picked = record_answer(answer) if record_answer else {}
@@ -309,9 +310,8 @@ class ProlificProvider(CrowdProvider):
             self._call("POST", f"/api/v1/submissions/{self._market_id(assignment)}/transition/",
                        f"{body['action'].lower()}-submission", body=body, assignment=assignment,
                        record={"market_decision": decision})
-        except ProlificRefused as error:
-            # Recorded by _call (the console shows it); the sweeper sends the decision again later.
-            logger.warning("assignment %s: Prolific refused the %s: %s", assignment.uuid, decision, error.detail)
+        except ProlificRefused:
+            pass  # recorded by _call (the console shows it); the sweeper sends the decision again later
 
     def bonus(self, assignment, amount, reason, request_key):
         # Paying is not idempotent on Prolific: a bulk payment is set up once per key and paid once.
@@ -405,9 +405,10 @@ def mirror_submission(hit, submission, *, source, sent_at=None):
     status = submission["status"]
     state = (RELEASED_STATUSES.get(status) or DECIDED_STATUSES.get(status)
              or (Assignment.State.SUBMITTED if status in SUBMITTED_STATUSES else None))
+    completed_at = parse_datetime(submission.get("completed_at") or "")
     return mirror_market_assignment(hit, MarketAssignment(
         worker_id=submission["participant_id"], assignment_id=submission["id"], status=status, state=state,
-        submitted_at=submission.get("completed_at") or sent_at, decided_at=sent_at or submission.get("completed_at"),
+        submitted_at=completed_at or sent_at or timezone.now(), decided_at=sent_at or timezone.now(),
     ), provider=Provider.PROLIFIC, source=source)
 
 
@@ -445,6 +446,14 @@ def receive_notification(event_id, sent_at, signature, payload):
                                            "status": payload["status"]}, source="webhook", sent_at=sent_at)
         notification.applied = True
         notification.save(update_fields=["applied"])
+        if payload["status"] in SUBMITTED_STATUSES:
+            # Our review may have decided before the participant was back on Prolific (then refused as too early):
+            # now that Prolific awaits review, the decision goes at once rather than at the next sweep.
+            from config.celery import send_on_commit
+
+            from . import tasks
+
+            send_on_commit(tasks.send_decision, assignment.pk)
     return True, ""
 
 

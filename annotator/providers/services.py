@@ -89,8 +89,8 @@ class MarketAssignment:
     status: str  # the market's own word, kept in the SYNCED event
     # What it means here: SUBMITTED, APPROVED, REJECTED, RETURNED, EXPIRED; None while the worker is still at it.
     state: str | None
-    submitted_at: datetime | str | None = None
-    decided_at: datetime | str | None = None
+    submitted_at: datetime | None = None
+    decided_at: datetime | None = None
     feedback: str | None = None
     details: dict = field(default_factory=dict)  # more for the SYNCED event (e.g. claimed_completion_code)
 

@@ -123,6 +123,7 @@ def assignment_detail(request, assignment_id):
         "batch": assignment.hit.batch,
         "replay": selectors.assignment_replay(assignment),
         "events": selectors.assignment_events(assignment),
+        "market_state": selectors.market_states([assignment.pk]).get(assignment.pk, ""),
         "decision_form": forms.DecisionForm.for_assignment(assignment),
         "bonus_form": forms.BonusForm(),
     })

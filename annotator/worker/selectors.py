@@ -327,18 +327,24 @@ def assignment_progress(assignment):
         "completed_pages": completed,
         "current_page": current,
         "finished": finished,
-        "completion_code": (assignment.completion_code or completion_code(assignment.uuid)) if finished else None,
+        "completion_code": shown_completion_code(assignment) if finished else None,
     }
+
+
+def shown_completion_code(assignment):
+    """The code the worker is shown: on Prolific the study's (the one code Prolific takes), elsewhere our own."""
+    if assignment.hit.batch.provider == Provider.PROLIFIC:
+        return prolific.study_completion_code(assignment.hit)
+    return assignment.completion_code or completion_code(assignment.uuid)
 
 
 def submit_answer(assignment):
     """What the page does after submit: show the code; MTurk: POST to turkSubmitTo; Prolific: back to Prolific with
     the study's completion code; link: optional redirect."""
     batch = assignment.hit.batch
-    code = assignment.completion_code or completion_code(assignment.uuid)
+    code = shown_completion_code(assignment)
     turk_submit_to = redirect_url = None
     if batch.provider == Provider.PROLIFIC:
-        code = prolific.study_completion_code(assignment.hit)
         redirect_url = prolific.completion_url(assignment.hit)
     elif batch.provider == Provider.MTURK and assignment.turk_submit_to:
         turk_submit_to = assignment.turk_submit_to.rstrip("/") + "/mturk/externalSubmit"

@@ -107,7 +107,7 @@ def test_a_prolific_batch_without_the_token_or_webhook_secret_is_flagged(setting
     assert checks.check_prolific_credentials(None) == []  # no batch uses Prolific
     BatchFactory(provider=Provider.PROLIFIC, name="round-1-prolific")
     warnings = checks.check_prolific_credentials(None)
-    assert ids(warnings) == ["annotator.W005", "annotator.W006"]
+    assert ids(warnings) == ["annotator.W006", "annotator.W007"]
     assert "PROLIFIC_API_TOKEN is not set" in warnings[0].msg and "round-1-prolific" in warnings[0].msg
     settings.PROLIFIC_API_TOKEN = "token"
     settings.PROLIFIC_WEBHOOK_SECRET = "secret"

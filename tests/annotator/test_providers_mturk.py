@@ -318,3 +318,20 @@ def test_blocking_and_unblocking_a_worker_reach_the_market(stubber, django_captu
         review_services.unblock_worker(worker, staff)
     assert list(Event.objects.filter(worker=worker, type=Event.Type.MARKET_CALL)
                 .values_list("data__operation", flat=True)) == ["CreateWorkerBlock", "DeleteWorkerBlock"]
+
+
+def test_a_decision_the_market_refuses_is_recorded_for_staff_and_swept_again(stubber):
+    from django.utils import timezone
+
+    from annotator import sweeper
+    from annotator.review import selectors
+
+    assignment = mturk_assignment(Assignment.State.REJECTED, feedback="Only 2 of 10 pages were completed.",
+                                  reviewed_at=timezone.now())
+    stubber.add_client_error("reject_assignment", service_error_code="RequestError",
+                             service_message="This operation can be called with a status of: Submitted")
+    assert services.send_decision(assignment) is True
+    assert selectors.market_states([assignment.pk])[assignment.pk] == (
+        "RejectAssignment refused: This operation can be called with a status of: Submitted")
+    assert services.last_market_decision(assignment) is None
+    assert assignment in sweeper.undelivered_decisions(older_than=-1)

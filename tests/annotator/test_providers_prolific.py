@@ -248,8 +248,10 @@ def test_a_refused_rejection_is_recorded_for_staff_and_sent_again_by_the_sweeper
     assert refusal.data["refused"] == "You have reached the rejection limit for this study."
     assert market.submissions[assignment.external_id]["status"] == "AWAITING REVIEW"
     assert assignment in sweeper.undelivered_decisions(older_than=-1)
-    # Staff see it in the review console, next to the assignment.
+    # Staff see it in the review console, next to the assignment and on its page.
     assert "reject-submission refused: You have reached the rejection limit for this study." in console_row(assignment)
+    detail = staff_client().get(f"/review/assignments/{assignment.pk}/").content.decode()
+    assert "reject-submission refused: You have reached the rejection limit" in detail
 
     market.refuse_rejections(None)
     outcome = sweeper.sweep_work(older_than=-1, inline=True)
@@ -259,13 +261,16 @@ def test_a_refused_rejection_is_recorded_for_staff_and_sent_again_by_the_sweeper
     assert "rejected: on the market" in console_row(assignment)
 
 
-def console_row(assignment):
-    """The text of the assignment's row in the review console's batch page."""
-    staff = get_user_model().objects.create_user(f"staff-{assignment.pk}-{Event.objects.count()}", password="x" * 12,
-                                                 is_staff=True)
+def staff_client():
+    staff, _ = get_user_model().objects.get_or_create(username="console-staff", defaults={"is_staff": True})
     client = Client()
     client.force_login(staff)
-    page = client.get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
+    return client
+
+
+def console_row(assignment):
+    """The text of the assignment's row in the review console's batch page."""
+    page = staff_client().get(f"/review/batches/{assignment.hit.batch_id}/").content.decode()
     row = page[page.index(f'data-assignment="{assignment.pk}"'):]
     return row[:row.index("</tr>")]
 
@@ -331,3 +336,61 @@ def test_the_demo_crowd_works_a_batch_on_a_fake_that_keeps_its_state(settings, t
     with FakeProlific(token="demo-token", state_file=state) as restarted:
         assert restarted.submissions[assignment.external_id]["status"] == "APPROVED"
         assert len(restarted.studies) == 2
+
+
+def test_the_task_page_sends_the_participant_back_to_prolific_and_refuses_another_study(market):
+    from tests.factories import make_imagenet_hit
+
+    hit = make_imagenet_hit(n_pages=1, provider=Provider.PROLIFIC, status="draft")
+    Hit.objects.filter(pk=hit.pk).update(status=Hit.Status.PENDING)
+    services.publish_batch(hit.batch)
+    hit.refresh_from_db()
+    submission_id, url = market.join(hit.external_id, "PPAGE")
+    client = Client()
+    wrong_study = client.get(url.removeprefix("https://annotate.example.org").replace(hit.external_id, "otherstudy"))
+    assert wrong_study.status_code == 400 and b"STUDY_ID" in wrong_study.content
+    page = client.get(url.removeprefix("https://annotate.example.org"))
+    assert page.status_code == 200
+    assignment = Assignment.objects.get(hit=hit, worker__external_id="PPAGE")
+    assert assignment.external_id == submission_id
+    from annotator.worker import selectors
+
+    worker_services.submit_assignment(assignment, partial=True)
+    answer = selectors.submit_answer(Assignment.objects.get(pk=assignment.pk))
+    code = prolific.study_completion_code(hit)
+    assert answer["completion_code"] == code
+    assert answer["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={code}"
+    assert selectors.assignment_progress(Assignment.objects.get(pk=assignment.pk))["completion_code"] == code
+
+
+def test_sync_follows_every_page_of_submissions(market):
+    batch = prolific_batch()
+    HitFactory(batch=batch, max_assignments=3)
+    services.publish_batch(batch)
+    hit = Hit.objects.get(batch=batch)
+    for participant in ("P1", "P2", "P3"):  # the fake answers 2 submissions a page
+        submission_id, _ = market.join(hit.external_id, participant)
+        market.submissions[submission_id]["status"] = "AWAITING REVIEW"  # submitted on Prolific, never on our page
+    result = services.sync_batch(batch)
+    assert result.created == 3
+    assert sorted(Assignment.objects.filter(hit=hit).values_list("worker__external_id", "state")) == [
+        ("P1", "submitted"), ("P2", "submitted"), ("P3", "submitted")]
+    assert [op for op, *_ in market.calls].count("list-submissions") == 2
+
+
+def test_a_requester_messages_the_batchs_participants_from_the_command_line(market):
+    import io
+
+    from django.core.management.base import CommandError
+
+    batch, (hit,) = published()
+    work_and_return(market, hit, "PMSG")
+    out = io.StringIO()
+    call_command("message_workers", batch.name, "--subject", "Round 2", "--message", "Opens Monday at 9.", stdout=out)
+    assert "1 of 1 workers reached" in out.getvalue()
+    assert market.messages == [{"ids": ["PMSG"], "body": "Round 2\n\nOpens Monday at 9.", "study_id": hit.external_id}]
+    # The same message again sends nothing; a worker who never worked on the batch is named.
+    call_command("message_workers", batch.name, "--subject", "Round 2", "--message", "Opens Monday at 9.", stdout=out)
+    assert len(market.messages) == 1
+    with pytest.raises(CommandError, match="--worker: no work on batch .* from PSTRANGER"):
+        call_command("message_workers", batch.name, "--subject", "s", "--message", "m", "--worker", "PSTRANGER")

@@ -157,3 +157,24 @@ def test_the_periodic_sync_brings_what_no_webhook_call_brought(market, django_ca
     tasks.sync_batch(hit.batch.pk)
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.EXPIRED
+
+
+@pytest.mark.django_db
+def test_a_decision_taken_before_the_participant_was_back_on_prolific_goes_when_prolific_awaits_review(
+        market, django_capture_on_commit_callbacks):
+    hit = published_hit()
+    submission_id, assignment = working(market, hit)
+    worker_services.submit_assignment(assignment, partial=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assignment = Assignment.objects.get(pk=assignment.pk)  # the rules rejected it: too early for Prolific
+        assignment.transition(Assignment.State.REJECTED)
+        assignment.save()
+        services.send_decision(assignment)
+    assert market.submissions[submission_id]["status"] == "ACTIVE"
+    assert services.last_market_decision(assignment) is None
+
+    market.submissions[submission_id]["status"] = "AWAITING REVIEW"  # the participant is back with the code
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(*market.signed_call(submission_id)).json()["applied"] is True
+    assert market.submissions[submission_id]["status"] == "REJECTED"
+    assert services.last_market_decision(assignment) == Assignment.State.REJECTED

@@ -122,7 +122,9 @@ def test_the_sweepers_run_on_beat_and_the_training_one_on_the_default_queue():
     schedule = celery_app.conf.beat_schedule
     assert {entry["task"] for entry in schedule.values()} == {
         "annotator.tasks.sweep_work", "annotator.tasks.expire_overdue_assignments", "training.tasks.sweep_jobs",
+        "annotator.providers.tasks.sync_market_batches",
     }
+    assert schedule["sync-prolific-batches"]["args"] == ("prolific",)
     router = celery_app.amqp.router
     assert router.route({}, "training.tasks.sweep_jobs")["queue"].name == "default"
     assert router.route({}, "training.tasks.run_training_job")["queue"].name == "gpu"

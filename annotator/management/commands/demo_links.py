@@ -37,7 +37,9 @@ class Command(BaseCommand):
             )
             # A draft batch takes no workers: its link would only say so.
             if open_hit is not None and batch.status == Batch.Status.PUBLISHED:
-                url = get_provider(batch).task_url(open_hit, worker=DEMO_WORKER, assignment=f"demo-{open_hit.pk}")
+                market_ids = {"study": open_hit.external_id} if open_hit.external_id else {}
+                url = get_provider(batch).task_url(open_hit, worker=DEMO_WORKER, assignment=f"demo-{open_hit.pk}",
+                                                   **market_ids)
                 lines.append((f"Do a HIT of {batch.name} as a worker", url.replace(settings.PUBLIC_BASE_URL, base, 1)))
         width = max(len(label) for label, _ in lines)
         for label, url in lines:
