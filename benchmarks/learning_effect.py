@@ -32,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ DEFAULT_MIX = "diligent=0.7,sloppy=0.15,spammer=0.1,centre=0.05"  # simulate_cro
 def prepare_product(work, database_url):
     """Point Django at the benchmark's own, fresh database and file storage under work; review tasks run eagerly."""
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "var", ignore_errors=True)  # the stored files go with the database (same names each run)
     if database_url.startswith("sqlite"):
         Path(database_url.split("///", 1)[1]).unlink(missing_ok=True)
     else:
