@@ -232,12 +232,13 @@ def plot(record, path, title):
     methods = list(record["methods"])
     panels = [
         ("shifted split: top-1 and predicted = background class",
-         ("shifted_top1", "shifted_pred_is_background"), ("chance", record["chance"])),
+         ("shifted_top1", "shifted_pred_is_background"), [("chance = background-only top-1", record["chance"], "--")]),
         ("point accuracy (on the object's box)", ("val_point_accuracy", "shifted_point_accuracy"),
-         ("centre prior (shifted)", record["centre_prior"]["shifted_point_accuracy"])),
+         [("centre prior (val)", record["centre_prior"]["val_point_accuracy"], ":"),
+          ("centre prior (shifted)", record["centre_prior"]["shifted_point_accuracy"], "--")]),
     ]
     figure, axes_row = pyplot.subplots(1, 2, figsize=(11, 4))
-    for axes, (panel_title, names, (line_label, line_value)) in zip(axes_row, panels):
+    for axes, (panel_title, names, lines) in zip(axes_row, panels):
         width = 0.38
         for offset, name in enumerate(names):
             xs = [i + (offset - 0.5) * width for i in range(len(methods))]
@@ -246,7 +247,8 @@ def plot(record, path, title):
             for x, method in zip(xs, methods):
                 values = record["methods"][method][name]["values"]
                 axes.plot([x] * len(values), values, "k.", markersize=4)
-        axes.axhline(line_value, color="grey", linestyle="--", label=line_label)
+        for line_label, line_value, style in lines:
+            axes.axhline(line_value, color="grey", linestyle=style, label=line_label)
         axes.set_xticks(range(len(methods)), methods)
         axes.set_ylim(0, 1)
         axes.set_title(panel_title, fontsize="medium")
