@@ -32,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ DEFAULT_MIX = "diligent=0.7,sloppy=0.15,spammer=0.1,centre=0.05"  # simulate_cro
 def prepare_product(work, database_url):
     """Point Django at the benchmark's own, fresh database and file storage under work; review tasks run eagerly."""
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "var", ignore_errors=True)  # the stored files go with the database (same names each run)
     if database_url.startswith("sqlite"):
         Path(database_url.split("///", 1)[1]).unlink(missing_ok=True)
     else:
@@ -63,29 +65,30 @@ def prepare_product(work, database_url):
     )
 
 
-def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, crowd_seed, fill=1.0,
-                   dataset=DATASET, batch=BATCH):
-    """Generate and import the demo set, pack, publish and let the simulated crowd work the HITs (round 1)."""
+def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, crowd_seed, hits=None):
+    """Generate and import the demo set, pack it into a batch, publish it and let the simulated crowd work its HITs
+    (all of them, or the first `hits`)."""
     from django.core.management import call_command
 
     from annotator import demo_data
 
     data_dir = work / "demo-imagenet"
     demo_data.generate_imagenet(data_dir, seed=data_seed, per_class=per_class)
-    quiet = io.StringIO()
-    call_command("import_imagenet", str(data_dir), name=dataset, verbosity=0, stdout=quiet)
-    call_command("build_hits", dataset=dataset, batch=batch, variant=variant, seed=data_seed, stdout=quiet)
-    call_command("publish", batch, verbosity=0, stdout=quiet)
-    work_hits(batch, crowd_workers=crowd_workers, mix=mix, crowd_seed=crowd_seed, fill=fill)
+    call_command("import_imagenet", str(data_dir), name=DATASET, verbosity=0, stdout=io.StringIO())
+    pack_and_work(BATCH, order="random", variant=variant, seed=data_seed, crowd_workers=crowd_workers, mix=mix,
+                  crowd_seed=crowd_seed, hits=hits)
 
 
-def work_hits(batch, *, crowd_workers, mix, crowd_seed, fill=1.0):
+def pack_and_work(batch, *, order, variant, seed, crowd_workers, mix, crowd_seed, hits=None):
+    """build_hits (in the given order), publish, simulate_crowd --in-process: the product's own commands."""
     from django.core.management import call_command
 
-    summary = io.StringIO()
-    call_command("simulate_crowd", batch, in_process=True, fill=fill, workers=crowd_workers, mix=mix,
-                 seed=crowd_seed, verbosity=0, stdout=summary)
-    logger.info("crowd:\n%s", summary.getvalue())
+    output = io.StringIO()
+    call_command("build_hits", dataset=DATASET, batch=batch, variant=variant, order=order, seed=seed, stdout=output)
+    call_command("publish", batch, verbosity=0, stdout=output)
+    call_command("simulate_crowd", batch, in_process=True, hits=hits, fill=None if hits else 1.0,
+                 workers=crowd_workers, mix=mix, seed=crowd_seed, verbosity=0, stdout=output)
+    logger.info("%s:\n%s", batch, output.getvalue())
 
 
 def crowd_summary(batch_names, manifest):
@@ -131,34 +134,40 @@ def train_one(options):
     """One run in a fresh process (one torch thread: fastest on a shared CPU); returns its last epoch's metrics."""
     import torch
 
+    from training.ml import manifest as manifest_module
     from training.ml.engine import TrainConfig, run
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
     result = run(TrainConfig.from_dict(options))
-    return {**result["metrics"], "seconds": time.perf_counter() - started, "resolved": result["config"]}
+    classes = manifest_module.read(options["manifest_path"], verify=False).num_classes
+    return {**result["metrics"], "seconds": time.perf_counter() - started, "resolved": result["config"],
+            "num_classes": classes}
 
 
-def train_all(manifest_path, manifest_hash, recipe, methods, seeds, runs_dir, jobs):
-    """{method: [final metrics of each seed]}; run folders named by manifest and config hash (reused when equal)."""
+def train_all(arms, recipe, seeds, runs_dir, jobs):
+    """arms: {name: (manifest, manifest path, TrainConfig overrides)} -> {name: [final metrics of each seed]}.
+
+    Run folders are named by manifest and config hash, so an equal run is reused and a changed one starts afresh.
+    """
     from training.ml.engine import TrainConfig
 
     planned = []
-    for method in methods:
+    for name, (manifest, manifest_path, overrides) in arms.items():
         for seed in seeds:
-            options = dict(recipe, method=method, seed=seed, manifest_path=str(manifest_path), out_dir="")
+            options = dict(recipe, **overrides, seed=seed, manifest_path=str(manifest_path), out_dir="")
             config_hash = TrainConfig.from_dict(options).content_hash()[:12]
-            options["out_dir"] = str(runs_dir / manifest_hash[:16] / f"{method}-seed{seed}-{config_hash}")
-            planned.append((method, seed, options))
+            options["out_dir"] = str(runs_dir / manifest.content_hash[:16] / f"{name}-seed{seed}-{config_hash}")
+            planned.append((name, seed, options))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [(method, seed, pool.submit(train_one, options)) for method, seed, options in planned]
+        futures = [(name, seed, pool.submit(train_one, options)) for name, seed, options in planned]
         results = {}
-        for method, seed, future in futures:
+        for name, seed, future in futures:
             metrics = future.result()
-            results.setdefault(method, []).append(metrics)
-            print(f"{method:9s} seed {seed}: " + "  ".join(f"{name} {metrics[name]:.3f}" for name in METRICS)
+            results.setdefault(name, []).append(metrics)
+            print(f"{name:11s} seed {seed}: " + "  ".join(f"{metric} {metrics[metric]:.3f}" for metric in METRICS)
                   + f"  ({metrics['seconds']:.0f} s)", flush=True)
     return results
 
@@ -172,6 +181,34 @@ def summary(values):
 
 def method_table(results):
     return {method: {name: summary([run[name] for run in runs]) for name in METRICS} for method, runs in results.items()}
+
+
+def results_record(record, recipe, seeds, results, started):
+    """The results JSON's common part: recipe as resolved, chance, centre prior and each compared entry's table."""
+    first = next(iter(results.values()))[0]
+    record.update({
+        "recipe": recipe, "resolved_config": {k: v for k, v in first["resolved"].items()
+                                              if k not in ("manifest_path", "out_dir", "method", "seed")},
+        "seeds": seeds,
+        "chance": 1 / first["num_classes"],
+        "background_only_shifted_top1": 1 / first["num_classes"],
+        "centre_prior": {"val_point_accuracy": first["val_centre_point_accuracy"],
+                         "shifted_point_accuracy": first["shifted_centre_point_accuracy"]},
+        "methods": method_table(results),
+        "seconds": {"total": round(time.perf_counter() - started, 1),
+                    "per_run": {m: [round(r["seconds"], 1) for r in runs] for m, runs in results.items()}},
+        "load_average_at_end": round(os.getloadavg()[0], 2),
+    })
+    return record
+
+
+def write_results(record, out, title):
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    plot(record, out.with_suffix(".png"), title)
+    print_table(record)
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
 
 
 def print_table(record):
@@ -195,12 +232,13 @@ def plot(record, path, title):
     methods = list(record["methods"])
     panels = [
         ("shifted split: top-1 and predicted = background class",
-         ("shifted_top1", "shifted_pred_is_background"), ("chance", record["chance"])),
+         ("shifted_top1", "shifted_pred_is_background"), [("chance = background-only top-1", record["chance"], "--")]),
         ("point accuracy (on the object's box)", ("val_point_accuracy", "shifted_point_accuracy"),
-         ("centre prior (shifted)", record["centre_prior"]["shifted_point_accuracy"])),
+         [("centre prior (val)", record["centre_prior"]["val_point_accuracy"], ":"),
+          ("centre prior (shifted)", record["centre_prior"]["shifted_point_accuracy"], "--")]),
     ]
     figure, axes_row = pyplot.subplots(1, 2, figsize=(11, 4))
-    for axes, (panel_title, names, (line_label, line_value)) in zip(axes_row, panels):
+    for axes, (panel_title, names, lines) in zip(axes_row, panels):
         width = 0.38
         for offset, name in enumerate(names):
             xs = [i + (offset - 0.5) * width for i in range(len(methods))]
@@ -209,7 +247,8 @@ def plot(record, path, title):
             for x, method in zip(xs, methods):
                 values = record["methods"][method][name]["values"]
                 axes.plot([x] * len(values), values, "k.", markersize=4)
-        axes.axhline(line_value, color="grey", linestyle="--", label=line_label)
+        for line_label, line_value, style in lines:
+            axes.axhline(line_value, color="grey", linestyle=style, label=line_label)
         axes.set_xticks(range(len(methods)), methods)
         axes.set_ylim(0, 1)
         axes.set_title(panel_title, fontsize="medium")
@@ -272,28 +311,12 @@ def main():
     print(f"manifest {manifest_path}: {crowd}", flush=True)
     collected_s = time.perf_counter() - started
 
-    results = train_all(manifest_path, manifest.content_hash, recipe, methods, seeds, work / "runs", arguments.jobs)
-    first = next(iter(results.values()))[0]
-    record.update({
-        "recipe": recipe, "resolved_config": {k: v for k, v in first["resolved"].items()
-                                              if k not in ("manifest_path", "out_dir", "method", "seed")},
-        "seeds": seeds, "manifest_hash": manifest.content_hash, "crowd": crowd,
-        "chance": 1 / manifest.num_classes,
-        "background_only_shifted_top1": 1 / manifest.num_classes,
-        "centre_prior": {"val_point_accuracy": first["val_centre_point_accuracy"],
-                         "shifted_point_accuracy": first["shifted_centre_point_accuracy"]},
-        "methods": method_table(results),
-        "seconds": {"collect": round(collected_s, 1), "total": round(time.perf_counter() - started, 1),
-                    "per_run": {m: [round(r["seconds"], 1) for r in runs] for m, runs in results.items()}},
-        "load_average_at_end": round(os.getloadavg()[0], 2),
-    })
-    out = Path(arguments.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    plot(record, out.with_suffix(".png"), f"{recipe['model']} {recipe['img_size']} px, {recipe['epochs']} epochs, "
-         f"{len(seeds)} seed(s), clicks from the simulated crowd through the product")
-    print_table(record)
-    print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    arms = {method: (manifest, manifest_path, {"method": method}) for method in methods}
+    results = train_all(arms, recipe, seeds, work / "runs", arguments.jobs)
+    record.update({"manifest_hash": manifest.content_hash, "crowd": crowd, "collect_seconds": round(collected_s, 1)})
+    results_record(record, recipe, seeds, results, started)
+    write_results(record, arguments.out, f"{recipe['model']} {recipe['img_size']} px, {recipe['epochs']} epochs, "
+                  f"{len(seeds)} seed(s), clicks from the simulated crowd through the product")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,22 @@ def test_train_command_names_what_is_wrong(dataset_with_clicks, tmp_path):
         call_command("train", dataset="shapes", method="luab", cam="attention", out=str(tmp_path))
     with pytest.raises(CommandError, match=r"unknown training option\(s\): hlfip"):
         call_command("train", dataset="shapes", option=["hlfip=0"], out=str(tmp_path))
+
+
+def test_run_training_job_starts_from_a_named_recipe_and_config_overrides_it(dataset_with_clicks):
+    """make demo trains with --recipe cpu-demo: the job records the recipe's options, --config wins where given."""
+    from training.ml.recipes import RECIPES
+    from training.models import ModelVersion, TrainingJob
+
+    out = io.StringIO()
+    call_command("run_training_job", dataset="shapes", recipe="cpu-demo", config='{"epochs": 1, "img_size": 32}',
+                 verbosity=0, stdout=out)
+    job = TrainingJob.objects.get()
+    assert job.config == {**RECIPES["cpu-demo"], "epochs": 1, "img_size": 32}
+    version = ModelVersion.objects.get(job=job)
+    assert version.config["method"] == "attentive" and version.config["lambda_point"] == 10.0  # resolved, not null
+    assert "shifted_centre_point_accuracy" not in version.metrics  # this tiny set has no shifted split
+    assert 0 <= version.metrics["val_centre_point_accuracy"] <= 1
+
+    with pytest.raises(CommandError, match="--recipe: invalid choice: 'gpu-giant'"):
+        call_command("run_training_job", "--dataset", "shapes", "--recipe", "gpu-giant")
