@@ -44,8 +44,9 @@ SPLITS = ("train", "val", "shifted")
 MANIFEST_NAME = "demo_manifest.json"
 # Enough for two ImageNet-style HITs of 10 pages x 48 candidates, 36 of them in-class, without reusing an image.
 DEFAULT_IMAGENET_PER_CLASS = 72
-# Each class appears in about this many COCO-style train images (about 3 objects per image).
-DEFAULT_COCO_PER_CLASS = 12
+# Each of the 80 COCO classes appears in about this many COCO-style train images (about 3 objects per image):
+# 80 train images, four 20-page HITs.
+DEFAULT_COCO_PER_CLASS = 3
 
 
 @dataclass(frozen=True)
