@@ -71,7 +71,7 @@ def test_imagenet_import_creates_classes_images_boxes_and_display_versions(image
     assert box.bbox == manifest["train/n90000007/n90000007_3.JPEG"]["objects"][0]["bbox"]
     assert box.category == image.label
     with PilImage.open(image.display_file) as display:
-        assert display.format == "JPEG" and max(display.size) <= image_files.DISPLAY_MAX_SIDE
+        assert display.format == "JPEG" and max(display.size) <= image_files.DISPLAY_MAX_SIDE["imagenet"]
     assert GroundTruthObject.objects.filter(image__dataset=dataset).count() == 120
     assert len(stored_files(settings)) == 2 * 120
 
