@@ -110,21 +110,21 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def epoch_table(self, job):
         if not job.epoch_metrics:
             return "-"
-        columns = ["epoch", *plots.curve_names(job.epoch_metrics)]
+        columns = ["epoch", *sorted(plots.curve_names(job.epoch_metrics))]  # PostgreSQL's jsonb keeps no key order
         return self._table(job.epoch_metrics, columns)
 
     @admin.display(description="final metrics")
     def final_metrics(self, job):
         if not job.metrics:
             return "-"
-        return self._table([{"metric": name, "value": value} for name, value in job.metrics.items()],
+        return self._table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
                            ["metric", "value"])
 
     @admin.display(description="config")
     def config_table(self, job):
         if not job.config:
             return "the defaults"
-        return self._table([{"option": name, "value": value} for name, value in job.config.items()],
+        return self._table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
                            ["option", "value"])
 
     @admin.display(description="curves")
