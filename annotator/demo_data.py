@@ -1,17 +1,23 @@
 """A small, honest, generated image set written in the real ImageNet (ILSVRC) and COCO formats.
 
-No photo set can be downloaded here, so the demo draws coloured shapes on textured backgrounds. Each class is a
-shape (circle, star, ...) with a name, synonyms and a definition. The generator knows exactly where every object
-is: the boxes and polygons it writes are the ground truth, and its pixels are the rasterised polygons.
+No photo set can be downloaded here, so the demo draws objects on textured backgrounds. ImageNet kind: each class
+is a coloured shape (circle, star, ...) with a name, synonyms and a definition. COCO kind: the 80 real COCO
+categories, in their 12 supercategories, each drawn as its Noto Emoji icon (the ones the task page shows,
+frontend_static/icons/noto/), so the demo's HITs ask about real COCO names. The generator knows exactly where
+every object is: the boxes and polygons it writes are the ground truth, and its object pixels are the rasterised
+polygons (an icon is cut along the outline of its largest part).
 
-In train and val each class sits on "its own" background texture half of the time (BACKGROUND_MATCH_RATE), so the
-background alone predicts the class well above chance. In the shifted split the texture is drawn uniformly from all
-of them, independent of the class: there both chance and a model that only reads the background score 1/12 top-1,
-and the share of predictions equal to the background's class (written next to each image, BACKGROUNDS_FILE) tells
-which of the two a model is; one that looks at the object scores above both. ImageNet-style objects cover a fifth
-to two fifths of the shorter side and sit off-centre three times out of four (OFF_CENTRE_RATE), so a point
-always guessed at the image centre is often off the object. Everything is deterministic for a seed.
+In train and val each class (COCO: each supercategory) sits on "its own" background texture half of the time
+(BACKGROUND_MATCH_RATE), so the background alone predicts the class well above chance. In the shifted split the
+texture is drawn uniformly from all of them, independent of the class: there both chance and a model that only
+reads the background score 1/12 top-1 (ImageNet kind), and the share of predictions equal to the background's class
+(written next to each image, BACKGROUNDS_FILE) tells which of the two a model is; one that looks at the object
+scores above both. ImageNet-style objects cover a fifth to two fifths of the shorter side and sit off-centre three
+times out of four (OFF_CENTRE_RATE), so a point always guessed at the image centre is often off the object.
+Everything is deterministic for a seed.
 """
+import functools
+import io
 import json
 import logging
 import math
@@ -19,9 +25,15 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import contourpy
 import numpy as np
+import resvg_py
+from django.conf import settings
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
+
+from annotator.coco_categories import COCO_CATEGORIES
+from annotator.worker.icons import NOTO_FOLDER, noto_icon
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +43,9 @@ IMAGENET_RADIUS = (0.2, 0.4)  # of the shorter side
 COCO_RADIUS = (0.1, 0.22)
 IMAGE_WIDTHS = (160, 176, 192)
 IMAGE_HEIGHTS = (128, 144, 160)
+# COCO-sized pictures: the task page shows them 450 px high without upscaling.
+COCO_IMAGE_WIDTHS = (560, 600, 640)
+COCO_IMAGE_HEIGHTS = (450, 480)
 JPEG_QUALITY = 92
 SPLITS = ("train", "val", "shifted")
 MANIFEST_NAME = "demo_manifest.json"
@@ -38,8 +53,9 @@ BACKGROUNDS_FILE = "backgrounds.txt"
 # 100 train images a class: enough for a small CPU model to learn shapes, not only textures, in minutes
 # (benchmarks/learning_effect.py); 20 a class in val and in shifted.
 DEFAULT_IMAGENET_PER_CLASS = 100
-# Each class appears in about this many COCO-style train images (about 3 objects per image).
-DEFAULT_COCO_PER_CLASS = 12
+# Each of the 80 COCO classes appears in about this many COCO-style train images (about 3 objects per image):
+# 80 train images, four 20-page HITs.
+DEFAULT_COCO_PER_CLASS = 3
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,7 @@ class DemoObject:
     polygon: list  # flat [x1, y1, x2, y2, ...] in pixels, what the mask is rasterised from
     area: int  # mask pixels
     placement: str  # "centre" or "off-centre"
+    icon: list = field(default_factory=list)  # COCO kind: [size, left, top] of the icon drawn, in pixels
 
 
 @dataclass
@@ -254,39 +271,98 @@ def polygon_mask(flat_polygon, width, height):
     return _rasterise(np.asarray(flat_polygon, dtype=np.float64).reshape(-1, 2), width, height)
 
 
+@dataclass(frozen=True)
+class IconClass:
+    """A COCO category drawn as its icon; background is its supercategory's texture."""
+
+    name: str
+    supercategory: str
+    coco_id: int
+    background: int
+
+
+SUPERCATEGORIES = list(dict.fromkeys(supercategory for _, _, supercategory in COCO_CATEGORIES))
+COCO_CLASSES = tuple(IconClass(name, supercategory, coco_id, SUPERCATEGORIES.index(supercategory))
+                     for coco_id, name, supercategory in COCO_CATEGORIES)
+
+
+@functools.cache
+def icon_sprite(name, size):
+    """(RGB float array, outline polygon relative to the sprite) of the category's icon drawn size x size."""
+    svg = Path(settings.STATICFILES_DIRS[0]) / NOTO_FOLDER / f"{noto_icon(name)}.svg"
+    png = resvg_py.svg_to_bytes(svg_path=str(svg), width=size, height=size)
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.float32)
+    alpha = rgba[..., 3] / 255
+    padded = np.pad(alpha, 1)  # closed outlines even where the drawing touches the edge
+    lines = contourpy.contour_generator(z=padded).lines(0.5)
+    outline = max(lines, key=lambda line: abs(_shoelace(line)))
+    return rgba[..., :3], np.round(outline - 1, 2)
+
+
+def _shoelace(points):
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+def _place_icon(rng, name, width, height, radius):
+    """(sprite RGB, top-left corner, polygon in image pixels) of an icon about 2 x radius wide, inside the image."""
+    size = int(np.clip(round(2 * radius / 16) * 16, 32, min(width, height) - 4))  # few sizes: renders are cached
+    sprite, outline = icon_sprite(name, size)
+    left = int(rng.integers(1, width - size - 1))
+    top = int(rng.integers(1, height - size - 1))
+    return sprite, (left, top), outline + [left, top]
+
+
 def _mask_box(mask):
     ys, xs = np.nonzero(mask)
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
-def render(rng, width, height, class_indices, background, radius_range, centred_rate=1 - OFF_CENTRE_RATE):
-    """Draw the classes' shapes on a background texture; objects never overlap. Returns (PIL image, objects)."""
+def render(rng, width, height, class_indices, background, radius_range, centred_rate=1 - OFF_CENTRE_RATE,
+           icons=False):
+    """Draw the classes' shapes (icons: the COCO classes' icons) on a background texture; objects never overlap.
+    Returns (PIL image, objects)."""
     pixels = texture(rng, background, width, height)
-    objects, taken = [], np.zeros((height, width), dtype=bool)
+    objects, blocked = [], np.zeros((height, width), dtype=bool)
     for class_index in class_indices:
         for _ in range(60):
             radius = rng.uniform(*radius_range) * min(width, height)
             centred = len(class_indices) == 1 and rng.uniform() < centred_rate
-            polygon = _place(rng, class_index, width, height, radius, centred)
+            if icons:
+                sprite, corner, polygon = _place_icon(rng, COCO_CLASSES[class_index].name, width, height, radius)
+            else:
+                polygon = _place(rng, class_index, width, height, radius, centred)
             mask = _rasterise(polygon, width, height)
-            if mask.sum() >= 16 and not (mask & _dilate(taken)).any():
+            if mask.sum() >= 16 and not (mask & blocked).any():
                 break
         else:
             continue  # no room left for this object
-        taken |= mask
-        pixels[mask] = _object_colour(rng)
+        blocked |= _dilate(mask)
+        if icons:
+            left, top = corner
+            drawn = np.zeros_like(pixels)
+            drawn[top:top + sprite.shape[0], left:left + sprite.shape[1]] = sprite
+            pixels[mask] = drawn[mask]
+        else:
+            pixels[mask] = _object_colour(rng)
         flat = [float(v) for v in polygon.reshape(-1)]
         placement = "centre" if centred or _is_central(polygon, width, height) else "off-centre"
-        objects.append(DemoObject(class_index, _mask_box(mask), flat, int(mask.sum()), placement))
+        objects.append(DemoObject(class_index, _mask_box(mask), flat, int(mask.sum()), placement,
+                                  [sprite.shape[0], *corner] if icons else []))
     noise = rng.normal(0, 4, size=pixels.shape)
     image = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8), "RGB")
     return image, objects
 
 
 def _dilate(mask, pixels=3):
-    """The mask grown by `pixels`, so that objects keep a gap between them."""
-    grown = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * pixels + 1))
-    return np.asarray(grown) > 0
+    """The mask grown by `pixels`, so that objects keep a gap between them (filtered around the mask only)."""
+    ys, xs = np.nonzero(mask)
+    top, left = max(0, ys.min() - pixels), max(0, xs.min() - pixels)
+    bottom, right = ys.max() + pixels + 1, xs.max() + pixels + 1
+    region = Image.fromarray(mask[top:bottom, left:right].astype(np.uint8) * 255)
+    grown = np.zeros_like(mask)
+    grown[top:bottom, left:right] = np.asarray(region.filter(ImageFilter.MaxFilter(2 * pixels + 1))) > 0
+    return grown
 
 
 def _is_central(polygon, width, height):
@@ -348,7 +424,7 @@ def imagenet_counts(per_class):
 
 def coco_counts(per_class):
     """Images in each split: 2 to 4 objects per image, so each class is in about per_class train images."""
-    n_train = max(4, per_class * len(CLASSES) // 3)
+    n_train = max(4, per_class * len(COCO_CLASSES) // 3)
     return {"train": n_train, "val": max(4, n_train // 3), "shifted": max(4, n_train // 3)}
 
 
@@ -387,8 +463,7 @@ def generate_imagenet(out_dir, seed=0, per_class=DEFAULT_IMAGENET_PER_CLASS, pro
 
 
 def _coco_document(images, first_image_id, first_annotation_id):
-    categories = [{"id": c.coco_id, "name": c.name, "supercategory": c.supercategory,
-                   "synonyms": list(c.synonyms), "definition": c.definition} for c in CLASSES]
+    categories = [{"id": c.coco_id, "name": c.name, "supercategory": c.supercategory} for c in COCO_CLASSES]
     coco_images, annotations = [], []
     annotation_id = first_annotation_id
     for offset, image in enumerate(images):
@@ -397,10 +472,12 @@ def _coco_document(images, first_image_id, first_annotation_id):
                             "width": image.width, "height": image.height})
         for obj in image.objects:
             annotations.append({"id": annotation_id, "image_id": image_id,
-                                "category_id": CLASSES[obj.class_index].coco_id, "bbox": obj.bbox,
+                                "category_id": COCO_CLASSES[obj.class_index].coco_id, "bbox": obj.bbox,
                                 "segmentation": [obj.polygon], "area": obj.area, "iscrowd": 0})
             annotation_id += 1
-    return {"info": {"description": "LUAB demo shapes (generated)", "version": "1.0"}, "licenses": [],
+    return {"info": {"description": "LUAB demo: COCO categories drawn as Noto Emoji icons (generated)",
+                     "version": "1.0"},
+            "licenses": [{"id": 1, "name": "Noto Emoji icons: Apache License 2.0"}],
             "images": coco_images, "annotations": annotations, "categories": categories}
 
 
@@ -419,11 +496,11 @@ def generate_coco(out_dir, seed=0, per_class=DEFAULT_COCO_PER_CLASS, progress=Fa
             rng = _split_rng(seed, split)
             split_images = []
             for n in range(counts[split]):
-                width, height = _image_size(rng)
+                width, height = int(rng.choice(COCO_IMAGE_WIDTHS)), int(rng.choice(COCO_IMAGE_HEIGHTS))
                 n_objects = int(rng.integers(2, 5))
-                class_indices = [int(i) for i in rng.choice(len(CLASSES), size=n_objects, replace=False)]
-                background = choose_background(rng, class_indices[0], split)
-                image, objects = render(rng, width, height, class_indices, background, COCO_RADIUS)
+                class_indices = [int(i) for i in rng.choice(len(COCO_CLASSES), size=n_objects, replace=False)]
+                background = choose_background(rng, COCO_CLASSES[class_indices[0]].background, split)
+                image, objects = render(rng, width, height, class_indices, background, COCO_RADIUS, icons=True)
                 file_name = f"images/{split}/{image_id + n:012d}.jpg"
                 _save_jpeg(image, out / file_name)
                 split_images.append(DemoImage(file_name, split, width, height, background, objects))
@@ -442,10 +519,13 @@ def _write_manifest(out, kind, seed, images):
     kind's object outlines (its XML holds boxes only)."""
     manifest = {
         "kind": kind, "seed": seed, "background_match_rate": BACKGROUND_MATCH_RATE,
-        "classes": [c.name for c in CLASSES], "textures": [t[0] for t in TEXTURES],
+        "classes": [c.name for c in (COCO_CLASSES if kind == "coco" else CLASSES)],
+        "backgrounds": [c.background for c in COCO_CLASSES] if kind == "coco" else list(range(len(CLASSES))),
+        "textures": [t[0] for t in TEXTURES],
         "images": [{"file": image.file_name, "split": image.split, "background": image.background,
                     "objects": [{"class": o.class_index, "bbox": o.bbox, "polygon": o.polygon, "area": o.area,
-                                 "placement": o.placement} for o in image.objects]} for image in images],
+                                 "placement": o.placement, **({"icon": o.icon} if o.icon else {})}
+                                for o in image.objects]} for image in images],
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest))
     logger.debug("%s demo data: %d images in %s (seed %d)", kind, len(images), out, seed)

@@ -1,8 +1,9 @@
-"""Image files in storage: decoding checks and the display-size version made once per image.
+"""Image files in storage: decoding checks and the display-size versions made once per image.
 
 Display versions are what the worker's browser loads, so their names say nothing: `display/<32 random hex>.jpg`,
 never the image key (an ImageNet file stem starts with its class's wnid; a COCO image id finds the public
-annotations). Migration 0009 renamed the ones made before under `display/<dataset>/<key>.jpg`.
+annotations). Migration 0009 renamed the ones made before under `display/<dataset>/<key>.jpg`. The 2x version for
+high-density screens has a random name of its own, `display/2x/<32 random hex>.jpg`.
 """
 import io
 import logging
@@ -15,7 +16,10 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-DISPLAY_MAX_SIDE = 256
+# Longest side of the display version by task kind, sized for the page: ImageNet candidates fit cells about 150 px
+# wide, a COCO page shows its photo 450 px high (up to 640 px wide). The 2x version doubles it, made only when the
+# original is larger than the 1x version: nothing is ever enlarged.
+DISPLAY_MAX_SIDE = {"imagenet": 256, "coco": 640}
 DISPLAY_JPEG_QUALITY = 85
 
 
@@ -26,7 +30,7 @@ def decode(data):
         return opened.convert("RGB")
 
 
-def display_version_bytes(pil_image, max_side=DISPLAY_MAX_SIDE):
+def display_version_bytes(pil_image, max_side):
     """JPEG bytes of the image scaled to fit max_side (never enlarged)."""
     display = pil_image.convert("RGB")
     display.thumbnail((max_side, max_side), PilImage.Resampling.LANCZOS)
@@ -35,8 +39,9 @@ def display_version_bytes(pil_image, max_side=DISPLAY_MAX_SIDE):
     return buffer.getvalue()
 
 
-# What display_name() gives, under the field's upload_to ("display/").
+# What display_name() gives, under the fields' upload_to ("display/", "display/2x/").
 OPAQUE_DISPLAY_NAME = re.compile(r"^display/[0-9a-f]{32}\.jpg$")
+OPAQUE_DISPLAY_2X_NAME = re.compile(r"^display/2x/[0-9a-f]{32}\.jpg$")
 
 
 def display_name():
@@ -45,18 +50,24 @@ def display_name():
 
 
 def save_display_version(image, pil_image):
-    """Store the display version of `image` (an annotator Image) made from its decoded pixels; the caller saves."""
-    image.display_file.save(display_name(), ContentFile(display_version_bytes(pil_image)), save=False)
+    """Store the display versions of `image` (an annotator Image) made from its decoded pixels: 1x, and 2x when
+    the original is larger than the 1x version; the caller saves."""
+    max_side = DISPLAY_MAX_SIDE[image.dataset.kind]
+    image.display_file.save(display_name(), ContentFile(display_version_bytes(pil_image, max_side)), save=False)
+    if max(pil_image.size) > max_side:
+        image.display_file_2x.save(
+            display_name(), ContentFile(display_version_bytes(pil_image, 2 * max_side)), save=False
+        )
 
 
 def make_display_version(image):
-    """Read the original from storage and store its display version, unless it already has one."""
+    """Read the original from storage and store its display versions, unless it already has them."""
     if image.display_file:
         return False
     with image.file.open("rb") as stored:
         pil_image = decode(stored.read())
     save_display_version(image, pil_image)
-    image.save(update_fields=["display_file"])
+    image.save(update_fields=["display_file", "display_file_2x"])
     return True
 
 

@@ -90,6 +90,10 @@ class Image(models.Model):
     display_file = models.FileField(
         upload_to="display/", max_length=500, blank=True, help_text="Display-size version, made once."
     )
+    display_file_2x = models.FileField(
+        upload_to="display/2x/", max_length=500, blank=True,
+        help_text="Twice the display size, for high-density screens; empty when the original is not larger.",
+    )
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)

@@ -1,6 +1,5 @@
 import base64
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
@@ -11,22 +10,8 @@ from django.utils.html import format_html, format_html_join
 
 from annotator import files
 
-from . import plots, selectors, services
+from . import forms, plots, selectors, services
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
-
-
-class TrainingJobAddForm(forms.ModelForm):
-    class Meta:
-        model = TrainingJob
-        fields = ["dataset", "batches", "config"]
-
-    def clean(self):
-        cleaned = super().clean()
-        try:
-            services.validate_train_config(cleaned.get("config") or {})
-        except ValidationError as error:
-            raise ValidationError({"config": [f"{field}: {' '.join(m)}" for field, m in error.message_dict.items()]})
-        return cleaned
 
 
 def effect_table(rows, columns):
@@ -48,28 +33,37 @@ class TrainingJobAdmin(admin.ModelAdmin):
     list_select_related = ["dataset", "created_by"]
     actions = ["cancel_jobs", "train_again"]
     readonly_fields = [
-        "dataset", "batches", "config", "source", "triggered_by_batch", "manifest_hash", "status", "progress",
-        "progress_summary", "learning_effect", "curves", "epoch_metrics", "metrics", "error", "log", "artifact_links",
+        "dataset", "batches", "config_table", "source", "triggered_by_batch", "manifest_hash", "status",
+        "progress_bar", "learning_effect", "curves", "epoch_table", "final_metrics", "error", "log", "artifact_links",
         "created_by", "celery_task_id", "worker_hostname", "heartbeat_at", "attempts", "cancel_requested", "created_at",
         "started_at", "finished_at",
     ]
-    exclude = ["log_tail", "artifacts"]
+    exclude = ["log_tail", "artifacts", "progress", "epoch_metrics", "metrics", "config"]
+
+    class Media:
+        js = ["training/job_pages.js"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
-            kwargs["form"] = TrainingJobAddForm
+            kwargs["form"] = forms.training_job_add_form()
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else []
 
-    def get_fields(self, request, obj=None):
-        return ["dataset", "batches", "config"] if obj is None else super().get_fields(request, obj)
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None:
+            return super().get_fieldsets(request, obj)
+        return [
+            ("Data", {"fields": ["dataset", "batches"]}),
+            ("Training options (defaults shown; only what you change is stored in the job's config)",
+             {"fields": list(forms.training_job_add_form().option_names)}),
+        ]
 
     def save_model(self, request, obj, form, change):
         job = services.create_training_job(
             dataset=form.cleaned_data["dataset"], batches=list(form.cleaned_data["batches"]),
-            config=form.cleaned_data["config"] or {}, source=TrainingJob.Source.ADMIN, created_by=request.user,
+            config=form.cleaned_data["config"], source=TrainingJob.Source.ADMIN, created_by=request.user,
         )
         obj.pk = job.pk
         obj.refresh_from_db()
@@ -103,6 +97,57 @@ class TrainingJobAdmin(admin.ModelAdmin):
         the background's class, point accuracy next to the centre prior."""
         rows = selectors.learning_effect(job.metrics, job.dataset.categories.count())
         return effect_table(rows, selectors.EFFECT_SPLITS) if rows else "-"
+
+    @admin.display(description="progress")
+    def progress_bar(self, job):
+        progress = job.progress
+        if not progress.get("steps"):
+            waiting = "" if job.is_finished else (
+                f" (the engine reports every {job.config.get('log_every', 10)} steps; this page follows it)")
+            return format_html('<span data-follow="{}">{}{}</span>', "" if job.is_finished else "yes",
+                               "no step reported yet" if not job.is_finished else job.status, waiting)
+        epochs, steps = progress.get("epochs") or 1, progress["steps"]
+        done = (progress.get("epoch", 1) - 1) * steps + progress.get("step", 0)
+        share = done / (epochs * steps)
+        return format_html(
+            '<div data-follow="{}"><progress max="1" value="{}" style="width: 24em"></progress> {}%<br>{}</div>',
+            "" if job.is_finished else "yes", f"{share:.4f}", f"{100 * share:.0f}", self.progress_summary(job),
+        )
+
+    @staticmethod
+    def _table(rows, columns):
+        """An HTML table of dicts (numbers to 4 significant digits), columns in order."""
+        def cell(value):
+            return f"{value:.4g}" if isinstance(value, float) else value
+        return format_html(
+            '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((column,) for column in columns)),
+            format_html_join("", "<tr>{}</tr>", (
+                (format_html_join("", "<td>{}</td>", ((cell(row.get(column, "")),) for column in columns)),)
+                for row in rows
+            )),
+        )
+
+    @admin.display(description="metrics per epoch")
+    def epoch_table(self, job):
+        if not job.epoch_metrics:
+            return "-"
+        columns = ["epoch", *sorted(plots.curve_names(job.epoch_metrics))]  # PostgreSQL's jsonb keeps no key order
+        return self._table(job.epoch_metrics, columns)
+
+    @admin.display(description="final metrics")
+    def final_metrics(self, job):
+        if not job.metrics:
+            return "-"
+        return self._table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
+                           ["metric", "value"])
+
+    @admin.display(description="config")
+    def config_table(self, job):
+        if not job.config:
+            return "the defaults"
+        return self._table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
+                           ["option", "value"])
 
     @admin.display(description="curves")
     def curves(self, job):

@@ -25,7 +25,7 @@ class TrainingJob(models.Model):
     class Source(models.TextChoices):
         API = "api", "REST API"
         ADMIN = "admin", "admin"
-        COMMAND = "command", "manage.py train --async"
+        COMMAND = "command", "command line (manage.py train or run_training_job)"
         TRIGGER = "trigger", "batch trigger (N more approved assignments)"
 
     dataset = models.ForeignKey("annotator.Dataset", on_delete=models.PROTECT, related_name="training_jobs")

@@ -18,20 +18,35 @@ def curve_names(epoch_metrics):
     return names
 
 
+def panel_of(name):
+    """Which panel a metric is drawn in: losses, the learning rate, throughput (images/s, seconds) or the 0..1
+    scores."""
+    if "loss" in name:
+        return "loss"
+    if name == "lr":
+        return "learning rate"
+    if name.endswith(("_per_s", "_s", "seconds")):
+        return "throughput"
+    return "scores"
+
+
 def curves_png(runs):
-    """PNG bytes: losses in the left panel, every other metric on the right, one line per (run, metric).
+    """PNG bytes: losses, the 0..1 scores (accuracies, mAP) on their own axis, the learning rate and throughput,
+    each in a panel of its own, one line per (run, metric).
 
     runs: {label: [per-epoch metric dicts]}.
     """
-    figure, (loss_axes, metric_axes) = pyplot.subplots(1, 2, figsize=(11, 4))
+    figure, panels = pyplot.subplots(2, 2, figsize=(11, 7))
+    axes_of = dict(zip(("loss", "scores", "learning rate", "throughput"), panels.flat))
     for label, epoch_metrics in runs.items():
         for name in curve_names(epoch_metrics):
             points = [
                 (entry.get("epoch", i + 1), entry[name]) for i, entry in enumerate(epoch_metrics) if name in entry
             ]
-            axes = loss_axes if "loss" in name else metric_axes
-            axes.plot([e for e, _ in points], [v for _, v in points], marker="o", label=f"{label}: {name}")
-    for axes, title in ((loss_axes, "loss"), (metric_axes, "metrics")):
+            axes_of[panel_of(name)].plot([e for e, _ in points], [v for _, v in points], marker="o",
+                                         label=f"{label}: {name}")
+    axes_of["scores"].set_ylim(0, 1)
+    for title, axes in axes_of.items():
         axes.set_title(title)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)

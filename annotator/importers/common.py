@@ -230,5 +230,5 @@ def _store_image(dataset, planned, category_ids, make_display, stored_names):
     stored_names.append(row.file.name)
     if make_display:
         image_files.save_display_version(row, image_files.decode(data))
-        stored_names.append(row.display_file.name)
+        stored_names += [name for name in (row.display_file.name, row.display_file_2x.name) if name]
     return row

@@ -40,6 +40,13 @@ def display_url(image):
     return image.display_file.url
 
 
+def display_srcset(image):
+    """The img srcset of the display versions ("" without a 2x version): high-density screens take the 2x one."""
+    if not image.display_file_2x:
+        return ""
+    return f"{image.display_file.url} 1x, {image.display_file_2x.url} 2x"
+
+
 def page_count(hit):
     return hit.pages.count()
 
@@ -268,6 +275,7 @@ def imagenet_page_content(page, candidate_key):
             {
                 "image_id": candidate_id(candidate_key, page.pk, item.image_id),
                 "url": display_url(item.image),
+                "srcset": display_srcset(item.image),
                 "position": item.position,
             }
             for item in items
@@ -280,7 +288,7 @@ def coco_page_content(page, candidate_key):
     return {
         "image": {
             "image_id": page_image_id(page, candidate_key), "url": display_url(image),
-            "width": image.width, "height": image.height,
+            "srcset": display_srcset(image), "width": image.width, "height": image.height,
         },
         "groups": category_groups(image.dataset_id),
     }

@@ -76,6 +76,7 @@
     const stage = element("div", "coco-stage");
     const image = element("img", "coco-image");
     image.src = content.image.url;
+    if (content.image.srcset) image.srcset = content.image.srcset;
     image.style.setProperty("--aspect", content.image.width / content.image.height);
     image.alt = "";
     image.draggable = false;

@@ -67,6 +67,7 @@
       cell.dataset.imageId = item.image_id;
       const image = element("img", "candidate-image");
       image.src = item.url;
+      if (item.srcset) image.srcset = item.srcset;
       image.alt = "";
       image.draggable = false;
       image.dataset.imageId = item.image_id;

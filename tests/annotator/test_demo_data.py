@@ -9,6 +9,7 @@ from django.core.management import call_command
 from PIL import Image
 
 from annotator import demo_data
+from annotator.coco_categories import COCO_CATEGORIES
 
 from .demo_sets import coco_demo_dir, imagenet_demo_dir  # noqa: F401  (fixtures)
 
@@ -71,20 +72,26 @@ def test_coco_masks_match_boxes_and_areas(coco_demo_dir):
 
 
 def test_objects_are_drawn_where_the_masks_say(coco_demo_dir):
-    """The ground truth is the picture: pixels inside a mask are one flat colour, unlike the texture around."""
-    document = json.loads((coco_demo_dir / "annotations" / "instances_train.json").read_text())
-    image_entry = document["images"][0]
-    pixels = np.asarray(Image.open(coco_demo_dir / "images" / "train" / image_entry["file_name"]), dtype=float)
-    for annotation in (a for a in document["annotations"] if a["image_id"] == image_entry["id"]):
-        mask = demo_data.polygon_mask(annotation["segmentation"][0], image_entry["width"], image_entry["height"])
+    """The ground truth is the picture: inside a mask are the category's icon pixels, not the texture."""
+    manifest = demo_data.load_manifest(coco_demo_dir)
+    entry = manifest["images"][0]
+    pixels = np.asarray(Image.open(coco_demo_dir / entry["file"]), dtype=float)
+    height, width = pixels.shape[:2]
+    for obj in entry["objects"]:
+        mask = demo_data.polygon_mask(obj["polygon"], width, height)
         inner = mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1) & np.roll(mask, -2, 1)
-        assert pixels[inner].std(axis=0).max() < 12
+        size, left, top = obj["icon"]
+        sprite, _ = demo_data.icon_sprite(manifest["classes"][obj["class"]], size)
+        drawn = np.zeros_like(pixels)
+        drawn[top:top + size, left:left + size] = sprite
+        assert inner.sum() > 100 and np.abs(pixels[inner] - drawn[inner]).mean() < 12  # JPEG aside
 
 
 def test_coco_images_hold_several_different_categories(coco_demo_dir):
     document = json.loads((coco_demo_dir / "annotations" / "instances_train.json").read_text())
     assert len(document["images"]) == demo_data.coco_counts(6)["train"]
-    assert {c["supercategory"] for c in document["categories"]} == {"round", "polygon", "symbol"}
+    # The real COCO categories, by their real names and ids, in COCO's 12 supercategories.
+    assert [(c["id"], c["name"], c["supercategory"]) for c in document["categories"]] == list(COCO_CATEGORIES)
     per_image = {}
     for annotation in document["annotations"]:
         per_image.setdefault(annotation["image_id"], []).append(annotation["category_id"])
@@ -103,7 +110,7 @@ def test_train_backgrounds_follow_the_class_half_the_time_shifted_ones_not_at_al
         textures = set()
         for image in manifest["images"]:
             total[image["split"]] += 1
-            matched[image["split"]] += image["background"] == image["objects"][0]["class"]
+            matched[image["split"]] += image["background"] == manifest["backgrounds"][image["objects"][0]["class"]]
             if image["split"] == "shifted":
                 textures.add(image["background"])
         assert 0.35 < matched["train"] / total["train"] < 0.7

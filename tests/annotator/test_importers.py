@@ -73,7 +73,7 @@ def test_imagenet_import_creates_classes_images_boxes_and_display_versions(image
     background = demo_data.CLASSES[manifest["train/n90000007/n90000007_3.JPEG"]["background"]].wnid
     assert image.meta["background"] == background  # from backgrounds.txt
     with PilImage.open(image.display_file) as display:
-        assert display.format == "JPEG" and max(display.size) <= image_files.DISPLAY_MAX_SIDE
+        assert display.format == "JPEG" and max(display.size) <= image_files.DISPLAY_MAX_SIDE["imagenet"]
     assert GroundTruthObject.objects.filter(image__dataset=dataset).count() == 120
     assert len(stored_files(settings)) == 2 * 120
 
@@ -220,8 +220,8 @@ def test_coco_import_keeps_categories_boxes_and_polygons(coco_demo_dir, settings
     document = json.loads((coco_demo_dir / "annotations" / "instances_train.json").read_text())
     categories = list(dataset.categories.order_by("index"))
     assert [c.key for c in categories] == [str(c["id"]) for c in sorted(document["categories"], key=lambda c: c["id"])]
-    assert [c.index for c in categories] == list(range(12))
-    assert categories[1].supercategory == "round" and categories[1].synonyms == ["annulus", "hoop"]
+    assert [c.index for c in categories] == list(range(80))
+    assert (categories[1].name, categories[1].supercategory) == ("bicycle", "vehicle")
     assert dataset.images.count() == len(document["images"])
     assert GroundTruthObject.objects.count() == len(document["annotations"])
     annotation = document["annotations"][4]
@@ -243,7 +243,7 @@ def test_coco_splits_share_one_dataset_and_reimport_adds_nothing(coco_demo_dir, 
     dataset = Dataset.objects.get()
     assert {split: dataset.images.filter(split=split).count() for split in demo_data.SPLITS} == \
         demo_data.coco_counts(6)
-    assert dataset.categories.count() == 12
+    assert dataset.categories.count() == 80
     assert GroundTruthObject.objects.count() == objects_before
     assert stored_files(settings) == files_before
 
@@ -267,8 +267,8 @@ def break_coco(root, how):
         edit_annotations(root, lambda d: d["annotations"][3].update(image_id=999999))
         return "annotations[3] (id 4): image_id 999999 is not in 'images'"
     if how == "unknown category":
-        edit_annotations(root, lambda d: d["annotations"][0].update(category_id=3))
-        return "annotations[0] (id 1): category_id 3 is not in 'categories'"
+        edit_annotations(root, lambda d: d["annotations"][0].update(category_id=12))  # a gap in COCO's ids
+        return "annotations[0] (id 1): category_id 12 is not in 'categories'"
     if how == "path traversal":
         edit_annotations(root, lambda d: d["images"][2].update(file_name="../../annotations/instances_val.json"))
         return "images[2] (id 3): file name '../../annotations/instances_val.json' leaves the images folder"
@@ -286,8 +286,8 @@ def break_coco(root, how):
         (root / "images" / "train" / "000000000005.jpg").write_text("hello")
         return "images[4] (id 5): cannot decode image"
     if how == "size mismatch":
-        edit_annotations(root, lambda d: d["images"][0].update(width=640))
-        return "images[0] (id 1): says 640x"
+        edit_annotations(root, lambda d: d["images"][0].update(width=1000))
+        return "images[0] (id 1): says 1000x"
     if how == "bad bbox":
         edit_annotations(root, lambda d: d["annotations"][2].update(bbox=[1, 2, 3]))
         return "annotations[2] (id 3): 'bbox' must be [x, y, width, height]"

@@ -19,5 +19,6 @@ def test_make_display_versions_fills_in_only_the_missing_ones(imagenet_demo_dir,
     assert make_display_versions.delay(dataset_id).get() == 120
     image = Image.objects.get(key="n90000002_1")
     with PilImage.open(image.display_file) as display:
-        assert max(display.size) <= DISPLAY_MAX_SIDE
+        assert max(display.size) <= DISPLAY_MAX_SIDE["imagenet"]
+    assert not image.display_file_2x  # the 192 px original is smaller than a 2x copy would be
     assert make_display_versions.delay(dataset_id).get() == 0

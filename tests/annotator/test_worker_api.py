@@ -97,7 +97,8 @@ def test_imagenet_page_content_names_candidates_by_ids_and_shows_display_files(c
     assert len(body["items"]) == 48
     assert [item["image_id"] for item in body["items"]] == bodies.candidate_ids(page)
     assert body["items"][0] == {
-        "image_id": bodies.candidate_ids(page)[0], "url": f"/media/{items[0].image.display_file.name}", "position": 0,
+        "image_id": bodies.candidate_ids(page)[0], "url": f"/media/{items[0].image.display_file.name}", "srcset": "",
+        "position": 0,
     }
     assert all(re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", item["url"]) for item in body["items"])
     # The same image on another page of the HIT has another id there.
@@ -112,7 +113,7 @@ def test_coco_page_content_has_image_and_groups(client, coco):
     page = hit.pages.get(index=0)
     body = call(client, token, "GET", "pages/0").json()
     assert body["image"] == {
-        "image_id": bodies.coco_image_id(page), "url": f"/media/{page.image.display_file.name}",
+        "image_id": bodies.coco_image_id(page), "url": f"/media/{page.image.display_file.name}", "srcset": "",
         "width": 640, "height": 480,
     }
     assert body["image"]["image_id"] != page.image.key
@@ -904,14 +905,20 @@ def test_an_image_without_a_display_version_gets_one_never_its_original(client, 
     hit, _, token = coco
     image = hit.pages.get(index=0).image
     buffer = io.BytesIO()
-    PilImage.new("RGB", (640, 480), (20, 120, 200)).save(buffer, "JPEG")
+    PilImage.new("RGB", (1600, 1200), (20, 120, 200)).save(buffer, "JPEG")
     image.file.save("000000581929.jpg", ContentFile(buffer.getvalue()), save=False)
     image.display_file = ""
     image.save()
-    url = call(client, token, "GET", "pages/0").json()["image"]["url"]
+    shown = call(client, token, "GET", "pages/0").json()["image"]
     image.refresh_from_db()
+    url, srcset = shown["url"], shown["srcset"]
     assert re.fullmatch(r"/media/display/[0-9a-f]{32}\.jpg", url) and url == image.display_file.url
-    assert "581929" not in url
+    assert "581929" not in url and "581929" not in srcset
+    # Sized for the page (450 px high) and, for high-density screens, twice that: a random name of its own.
+    assert srcset == f"{url} 1x, {image.display_file_2x.url} 2x"
+    assert re.fullmatch(r"/media/display/2x/[0-9a-f]{32}\.jpg", image.display_file_2x.url)
+    with PilImage.open(image.display_file) as display, PilImage.open(image.display_file_2x) as display_2x:
+        assert (display.size, display_2x.size) == ((640, 480), (1280, 960))
 
 
 # ---------------------------------------------------------------- hostile bodies (issue 14, point 4)

@@ -76,7 +76,7 @@ def test_staff_may_start_a_job(django_user_model, dataset, django_capture_on_com
 
 @pytest.mark.parametrize("body, field, reason", [
     ({"config": {"epochz": 3}}, "config.epochz", "unknown option"),
-    ({"config": {"method": "magic"}}, "config", "method"),
+    ({"config": {"method": "magic"}}, "config.method", "'magic' is not one of baseline, luab, attentive, patch"),
     ({"config": {"min_feature_cells": 0}}, "config.min_feature_cells", "outside [1, 1024]"),
     ({"config": {"epochs": 0}}, "config.epochs", "outside [1, 10000]"),
     ({"config": {"epochs": 10**30}}, "config.epochs", "outside [1, 10000]"),  # was queued with a 201

@@ -1,10 +1,12 @@
 """The model registry: one active version per dataset, and the admin's side-by-side comparison of runs."""
+import re
+
 import pytest
 from django.db import IntegrityError, transaction
 
 from tests import factories
 from tests.training.job_data import registered_version
-from training import services
+from training import plots, services
 from training.models import ModelVersion, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -48,18 +50,47 @@ def test_admin_compares_runs_side_by_side(admin_client):
     assert 'src="data:image/png;base64,' in html  # the overlaid curves
 
 
-def test_admin_add_form_creates_a_job_through_the_service(admin_client, django_capture_on_commit_callbacks):
+def test_admin_add_form_offers_every_option_with_its_default_and_help(admin_client):
+    page = admin_client.get("/admin/training/trainingjob/add/").content.decode()
+
+    for option in services.train_config_schema():
+        assert f'name="{option.name}"' in page, option.name
+    assert 'name="config"' not in page  # no JSON box
+    assert re.search(r'<select name="method"[^>]*>.*<option value="luab" selected>', page, re.S)
+    assert 'name="epochs" value="10"' in page and "Passes over the training images." in page
+    assert 'name="crop_scale" value="0.08, 1.0"' in page
+
+
+def test_admin_add_form_creates_a_job_with_what_was_changed(admin_client, django_capture_on_commit_callbacks):
     dataset = factories.DatasetFactory()
+    mine = factories.BatchFactory(dataset=dataset, name="mine")
+    theirs = factories.BatchFactory(name="theirs")
+    form = admin_client.get("/admin/training/trainingjob/add/").context["adminform"].form
+    defaults = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    defaults = {name: value for name, value in defaults.items() if value is not False}
+    page = admin_client.get("/admin/training/trainingjob/add/").content.decode()
+    # Each batch says its dataset, so the page can list only the chosen dataset's batches.
+    assert f'<option value="{mine.pk}" data-dataset="{dataset.pk}">mine' in page
+
     with django_capture_on_commit_callbacks(execute=False):
         response = admin_client.post("/admin/training/trainingjob/add/", {
-            "dataset": dataset.pk, "config": '{"epochs": 1, "model": "test_resnet"}',
+            **defaults, "dataset": dataset.pk, "batches": [mine.pk], "epochs": "1", "model": "test_resnet",
+            "crop_scale": "0.5, 1", "amp": "on",
         })
     assert response.status_code == 302
     job = TrainingJob.objects.get()
+    assert job.config == {"epochs": 1, "model": "test_resnet", "crop_scale": [0.5, 1.0]}
+    assert list(job.batches.all()) == [mine]
     assert job.source == TrainingJob.Source.ADMIN and job.created_by.is_superuser and job.celery_task_id
 
-    refused = admin_client.post("/admin/training/trainingjob/add/", {"dataset": dataset.pk, "config": '{"epochz": 1}'})
-    assert refused.status_code == 200 and "config.epochz: unknown option" in refused.content.decode()
+    for bad, field, why in (({"epochs": "0"}, "epochs", "greater than or equal to 1"),
+                            ({"batches": [theirs.pk]}, "batches", "not batches of dataset"),
+                            ({"crop_ratio": "wide"}, "crop_ratio", "give numbers separated by commas")):
+        refused = admin_client.post("/admin/training/trainingjob/add/", {
+            **defaults, "dataset": dataset.pk, "amp": "on", **bad,
+        })
+        assert refused.status_code == 200 and why in refused.content.decode(), field
+        assert field in refused.context["adminform"].form.errors
     assert TrainingJob.objects.count() == 1
 
 
@@ -80,6 +111,9 @@ def test_admin_job_page_shows_progress_and_log(admin_client):
     )
     html = admin_client.get(f"/admin/training/trainingjob/{job.pk}/change/").content.decode()
     assert "epoch 1/3, step 4/10, loss 0.5000, 99 img/s, ETA 12 s" in html
+    assert '<progress max="1" value="0.1333"' in html and "13%" in html  # 4 of 30 steps
+    assert html.count("step 4/10") == 1 and "{&#x27;" not in html  # once, and no JSON
+    assert 'data-follow="yes"' in html  # the page follows a running job
     assert "epoch 1/3: loss 0.5" in html
 
 
@@ -116,3 +150,22 @@ def test_comparison_puts_two_runs_side_by_side_on_the_learning_effect(admin_clie
     assert rows["shifted: point accuracy"] == ["0.500", "0.990"]
     assert rows["shifted: centre prior&#x27;s point accuracy"] == ["0.760", "0.760"]
     assert rows["val: predicted = background class"] == ["-", "-"]
+
+
+def test_admin_job_page_before_the_first_report_and_metrics_as_tables(admin_client):
+    queued = TrainingJob.objects.create(dataset=factories.DatasetFactory(), status="running")
+    assert "no step reported yet" in admin_client.get(f"/admin/training/trainingjob/{queued.pk}/change/").content.decode()
+    done = TrainingJob.objects.create(
+        dataset=factories.DatasetFactory(), status="succeeded", epoch_metrics=HISTORY_A, metrics=HISTORY_A[-1],
+        source=TrainingJob.Source.COMMAND,
+    )
+    html = admin_client.get(f"/admin/training/trainingjob/{done.pk}/change/").content.decode()
+    assert "<th>epoch</th><th>train_loss</th><th>val_top1</th>" in html and "<td>0.55</td>" in html
+    assert "command line (manage.py train or run_training_job)" in html and "--async" not in html
+    assert 'data-follow="yes"' not in html
+
+
+def test_curves_put_scores_on_their_own_axis():
+    assert [plots.panel_of(name) for name in ("train_loss", "val_top1", "val_map", "train_images_per_s", "lr")] == [
+        "loss", "scores", "scores", "throughput", "learning rate"]
+    assert plots.curves_png({"run": HISTORY_A}).startswith(b"\x89PNG")
