@@ -115,6 +115,11 @@ def test_coco_replay_draws_the_icon_actions(page, live_server):
 
     page.wait_for_function("() => document.querySelector('#replay canvas')?.dataset.drawn === 'true'")
     assert page.locator("#replay ol.actions li").all_inner_texts() == ["0.9 s: add dog", "2.1 s: move dog"]
+    # The feedback and reason boxes stay inside their cards.
+    assert page.evaluate(
+        "() => Array.from(document.querySelectorAll('.card textarea')).filter((box) => box.offsetParent)"
+        ".map((box) => box.getBoundingClientRect().right <= box.closest('.card').getBoundingClientRect().right)"
+    ) == [True, True]
     # The add is a green dot where the icon was dropped (sampled just off the move arrow that starts there).
     pixel = page.evaluate(
         "() => { const c = document.querySelector('#replay canvas'); const x = c.width * 0.2 - 2;"
