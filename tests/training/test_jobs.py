@@ -93,7 +93,7 @@ def test_recover_stale_jobs_requeues_lost_jobs_and_leaves_live_ones(settings, dj
 def test_a_job_without_training_data_fails_with_the_reason(django_capture_on_commit_callbacks, settings, tmp_path):
     settings.TRAINING_WORK_DIR = tmp_path / "work"
     dataset = factories.DatasetFactory()
-    factories.CategoryFactory(dataset=dataset)
+    factories.CategoryFactory(dataset=dataset, index=0)
     with django_capture_on_commit_callbacks(execute=True):
         job = services.create_training_job(dataset=dataset, source=TrainingJob.Source.API)
     job.refresh_from_db()
