@@ -73,6 +73,7 @@ def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, c
     from annotator import demo_data
 
     data_dir = work / "demo-imagenet"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a folder from a run with more images a class would add its extras
     demo_data.generate_imagenet(data_dir, seed=data_seed, per_class=per_class)
     call_command("import_imagenet", str(data_dir), name=DATASET, verbosity=0, stdout=io.StringIO())
     pack_and_work(BATCH, order="random", variant=variant, seed=data_seed, crowd_workers=crowd_workers, mix=mix,
