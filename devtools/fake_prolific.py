@@ -26,12 +26,14 @@ import threading
 import time
 import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 import requests
+
+from devtools.local_server import LocalServer
 
 SCHEMA = json.loads((Path(__file__).with_name("prolific_api_schema.json")).read_text())
 PAGE_SIZE = 2  # small, so that clients have to follow the pages
@@ -54,7 +56,7 @@ def sign(secret, timestamp, body):
     return base64.b64encode(hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()).decode()
 
 
-class FakeProlific:
+class FakeProlific(LocalServer):
     STATE = ("studies", "submissions", "bonus_payments", "payments", "messages", "secret", "subscriptions",
              "participant_groups")
 
@@ -69,8 +71,7 @@ class FakeProlific:
             for name in self.STATE:
                 setattr(self, name, saved.get(name, getattr(self, name)))
             self.participant_groups = {k: set(v) for k, v in self.participant_groups.items()}
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._listen(host, port)
 
     def reset(self):
         """Forget every study, submission, payment, message, secret and subscription (a server kept between tests)."""
@@ -86,20 +87,6 @@ class FakeProlific:
         self.participant_groups = {}
         self._failures = []
         self._refuse_rejections = None
-
-    @property
-    def url(self):
-        host, port = self._server.server_address
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
     # --- what tests make the market do ----------------------------------------------------------------------------
 

@@ -52,11 +52,7 @@ def curves_png(runs):
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend(fontsize="small")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    pyplot.close(figure)
-    return buffer.getvalue()
+    return _png(figure, dpi=90)
 
 
 def localization_curves(metrics):
@@ -89,8 +85,13 @@ def localization_png(runs):
         panel.grid(alpha=0.3)
         if panel.lines:
             panel.legend(fontsize="small")
+    return _png(figure, dpi=80)
+
+
+def _png(figure, dpi):
+    """The figure as PNG bytes (laid out tightly), closed afterwards."""
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
+    figure.savefig(buffer, format="png", dpi=dpi)
     pyplot.close(figure)
     return buffer.getvalue()

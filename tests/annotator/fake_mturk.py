@@ -8,7 +8,9 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.local_server import LocalServer
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 
@@ -23,7 +25,7 @@ def _market_id(prefix):
     return (prefix + secrets.token_hex(16).upper())[:30]
 
 
-class FakeMTurk:
+class FakeMTurk(LocalServer):
     def __init__(self):
         self.hit_types = {}
         self.hits = {}
@@ -34,22 +36,11 @@ class FakeMTurk:
         self.calls = []
         self._tokens = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._listen()
 
     @property
-    def endpoint_url(self):
-        host, port = self._server.server_address
-        return f"http://{host}:{port}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+    def endpoint_url(self):  # boto3's name for it
+        return self.url
 
     def add_submission(self, hit_id, worker_id):
         """A worker accepts and submits one assignment of the HIT."""
