@@ -11,8 +11,6 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from training.permissions import is_researcher
-
 PUBLIC_PREFIX = "display/"
 
 
@@ -20,13 +18,17 @@ def _staff(user):
     return bool(user and user.is_authenticated and user.is_staff)
 
 
-# The first folder of a stored name and who may read it; a name under no folder listed here is for staff.
+# The first folder of a stored name and who may read it; a name under no folder listed here is for staff. Apps that
+# annotator must not import (training) add their folder with register_reader when they load.
 READERS = {
     "exports": _staff,
     "reports": _staff,
     "images": _staff,
-    "training": is_researcher,
 }
+
+
+def register_reader(folder, may_read_folder):
+    READERS[folder] = may_read_folder
 
 
 def is_public(name):
