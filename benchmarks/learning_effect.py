@@ -5,7 +5,7 @@ Everything goes through the product: the demo ImageNet-style set is generated (a
 imported (import_imagenet, which also reads each image's background class), packed into HITs (build_hits),
 published, and worked by the simulated crowd through the worker API (simulate_crowd --in-process, the product's
 default mix of diligent, sloppy, spammer and centre-clicking workers); each submission's automatic review runs as
-the Celery task does (eagerly, in this process). The training manifest is the product's own (training.manifests:
+the Celery task does (eagerly, in this process). The training manifest is the product's own (training.manifest_builder:
 the first click of every approved selecting record, averaged per image). Then every method trains on that one
 manifest with every seed, with the same recipe (training/ml/recipes.py, default cpu-demo); only the objective
 differs.
@@ -98,7 +98,7 @@ def crowd_summary(batch_names, manifest):
     from django.db.models import Count
 
     from annotator.models import Assignment, Batch, Split
-    from training import manifests
+    from training import manifest_builder
     from training.ml.metrics import point_on_object
 
     states = dict(
@@ -106,11 +106,11 @@ def crowd_summary(batch_names, manifest):
     )
     dataset = Batch.objects.get(name=batch_names[0]).dataset
     train_images = list(dataset.images.filter(split=Split.TRAIN))
-    objects = manifests.ground_truth(train_images)
+    objects = manifest_builder.ground_truth(train_images)
     row_of = {location: row for row, location in enumerate(manifest.image.tolist())}
     clicked = on_object = 0
     for image in train_images:
-        row = row_of[manifests.image_location(image)]
+        row = row_of[manifest_builder.image_location(image)]
         if manifest.point_weight[row, 0] > 0:
             clicked += 1
             x, y = manifest.point[row, 0]
@@ -123,11 +123,11 @@ def crowd_summary(batch_names, manifest):
 
 def build_manifest(work, batch_names):
     from annotator.models import Batch
-    from training import manifests
+    from training import manifest_builder
     from training.ml import manifest as manifest_module
 
     batches = list(Batch.objects.filter(name__in=batch_names).select_related("dataset"))
-    path = manifests.build_manifest(batches[0].dataset, batches, out_dir=work / "manifests")
+    path = manifest_builder.build_manifest(batches[0].dataset, batches, out_dir=work / "manifests")
     return path, manifest_module.read(path)
 
 

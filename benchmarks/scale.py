@@ -10,7 +10,7 @@ per 480 records) written by the exporter's own writer (benchmarks/import_through
 process so its peak RSS (VmHWM) is its own, it runs and measures the product's steps on it:
 
   import      `manage.py import_ab` (the batch, HITs, assignments, records, page summaries; ANALYZE)
-  manifest    training.manifests.build_manifest of the dataset (what a training job's snapshot builds)
+  manifest    training.manifest_builder.build_manifest of the dataset (what a training job's snapshot builds)
   report      `manage.py byproduct_report` of the imported batch
   export      `manage.py export_ab` as jsonl and as imagenet-ab (tar.gz of XML)
   review      annotator.review.services.review_batch (dry run over every HIT of the batch)
@@ -266,7 +266,7 @@ def step_import(n_records, work):
 
 def step_manifest(n_records, work):
     from annotator.models import Dataset
-    from training.manifests import build_manifest
+    from training.manifest_builder import build_manifest
     from training.ml import manifest as manifest_module
 
     dataset = Dataset.objects.get(name=dataset_name(n_records))

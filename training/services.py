@@ -313,7 +313,7 @@ class LogTail(logging.Handler):
         return "\n".join(self.lines)
 
 
-# What each step of the data snapshot reads (training.manifests.ManifestBuilder), as the researcher sees it.
+# What each step of the data snapshot reads (training.manifest_builder.ManifestBuilder), as the researcher sees it.
 SNAPSHOT_STEPS = {
     "images": "images", "labels": "ground-truth objects (labels)", "byproducts": "byproduct records",
     "boxes": "ground-truth boxes",
@@ -488,15 +488,15 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
 
 def _snapshot_manifest(job, out_dir, progress=None):
     """The job's data snapshot: built once, reused by every later attempt so a resumed run sees the same data.
-    progress(reading, done, total) follows the build (training.manifests.manifest_for)."""
-    from training import manifests
+    progress(reading, done, total) follows the build (training.manifest_builder.manifest_for)."""
+    from training import manifest_builder
     from training.ml import manifest as manifest_module
 
     if job.manifest_hash:
         existing = sorted(Path(out_dir).glob(f"manifest-{job.manifest_hash[:16]}.npz"))
         if existing:
             return existing[0]
-    manifest = manifests.manifest_for(
+    manifest = manifest_builder.manifest_for(
         job.dataset, list(job.batches.all()) or None, progress=progress,
         pseudo_label_threshold=job.config.get("pseudo_label_threshold"), single_label=job.config.get("method") == "scl",
     )

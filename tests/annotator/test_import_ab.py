@@ -23,7 +23,7 @@ from tests import factories
 from tests.annotator.test_exports import (  # noqa: F401
     GOLDEN_XML, coco_batch, export_bytes, imagenet_batch, tar_members,
 )
-from training.manifests import manifest_for
+from training.manifest_builder import manifest_for
 
 pytestmark = pytest.mark.django_db
 

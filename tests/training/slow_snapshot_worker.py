@@ -10,18 +10,18 @@ from celery.signals import worker_process_init
 
 @worker_process_init.connect
 def slow_down_snapshots(**kwargs):
-    from training import manifests
+    from training import manifest_builder
 
     delay = float(os.environ["SNAPSHOT_CHUNK_DELAY_S"])
-    read = manifests.ManifestBuilder.read
+    read = manifest_builder.ManifestBuilder.read
 
     def slow_read(self, step, rows, total):
         for chunk in read(self, step, rows, total):
             time.sleep(delay)
             yield chunk
 
-    manifests.CHUNK_SIZE = 1
-    manifests.ManifestBuilder.read = slow_read
+    manifest_builder.CHUNK_SIZE = 1
+    manifest_builder.ManifestBuilder.read = slow_read
 
 
 if __name__ == "__main__":

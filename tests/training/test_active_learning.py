@@ -7,7 +7,7 @@ from annotator.models import ImageNetRecord, ImageScore, Split
 from tests import factories
 from tests.training.job_data import TINY_CONFIG, registered_version, square_jpeg, tiny_imagenet_dataset
 from training import services
-from training.manifests import manifest_for
+from training.manifest_builder import manifest_for
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml.engine import TrainConfig, run

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.test_manifests import coco_dataset  # noqa: F401  (fixture)
-from training.manifests import manifest_for
+from tests.training.test_manifest_builder import coco_dataset  # noqa: F401  (fixture)
+from training.manifest_builder import manifest_for
 from training.ml import manifest as manifest_module
 from training.ml.engine import TrainConfig, load_checkpoint, run
 from training.ml.scl import HeatmapStore

@@ -5,7 +5,7 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from training.manifests import ICON_SEMANTICS, ManifestBuildError, build_manifest, dataset_by_name
+from training.manifest_builder import ICON_SEMANTICS, ManifestBuildError, build_manifest, dataset_by_name
 from training.ml.engine import TrainConfig, run
 from training.ml.models import METHODS
 from training.ml.wsol import CAM_SOURCES

@@ -4,7 +4,7 @@ import pytest
 from annotator.models import Assignment, TaskKind
 from annotator.replay import replay_actions
 from tests import factories
-from training.manifests import ManifestBuildError, build_manifest, manifest_for
+from training.manifest_builder import ManifestBuildError, build_manifest, manifest_for
 from training.ml import manifest as manifest_module
 
 pytestmark = pytest.mark.django_db
@@ -144,10 +144,10 @@ def test_the_build_streams_in_a_handful_of_queries_whatever_the_size(imagenet_da
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from training import manifests
+    from training import manifest_builder
 
     dataset, images, batches = imagenet_dataset
-    monkeypatch.setattr(manifests, "CHUNK_SIZE", 2)  # every step spans several chunks
+    monkeypatch.setattr(manifest_builder, "CHUNK_SIZE", 2)  # every step spans several chunks
     steps = []
 
     def queries_for_a_build():
