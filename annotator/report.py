@@ -37,9 +37,11 @@ from matplotlib.figure import Figure
 
 from annotator import files
 from annotator.exports import selectors
-from annotator.geometry import point_in_box, point_on_object
 from annotator.models import Assignment, CocoRecord, GroundTruthObject, PageSubmission, TaskKind
 from annotator.review import selectors as review_selectors
+from luab.geometry import in_pixels, point_in_box
+from luab.summaries import icons_on_their_objects, objects_by_category
+from luab.targets import first_click
 
 logger = logging.getLogger(__name__)
 
@@ -173,25 +175,24 @@ def imagenet_analysis(batch):
             if in_class:
                 largest = max(w * h for _, _, w, h in boxes) / (width * height)
                 recall_by_size[_size_bin(min(largest, 1.0), IMAGENET_SIZE_BINS)].add(record["selected"])
-            # A keyboard selection (usingKeyboard) has no point: the first click with one counts.
-            first_click = next((click for click in record["selected_record"] if "x" in click), None)
-            if not (in_class and record["selected"] and first_click):
+            target = first_click(record["selected_record"])
+            if not (in_class and record["selected"] and target):
                 continue
-            x, y = first_click["x"] * width, first_click["y"] * height
+            x, y = in_pixels(target, width, height)
             on_object = _in_any_box(x, y, boxes)
             image_clicks.add(on_object)
             each_click.add(on_object)
             bx, by, bw, bh = max(boxes, key=lambda box: box[2] * box[3])
             if bw > 0 and bh > 0:
                 relative_clicks.append(((x - bx) / bw, (y - by) / bh))
-            trace = _trace_before_click(record, first_click["time"])
+            trace = _trace_before_click(record, target["time"])
             for n, rate in enumerate(last_n, start=1):
                 if len(trace) >= n:
-                    rate.add(_in_any_box(trace[-n]["x"] * width, trace[-n]["y"] * height, boxes))
+                    rate.add(_in_any_box(*in_pixels(trace[-n], width, height), boxes))
             if trace:
                 for q, rate in enumerate(quantiles):
                     sample = trace[round(q / TRACE_QUANTILES * (len(trace) - 1))]
-                    rate.add(_in_any_box(sample["x"] * width, sample["y"] * height, boxes))
+                    rate.add(_in_any_box(*in_pixels(sample, width, height), boxes))
         if not image_clicks.total:
             continue
         centre_on_object = _in_any_box(width / 2, height / 2, boxes)
@@ -235,21 +236,18 @@ def coco_analysis(batch):
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, RECORD_CHUNK)):
         objects = {}
-        for image_id, category_key, segmentation, bbox, area, iscrowd in GroundTruthObject.objects.filter(
+        for image_id, category_key, bbox, segmentation, area, iscrowd in GroundTruthObject.objects.filter(
             image_id__in={record["image_id"] for record in chunk}
-        ).values_list("image_id", "category__key", "segmentation", "bbox", "area", "iscrowd"):
-            objects.setdefault(image_id, []).append((category_key, segmentation, bbox, area, iscrowd))
+        ).values_list("image_id", "category__key", "bbox", "segmentation", "area", "iscrowd"):
+            objects.setdefault(image_id, []).append((category_key, bbox, segmentation, area, iscrowd))
         for record in chunk:
             width, height = record["image__width"], record["image__height"]
             image_objects = objects.get(record["image_id"], [])
-            for category_key, point in record["final_positions"].items():
-                x, y = point["x"] * width, point["y"] * height
-                icons.add(any(
-                    key == category_key and point_on_object(x, y, segmentation, bbox)
-                    for key, segmentation, bbox, _, _ in image_objects
-                ))
+            by_key = objects_by_category((key, bbox, segmentation) for key, bbox, segmentation, _, _ in image_objects)
+            for on_object in icons_on_their_objects(record["final_positions"], by_key, width, height).values():
+                icons.add(on_object)
             sequences.update(action_sequences(record["action_histories"]))
-            for key, _, bbox, area, iscrowd in image_objects:
+            for key, bbox, _, area, iscrowd in image_objects:
                 if iscrowd:
                     continue
                 area = area or bbox[2] * bbox[3]

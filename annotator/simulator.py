@@ -34,9 +34,9 @@ from django.db import connections
 from tqdm import tqdm
 
 from annotator.candidates import candidate_id
-from annotator.geometry import point_on_object
 from annotator.models import Assignment, Batch, GroundTruthObject, Hit, HitPage, Image, PageItem, Provider, TaskKind
 from annotator.providers.link import PARAM_PRESETS, resolve_params
+from luab.geometry import point_on_object
 
 logger = logging.getLogger(__name__)
 

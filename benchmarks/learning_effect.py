@@ -97,24 +97,27 @@ def crowd_summary(batch_names, manifest):
     share of those whose averaged click lies on the object's box), read back from the product's database."""
     from django.db.models import Count
 
-    from annotator.models import Assignment, Batch, Split
-    from training import manifest_builder
-    from training.ml.metrics import point_on_object
+    from annotator.models import Assignment, Batch, GroundTruthObject, Split
+    from luab.geometry import point_in_box
+    from training.manifest_builder import image_locator
 
     states = dict(
         Assignment.objects.filter(hit__batch__name__in=batch_names).values_list("state").annotate(n=Count("id"))
     )
     dataset = Batch.objects.get(name=batch_names[0]).dataset
     train_images = list(dataset.images.filter(split=Split.TRAIN))
-    objects = manifest_builder.ground_truth(train_images)
+    boxes = {}
+    for image_id, bbox in GroundTruthObject.objects.filter(image__in=train_images).values_list("image_id", "bbox"):
+        boxes.setdefault(image_id, []).append(bbox)
+    locate = image_locator()
     row_of = {location: row for row, location in enumerate(manifest.image.tolist())}
     clicked = on_object = 0
     for image in train_images:
-        row = row_of[manifest_builder.image_location(image)]
+        row = row_of[locate(image.file.name)]
         if manifest.point_weight[row, 0] > 0:
             clicked += 1
-            x, y = manifest.point[row, 0]
-            on_object += any(point_on_object(x, y, obj["box"], []) for obj in objects.get(image.id, []))
+            x, y = manifest.point[row, 0].tolist()
+            on_object += any(point_in_box(x * image.width, y * image.height, bbox) for bbox in boxes.get(image.id, []))
     return {
         "assignments": states, "train_images": len(train_images), "train_images_with_click": clicked,
         "averaged_click_on_object": on_object / max(clicked, 1),

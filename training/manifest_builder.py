@@ -34,6 +34,7 @@ from django.db.models.functions import Length
 
 from annotator.models import Assignment, CocoRecord, Dataset, GroundTruthObject, ImageNetRecord, Split
 from annotator.replay import replay_actions
+from luab.targets import first_click, icon_points
 from training.ml import manifest as manifest_module
 from training.pseudo_labels import confident_labels
 
@@ -232,8 +233,7 @@ class ManifestBuilder:
         for chunk in self.read("byproducts", records, records.count()):
             image_ids, xy = [], []
             for image_id, selected_record in chunk:
-                # A keyboard selection (usingKeyboard) has no point: the first click with one is the target.
-                click = next((click for click in selected_record if "x" in click), None)
+                click = first_click(selected_record)
                 if click is not None:
                     image_ids.append(image_id)
                     xy.append((click["x"], click["y"]))
@@ -296,12 +296,12 @@ class ManifestBuilder:
             for image_id, positions in chunk:
                 if adds_only:
                     positions = replay_actions(positions, adds_only=True, strict=False)
-                for key, point in positions.items():
-                    slot = self.slot_of_key.get(str(key))
+                for key, point in icon_points(positions).items():
+                    slot = self.slot_of_key.get(key)
                     if slot is not None:
                         image_ids.append(image_id)
                         slots.append(slot)
-                        xy.append((point["x"], point["y"]))
+                        xy.append(point)
             self._accumulate(point_sum, point_count, image_ids, slots, xy)
 
     def _read_boxes(self):

@@ -13,6 +13,8 @@ Pure numpy: the inference service feeds these the model's probabilities and poin
 """
 import numpy as np
 
+from luab.targets import first_click, icon_points
+
 UNCERTAINTY_MEASURES = ("entropy", "margin", "inconsistency", "unified")
 # A click or icon agrees with the model when it lies within this distance (fraction of the image) of its point.
 AGREEMENT_RADIUS = 0.15
@@ -83,8 +85,7 @@ def imagenet_pairs(records, predicted_points):
     pairs = []
     for record in records:
         point = predicted_points.get(record.image_id)
-        # A keyboard selection (usingKeyboard) has no point: the first click with one counts.
-        click = next((click for click in record.selected_record if "x" in click), None) if record.selected else None
+        click = first_click(record.selected_record) if record.selected else None
         if click is not None and point is not None:
             pairs.append(((click["x"], click["y"]), point))
     return pairs
@@ -96,10 +97,10 @@ def coco_pairs(records, predicted_points_by_category):
     pairs = []
     for record in records:
         by_category = predicted_points_by_category.get(record.image_id, {})
-        for category_key, position in record.final_positions.items():
-            point = by_category.get(str(category_key))
+        for category_key, position in icon_points(record.final_positions).items():
+            point = by_category.get(category_key)
             if point is not None:
-                pairs.append(((position["x"], position["y"]), point))
+                pairs.append((position, point))
     return pairs
 
 

@@ -17,7 +17,6 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotator import report
-from annotator.geometry import tag_summary
 from annotator.importers.common import analyze
 from annotator.models import (
     Assignment, Batch, Category, CocoRecord, Event, ExportJob, GroundTruthObject, Hit, HitPage, Image,
@@ -25,6 +24,7 @@ from annotator.models import (
 )
 from annotator.replay import replay_actions
 from annotator.worker.services import insert_rows
+from luab.summaries import coco_page_summary
 from config.celery import send_on_commit
 
 from . import coco_ab, imagenet_ab, jsonl, selectors
@@ -547,7 +547,7 @@ def _import_coco_chunk(dataset, chunk_start, chunk, imported, pages, result, cat
     hits = {page_id: hit_id for page_id, hit_id in placed_pages.values()}
     indexes = {page_id: page_index for (_, page_index), (page_id, _) in placed_pages.items()}
     for row in fresh:
-        summary = tag_summary(objects.get(row["image"], ()), *sizes[row["image"]], row["final_positions"])
+        summary = coco_page_summary(objects.get(row["image"], ()), *sizes[row["image"]], row["final_positions"])
         pages.add_page(row["assignment"], row["page"], indexes[row["page"]], hits[row["page"]], row["time_spent"],
                        {"imported": True}, summary)
 

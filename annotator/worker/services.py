@@ -14,7 +14,6 @@ from django.db.models import JSONField
 from django.utils import timezone
 from rest_framework.exceptions import APIException, PermissionDenied
 
-from annotator.geometry import tag_summary
 from annotator.models import (
     Assignment,
     Batch,
@@ -40,6 +39,7 @@ from annotator.worker.validation import (
     decode,
     refuse_bad_text,
 )
+from luab.summaries import coco_page_summary
 
 logger = logging.getLogger(__name__)
 
@@ -381,9 +381,10 @@ def _imagenet_rows(assignment, page, save, problems):
 
 
 def coco_summary(image, final_positions):
-    """Ground-truth categories, correct tags, icons and icons on a mask of their own category."""
+    """The page summary (luab.summaries.coco_page_summary) of an image's final icon positions against its ground
+    truth, read from the database."""
     objects = GroundTruthObject.objects.filter(image=image).values_list("category__key", "bbox", "segmentation")
-    return tag_summary(objects, image.width, image.height, final_positions)
+    return coco_page_summary(objects, image.width, image.height, final_positions)
 
 
 def _coco_rows(assignment, page, save, problems):

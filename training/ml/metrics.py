@@ -14,6 +14,8 @@ The engine reports each of them for the val split and again for the background-s
 """
 import numpy as np
 
+from luab.geometry import point_on_object
+
 
 def top1(logits, labels):
     return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
@@ -34,20 +36,10 @@ def mean_average_precision(logits, multi_hot):
     return float(np.mean(per_class)) if per_class else float("nan")
 
 
-def point_in_polygon(x, y, vertices):
-    """Even-odd rule; vertices (V, 2)."""
-    xs, ys = vertices[:, 0], vertices[:, 1]
-    next_xs, next_ys = np.roll(xs, -1), np.roll(ys, -1)
-    crosses = (ys > y) != (next_ys > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at_y = xs + (y - ys) * (next_xs - xs) / (next_ys - ys)
-    return bool(np.count_nonzero(crosses & (x < x_at_y)) % 2)
-
-
-def point_on_object(x, y, box, polygons):
-    if polygons:
-        return any(point_in_polygon(x, y, vertices) for vertices in polygons)
-    return bool(box[0] <= x <= box[2] and box[1] <= y <= box[3])
+def as_coco_object(box, polygons):
+    """A manifest object (box [x0, y0, x1, y1], polygons (V, 2)) as COCO's (segmentation, bbox), same frame."""
+    x0, y0, x1, y1 = box.tolist()
+    return [vertices.ravel().tolist() for vertices in polygons], [x0, y0, x1 - x0, y1 - y0]
 
 
 def point_accuracy(manifest, rows, points):
@@ -59,9 +51,9 @@ def point_accuracy(manifest, rows, points):
             objects = [i for i, c in enumerate(classes) if c == slot_class]
             if not objects:
                 continue
-            x, y = row_points[slot_class if manifest.multi_label else 0]
+            x, y = row_points[slot_class if manifest.multi_label else 0].tolist()
             total += 1
-            hits += any(point_on_object(x, y, boxes[i], polygons[i]) for i in objects)
+            hits += any(point_on_object(x, y, *as_coco_object(boxes[i], polygons[i])) for i in objects)
     return hits / total if total else float("nan")
 
 

@@ -1,4 +1,8 @@
-"""Point-on-object tests against COCO-style ground truth (polygons, RLE masks, boxes), in original image pixels."""
+"""Point-on-object tests against COCO-style ground truth (polygons, RLE masks, boxes), in original image pixels.
+
+Byproduct points are fractions of the image (``{"x": .., "y": ..}``); ``in_pixels`` puts them in the ground truth's
+frame. The page summaries, the byproduct report, the simulated crowd and the training metrics all test points here.
+"""
 
 
 def point_in_polygon(x, y, polygon):
@@ -68,20 +72,6 @@ def point_on_object(x, y, segmentation, bbox):
     return point_in_box(x, y, bbox)
 
 
-def tag_summary(objects, width, height, final_positions):
-    """A COCO-style page's review summary from the image's ground truth, objects being its (category key, bbox,
-    segmentation) triples: ground-truth categories, correct tags, icons, icons on a mask of their own category.
-    final_positions are {category key: {x, y}} in 0-1 of the image (width x height pixels)."""
-    by_key = {}
-    for key, bbox, segmentation in objects:
-        by_key.setdefault(key, []).append((bbox, segmentation))
-    on_mask = 0
-    for key, point in final_positions.items():
-        x, y = point["x"] * width, point["y"] * height
-        on_mask += any(point_on_object(x, y, segmentation, bbox) for bbox, segmentation in by_key.get(key, ()))
-    return {
-        "n_gt_categories": len(by_key),
-        "n_tagged_correct": len(by_key.keys() & final_positions.keys()),
-        "n_icons": len(final_positions),
-        "n_icons_on_mask": on_mask,
-    }
+def in_pixels(point, width, height):
+    """(x, y) in pixels of a byproduct point {x, y} given as fractions of a width x height image."""
+    return point["x"] * width, point["y"] * height
