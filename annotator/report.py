@@ -66,25 +66,8 @@ COCO_SIZE_BINS = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large",
 
 
 @dataclass
-class Rate:
-    hits: int = 0
-    total: int = 0
-
-    def add(self, hit):
-        self.hits += bool(hit)
-        self.total += 1
-
-    @property
-    def value(self):
-        return self.hits / self.total if self.total else None
-
-    def as_dict(self):
-        return {"value": self.value, "n": self.total}
-
-
-@dataclass
 class Mean:
-    """The mean of per-image values (each image weighs the same)."""
+    """The mean of the values added: a rate when they are hits (True / False), or of per-image values."""
     sum: float = 0.0
     total: int = 0
 
@@ -156,17 +139,17 @@ def _size_bin(value, edges):
 def imagenet_analysis(batch):
     # Per image (the paper's definition, see the module docstring): click accuracy and its baselines.
     click, centre, uniform, off_centre = Mean(), Mean(), Mean(), Mean()
-    each_click = Rate()
-    last_n = [Rate() for _ in range(LAST_N)]
-    quantiles = [Rate() for _ in range(TRACE_QUANTILES + 1)]
-    recall_by_size = {_size_bin(low, IMAGENET_SIZE_BINS): Rate() for low in IMAGENET_SIZE_BINS[:-1]}
+    each_click = Mean()
+    last_n = [Mean() for _ in range(LAST_N)]
+    quantiles = [Mean() for _ in range(TRACE_QUANTILES + 1)]
+    recall_by_size = {_size_bin(low, IMAGENET_SIZE_BINS): Mean() for low in IMAGENET_SIZE_BINS[:-1]}
     relative_clicks = []
     records = selectors.json_columns(
         selectors.imagenet_records(batch).iterator(chunk_size=RECORD_CHUNK), selectors.IMAGENET_JSON_FIELDS
     )
     # Records come ordered by image, so one image's sessions are consecutive.
     for _, sessions in itertools.groupby(_chunked_with_boxes(records), key=lambda pair: pair[0]["image_id"]):
-        image_clicks = Rate()
+        image_clicks = Mean()
         for record, boxes in sessions:
             if not boxes:
                 continue
@@ -225,9 +208,9 @@ def action_sequences(action_histories):
 
 
 def coco_analysis(batch):
-    icons = Rate()
+    icons = Mean()
     sequences = Counter()
-    recall_by_size = {name: Rate() for name, _, _ in COCO_SIZE_BINS}
+    recall_by_size = {name: Mean() for name, _, _ in COCO_SIZE_BINS}
     records = (
         CocoRecord.objects.filter(assignment__hit__batch=batch, assignment__state=Assignment.State.APPROVED)
         .order_by("id").values("image_id", "image__width", "image__height", "action_histories", "final_positions")

@@ -26,17 +26,23 @@ def imagenet_session(assignment, page, image, click, trace, selected=True):
     )
 
 
+def images_with_boxes(dataset, width, height, boxes):
+    """One width x height image per (category, bbox): labelled with the category, the bbox its one object."""
+    images = []
+    for category, bbox in boxes:
+        images.append(factories.ImageFactory(dataset=dataset, label=category, width=width, height=height))
+        factories.GroundTruthObjectFactory(image=images[-1], category=category, bbox=bbox)
+    return images
+
+
 @pytest.fixture
 def imagenet_batch():
     """Two 500x375 images clicked inside their boxes: one box holds the centre, the other sits in a corner."""
     dataset = factories.DatasetFactory(name="inet")
     tench = factories.CategoryFactory(dataset=dataset, key="n01440764")
-    centred = factories.ImageFactory(dataset=dataset, label=tench, width=500, height=375)
-    cornered = factories.ImageFactory(dataset=dataset, label=tench, width=500, height=375)
-    missed = factories.ImageFactory(dataset=dataset, label=tench, width=500, height=375)
-    factories.GroundTruthObjectFactory(image=centred, category=tench, bbox=[100, 100, 200, 150])
-    factories.GroundTruthObjectFactory(image=cornered, category=tench, bbox=[0, 0, 100, 100])
-    factories.GroundTruthObjectFactory(image=missed, category=tench, bbox=[0, 0, 500, 375])
+    centred, cornered, missed = images_with_boxes(
+        dataset, 500, 375, [(tench, [100, 100, 200, 150]), (tench, [0, 0, 100, 100]), (tench, [0, 0, 500, 375])]
+    )
     batch = factories.BatchFactory(dataset=dataset, name="inet-round-1")
     approved = factories.AssignmentFactory(hit__batch=batch, state=Assignment.State.APPROVED)
     page = factories.HitPageFactory(hit=approved.hit, category=tench)
@@ -74,12 +80,9 @@ def test_click_accuracy_and_baselines_are_means_over_images_as_in_the_paper():
     dataset = factories.DatasetFactory(name="per-image")
     tench = factories.CategoryFactory(dataset=dataset)
     other = factories.CategoryFactory(dataset=dataset)
-    a = factories.ImageFactory(dataset=dataset, label=tench, width=100, height=100)
-    b = factories.ImageFactory(dataset=dataset, label=tench, width=100, height=100)
-    c = factories.ImageFactory(dataset=dataset, label=other, width=100, height=100)
-    factories.GroundTruthObjectFactory(image=a, category=tench, bbox=[0, 25, 100, 50])
-    factories.GroundTruthObjectFactory(image=b, category=tench, bbox=[0, 0, 10, 100])
-    factories.GroundTruthObjectFactory(image=c, category=other, bbox=[0, 0, 100, 100])
+    a, b, c = images_with_boxes(
+        dataset, 100, 100, [(tench, [0, 25, 100, 50]), (tench, [0, 0, 10, 100]), (other, [0, 0, 100, 100])]
+    )
     batch = factories.BatchFactory(dataset=dataset)
     hit = factories.HitFactory(batch=batch)
     page = factories.HitPageFactory(hit=hit, category=tench)

@@ -80,24 +80,35 @@ def images_with_contents(dataset, contents):
     ]
 
 
-@pytest.mark.django_db
-def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_capture_on_commit_callbacks):
-    dataset = factories.DatasetFactory(kind="coco")
+def two_class_dataset(**fields):
+    dataset = factories.DatasetFactory(**fields)
     for index, key in enumerate(["a", "b"]):
         factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    return dataset
+
+
+def scored_by_a_promoted_model(dataset, uncertainty, django_capture_on_commit_callbacks):
+    """(version, job): a model of the dataset (known_model's outputs), promoted, whose inference job succeeded."""
+    version = registered_version(dataset)
+    services.promote_model_version(version)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.create_inference_job(version, uncertainty=uncertainty)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    return version, job
+
+
+@pytest.mark.django_db
+def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_capture_on_commit_callbacks):
+    dataset = two_class_dataset(kind="coco")
     sure, unsure, middling, half = images_with_contents(dataset, [b"sure", b"unsure", b"middling", b"half"])
     centre = [[0.5, 0.5], [0.5, 0.5]]
     known_model({
         b"sure": ([0.99, 0.01], centre), b"unsure": ([0.5, 0.5], centre),
         b"middling": ([0.8, 0.3], centre), b"half": ([0.6, 0.45], centre),
     }, multi_label=True)
-    version = registered_version(dataset)
-    services.promote_model_version(version)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version, uncertainty="margin")
-    job.refresh_from_db()
-    assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 4
+    version, job = scored_by_a_promoted_model(dataset, "margin", django_capture_on_commit_callbacks)
+    assert job.summary["images_scored"] == 4
 
     ranked = [score.image for score in selectors.images_by_uncertainty(version)]
     assert ranked == [unsure, half, middling, sure]
@@ -115,9 +126,7 @@ def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_
 @pytest.mark.django_db
 def test_agreement_of_clicks_with_predicted_points_is_a_signal_not_a_decision(known_model,
                                                                              django_capture_on_commit_callbacks):
-    dataset = factories.DatasetFactory(kind="imagenet")
-    for index, key in enumerate(["a", "b"]):
-        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    dataset = two_class_dataset(kind="imagenet")
     left, right = images_with_contents(dataset, [b"left", b"right"])
     known_model({b"left": ([0.9, 0.1], [[0.2, 0.5]]), b"right": ([0.1, 0.9], [[0.8, 0.5]])}, multi_label=False)
     hit = factories.HitFactory(batch=factories.BatchFactory(dataset=dataset))
@@ -161,9 +170,7 @@ def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, dj
 
 @pytest.mark.django_db
 def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_running(known_model):
-    dataset = factories.DatasetFactory()
-    for index, key in enumerate(["a", "b"]):
-        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    dataset = two_class_dataset()
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([0.7, 0.3], [[0.5, 0.5]])}, multi_label=False)
     job = InferenceJob.objects.create(model_version=registered_version(dataset), status=JobStatus.RUNNING,
@@ -181,21 +188,14 @@ def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_r
 @pytest.mark.django_db
 def test_inconsistency_order_asks_first_about_the_images_whose_mirror_changes_the_prediction(
         known_model, django_capture_on_commit_callbacks):
-    dataset = factories.DatasetFactory(kind="coco")
-    for index, key in enumerate(["a", "b"]):
-        factories.CategoryFactory(dataset=dataset, key=key, index=index)
+    dataset = two_class_dataset(kind="coco")
     steady, flips, wavers, unsure = images_with_contents(dataset, [b"steady", b"flips", b"wavers", b"unsure"])
     centre = [[0.5, 0.5], [0.5, 0.5]]
     known_model({  # (probabilities, points, probabilities on the mirrored image)
         b"steady": ([0.99, 0.01], centre, [0.99, 0.01]), b"flips": ([0.9, 0.1], centre, [0.1, 0.9]),
         b"wavers": ([0.7, 0.3], centre, [0.5, 0.5]), b"unsure": ([0.5, 0.5], centre, [0.5, 0.5]),
     }, multi_label=True)
-    version = registered_version(dataset)
-    services.promote_model_version(version)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version, uncertainty="inconsistency")
-    job.refresh_from_db()
-    assert job.status == JobStatus.SUCCEEDED
+    scored_by_a_promoted_model(dataset, "inconsistency", django_capture_on_commit_callbacks)
     assert ImageScore.objects.get(image=unsure).uncertainty == pytest.approx(0.0, abs=1e-9)
 
     dataset.refresh_from_db()
