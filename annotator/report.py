@@ -109,17 +109,18 @@ def _in_any_box(x, y, boxes):
     return any(point_in_box(x, y, box) for box in boxes)
 
 
-def _chunked_with_boxes(records):
-    """(record, boxes of its image) pairs, boxes fetched once per chunk of records."""
+def _with_ground_truth(records, *fields):
+    """(record, [its image's ground-truth objects as tuples of the fields]) pairs, objects fetched once per chunk of
+    records."""
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, RECORD_CHUNK)):
-        boxes = {}
-        for image_id, bbox in GroundTruthObject.objects.filter(
+        objects = {}
+        for image_id, *values in GroundTruthObject.objects.filter(
             image_id__in={record["image_id"] for record in chunk}
-        ).values_list("image_id", "bbox"):
-            boxes.setdefault(image_id, []).append(bbox)
+        ).values_list("image_id", *fields):
+            objects.setdefault(image_id, []).append(tuple(values))
         for record in chunk:
-            yield record, boxes.get(record["image_id"], [])
+            yield record, objects.get(record["image_id"], [])
 
 
 def _trace_before_click(record, click_time):
@@ -148,9 +149,10 @@ def imagenet_analysis(batch):
         selectors.imagenet_records(batch).iterator(chunk_size=RECORD_CHUNK), selectors.IMAGENET_JSON_FIELDS
     )
     # Records come ordered by image, so one image's sessions are consecutive.
-    for _, sessions in itertools.groupby(_chunked_with_boxes(records), key=lambda pair: pair[0]["image_id"]):
+    for _, sessions in itertools.groupby(_with_ground_truth(records, "bbox"), key=lambda pair: pair[0]["image_id"]):
         image_clicks = Mean()
-        for record, boxes in sessions:
+        for record, objects in sessions:
+            boxes = [bbox for bbox, in objects]
             if not boxes:
                 continue
             width, height = record["image__width"], record["image__height"]
@@ -216,26 +218,19 @@ def coco_analysis(batch):
         .order_by("id").values("image_id", "image__width", "image__height", "action_histories", "final_positions")
         .iterator(chunk_size=RECORD_CHUNK)
     )
-    iterator = iter(records)
-    while chunk := list(itertools.islice(iterator, RECORD_CHUNK)):
-        objects = {}
-        for image_id, category_key, bbox, segmentation, area, iscrowd in GroundTruthObject.objects.filter(
-            image_id__in={record["image_id"] for record in chunk}
-        ).values_list("image_id", "category__key", "bbox", "segmentation", "area", "iscrowd"):
-            objects.setdefault(image_id, []).append((category_key, bbox, segmentation, area, iscrowd))
-        for record in chunk:
-            width, height = record["image__width"], record["image__height"]
-            image_objects = objects.get(record["image_id"], [])
-            by_key = objects_by_category((key, bbox, segmentation) for key, bbox, segmentation, _, _ in image_objects)
-            for on_object in icons_on_their_objects(record["final_positions"], by_key, width, height).values():
-                icons.add(on_object)
-            sequences.update(action_sequences(record["action_histories"]))
-            for key, bbox, _, area, iscrowd in image_objects:
-                if iscrowd:
-                    continue
-                area = area or bbox[2] * bbox[3]
-                size = next(name for name, low, high in COCO_SIZE_BINS if low <= area < high)
-                recall_by_size[size].add(key in record["final_positions"])
+    fields = ("category__key", "bbox", "segmentation", "area", "iscrowd")
+    for record, image_objects in _with_ground_truth(records, *fields):
+        width, height = record["image__width"], record["image__height"]
+        by_key = objects_by_category((key, bbox, segmentation) for key, bbox, segmentation, _, _ in image_objects)
+        for on_object in icons_on_their_objects(record["final_positions"], by_key, width, height).values():
+            icons.add(on_object)
+        sequences.update(action_sequences(record["action_histories"]))
+        for key, bbox, _, area, iscrowd in image_objects:
+            if iscrowd:
+                continue
+            area = area or bbox[2] * bbox[3]
+            size = next(name for name, low, high in COCO_SIZE_BINS if low <= area < high)
+            recall_by_size[size].add(key in record["final_positions"])
     total = sum(sequences.values())
     return {
         "icon_accuracy": icons.as_dict(),
