@@ -1,8 +1,8 @@
 """Build a training manifest (training/ml/manifest.py) from the database: the approved work of chosen batches.
 
 Labels are the dataset's own (ImageNet-style: the image's class; COCO-style: the categories of its ground-truth
-objects), so a model trained with and without byproducts sees the same labels. Point targets come only from
-APPROVED assignments of the chosen batches:
+objects), so a model trained with and without byproducts sees the same labels. Point targets (luab/targets.py) come
+only from APPROVED assignments of the chosen batches:
 
 - ImageNet-style: the first click (``selected_record[0]``) of every record that ended selected, averaged over
   the records (one per worker session), as the released ImageNet-AB loader does; weight 1, or 0 without any.
