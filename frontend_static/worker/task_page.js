@@ -17,6 +17,7 @@
  */
 import { Api, tokenRefused } from "./api.js";
 import { Clock, inferPageStart, maxEventTime, maxTimeAt } from "./clock.js";
+import { showCompletion } from "./completion.js";
 import { EventQueue } from "./event_queue.js";
 import { StatusBar } from "./status_bar.js";
 import { Store } from "./store.js";
@@ -73,11 +74,10 @@ class TaskRunner {
     this.listen();
     // Batches left over from before a reload go first, so the page content below includes them.
     await this.queue.drain();
-    const pageIndex = assignment.current_page;
-    if (assignment.finished || pageIndex === null || pageIndex === undefined || pageIndex >= assignment.n_pages) {
+    if (assignment.finished) {
       await this.finish();
     } else {
-      await this.showPage(pageIndex);
+      await this.advance(assignment.current_page);
     }
   }
 
@@ -251,6 +251,7 @@ class TaskRunner {
     this.store.remove(`start:${pageIndex}`);
   }
 
+  /** Shows page pageIndex, or finishes when there is none (null: the server says all pages are saved). */
   async advance(pageIndex) {
     if (pageIndex === null || pageIndex === undefined || pageIndex >= this.assignment.n_pages) {
       await this.finish();
@@ -277,63 +278,8 @@ class TaskRunner {
       return;
     }
     this.store.remove("outbox");
-    const done = document.getElementById("done");
-    document.getElementById("completion-code").textContent = answer.completion_code;
-    done.hidden = false;
-    document.body.classList.add("finished");
-    offerCopy(answer.completion_code);
-    if (answer.turk_submit_to) {
-      this.submitToMarket(answer);
-    } else if (answer.redirect_url) {
-      const link = document.getElementById("redirect-link");
-      link.href = answer.redirect_url;
-      link.parentElement.hidden = false;
-      setTimeout(() => window.location.assign(answer.redirect_url), 1500);
-    }
+    showCompletion(answer, this.bootstrap);
   }
-
-  /** MTurk: the page itself (inside the market's iframe) posts the externalSubmit form. */
-  submitToMarket(answer) {
-    const form = document.createElement("form");
-    form.method = "POST";
-    form.action = answer.turk_submit_to;
-    const fields = {
-      assignmentId: answer.market_assignment_id || this.bootstrap.market_assignment_id
-        || new URLSearchParams(window.location.search).get("assignmentId"),
-      completion_code: answer.completion_code,
-    };
-    for (const [name, value] of Object.entries(fields)) {
-      const input = document.createElement("input");
-      input.type = "hidden";
-      input.name = name;
-      input.value = value;
-      form.appendChild(input);
-    }
-    document.body.appendChild(form);
-    form.submit();
-  }
-}
-
-/** The Copy button beside the completion code (the clipboard API needs a secure context: else copy the selection). */
-function offerCopy(code) {
-  const button = document.getElementById("copy-code");
-  const said = document.getElementById("copy-status");
-  button.hidden = false;
-  button.addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText(code);
-    } catch (refused) {
-      const range = document.createRange();
-      range.selectNodeContents(document.getElementById("completion-code"));
-      window.getSelection().removeAllRanges();
-      window.getSelection().addRange(range);
-      if (!document.execCommand("copy")) {
-        said.textContent = "Select the code and copy it.";
-        return;
-      }
-    }
-    said.textContent = "Copied.";
-  });
 }
 
 /** Tokens of the work this browser started, by resume key (bootstrap.resume.key), so a reload can resume it. */
