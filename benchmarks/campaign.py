@@ -600,7 +600,7 @@ class SimulatedWorker:
 
     def request(self, kind, method, path, payload=None, expect=(200, 201), absolute=False):
         """One request, retried on no answer / 408 / 429 / 5xx with the same body (1 s doubling to 30 s), as
-        frontend_static/worker/common.js does."""
+        frontend_static/worker/api.js does."""
         driver = self.driver
         url = path if absolute else f"{self.api}/{path}"
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}

@@ -1,0 +1,108 @@
+import { tokenRefused } from "./api.js";
+import { uuid4 } from "./uuid.js";
+
+export const MAX_EVENTS_PER_BATCH = 5000;
+
+/** The first seq for new batches of a page: above the saved events' count, the stored counter and every batch of
+ * the page still in the outbox (every earlier batch had at least one event, so this seq is above all of theirs). */
+export function firstSeq(pageIndex, resumedEventCount, storedSeq, outbox) {
+  const afterOutbox = outbox.filter((batch) => batch.page === pageIndex).map((batch) => batch.seq + 1);
+  return Math.max(resumedEventCount + 1, storedSeq || 1, ...afterOutbox);
+}
+
+/** What POST pages/<i>/events (and its beacon) carries for one batch. */
+export function batchBody(batch) {
+  return { batch_id: batch.batch_id, seq: batch.seq, sent_at: batch.sent_at, events: batch.events };
+}
+
+/**
+ * Events go to `pending`, are cut into batches (client batch id + seq) every few seconds, and wait in the
+ * outbox (mirrored to storage) until the server acknowledged them; a resent batch id is never stored twice.
+ */
+export class EventQueue {
+  constructor(api, store, status, wallClock = Date.now) {
+    this.api = api;
+    this.store = store;
+    this.status = status;
+    this.wallClock = wallClock;
+    this.outbox = store.get("outbox") || [];
+    this.pending = [];
+    this.pageIndex = null;
+    this.nextSeq = 1;
+    this.draining = null;
+    this.stopped = false;
+  }
+
+  startPage(pageIndex, resumedEventCount) {
+    this.pageIndex = pageIndex;
+    this.pending = [];
+    this.nextSeq = firstSeq(pageIndex, resumedEventCount, this.store.get(`seq:${pageIndex}`), this.outbox);
+  }
+
+  push(event) {
+    this.pending.push(event);
+    if (this.pending.length >= MAX_EVENTS_PER_BATCH) this.cut();
+  }
+
+  cut() {
+    if (!this.pending.length || this.pageIndex === null) return;
+    this.outbox.push({
+      page: this.pageIndex, batch_id: uuid4(), seq: this.nextSeq, sent_at: this.wallClock(), events: this.pending,
+    });
+    this.nextSeq += 1;
+    this.pending = [];
+    this.store.set(`seq:${this.pageIndex}`, this.nextSeq);
+    this.persist();
+  }
+
+  persist() {
+    this.store.set("outbox", this.outbox);
+  }
+
+  /** Events recorded after a page was saved belong to no record: drop them. */
+  discardPage(pageIndex) {
+    if (this.pageIndex === pageIndex) this.pending = [];
+    this.outbox = this.outbox.filter((batch) => batch.page !== pageIndex);
+    this.store.remove(`seq:${pageIndex}`);
+    this.persist();
+  }
+
+  flush() {
+    this.cut();
+    return this.drain();
+  }
+
+  drain() {
+    if (!this.draining) {
+      this.draining = this.sendOutbox().finally(() => {
+        this.draining = null;
+      });
+    }
+    return this.draining;
+  }
+
+  async sendOutbox() {
+    while (this.outbox.length && !this.stopped) {
+      const batch = this.outbox[0];
+      try {
+        await this.api.request("POST", `pages/${batch.page}/events`, batchBody(batch));
+      } catch (refused) {
+        if (tokenRefused(refused)) {
+          this.stopped = true;
+          this.status.error(`We cannot save your work: ${refused.message}`);
+          return;
+        }
+        // The server refused this batch for good (invalid, page already saved): resending cannot help.
+        console.error(`events of page ${batch.page} refused:`, refused.message);
+      }
+      if (this.outbox[0] === batch) this.outbox.shift();
+      this.persist();
+    }
+  }
+
+  /** pagehide: hand everything still unacknowledged to the browser; storage keeps it for a reload. */
+  beaconAll() {
+    this.cut();
+    for (const batch of this.outbox) this.api.beacon(`pages/${batch.page}/events`, batchBody(batch));
+  }
+}
