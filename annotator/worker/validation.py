@@ -12,8 +12,8 @@ from msgspec import UNSET
 from rest_framework.exceptions import ValidationError
 
 from annotator.api.fields import nul_path
-from annotator.replay import ReplayError, replay_actions
 from annotator.worker import schemas
+from luab.actions import ReplayError, replay_actions
 
 DAY_MS = 24 * 3600 * 1000
 MAX_DISPLAY_PX = 100_000
@@ -216,7 +216,7 @@ def check_save_envelope(problems, save, client, now_ms):
 
 
 def check_imagenet_records(problems, records, page_index, candidates, now_ms):
-    """records: ImageNetRecordIn list; candidates: the page's image keys. One record per candidate, each valid."""
+    """records: luab.records.ImageNetRecord list; candidates: the page's image keys. One valid record per candidate."""
     first_seen = {}
     for i, record in enumerate(records):
         path = f"records[{i}]"
