@@ -96,16 +96,17 @@ class ImageNetRecord(Decoded):
     mouseTracking: Annotated[list[TimedPoint], Meta(max_length=MAX_TRACKING_SAMPLES)] = []
 
 
-class CocoRecord(Decoded):
-    """The one image of a COCO-style page: the icon actions, the category groups browsed, the pointer."""
+class CocoRecord(Decoded, kw_only=True):
+    """The one image of a COCO-style page: the icon actions, the category groups browsed, the pointer (fields in
+    the published order)."""
 
     image_id: Union[str, int]
     imageWidth: Number
     imageHeight: Number
-    timeSpent: Number
     actionHistories: Annotated[list[IconAction], Meta(max_length=MAX_ACTIONS)] = []
     categoryHistories: Annotated[list[CategoryVisit], Meta(max_length=MAX_CATEGORY_VISITS)] = []
     mouseTracking: Annotated[list[PageTimedPoint], Meta(max_length=MAX_TRACKING_SAMPLES)] = []
+    timeSpent: Number
 
 
 class PublishedImageNetRecord(ImageNetRecord, kw_only=True):
