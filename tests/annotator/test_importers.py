@@ -111,6 +111,10 @@ def test_imagenet_works_without_mapping_boxes_or_extra_splits(imagenet_copy):
     assert not GroundTruthObject.objects.exists()
 
 
+def truncate(path, kept_bytes):
+    path.write_bytes(path.read_bytes()[:kept_bytes])
+
+
 def break_imagenet(root, how):
     """Apply one kind of damage; returns text the error message must contain."""
     first_xml = root / "bbox" / "n90000002" / "n90000002_1.xml"
@@ -132,8 +136,7 @@ def break_imagenet(root, how):
         first_xml.write_text(first_xml.read_text().replace("<ymin>", "<ymin>abc", 1))
         return "<ymin> is 'abc"
     if how == "truncated jpeg":
-        target = root / "val" / "n90000007" / "n90000007_val_2.JPEG"
-        target.write_bytes(target.read_bytes()[:600])
+        truncate(root / "val" / "n90000007" / "n90000007_val_2.JPEG", 600)
         return "n90000007_val_2.JPEG"
     if how == "bad mapping line":
         with open(root / "LOC_synset_mapping.txt", "a") as mapping:
@@ -279,8 +282,7 @@ def break_coco(root, how):
         (root / "images" / "train" / "000000000002.jpg").unlink()
         return "images[1] (id 2): image file"
     if how == "truncated jpeg":
-        target = root / "images" / "train" / "000000000005.jpg"
-        target.write_bytes(target.read_bytes()[:700])
+        truncate(root / "images" / "train" / "000000000005.jpg", 700)
         return "images[4] (id 5): cannot decode image"
     if how == "not an image":
         (root / "images" / "train" / "000000000005.jpg").write_text("hello")
