@@ -115,6 +115,11 @@ def truncate(path, kept_bytes):
     path.write_bytes(path.read_bytes()[:kept_bytes])
 
 
+def append_line(path, line):
+    with open(path, "a") as text_file:
+        text_file.write(line)
+
+
 def break_imagenet(root, how):
     """Apply one kind of damage; returns text the error message must contain."""
     first_xml = root / "bbox" / "n90000002" / "n90000002_1.xml"
@@ -139,16 +144,13 @@ def break_imagenet(root, how):
         truncate(root / "val" / "n90000007" / "n90000007_val_2.JPEG", 600)
         return "n90000007_val_2.JPEG"
     if how == "bad mapping line":
-        with open(root / "LOC_synset_mapping.txt", "a") as mapping:
-            mapping.write("n99999999\n")
+        append_line(root / "LOC_synset_mapping.txt", "n99999999\n")
         return "LOC_synset_mapping.txt line 13"
     if how == "bad backgrounds line":
-        with open(root / "backgrounds.txt", "a") as backgrounds:
-            backgrounds.write("n90000004_1\n")
+        append_line(root / "backgrounds.txt", "n90000004_1\n")
         return "backgrounds.txt line 121: expected '<image stem> <wnid>'"
     if how == "background of no class":
-        with open(root / "backgrounds.txt", "a") as backgrounds:
-            backgrounds.write("n90000004_1 n01440764\n")
+        append_line(root / "backgrounds.txt", "n90000004_1 n01440764\n")
         return "backgrounds.txt line 121: background 'n01440764' is not a class"
     if how == "class missing from mapping":
         shutil.copytree(root / "train" / "n90000001", root / "train" / "n01440764")
