@@ -1,7 +1,10 @@
 """COCO-AB: one JSON list of (assignment, page) records (seed 000, Figure B).
 
 `iconType` carries the category name, as in the published file; `pointFrom` is null on add and `pointTo` is
-absent on remove; coordinates keep three decimals.
+absent on remove (luab.actions.action_dict); coordinates keep three decimals.
+
+The records written are rows of the export selectors (annotator.exports.selectors): mappings with their field
+names; the records read are luab.records.PublishedCocoRecord.
 """
 import itertools
 import json
