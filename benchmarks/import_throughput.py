@@ -170,7 +170,7 @@ def _dataset(name, kind, n_images, with_objects):
 
 def generate_imagenet_ab(n_records, path, rng):
     """An ImageNet-AB tarball of n_records sessions, written by the exporter's write_tar; returns (path, dataset)."""
-    from annotator.exports import imagenet_ab
+    from luab import imagenet_ab
 
     name = f"bench-ab-imagenet-{n_records}"
     n_images = -(-n_records // SESSIONS_PER_IMAGE)
@@ -207,7 +207,7 @@ def generate_imagenet_ab(n_records, path, rng):
 
 def generate_coco_ab(n_records, path, rng):
     """A COCO-AB JSON list of n_records records, written by the exporter's write_json_list; returns (path, dataset)."""
-    from annotator.exports import coco_ab
+    from luab import coco_ab
 
     name = f"bench-ab-coco-{n_records}"
     n_images = -(-n_records // SESSIONS_PER_IMAGE)

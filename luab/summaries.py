@@ -1,5 +1,19 @@
-"""Page summaries: what a saved page says at a glance, kept with the page (PageSubmission) and read by review."""
+"""Page summaries: what a saved page says at a glance, kept with the page (PageSubmission) and read by review and
+the report."""
 from luab.geometry import in_pixels, point_on_object
+
+IMAGENET_SUMMARY = ("n_selected", "n_in_class", "n_in_class_selected")
+
+
+def imagenet_page_summary(images):
+    """An ImageNet-style page's summary from its images' (selected, in the page's class) pairs: how many are
+    selected, in class, and both."""
+    summary = dict.fromkeys(IMAGENET_SUMMARY, 0)
+    for selected, in_class in images:
+        summary["n_selected"] += selected
+        summary["n_in_class"] += in_class
+        summary["n_in_class_selected"] += selected and in_class
+    return summary
 
 
 def objects_by_category(objects):

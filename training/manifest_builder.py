@@ -33,7 +33,7 @@ from django.db.models import Count, Max, Q
 from django.db.models.functions import Length
 
 from annotator.models import Assignment, CocoRecord, Dataset, GroundTruthObject, ImageNetRecord, Split
-from annotator.replay import replay_actions
+from luab.actions import replay_actions
 from luab.targets import first_click, icon_points
 from training.ml import manifest as manifest_module
 from training.pseudo_labels import confident_labels

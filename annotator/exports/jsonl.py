@@ -6,7 +6,7 @@ assignment's state.
 """
 import msgspec
 
-from . import coco_ab, imagenet_ab
+from luab import coco_ab, imagenet_ab
 
 
 def _common(record, anonymise, batch_name):

@@ -79,24 +79,24 @@ def imagenet_records(batch, include_rejected=False, with_client=False):
     """ImageNetRecord rows as dicts, ordered by image so that one image's sessions come together.
 
     JSON columns: IMAGENET_JSON_FIELDS, plus "page_client" with_client."""
-    records = _batch_records(ImageNetRecord, batch, include_rejected)
-    if with_client:
-        records = records.annotate(**_page_submission_columns())
-    return records.order_by("image_id", "assignment_id", "page_id").values(
-        *IMAGENET_RECORD_FIELDS, *(_PAGE_SUBMISSION_FIELDS if with_client else ()),
-        **_as_json_text(IMAGENET_JSON_FIELDS),
-    )
+    return _records(ImageNetRecord, batch, include_rejected, with_client, ("image_id", "assignment_id", "page_id"),
+                    IMAGENET_RECORD_FIELDS, IMAGENET_JSON_FIELDS)
 
 
 def coco_records(batch, include_rejected=False, with_client=False):
     """CocoRecord rows as dicts, in HIT, worker and page order (the order the work was done in).
 
     JSON columns: COCO_JSON_FIELDS, plus "page_client" with_client."""
-    records = _batch_records(CocoRecord, batch, include_rejected)
+    return _records(CocoRecord, batch, include_rejected, with_client,
+                    ("assignment__hit__index", "assignment_id", "page__index"), COCO_RECORD_FIELDS, COCO_JSON_FIELDS)
+
+
+def _records(model, batch, include_rejected, with_client, order, fields, json_fields):
+    records = _batch_records(model, batch, include_rejected)
     if with_client:
         records = records.annotate(**_page_submission_columns())
-    return records.order_by("assignment__hit__index", "assignment_id", "page__index").values(
-        *COCO_RECORD_FIELDS, *(_PAGE_SUBMISSION_FIELDS if with_client else ()), **_as_json_text(COCO_JSON_FIELDS),
+    return records.order_by(*order).values(
+        *fields, *(_PAGE_SUBMISSION_FIELDS if with_client else ()), **_as_json_text(json_fields),
     )
 
 

@@ -12,8 +12,8 @@ from msgspec import UNSET
 from rest_framework.exceptions import ValidationError
 
 from annotator.api.fields import nul_path
-from annotator.replay import ReplayError, replay_actions
 from annotator.worker import schemas
+from luab.actions import ReplayError, replay_actions
 
 DAY_MS = 24 * 3600 * 1000
 MAX_DISPLAY_PX = 100_000
@@ -216,7 +216,7 @@ def check_save_envelope(problems, save, client, now_ms):
 
 
 def check_imagenet_records(problems, records, page_index, candidates, now_ms):
-    """records: ImageNetRecordIn list; candidates: the page's image keys. One record per candidate, each valid."""
+    """records: luab.records.ImageNetRecord list; candidates: the page's image keys. One valid record per candidate."""
     first_seen = {}
     for i, record in enumerate(records):
         path = f"records[{i}]"
@@ -283,6 +283,17 @@ def check_icon_action(problems, path, action, category_keys):
     check_page_ms(problems, f"{path}.timeAt", action.timeAt)
 
 
+def check_not_earlier(problems, path, items, i):
+    """items[i] (a list at `path` of things with a timeAt) does not come earlier than the item before it."""
+    if i and items[i].timeAt < items[i - 1].timeAt:
+        problems.add(f"{path}[{i}].timeAt", f"{items[i].timeAt} is earlier than {items[i - 1].timeAt}")
+
+
+def check_group_index(problems, path, index, n_groups):
+    if not 0 <= index < n_groups:
+        problems.add(path, f"{index} is not a group index (0..{n_groups - 1})")
+
+
 def check_coco_record(problems, records, page_index, image_key, category_keys, n_groups):
     """The page's single record; returns the replayed final positions (None when the record is invalid)."""
     if len(records) != 1:
@@ -295,25 +306,15 @@ def check_coco_record(problems, records, page_index, image_key, category_keys, n
     check_display_size(problems, f"{path}.imageHeight", record.imageHeight)
     if not 0 <= record.timeSpent <= DAY_MS:
         problems.add(f"{path}.timeSpent", f"{record.timeSpent} is outside [0, 24 h] in ms")
-    previous = None
     for i, action in enumerate(record.actionHistories):
         check_icon_action(problems, f"{path}.actionHistories[{i}]", action, category_keys)
-        if previous is not None and action.timeAt < previous:
-            problems.add(f"{path}.actionHistories[{i}].timeAt", f"{action.timeAt} is earlier than {previous}")
-        previous = action.timeAt
+        check_not_earlier(problems, f"{path}.actionHistories", record.actionHistories, i)
     browsed = set()
-    previous = None
     for i, visit in enumerate(record.categoryHistories):
-        if not 0 <= visit.categoryIndex < n_groups:
-            problems.add(
-                f"{path}.categoryHistories[{i}].categoryIndex",
-                f"{visit.categoryIndex} is not a group index (0..{n_groups - 1})",
-            )
+        check_group_index(problems, f"{path}.categoryHistories[{i}].categoryIndex", visit.categoryIndex, n_groups)
         browsed.add(visit.categoryIndex)
         check_page_ms(problems, f"{path}.categoryHistories[{i}].timeAt", visit.timeAt)
-        if previous is not None and visit.timeAt < previous:
-            problems.add(f"{path}.categoryHistories[{i}].timeAt", f"{visit.timeAt} is earlier than {previous}")
-        previous = visit.timeAt
+        check_not_earlier(problems, f"{path}.categoryHistories", record.categoryHistories, i)
     unbrowsed = [str(index) for index in range(n_groups) if index not in browsed]
     if unbrowsed:
         problems.add(
@@ -360,10 +361,8 @@ def check_events(problems, batch, now_ms, image_keys=None, category_keys=None, n
         elif isinstance(event, schemas.CategoryEvent):
             if n_groups is None:
                 problems.add(f"{path}.type", "category events belong to COCO-style pages")
-            elif not 0 <= event.categoryIndex < n_groups:
-                problems.add(
-                    f"{path}.categoryIndex", f"{event.categoryIndex} is not a group index (0..{n_groups - 1})"
-                )
+            else:
+                check_group_index(problems, f"{path}.categoryIndex", event.categoryIndex, n_groups)
         if hasattr(event, "timeAt"):
             if not isinstance(event, schemas.ActionEvent):
                 check_page_ms(problems, f"{path}.timeAt", event.timeAt)

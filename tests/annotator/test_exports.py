@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from annotator.exports import imagenet_ab, services
+from annotator.exports import services
+from luab import imagenet_ab
 from annotator.exports.anonymise import WorkerAnonymiser
 from annotator.models import Assignment, ExportJob, Image, ImageNetRecord, PageSubmission, TaskKind
 from tests import factories
@@ -152,15 +153,6 @@ def test_imagenet_ab_lists_every_click_in_time_order_as_published(imagenet_batch
 
     assert [click.findtext("time") for click in session.findall("selectedRecord")] == ["1000", "2000", "3000"]
     assert (session.findtext("selectedCount"), session.findtext("selected")) == ("3", "True")
-
-
-def test_estimate_time_counts_only_hovering_while_unselected():
-    hovered = [{"action": "enter", "time": 0}, {"action": "leave", "time": 1000},
-               {"action": "enter", "time": 5000}, {"action": "leave", "time": 6000}]
-    selected = [{"x": 0.5, "y": 0.5, "time": 400}]
-    deselected = [{"x": 0.5, "y": 0.5, "time": 5500}]
-
-    assert imagenet_ab.estimate_time(hovered, selected, deselected) == 400 + 500
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from annotator.exports import coco_ab, imagenet_ab, services
+from annotator.importers import ab
 from annotator.models import (
     Assignment, Batch, CocoRecord, Event, GroundTruthObject, Image, ImageNetRecord, PageItem,
     PageSubmission, TaskKind,
 )
 from annotator.review.selectors import work_summaries
 from annotator.worker.services import coco_summary
+from luab import coco_ab, imagenet_ab
 from tests import factories
 from tests.annotator.test_exports import (  # noqa: F401
     GOLDEN_XML, coco_batch, export_bytes, imagenet_batch, tar_members,
@@ -172,7 +173,7 @@ def test_import_needs_a_dataset_of_the_right_kind_and_a_free_batch_name(coco_bat
 
 
 def test_imported_imagenet_records_count_as_approved_work_of_the_dataset(imagenet_batch):
-    result = services.import_imagenet_ab(
+    result = ab.import_imagenet_ab(
         imagenet_batch.dataset, io.BytesIO(export_bytes(imagenet_batch, "imagenet-ab")), batch_name="released"
     )
 
@@ -196,13 +197,6 @@ def test_a_file_that_is_not_a_json_list_is_refused(coco_batch, tmp_path, text, m
     with pytest.raises(CommandError, match=message):
         import_file(tmp_path, data, "coco-ab", "coco-mini")
     assert not Batch.objects.filter(name__endswith="-import").exists()
-
-
-def test_coco_ab_is_read_as_a_stream_across_chunk_boundaries():
-    records = [{"image_id": i, "mouseTracking": [{"x": 0.5, "y": 0.25, "timeAt": 10 * i}]} for i in range(50)]
-    text = json.dumps(records, indent=2)
-
-    assert list(coco_ab.iter_json_list(io.StringIO(text), chunk_chars=7)) == records
 
 
 # Imported batches look like collected ones downstream: page summaries, page items, training, report, review
@@ -425,7 +419,7 @@ def test_imported_coco_pages_are_journalled_like_saved_pages(coco_batch, tmp_pat
 # Large files: written a chunk at a time, all or nothing, in memory that does not grow with the file
 
 def test_a_malformed_record_after_written_chunks_leaves_nothing_imported(coco_batch, tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "IMPORT_CHUNK", 2)
+    monkeypatch.setattr(ab, "IMPORT_CHUNK", 2)
     record = json.loads(export_bytes(coco_batch, "coco-ab"))[0]
     records = [{**json.loads(json.dumps(record)), "hit_id": f"HIT-{n}"} for n in range(7)]
     records[5]["actionHistories"][0]["iconType"] = "spaceship"
@@ -494,10 +488,10 @@ def peak_import_memory(export_format, dataset, path):
     try:
         if export_format == "imagenet-ab":
             with open(path, "rb") as tarball_file:
-                result = services.import_imagenet_ab(dataset, tarball_file, on_images=collect)
+                result = ab.import_imagenet_ab(dataset, tarball_file, on_images=collect)
         else:
             with open(path, encoding="utf-8") as json_file:
-                result = services.import_coco_ab(dataset, json_file, on_records=collect)
+                result = ab.import_coco_ab(dataset, json_file, on_records=collect)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -510,7 +504,7 @@ def peak_import_memory(export_format, dataset, path):
     ("imagenet-ab", generated_imagenet_ab), ("coco-ab", generated_coco_ab),
 ])
 def test_import_memory_does_not_grow_with_the_record_count(export_format, generate, tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "IMPORT_CHUNK", 20)
+    monkeypatch.setattr(ab, "IMPORT_CHUNK", 20)
     monkeypatch.setattr(coco_ab, "READ_CHUNK_CHARS", 1 << 12)
     warm_up, small, large = (generate(tmp_path / name, n) for name, n in (("warm", 2000), ("small", 100),
                                                                           ("large", 2000)))
@@ -533,7 +527,7 @@ def test_import_memory_does_not_grow_with_the_record_count(export_format, genera
 
 def test_a_member_too_big_to_be_an_annotation_is_refused_before_it_is_inflated(released_imagenet, tmp_path):
     """Issue 14: a 400 KB tar.gz holding a 400 MB member took 1.36 GB; the member's size in its header decides."""
-    from annotator.exports.imagenet_ab import MAX_MEMBER_BYTES
+    from luab.imagenet_ab import MAX_MEMBER_BYTES
 
     document = published_xml("n01440764_9", [("AAAAAAAAAA", "ASSIGNMENT-A", 3, (0.05, 0.05), 100)])
     padded = document.replace("</annotation>", "<!--" + " " * MAX_MEMBER_BYTES + "--></annotation>")

@@ -111,6 +111,15 @@ def test_imagenet_works_without_mapping_boxes_or_extra_splits(imagenet_copy):
     assert not GroundTruthObject.objects.exists()
 
 
+def truncate(path, kept_bytes):
+    path.write_bytes(path.read_bytes()[:kept_bytes])
+
+
+def append_line(path, line):
+    with open(path, "a") as text_file:
+        text_file.write(line)
+
+
 def break_imagenet(root, how):
     """Apply one kind of damage; returns text the error message must contain."""
     first_xml = root / "bbox" / "n90000002" / "n90000002_1.xml"
@@ -132,20 +141,16 @@ def break_imagenet(root, how):
         first_xml.write_text(first_xml.read_text().replace("<ymin>", "<ymin>abc", 1))
         return "<ymin> is 'abc"
     if how == "truncated jpeg":
-        target = root / "val" / "n90000007" / "n90000007_val_2.JPEG"
-        target.write_bytes(target.read_bytes()[:600])
+        truncate(root / "val" / "n90000007" / "n90000007_val_2.JPEG", 600)
         return "n90000007_val_2.JPEG"
     if how == "bad mapping line":
-        with open(root / "LOC_synset_mapping.txt", "a") as mapping:
-            mapping.write("n99999999\n")
+        append_line(root / "LOC_synset_mapping.txt", "n99999999\n")
         return "LOC_synset_mapping.txt line 13"
     if how == "bad backgrounds line":
-        with open(root / "backgrounds.txt", "a") as backgrounds:
-            backgrounds.write("n90000004_1\n")
+        append_line(root / "backgrounds.txt", "n90000004_1\n")
         return "backgrounds.txt line 121: expected '<image stem> <wnid>'"
     if how == "background of no class":
-        with open(root / "backgrounds.txt", "a") as backgrounds:
-            backgrounds.write("n90000004_1 n01440764\n")
+        append_line(root / "backgrounds.txt", "n90000004_1 n01440764\n")
         return "backgrounds.txt line 121: background 'n01440764' is not a class"
     if how == "class missing from mapping":
         shutil.copytree(root / "train" / "n90000001", root / "train" / "n01440764")
@@ -279,8 +284,7 @@ def break_coco(root, how):
         (root / "images" / "train" / "000000000002.jpg").unlink()
         return "images[1] (id 2): image file"
     if how == "truncated jpeg":
-        target = root / "images" / "train" / "000000000005.jpg"
-        target.write_bytes(target.read_bytes()[:700])
+        truncate(root / "images" / "train" / "000000000005.jpg", 700)
         return "images[4] (id 5): cannot decode image"
     if how == "not an image":
         (root / "images" / "train" / "000000000005.jpg").write_text("hello")

@@ -1,5 +1,5 @@
-"""The COCO-style page summary, on a hand-made 100x100 image."""
-from luab.summaries import coco_page_summary, icons_on_their_objects, objects_by_category
+"""Page summaries, on hand-made pages (a 100x100 COCO-style image; ImageNet-style (selected, in class) pairs)."""
+from luab.summaries import coco_page_summary, icons_on_their_objects, imagenet_page_summary, objects_by_category
 
 CAR_MASK = [[10, 10, 60, 10, 10, 60]]  # the upper-left half of its box [10, 10, 50, 50]
 OBJECTS = [
@@ -32,3 +32,13 @@ def test_page_summary_counts_categories_correct_tags_icons_and_icons_on_their_ma
     assert coco_page_summary([], 100, 100, {}) == {
         "n_gt_categories": 0, "n_tagged_correct": 0, "n_icons": 0, "n_icons_on_mask": 0,
     }
+
+
+
+def test_imagenet_page_summary_counts_selected_in_class_and_both():
+    images = [(True, True), (True, False), (False, True), (False, False), (True, True)]
+    assert imagenet_page_summary(images) == {"n_selected": 3, "n_in_class": 3, "n_in_class_selected": 2}
+
+
+def test_an_empty_page_counts_nothing():
+    assert imagenet_page_summary([]) == {"n_selected": 0, "n_in_class": 0, "n_in_class_selected": 0}

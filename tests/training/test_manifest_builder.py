@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from annotator.models import Assignment, TaskKind
-from annotator.replay import replay_actions
+from luab.actions import replay_actions
 from tests import factories
 from training.manifest_builder import ManifestBuildError, build_manifest, manifest_for
 from training.ml import manifest as manifest_module

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotator.exports import services
+from annotator.importers import ab
 from annotator.models import Dataset, ExportJob
 
 
@@ -33,12 +33,12 @@ class Command(BaseCommand):
         try:
             if format == ExportJob.Format.IMAGENET_AB:
                 with open(path, "rb") as tarball, tqdm(unit="image", desc="import imagenet-ab", disable=quiet) as bar:
-                    result = services.import_imagenet_ab(dataset, tarball, str(path), batch, on_images=bar.update)
+                    result = ab.import_imagenet_ab(dataset, tarball, str(path), batch, on_images=bar.update)
             else:
                 with open(path, encoding="utf-8") as json_file, \
                         tqdm(unit="record", desc="import coco-ab", disable=quiet) as bar:
-                    result = services.import_coco_ab(dataset, json_file, str(path), batch, on_records=bar.update)
-        except services.ImportFailed as error:
+                    result = ab.import_coco_ab(dataset, json_file, str(path), batch, on_records=bar.update)
+        except ab.ImportFailed as error:
             raise CommandError(f"{path}: {error} (nothing was imported)") from None
         self.stdout.write(
             f"imported {result.records} records into batch {result.batch.name} "

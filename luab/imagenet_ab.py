@@ -4,9 +4,12 @@ The root `annotation` starts with the ILSVRC / Pascal-VOC header (folder, filena
 objects with their boxes) and holds one `metadata` element per worker session that showed the image. Every
 value is a text node; coordinates keep three decimals like the published files.
 
-As published, `selectedRecord` lists every click on the image in time order (selecting and deselecting ones
-alternate, so `selected` is True when their number is odd); we store the two kinds apart and merge them here,
-and an import splits them again by position.
+As published, `selectedRecord` lists all clicks on the image in time order (selecting and deselecting ones
+alternate, so `selected` is True when their number is odd); we store the selecting and the deselecting clicks
+apart (luab.records) and merge them here, and an import splits them again by position.
+
+The records written are rows of the export selectors (annotator.exports.selectors): mappings with their field
+names; the records read are luab.records.PublishedImageNetRecord.
 """
 import gzip
 import io
@@ -16,7 +19,8 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from .formatting import XML_COORDINATE, pixel_number
+from luab.formatting import XML_COORDINATE, pixel_number
+from luab.records import Hover, Point, PublishedImageNetRecord, TimedPoint, Toggle
 
 MEMBER_PREFIX = "train_xml/"
 # One image's sessions: the released files' largest are well under 1 MiB. A bigger member is refused from its tar
@@ -36,10 +40,10 @@ def wnid(record):
     return record["image__label__key"] or record["page__category__key"] or "unlabelled"
 
 
-def estimate_time(hovered_record, selected_record, deselected_record):
+def estimate_time(hovered_record, selecting_clicks, deselecting_clicks):
     """Milliseconds the pointer spent over the image while it was not selected."""
     clicks = sorted(
-        [(click["time"], True) for click in selected_record] + [(click["time"], False) for click in deselected_record]
+        [(click["time"], True) for click in selecting_clicks] + [(click["time"], False) for click in deselecting_clicks]
     )
     total = 0
     entered_at = None
@@ -80,31 +84,32 @@ def _points(tag, points):
     ])
 
 
-def all_clicks(selected_record, deselected_record):
-    return sorted(selected_record + deselected_record, key=lambda click: click["time"])
+def merge_clicks(selecting_clicks, deselecting_clicks):
+    """All clicks in time order, as ImageNet-AB's selectedRecord lists them."""
+    return sorted(selecting_clicks + deselecting_clicks, key=lambda click: click["time"])
 
 
-def split_clicks(clicks):
-    """Published clicks alternate select, deselect, select...: (selecting clicks, deselecting clicks)."""
-    return clicks[0::2], clicks[1::2]
+def split_clicks(all_clicks):
+    """ImageNet-AB's clicks alternate select, deselect, select...: (selecting clicks, deselecting clicks)."""
+    return all_clicks[0::2], all_clicks[1::2]
 
 
 def metadata_xml(record, exported_worker_id, with_state):
     hovered = record["hovered_record"]
-    clicks = all_clicks(record["selected_record"], record["deselected_record"])
+    all_clicks = merge_clicks(record["selected_record"], record["deselected_record"])
     position = record["image_position"] or {}
     parts = [
         "\t<metadata>\n",
         f"\t\t<imageID>{escape(image_id(record))}</imageID>\n",
         f"\t\t<selected>{'True' if record['selected'] else 'False'}</selected>\n",
-        _points("selectedRecord", clicks),
+        _points("selectedRecord", all_clicks),
         "".join([
             f"\t\t<hoveredRecord>\n\t\t\t<action>{escape(h['action'])}</action>\n"
             f"\t\t\t<time>{h['time']}</time>\n\t\t</hoveredRecord>\n"
             for h in hovered
         ]),
         _points("mouseTracking", record["mouse_tracking"]),
-        f"\t\t<selectedCount>{len(clicks)}</selectedCount>\n",
+        f"\t\t<selectedCount>{len(all_clicks)}</selectedCount>\n",
         f"\t\t<hoveredCount>{sum(1 for h in hovered if h['action'] == 'enter')}</hoveredCount>\n",
         f"\t\t<estimateTime>"
         f"{estimate_time(hovered, record['selected_record'], record['deselected_record'])}</estimateTime>\n",
@@ -181,25 +186,9 @@ def write_tar(records, out, anonymise, load_objects, with_state=False, on_record
 
 
 @dataclass
-class Session:
-    """One parsed `metadata` element."""
-
-    image_id: str
-    selected: bool
-    selected_record: list
-    deselected_record: list
-    hovered_record: list
-    mouse_tracking: list
-    image_position: dict
-    image_width: int
-    image_height: int
-    worker_id: str
-    assignment_id: str
-    page_idx: int
-
-
-@dataclass
 class ParsedAnnotation:
+    """One XML member: the image's file stem and one PublishedImageNetRecord per `metadata` element."""
+
     member: str
     stem: str
     sessions: list = field(default_factory=list)
@@ -224,18 +213,18 @@ def _number(element, tag, where, kind):
         raise MalformedAnnotation(f"{where}: <{tag}> is {text!r}, not a number") from None
 
 
-def _point(p, where):
+def _toggle(p, where):
     if p.findtext("usingKeyboard") == "True":  # our keyboard toggles: a time, no point
-        return {"time": _number(p, "time", where, int), "usingKeyboard": True}
-    x, y = _number(p, "x", where, float), _number(p, "y", where, float)
-    return {"x": x, "y": y, "time": _number(p, "time", where, int)}
+        return Toggle(time=_number(p, "time", where, int), usingKeyboard=True)
+    return Toggle(x=_number(p, "x", where, float), y=_number(p, "y", where, float), time=_number(p, "time", where, int))
 
 
-def _point_list(metadata, tag, where):
-    return [
-        _point(p, f"{where} <{tag}>")
-        for p in metadata.findall(tag)
-    ]
+def _timed_point(p, where):
+    return TimedPoint(_number(p, "x", where, float), _number(p, "y", where, float), _number(p, "time", where, int))
+
+
+def _point_list(metadata, tag, where, parse):
+    return [parse(p, f"{where} <{tag}>") for p in metadata.findall(tag)]
 
 
 def parse_annotation(member, data):
@@ -255,22 +244,22 @@ def parse_annotation(member, data):
         position = metadata.find("imagePosition")
         if position is None:
             raise MalformedAnnotation(f"{where}: missing <imagePosition>")
-        selecting, deselecting = split_clicks(_point_list(metadata, "selectedRecord", where))
-        annotation.sessions.append(Session(
-            image_id=_text(metadata, "imageID", where),
+        selecting_clicks, deselecting_clicks = split_clicks(_point_list(metadata, "selectedRecord", where, _toggle))
+        annotation.sessions.append(PublishedImageNetRecord(
+            imageID=_text(metadata, "imageID", where),
             selected=selected == "True",
-            selected_record=selecting,
-            deselected_record=deselecting,
-            hovered_record=[
-                {"action": _text(h, "action", f"{where} <hoveredRecord>"),
-                 "time": _number(h, "time", f"{where} <hoveredRecord>", int)}
+            selectedRecord=selecting_clicks,
+            deselectedRecord=deselecting_clicks,
+            hoveredRecord=[
+                Hover(_text(h, "action", f"{where} <hoveredRecord>"),
+                      _number(h, "time", f"{where} <hoveredRecord>", int))
                 for h in metadata.findall("hoveredRecord")
             ],
-            mouse_tracking=_point_list(metadata, "mouseTracking", where),
-            image_position={"x": _number(position, "x", f"{where} <imagePosition>", pixel_number),
-                            "y": _number(position, "y", f"{where} <imagePosition>", pixel_number)},
-            image_width=_number(metadata, "imageWidth", where, int),
-            image_height=_number(metadata, "imageHeight", where, int),
+            mouseTracking=_point_list(metadata, "mouseTracking", where, _timed_point),
+            imagePosition=Point(_number(position, "x", f"{where} <imagePosition>", pixel_number),
+                                _number(position, "y", f"{where} <imagePosition>", pixel_number)),
+            imageWidth=_number(metadata, "imageWidth", where, int),
+            imageHeight=_number(metadata, "imageHeight", where, int),
             worker_id=_text(metadata, "worker_id", where),
             assignment_id=_text(metadata, "assignment_id", where),
             page_idx=_number(metadata, "page_idx", where, int),

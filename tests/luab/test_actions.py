@@ -1,7 +1,7 @@
-"""Replaying COCO-style action histories."""
+"""Icon actions: the points each type needs, their stored form, and their replay into the final icon positions."""
 import pytest
 
-from annotator.replay import ReplayError, replay_actions
+from luab.actions import ReplayError, action_dict, missing_point, replay_actions
 from tests.annotator.worker_bodies import add, move, remove
 
 
@@ -36,3 +36,24 @@ def test_impossible_actions_are_named(actions, index, message):
 def test_lenient_replay_skips_impossible_actions():
     actions = [move("car", (0.1, 0.1), (0.2, 0.2), 1), add("car", 0.1, 0.1, 2), add("car", 0.3, 0.3, 3)]
     assert replay_actions(actions, strict=False) == {"car": {"x": 0.1, "y": 0.1}}
+
+
+
+@pytest.mark.parametrize("action_type, points, missing", [
+    ("add", {"pointFrom": None, "pointTo": {"x": 0.1, "y": 0.2}}, None),
+    ("add", {"pointFrom": None}, "pointTo"),
+    ("move", {"pointTo": {"x": 0.1, "y": 0.2}}, "pointFrom"),
+    ("move", {"pointFrom": {"x": 0.1, "y": 0.2}, "pointTo": None}, "pointTo"),
+    ("remove", {"pointFrom": {"x": 0.1, "y": 0.2}}, None),
+    ("remove", {"pointFrom": None, "pointTo": {"x": 0.1, "y": 0.2}}, "pointFrom"),
+])
+def test_each_action_type_needs_its_points(action_type, points, missing):
+    assert missing_point(action_type, points) == missing
+
+
+def test_the_stored_form_has_no_point_from_on_add_and_no_point_to_on_remove():
+    point = {"x": 0.1, "y": 0.2}
+    assert action_dict("add", "car", point, point, 5) == add("car", 0.1, 0.2, 5)
+    assert action_dict("remove", "car", point, point, 7) == remove("car", (0.1, 0.2), 7)
+    assert list(action_dict("move", "car", point, point, 6)) == ["actionType", "iconType", "pointFrom", "pointTo",
+                                                                 "timeAt"]

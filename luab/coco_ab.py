@@ -1,15 +1,19 @@
 """COCO-AB: one JSON list of (assignment, page) records (seed 000, Figure B).
 
 `iconType` carries the category name, as in the published file; `pointFrom` is null on add and `pointTo` is
-absent on remove; coordinates keep three decimals.
+absent on remove (luab.actions.action_dict); coordinates keep three decimals.
+
+The records written are rows of the export selectors (annotator.exports.selectors): mappings with their field
+names; the records read are luab.records.PublishedCocoRecord.
 """
 import itertools
 import json
-from typing import Literal
 
 import msgspec
 
-from .formatting import rounded_point
+from luab.actions import action_dict, missing_point
+from luab.formatting import rounded_point
+from luab.records import PublishedCocoRecord
 
 
 def coco_image_id(image_key):
@@ -22,15 +26,12 @@ def hit_id(record, batch_name):
 
 
 def exported_action(action, category_names):
-    exported = {
-        "actionType": action["actionType"],
-        "iconType": category_names.get(action["iconType"], action["iconType"]),
-        "pointFrom": None if action["actionType"] == "add" else rounded_point(action["pointFrom"], None),
-    }
-    if action["actionType"] != "remove":
-        exported["pointTo"] = rounded_point(action["pointTo"], None)
-    exported["timeAt"] = action["timeAt"]
-    return exported
+    """A stored action as published: iconType the category's name, coordinates rounded."""
+    point_from, point_to = (action.get(name) for name in ("pointFrom", "pointTo"))
+    return action_dict(
+        action["actionType"], category_names.get(action["iconType"], action["iconType"]),
+        point_from and rounded_point(point_from, None), point_to and rounded_point(point_to, None), action["timeAt"],
+    )
 
 
 def coco_ab_record(record, anonymise, category_names, batch_name, with_state=False):
@@ -66,57 +67,6 @@ def write_json_list(records, out, to_dict, on_record=None):
             on_record(1)
     out.write(b"\n]\n")
     return count
-
-
-class Point(msgspec.Struct):
-    x: float
-    y: float
-
-
-class Action(msgspec.Struct):
-    actionType: Literal["add", "move", "remove"]
-    iconType: str
-    timeAt: int
-    pointFrom: Point | None = None
-    pointTo: Point | None = None
-
-
-class CategoryVisit(msgspec.Struct):
-    categoryIndex: int
-    categoryName: str
-    timeAt: int
-    usingKeyboard: bool
-
-
-class TrackPoint(msgspec.Struct):
-    x: float
-    y: float
-    timeAt: int
-
-
-class CocoAbRecord(msgspec.Struct):
-    """A published COCO-AB record; hit_id/page_id may be given as assignment_id/page_idx instead."""
-
-    image_id: int | str
-    worker_id: str
-    imageWidth: int
-    imageHeight: int
-    timeSpent: int
-    actionHistories: list[Action]
-    categoryHistories: list[CategoryVisit] = []
-    mouseTracking: list[TrackPoint] = []
-    hit_id: str | None = None
-    assignment_id: str | None = None
-    page_id: int | None = None
-    page_idx: int | None = None
-
-    @property
-    def hit_key(self):
-        return self.hit_id or self.assignment_id
-
-    @property
-    def page_index(self):
-        return self.page_id if self.page_id is not None else self.page_idx
 
 
 READ_CHUNK_CHARS = 1 << 20
@@ -190,10 +140,10 @@ def iter_json_list(fileobj, chunk_chars=READ_CHUNK_CHARS):
 
 
 def read_json_list(fileobj):
-    """Yield validated CocoAbRecord objects from a COCO-AB JSON list (a text file), streaming."""
+    """Yield validated PublishedCocoRecord objects from a COCO-AB JSON list (a text file), streaming."""
     for index, element in enumerate(iter_json_list(fileobj, READ_CHUNK_CHARS)):
         try:
-            record = msgspec.convert(element, CocoAbRecord)
+            record = msgspec.convert(element, PublishedCocoRecord)
         except msgspec.ValidationError as error:
             raise MalformedCocoAb(f"record {index}: {error}") from None
         where = f"record {index} (image_id {record.image_id})"
@@ -202,8 +152,7 @@ def read_json_list(fileobj):
         if record.page_index is None:
             raise MalformedCocoAb(f"{where}: needs page_id or page_idx")
         for number, action in enumerate(record.actionHistories):
-            if action.actionType != "remove" and action.pointTo is None:
-                raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointTo")
-            if action.actionType != "add" and action.pointFrom is None:
-                raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no pointFrom")
+            missing = missing_point(action.actionType, {"pointFrom": action.pointFrom, "pointTo": action.pointTo})
+            if missing:
+                raise MalformedCocoAb(f"{where}: actionHistories[{number}] ({action.actionType}) has no {missing}")
         yield record

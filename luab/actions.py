@@ -1,10 +1,13 @@
-"""Replay of a COCO-style action history into the icons left on the image.
+"""Icon actions of a COCO-style page: what makes one valid, and their replay into the icons left on the image.
 
-One function for everyone who needs the final tags: page saves (validation and review summary), exports,
-training manifests and analyses.
+One rule for everyone: the worker API's validation, the review summary, the COCO-AB exporter and importer,
+training manifests and analyses. An action is stored and published as {actionType, iconType, pointFrom (null on
+add), pointTo (absent on remove), timeAt}.
 """
 
 ADD, MOVE, REMOVE = "add", "move", "remove"
+# The points each action type needs: an add places an icon, a move takes it and places it, a remove takes it.
+NEEDED_POINTS = {ADD: ("pointTo",), MOVE: ("pointFrom", "pointTo"), REMOVE: ("pointFrom",)}
 
 
 class ReplayError(ValueError):
@@ -15,10 +18,22 @@ class ReplayError(ValueError):
         self.index = index
 
 
-def _point(action, name):
-    point = action.get(name)
-    if not point:
-        return None
+def missing_point(action_type, points):
+    """The first point ("pointFrom" / "pointTo") an action of this type needs and `points` (name -> point or
+    None) lacks; None when it has them all."""
+    return next((name for name in NEEDED_POINTS[action_type] if not points.get(name)), None)
+
+
+def action_dict(action_type, icon_type, point_from, point_to, time_at):
+    """An action in its stored and published form: pointFrom null on add, pointTo left out on remove."""
+    action = {"actionType": action_type, "iconType": icon_type, "pointFrom": None if action_type == ADD else point_from}
+    if action_type != REMOVE:
+        action["pointTo"] = point_to
+    action["timeAt"] = time_at
+    return action
+
+
+def _xy(point):
     return {"x": point["x"], "y": point["y"]}
 
 
@@ -36,12 +51,11 @@ def replay_actions(actions, adds_only=False, strict=True):
         action_type, key = action.get("actionType"), action.get("iconType")
         try:
             if action_type == ADD:
-                target = _point(action, "pointTo")
-                if target is None:
+                if missing_point(ADD, action):
                     raise ReplayError(index, f"add of {key} needs pointTo")
                 if key in positions and not adds_only:
                     raise ReplayError(index, f"add of {key}: that icon is already on the image")
-                positions[key] = target
+                positions[key] = _xy(action["pointTo"])
                 removed_at.pop(key, None)
             elif adds_only:
                 continue
@@ -52,13 +66,11 @@ def replay_actions(actions, adds_only=False, strict=True):
                             index, f"{action_type} of {key}: that icon was removed by action {removed_at[key]}"
                         )
                     raise ReplayError(index, f"{action_type} of {key}: that icon was never added")
-                if _point(action, "pointFrom") is None:
-                    raise ReplayError(index, f"{action_type} of {key} needs pointFrom")
+                missing = missing_point(action_type, action)
+                if missing:
+                    raise ReplayError(index, f"{action_type} of {key} needs {missing}")
                 if action_type == MOVE:
-                    target = _point(action, "pointTo")
-                    if target is None:
-                        raise ReplayError(index, f"move of {key} needs pointTo")
-                    positions[key] = target
+                    positions[key] = _xy(action["pointTo"])
                 else:
                     del positions[key]
                     removed_at[key] = index
