@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
-from annotator.models import Event, Provider
+from annotator import events
+from annotator.models import Provider
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +41,12 @@ def cap_feedback(text):
     return text[: FEEDBACK_MAX_CHARS - 1] + "\u2026"
 
 
-def record_event(type, *, batch=None, hit=None, assignment=None, worker=None, **data):
-    """Append one audit event; the batch is filled in from the HIT or assignment when not given."""
-    if batch is None and hit is not None:
-        batch = hit.batch
-    if batch is None and assignment is not None:
-        batch = assignment.hit.batch
-    if hit is None and assignment is not None:
-        hit = assignment.hit
-    return Event.objects.create(type=type, batch=batch, hit=hit, assignment=assignment, worker=worker, data=data)
-
-
 def record_refusal(provider, operation, reason, **owners_and_details):
     """A call the market understood and refused (MTurk's RequestError, Prolific's 4xx): a MARKET_CALL event with the
     market's reason, which the review console shows; a refused decision has no market_decision, so the sweeper
     sends it again."""
     logger.warning("%s refused %s: %s", provider, operation, reason)
-    return record_event(Event.Type.MARKET_CALL, provider=provider, operation=operation, refused=reason,
-                        **owners_and_details)
+    events.market_call(provider=provider, operation=operation, refused=reason, **owners_and_details).save()
 
 
 class CrowdProvider(abc.ABC):

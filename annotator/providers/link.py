@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from annotator import events
 from annotator.models import Assignment, Event, Provider
 
 from .base import CrowdProvider, SyncResult, cap_feedback
@@ -106,10 +107,8 @@ class LinkProvider(CrowdProvider):
 def write_decisions_csv(batch, file):
     """One row per decided assignment of the batch, in the market's terms (its worker and assignment ids)."""
     bonus_cents = defaultdict(int)
-    for assignment_id, data in Event.objects.filter(batch=batch, type=Event.Type.BONUSED).values_list(
-        "assignment_id", "data"
-    ):
-        bonus_cents[assignment_id] += data["amount_cents"]
+    for event in Event.objects.filter(batch=batch, type=Event.Type.BONUSED).only("assignment_id", "data"):
+        bonus_cents[event.assignment_id] += events.bonus_paid(event).amount_cents
     assignments = (
         Assignment.objects.filter(hit__batch=batch, state__in=[Assignment.State.APPROVED, Assignment.State.REJECTED])
         .select_related("hit", "worker")

@@ -17,9 +17,10 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from annotator.models import Assignment, Event, Hit, Provider
+from annotator import events
+from annotator.models import Assignment, Hit, Provider
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
+from .base import CrowdProvider, SyncResult, cap_feedback, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,8 @@ class MTurkProvider(CrowdProvider):
         """One market call, logged as a MARKET_CALL event (params without message bodies)."""
         response = getattr(self.client, xform_name(operation))(**params)
         summary = {k: v for k, v in params.items() if k not in ("Question", "MessageText", "RequesterFeedback")}
-        record_event(
-            Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment,
-            provider=self.name, operation=operation, params=_json_safe(summary), **(record or {}),
-        )
+        events.market_call(provider=self.name, operation=operation, batch=batch, hit=hit, assignment=assignment,
+                           params=_json_safe(summary), **(record or {})).save()
         return response
 
     def task_url(self, hit, **values):
@@ -186,7 +185,7 @@ class MTurkProvider(CrowdProvider):
             state=MARKET_STATES.get(market["AssignmentStatus"]), submitted_at=market.get("SubmitTime"),
             decided_at=market.get("ApprovalTime") or market.get("RejectionTime"),
             feedback=market.get("RequesterFeedback"),
-            details={"claimed_completion_code": claimed_completion_code(market)},
+            claimed_completion_code=claimed_completion_code(market),
         ), provider=Provider.MTURK)
 
     def approve(self, assignment, override_rejection=False):
@@ -253,10 +252,7 @@ class MTurkProvider(CrowdProvider):
         if len(message) > MESSAGE_MAX_CHARS:
             raise ValidationError({"message": f"{len(message)} characters; Mechanical Turk allows {MESSAGE_MAX_CHARS}"})
         worker_ids = sorted(w.external_id for w in workers)
-        done = set(
-            Event.objects.filter(batch=batch, type=Event.Type.MARKET_CALL, data__operation="NotifyWorkers",
-                                 data__key__startswith=f"{request_key}:").values_list("data__key", flat=True)
-        )
+        done = events.market_call_keys(batch=batch, operation="NotifyWorkers", key_prefix=f"{request_key}:")
         failures = {}
         for start in range(0, len(worker_ids), NOTIFY_CHUNK):
             chunk_key = f"{request_key}:{start // NOTIFY_CHUNK}"
@@ -272,8 +268,8 @@ class MTurkProvider(CrowdProvider):
         operation = "CreateWorkerBlock" if blocked else "DeleteWorkerBlock"
         params = {"WorkerId": worker.external_id, "Reason": reason or "unblocked by the requester"}
         response = getattr(self.client, xform_name(operation))(**params)
-        record_event(Event.Type.MARKET_CALL, worker=worker, provider=self.name, operation=operation,
-                     params={"WorkerId": worker.external_id}, blocked=blocked)
+        events.market_call(provider=self.name, operation=operation, worker=worker,
+                           params={"WorkerId": worker.external_id}, blocked=blocked).save()
         return response
 
     @staticmethod

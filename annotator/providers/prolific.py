@@ -33,9 +33,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotator.models import Assignment, Event, Provider
+from annotator import events
+from annotator.models import Assignment, Provider
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
+from .base import CrowdProvider, SyncResult, cap_feedback, record_refusal, request_token
 from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -215,9 +216,8 @@ class ProlificProvider(CrowdProvider):
             raise
         if method != "GET":
             picked = record_answer(answer) if record_answer else {}
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
-                         provider=self.name, operation=operation, path=path, params=summary, **(record or {}),
-                         **picked)
+            events.market_call(provider=self.name, operation=operation, batch=batch, hit=hit, assignment=assignment,
+                               worker=worker, path=path, params=summary, **(record or {}), **picked).save()
         return answer, headers
 
     def task_url(self, hit, **values):
@@ -259,10 +259,9 @@ class ProlificProvider(CrowdProvider):
         published = {}
         for hit in hits:
             key = f"publish:{hit.pk}"
-            created = (Event.objects.filter(hit=hit, type=Event.Type.MARKET_CALL, data__key=key)
-                       .order_by("-created_at", "-id").first())
+            created = events.earlier_market_call(key=key, hit=hit)
             if created:
-                study_id = created.data["study_id"]  # an earlier attempt created it and stopped before publishing
+                study_id = created.study_id  # an earlier attempt created it and stopped before publishing
                 study, _ = self._call("GET", f"/api/v1/studies/{study_id}/", "get-study", hit=hit)
                 status = study.get("status")
             else:
@@ -315,10 +314,9 @@ class ProlificProvider(CrowdProvider):
 
     def bonus(self, assignment, amount, reason, request_key):
         # Paying is not idempotent on Prolific: a bulk payment is set up once per key and paid once.
-        setup = Event.objects.filter(assignment=assignment, type=Event.Type.MARKET_CALL,
-                                     data__operation="set-up-bonus", data__key=request_key).first()
+        setup = events.earlier_market_call(key=request_key, operation="set-up-bonus", assignment=assignment)
         if setup:
-            payment_id = setup.data["payment_id"]
+            payment_id = setup.payment_id
         else:
             payment, _ = self._call("POST", "/api/v1/submissions/bonus-payments/", "set-up-bonus", body={
                 "study_id": assignment.hit.external_id,
@@ -357,9 +355,7 @@ class ProlificProvider(CrowdProvider):
         reached = set().union(*by_study.values()) if by_study else set()
         failures = {w.external_id: "took part in no study of this batch" for w in workers
                     if w.external_id not in reached}
-        done = set(Event.objects.filter(
-            batch=batch, type=Event.Type.MARKET_CALL, data__operation="message-participants",
-            data__key__startswith=f"{request_key}:").values_list("data__key", flat=True))
+        done = events.market_call_keys(batch=batch, operation="message-participants", key_prefix=f"{request_key}:")
         for study_id, participant_ids in sorted(by_study.items()):
             chunk_key = f"{request_key}:{study_id}"
             if chunk_key in done:

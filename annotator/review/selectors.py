@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 
-from .. import files
+from .. import events, files
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
 from ..rules import WorkSummary
 from ..worker.icons import icon_url
@@ -41,10 +41,11 @@ def work_summaries(assignment_ids):
 def claimed_completion_codes(assignment_ids):
     """{assignment id: the completion code the worker gave the market}, from the latest market sync events."""
     codes = {}
-    events = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
-    for assignment_id, data in events.values_list("assignment_id", "data"):
-        if data.get("claimed_completion_code"):
-            codes[assignment_id] = data["claimed_completion_code"]
+    synced = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
+    for event in synced.only("assignment_id", "data"):
+        report = events.market_report(event)
+        if report.claimed_completion_code:
+            codes[event.assignment_id] = report.claimed_completion_code
     return codes
 
 
@@ -53,15 +54,16 @@ def market_states(assignment_ids):
     decision the market took ("approved: on the market"), or a refusal with the market's reason. Link batches have
     none (their decisions leave as a CSV)."""
     states = {}
-    events = (Event.objects.filter(assignment_id__in=assignment_ids,
-                                   type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
-    for assignment_id, data in events.values_list("assignment_id", "data"):
-        if data.get("refused"):
-            states[assignment_id] = f"{data.get('operation', 'call')} refused: {data['refused']}"
-        elif data.get("market_decision"):
-            states[assignment_id] = f"{data['market_decision']}: on the market"
-        elif data.get("market_status"):
-            states[assignment_id] = data["market_status"]
+    reports = (Event.objects.filter(assignment_id__in=assignment_ids,
+                                    type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
+    for event in reports.only("assignment_id", "data"):
+        report = events.market_report(event)
+        if report.refused:
+            states[event.assignment_id] = f"{report.operation or 'call'} refused: {report.refused}"
+        elif report.market_decision:
+            states[event.assignment_id] = f"{report.market_decision}: on the market"
+        elif report.market_status:
+            states[event.assignment_id] = report.market_status
     return states
 
 

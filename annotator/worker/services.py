@@ -14,6 +14,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 from rest_framework.exceptions import APIException, PermissionDenied
 
+from annotator import events
 from annotator.geometry import tag_summary
 from annotator.models import (
     Assignment,
@@ -150,10 +151,7 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
         interface_variant=batch.interface_variant, deadline=now + batch.assignment_duration,
         entry_address=entry_address,
     )
-    Event.objects.create(
-        type=Event.Type.ACCEPTED, batch=batch, hit=hit, assignment=assignment, worker=worker,
-        data={"market_assignment_id": assignment_external_id, "deadline": assignment.deadline.isoformat()},
-    )
+    events.accepted(assignment=assignment).save()
     logger.info("assignment %s accepted on hit %s", assignment.pk, hit.pk)
     return assignment
 
@@ -197,10 +195,8 @@ def expire_overdue(*, hit=None, assignment=None, limit=None):
             return 0
         Assignment.objects.filter(pk__in=[row[0] for row in locked]).update(state=Assignment.State.EXPIRED)
         Event.objects.bulk_create([
-            Event(
-                type=Event.Type.EXPIRED, batch_id=batch_id, hit_id=hit_id, assignment_id=pk, worker_id=worker_id,
-                data={"from": state, "deadline": deadline.isoformat()},
-            )
+            events.overdue(assignment_id=pk, hit_id=hit_id, batch_id=batch_id, worker_id=worker_id,
+                           previous_state=state, deadline=deadline)
             for pk, hit_id, batch_id, worker_id, state, deadline in locked
         ])
     logger.info("%d assignments expired past their deadline", len(locked))
@@ -243,10 +239,7 @@ def _resume(assignment, assignment_external_id, turk_submit_to):
         changed.append("turk_submit_to")
     if changed:
         assignment.save(update_fields=changed)
-    Event.objects.create(
-        type=Event.Type.RESUMED, batch=assignment.hit.batch, hit=assignment.hit, assignment=assignment,
-        worker=assignment.worker, data={"state": assignment.state},
-    )
+    events.resumed(assignment=assignment).save()
     return assignment
 
 
@@ -492,10 +485,7 @@ def submit_assignment(assignment, partial=False):
         locked.submitted_at = timezone.now()
         locked.completion_code = completion_code(locked.uuid)
         locked.save(update_fields=["state", "submitted_at", "completion_code"])
-        Event.objects.create(
-            type=Event.Type.SUBMITTED, batch=locked.hit.batch, hit=locked.hit, assignment=locked,
-            worker=locked.worker, data={"pages_saved": len(saved), "n_pages": n_pages, "partial": len(saved) < n_pages},
-        )
+        events.submitted(assignment=locked, pages_saved=len(saved), n_pages=n_pages).save()
         assignment_submitted.send(sender=Assignment, assignment=locked)
     logger.info("assignment %s submitted with %s of %s pages", locked.pk, len(saved), n_pages)
     return locked, True
