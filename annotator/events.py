@@ -345,8 +345,7 @@ def has_key(type, key, **owners):
 
 def market_call_keys(*, batch, operation, key_prefix):
     """The keys of the batch's calls of an operation under one request (its chunks already sent)."""
-    return set(Event.objects.filter(batch=batch, type=Event.Type.MARKET_CALL, data__operation=operation,
-                                    data__key__startswith=key_prefix).values_list("data__key", flat=True))
+    return keys_done(Event.Type.MARKET_CALL, batch=batch, data__operation=operation, data__key__startswith=key_prefix)
 
 
 def earlier_market_call(*, key, operation=None, **owners):
