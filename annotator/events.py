@@ -170,22 +170,32 @@ def synced_batch(*, batch, provider, hits, created, updated, decisions_sent):
                                                  decisions_sent=decisions_sent), batch=batch)
 
 
-class MarketReport(_Data):
-    """What a market said of an assignment: a SYNCED status (and the decision it holds), or a MARKET_CALL's outcome."""
+class MarketRecord(_Data):
+    """What passed between us and a market: a status a sync or webhook brought (SYNCED: the market_status, and the
+    decision the market holds once it matches ours), or a call we made (MARKET_CALL: the operation, what was sent,
+    and what came back or why it was refused)."""
 
-    provider: str = ""
+    provider: str
     source: str | None = None
     operation: str | None = None
     refused: str | None = None
+    path: str | None = None
+    params: dict | None = None
+    status: int | None = None
+    blocked: bool | None = None
     market_status: str | None = None
     claimed_completion_code: str | None = None
+    key: str | None = None
     market_decision: str | None = None
+    payment_id: str | None = None
+    reason: str | None = None
+    study_id: str | None = None
 
 
 def synced_assignment(*, assignment, worker, provider, source, market_status, claimed_completion_code=None,
                       market_decision=None):
     """The market's status of an assignment (and the decision it holds, once it matches ours)."""
-    return _event(Event.Type.SYNCED, MarketReport(
+    return _event(Event.Type.SYNCED, MarketRecord(
         provider=provider, source=source, market_status=market_status,
         claimed_completion_code=claimed_completion_code, market_decision=market_decision,
     ), assignment=assignment, worker=worker)
@@ -278,24 +288,9 @@ def notified(*, batch, provider, key, subject, message, workers, failures):
                                                 workers=workers, failures=failures), batch=batch)
 
 
-class MarketCall(_Data):
-    provider: str
-    operation: str
-    refused: str | None = None
-    path: str | None = None
-    params: dict | None = None
-    status: int | None = None
-    blocked: bool | None = None
-    key: str | None = None
-    market_decision: str | None = None
-    payment_id: str | None = None
-    reason: str | None = None
-    study_id: str | None = None
-
-
 def market_call(*, provider, operation, batch=None, hit=None, assignment=None, worker=None, **outcome):
-    """One call to a market (the arguments of MarketCall: what was sent, and what came back or why it was refused)."""
-    return _event(Event.Type.MARKET_CALL, MarketCall(provider=provider, operation=operation, **outcome),
+    """One call to a market; outcome: MarketRecord's fields of a call (params, key, market_decision, refused...)."""
+    return _event(Event.Type.MARKET_CALL, MarketRecord(provider=provider, operation=operation, **outcome),
                   batch=batch, hit=hit, assignment=assignment, worker=worker)
 
 
@@ -316,14 +311,9 @@ def bonus_paid(event):
     return _read(event, Bonused)
 
 
-def market_call_data(event):
-    """A MARKET_CALL event's call."""
-    return _read(event, MarketCall)
-
-
-def market_report(event):
-    """What a SYNCED or MARKET_CALL event says the market holds of its assignment."""
-    return _read(event, MarketReport)
+def market_record(event):
+    """A SYNCED or MARKET_CALL event's exchange with the market."""
+    return _read(event, MarketRecord)
 
 
 def key_of(event):
@@ -349,12 +339,12 @@ def market_call_keys(*, batch, operation, key_prefix):
 
 
 def earlier_market_call(*, key, operation=None, **owners):
-    """The latest MARKET_CALL (of the operation and owners) made under this key, as a MarketCall, or None."""
+    """The latest MARKET_CALL (of the operation and owners) made under this key, as a MarketRecord, or None."""
     calls = Event.objects.filter(type=Event.Type.MARKET_CALL, data__key=key, **owners)
     if operation is not None:
         calls = calls.filter(data__operation=operation)
     event = calls.order_by("-created_at", "-id").first()
-    return market_call_data(event) if event else None
+    return market_record(event) if event else None
 
 
 def market_decisions(assignment):

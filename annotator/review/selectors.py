@@ -43,7 +43,7 @@ def claimed_completion_codes(assignment_ids):
     codes = {}
     synced = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
     for event in synced.only("assignment_id", "data"):
-        report = events.market_report(event)
+        report = events.market_record(event)
         if report.claimed_completion_code:
             codes[event.assignment_id] = report.claimed_completion_code
     return codes
@@ -57,7 +57,7 @@ def market_states(assignment_ids):
     reports = (Event.objects.filter(assignment_id__in=assignment_ids,
                                     type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
     for event in reports.only("assignment_id", "data"):
-        report = events.market_report(event)
+        report = events.market_record(event)
         if report.refused:
             states[event.assignment_id] = f"{report.operation or 'call'} refused: {report.refused}"
         elif report.market_decision:

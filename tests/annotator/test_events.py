@@ -68,7 +68,7 @@ def test_the_readers_give_typed_values():
     assert events.bonus_paid(paid).amount_cents == 150
     refused = stored(events.market_call(provider=Provider.PROLIFIC, operation="approve-submission",
                                         assignment=assignment, refused="already reviewed", status=400))
-    report = events.market_report(refused)
+    report = events.market_record(refused)
     assert (report.operation, report.refused, report.market_decision) == ("approve-submission", "already reviewed",
                                                                           None)
 
