@@ -175,7 +175,7 @@ class MarketRecord(_Data):
     decision the market holds once it matches ours), or a call we made (MARKET_CALL: the operation, what was sent,
     and what came back or why it was refused)."""
 
-    provider: str
+    provider: str = ""  # always written; a row written by hand may lack it
     source: str | None = None
     operation: str | None = None
     refused: str | None = None

@@ -28,7 +28,8 @@ DEFAULT_THRESHOLDS = {
     TaskKind.IMAGENET: {"min_recall": 0.333, "min_selections": 30, "min_completed_page_share": 0.9},
     TaskKind.COCO: {"min_recall": 0.333, "min_icon_accuracy": 0.75, "min_completed_page_share": 0.8},
 }
-# MTurk's RejectAssignment/ApproveAssignment RequesterFeedback limit.
+# MTurk's RejectAssignment/ApproveAssignment RequesterFeedback limit; the link CSV and Prolific use it too, so
+# every market reads alike.
 FEEDBACK_MAX_CHARS = 1024
 # What an approved worker reads when nobody wrote anything else.
 APPROVAL_FEEDBACK = "Thank you for your careful work on this HIT. It has been approved."
@@ -80,6 +81,8 @@ class Decision:
 
 
 def truncate_feedback(text):
+    """Feedback cut to the markets' limit, marking the cut with an ellipsis."""
+    text = (text or "").strip()
     if len(text) <= FEEDBACK_MAX_CHARS:
         return text
     return text[:FEEDBACK_MAX_CHARS - 1] + "…"

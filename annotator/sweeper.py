@@ -39,7 +39,7 @@ def undelivered_decisions(older_than):
     now = timezone.now()
     candidates = (
         Assignment.objects.filter(
-            state__in=(Assignment.State.APPROVED, Assignment.State.REJECTED),
+            state__in=Assignment.DECIDED_STATES,
             reviewed_at__lt=now - timedelta(seconds=older_than), reviewed_at__gte=now - DECISION_LOOKBACK,
         )
         .exclude(hit__batch__provider=Provider.LINK).exclude(external_id="")

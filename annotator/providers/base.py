@@ -16,10 +16,6 @@ from annotator.models import Provider
 
 logger = logging.getLogger(__name__)
 
-# MTurk's RejectAssignment/ApproveAssignment limit; the link CSV uses the same so both markets read alike.
-FEEDBACK_MAX_CHARS = 1024
-
-
 @dataclass
 class SyncResult:
     hits: int = 0
@@ -31,14 +27,6 @@ class SyncResult:
 def request_token(key):
     """A market's idempotency token from one of our own keys: the same key always gives the same token."""
     return hashlib.sha256(key.encode()).hexdigest()[:64]
-
-
-def cap_feedback(text):
-    """Feedback cut to the market's limit, marking the cut with an ellipsis."""
-    text = (text or "").strip()
-    if len(text) <= FEEDBACK_MAX_CHARS:
-        return text
-    return text[: FEEDBACK_MAX_CHARS - 1] + "\u2026"
 
 
 def record_refusal(provider, operation, reason, **owners_and_details):

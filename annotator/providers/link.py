@@ -18,8 +18,9 @@ from django.core.exceptions import ValidationError
 
 from annotator import events
 from annotator.models import Assignment, Event, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback
+from .base import CrowdProvider, SyncResult
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def write_decisions_csv(batch, file):
     for event in Event.objects.filter(batch=batch, type=Event.Type.BONUSED).only("assignment_id", "data"):
         bonus_cents[event.assignment_id] += events.bonus_paid(event).amount_cents
     assignments = (
-        Assignment.objects.filter(hit__batch=batch, state__in=[Assignment.State.APPROVED, Assignment.State.REJECTED])
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.DECIDED_STATES)
         .select_related("hit", "worker")
         .order_by("hit__index", "pk")
     )
@@ -123,7 +124,7 @@ def write_decisions_csv(batch, file):
             "assignment_id": assignment.external_id or assignment.uuid,
             "hit": assignment.hit.index,
             "decision": "approve" if assignment.state == Assignment.State.APPROVED else "reject",
-            "feedback": cap_feedback(assignment.feedback),
+            "feedback": truncate_feedback(assignment.feedback),
             "bonus": f"{Decimal(bonus_cents[assignment.pk]) / 100:.2f}",
             "completion_code": assignment.completion_code,
             "submitted_at": assignment.submitted_at.isoformat() if assignment.submitted_at else "",

@@ -19,8 +19,9 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from annotator import events
 from annotator.models import Assignment, Hit, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_refusal, request_token
+from .base import CrowdProvider, SyncResult, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class MTurkProvider(CrowdProvider):
 
     def approve(self, assignment, override_rejection=False):
         params = {"AssignmentId": self._market_id(assignment)}
-        feedback = cap_feedback(assignment.feedback)
+        feedback = truncate_feedback(assignment.feedback)
         if feedback:
             params["RequesterFeedback"] = feedback
         if override_rejection:
@@ -198,7 +199,7 @@ class MTurkProvider(CrowdProvider):
         self._decide("ApproveAssignment", assignment, Assignment.State.APPROVED, params)
 
     def reject(self, assignment, feedback):
-        feedback = cap_feedback(feedback)
+        feedback = truncate_feedback(feedback)
         if not feedback:
             raise ValidationError({"feedback": f"assignment {assignment.uuid}: a rejection needs feedback"})
         self._decide("RejectAssignment", assignment, Assignment.State.REJECTED,

@@ -35,8 +35,9 @@ from django.utils.dateparse import parse_datetime
 
 from annotator import events
 from annotator.models import Assignment, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_refusal, request_token
+from .base import CrowdProvider, SyncResult, record_refusal, request_token
 from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def estimated_minutes(batch):
 
 def rejection_message(feedback):
     """Our feedback as Prolific's rejection message, which must be at least REJECTION_MESSAGE_MIN_CHARS long."""
-    message = cap_feedback(feedback)
+    message = truncate_feedback(feedback)
     if len(message) < REJECTION_MESSAGE_MIN_CHARS:
         message = (message + REJECTION_MESSAGE_TAIL).strip()
     return message
@@ -331,8 +332,7 @@ class ProlificProvider(CrowdProvider):
         """Raise the study's places so that the HIT's target is reachable. Prolific itself gives back the place of
         a rejected, returned or timed-out submission, so the target counts only the places still held there."""
         study_id = self._study_id(hit)
-        released = hit.assignments.filter(state__in=(Assignment.State.REJECTED, Assignment.State.RETURNED,
-                                                     Assignment.State.EXPIRED)).count()
+        released = hit.assignments.filter(state__in=(Assignment.State.REJECTED, *Assignment.RELEASED_STATES)).count()
         target = hit.max_assignments + count - released
         study, _ = self._call("GET", f"/api/v1/studies/{study_id}/", "get-study", hit=hit)
         if study.get("total_available_places", 0) >= target:

@@ -23,7 +23,6 @@ from .base import get_provider, provider_named
 
 logger = logging.getLogger(__name__)
 
-DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
 DEFAULT_REJECTION_FEEDBACK = "Your submission did not meet the task's requirements."
 
 
@@ -95,10 +94,6 @@ class MarketAssignment:
     claimed_completion_code: str | None = None  # the code the worker gave the market (MTurk's answer), if it says
 
 
-OPEN = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS)
-RELEASED_ON_MARKET = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
-
-
 @transaction.atomic
 def mirror_market_assignment(hit, market, *, provider, source="sync"):
     """Bring one market assignment into our rows; returns (created, updated) as 0/1. Every market's sync (and
@@ -114,7 +109,7 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
         Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
         or Assignment.objects.select_for_update().filter(hit=hit, external_id=market.assignment_id).first()
     )
-    if assignment is None and (market.state is None or market.state in RELEASED_ON_MARKET):
+    if assignment is None and (market.state is None or market.state in Assignment.RELEASED_STATES):
         return 0, 0  # the worker never reached our page, or has not yet: nothing of ours to change
     created = assignment is None
     if created:
@@ -123,14 +118,14 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
     previous_state = assignment.state
     changed = created or assignment.external_id != market.assignment_id
     assignment.external_id = market.assignment_id
-    released = market.state in RELEASED_ON_MARKET
-    if assignment.state in OPEN and market.state is not None:
+    released = market.state in Assignment.RELEASED_STATES
+    if assignment.state in Assignment.OPEN_STATES and market.state is not None:
         # Returned or timed out: the place is free again. Submitted on the market without our submit: review decides.
         assignment.transition(market.state if released else Assignment.State.SUBMITTED)
         changed = True
     if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
         assignment.submitted_at = market.submitted_at
-    market_decision = market.state if market.state in DECIDED else None
+    market_decision = market.state if market.state in Assignment.DECIDED_STATES else None
     decided_on_market = market_decision is not None and assignment.state == Assignment.State.SUBMITTED
     if decided_on_market:
         assignment.transition(market_decision)
@@ -162,7 +157,7 @@ def send_missing_decisions(batch):
     """Send every decision the market does not have yet (a task lost with a broker outage); returns how many."""
     if batch.provider == Provider.LINK:
         return 0
-    decided = Assignment.objects.filter(hit__batch=batch, state__in=DECIDED).exclude(external_id="")
+    decided = Assignment.objects.filter(hit__batch=batch, state__in=Assignment.DECIDED_STATES).exclude(external_id="")
     return sum(send_decision(assignment) for assignment in decided)
 
 
@@ -173,7 +168,7 @@ def send_decision(assignment):
             Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
             .get(pk=assignment.pk)
         )
-        if assignment.state not in DECIDED:
+        if assignment.state not in Assignment.DECIDED_STATES:
             return False
         known = events.last_market_decision(assignment)
         if known == assignment.state:

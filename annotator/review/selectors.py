@@ -10,8 +10,6 @@ from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, Tas
 from ..rules import WorkSummary
 from ..worker.icons import icon_url
 
-DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
-DONE = (Assignment.State.SUBMITTED, *DECIDED)
 
 
 def work_summaries(assignment_ids):
@@ -76,7 +74,7 @@ def with_page_count(assignments):
 def assignments_to_review(batch):
     """The batch's submitted and decided assignments, oldest first."""
     return with_page_count(
-        Assignment.objects.filter(hit__batch=batch, state__in=DONE)
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.FINISHED_STATES)
         .select_related("hit__batch", "worker")
         .order_by("submitted_at", "id")
     )
@@ -122,7 +120,8 @@ def batch_dashboard(batch):
     approved = by_state.get(Assignment.State.APPROVED, 0)
     rejected = by_state.get(Assignment.State.REJECTED, 0)
     decided = approved + rejected
-    median_minutes = median_minutes_per_hit(Assignment.objects.filter(hit__batch=batch, state__in=DONE))
+    median_minutes = median_minutes_per_hit(
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.FINISHED_STATES))
     hourly_wage = (
         (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
     )

@@ -19,9 +19,6 @@ from . import selectors
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS, Assignment.State.SUBMITTED)
-# Assignments that gave their place on the HIT back (the market counts every other one against MaxAssignments).
-RELEASED = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,7 @@ def bulk_decide(assignment_ids, approve, actor, feedback=""):
         missing = set(assignment_ids) - {a.pk for a in assignments}
         if missing:
             raise ValidationError({"assignments": f"no assignments with ids {sorted(missing)}"})
-        undecidable = [a for a in assignments if a.state not in selectors.DONE]
+        undecidable = [a for a in assignments if a.state not in Assignment.FINISHED_STATES]
         if undecidable:
             raise ValidationError({"assignments": "; ".join(
                 f"assignment {a.pk} is {a.state}: only submitted work can be decided" for a in undecidable
@@ -167,7 +164,7 @@ def _clean_feedback(feedback, approve):
 
 def _refuse_feedback_of_the_other_decision(assignments, feedback, approve):
     """An override never sends the worker the words written for the decision it reverses."""
-    reused = [a.pk for a in assignments if a.state in selectors.DECIDED and a.feedback.strip() == feedback]
+    reused = [a.pk for a in assignments if a.state in Assignment.DECIDED_STATES and a.feedback.strip() == feedback]
     if reused:
         verb, other = ("approval", "rejection") if approve else ("rejection", "approval")
         raise ValidationError({"feedback": (
@@ -188,7 +185,7 @@ def _apply_decisions(assignments, source, actor, log, verdicts):
         approve, feedback, review = verdicts[assignment.pk]
         previous_state = assignment.state
         target = _target(approve)
-        if previous_state in selectors.DECIDED:
+        if previous_state in Assignment.DECIDED_STATES:
             log.append(events.overridden(assignment=assignment, actor=actor, previous_state=previous_state,
                                          target=target, source=source, feedback=feedback))
         assignment.transition(target)
@@ -260,9 +257,9 @@ def _update_hits(hit_ids):
         if status != hit.status:
             hit.status = status
             changed.append(hit)
-        missing = required - approved - sum(state in ACTIVE for state in hit_states)
+        missing = required - approved - sum(state in Assignment.ACTIVE_STATES for state in hit_states)
         # Places re-posted earlier that nobody has taken yet already cover part of what is missing.
-        open_places = max(0, hit.max_assignments - sum(state not in RELEASED for state in hit_states))
+        open_places = max(0, hit.max_assignments - sum(state not in Assignment.RELEASED_STATES for state in hit_states))
         to_add = missing - open_places
         if approved < required and to_add > 0 and Assignment.State.REJECTED in hit_states:
             # The provider re-posts after commit and records the REPOSTED event (once per target).
@@ -314,7 +311,7 @@ def grant_bonus(assignment, amount, actor, reason):
         raise ValidationError({"reason": "the worker sees the reason for a bonus; it cannot be empty"})
     if len(reason) > rules.FEEDBACK_MAX_CHARS:
         raise ValidationError({"reason": f"at most {rules.FEEDBACK_MAX_CHARS} characters"})
-    if assignment.state not in selectors.DECIDED:
+    if assignment.state not in Assignment.DECIDED_STATES:
         raise ValidationError(
             {"assignment": f"assignment {assignment.pk} is {assignment.state}: bonus decided work only"}
         )

@@ -44,9 +44,6 @@ from annotator.worker.validation import (
 
 logger = logging.getLogger(__name__)
 
-OPEN_STATES = {Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS}
-# Assignments that no longer hold one of the HIT's places.
-RELEASED_STATES = {Assignment.State.RETURNED, Assignment.State.EXPIRED}
 
 
 class Conflict(APIException):
@@ -119,7 +116,7 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
     hit = Hit.objects.select_for_update().get(pk=hit.pk)
     existing = Assignment.objects.filter(hit=hit, worker=worker).first()
     if existing is not None:
-        if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:
+        if existing.state in Assignment.ACTIVE_STATES:
             if not assignment_external_id or assignment_external_id != existing.external_id:
                 logger.warning("assignment %s: entry without its market assignment id (got %r): not resumed here",
                                existing.pk, assignment_external_id[:100])
@@ -135,13 +132,14 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
     if batch.status == Batch.Status.CLOSED or hit.status in (Hit.Status.EXPIRED, Hit.Status.COMPLETED):
         raise TaskRefused("This task is closed", "This task takes no more work. Thank you for your interest.", 409)
     if batch.max_hits_per_worker is not None:
-        taken = Assignment.objects.filter(hit__batch=batch, worker=worker).exclude(state__in=RELEASED_STATES).count()
+        taken = (Assignment.objects.filter(hit__batch=batch, worker=worker)
+                 .exclude(state__in=Assignment.RELEASED_STATES).count())
         if taken >= batch.max_hits_per_worker:
             raise TaskRefused(
                 "You have reached the limit for these tasks",
                 f"Each worker may do at most {batch.max_hits_per_worker} of these tasks; you have done {taken}.",
             )
-    holders = hit.assignments.exclude(state__in=RELEASED_STATES).count()
+    holders = hit.assignments.exclude(state__in=Assignment.RELEASED_STATES).count()
     if holders >= hit.max_assignments:
         raise TaskRefused("This task is taken", "Every place on this task is taken. Please choose another one.", 409)
     _check_open_places_of_address(entry_address)
@@ -163,7 +161,7 @@ def _check_open_places_of_address(entry_address):
     if not entry_address or limit is None:
         return
     held = Assignment.objects.filter(
-        entry_address=entry_address, state__in=OPEN_STATES, deadline__gt=timezone.now()
+        entry_address=entry_address, state__in=Assignment.OPEN_STATES, deadline__gt=timezone.now()
     ).count()
     if held >= limit:
         logger.warning("entry refused: address %s holds %d open assignments", entry_address[:8], held)
@@ -181,7 +179,7 @@ def expire_overdue(*, hit=None, assignment=None, limit=None):
     assignment narrows it down; limit caps how many. Returns how many expired.
     """
     now = timezone.now()
-    overdue = Assignment.objects.filter(state__in=OPEN_STATES, deadline__lte=now)
+    overdue = Assignment.objects.filter(state__in=Assignment.OPEN_STATES, deadline__lte=now)
     if hit is not None:
         overdue = overdue.filter(hit=hit)
     if assignment is not None:
@@ -217,14 +215,14 @@ def resume_in_browser(assignment, entry):
     )
     if not same_entry:
         raise PermissionDenied("the work this browser kept is not this worker's work on this task")
-    if locked.state not in OPEN_STATES | {Assignment.State.SUBMITTED}:
+    if locked.state not in Assignment.ACTIVE_STATES:
         raise Conflict(f"assignment is {locked.state}; it cannot be resumed")
     return _resume(locked, entry["market_assignment_id"], entry["turk_submit_to"])
 
 
 def _resume(assignment, assignment_external_id, turk_submit_to):
     changed = []
-    if assignment.state not in OPEN_STATES:
+    if assignment.state not in Assignment.OPEN_STATES:
         # Submitted work stays with the market assignment it was submitted under: a second entry with another
         # assignmentId (a made-up one, a new study session) must not move the decision and pay onto that one.
         if assignment_external_id and assignment_external_id != assignment.external_id:
@@ -450,7 +448,7 @@ def is_new_save(state, saved, page, save):
         raise Conflict(f"page {page.index} is already saved by another save (save_id {saved[page.index]})")
     if save.save_id in saved.values():
         raise Conflict(f"save_id {save.save_id} was already used for another page")
-    if state not in OPEN_STATES:
+    if state not in Assignment.OPEN_STATES:
         raise Conflict(f"assignment is {state}; pages can no longer be saved")
     unsaved = [index for index in range(page.index) if index not in saved]
     if unsaved:
@@ -469,9 +467,9 @@ def submit_assignment(assignment, partial=False):
             Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
             .get(pk=assignment.pk)
         )
-        if locked.state in selectors.FINISHED_STATES:
+        if locked.state in Assignment.FINISHED_STATES:
             return locked, False
-        if locked.state not in OPEN_STATES:
+        if locked.state not in Assignment.OPEN_STATES:
             raise Conflict(f"assignment is {locked.state}; it can no longer be submitted")
         n_pages = selectors.page_count(locked.hit)
         saved = selectors.saved_pages(locked)
