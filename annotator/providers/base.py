@@ -12,9 +12,36 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 
 from annotator import events
-from annotator.models import Provider
+from annotator.models import Assignment, Hit, Provider, Worker
 
 logger = logging.getLogger(__name__)
+
+class BadEntry(ValueError):
+    """A task URL parameter that is not an id we can take (a NUL character, too long); the message names it."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Who opens a task URL, as its market's query parameters say."""
+
+    worker_id: str  # "" for a preview
+    assignment_id: str  # the market's assignment id (MTurk assignmentId, Prolific SESSION_ID), "" when it sends none
+    # The parameter that carries the market's id of the HIT (MTurk hitId, Prolific STUDY_ID) and its value: the entry
+    # page refuses a link for another HIT. None where the market sends none.
+    market_hit_param: str | None = None
+    market_hit_id: str = ""
+    turk_submit_to: str = ""  # MTurk: the origin the page posts the completion code to
+
+
+def entry_value(query, name, field):
+    """One task URL parameter, stripped; BadEntry when the model field it is stored in cannot hold it."""
+    max_chars = field.field.max_length
+    value = query.get(name, "").strip()
+    if "\x00" in value:
+        raise BadEntry(f"{name} contains a character that is not allowed")
+    if len(value) > max_chars:
+        raise BadEntry(f"{name} is {len(value)} characters long; at most {max_chars} are allowed")
+    return value
 
 @dataclass
 class SyncResult:
@@ -41,6 +68,8 @@ class CrowdProvider(abc.ABC):
     """What every crowd market offers. Methods call the market (or record locally) and return its answer."""
 
     name = ""
+    # The role (in entry_params) whose parameter carries the market's id of the HIT, where the market sends one.
+    market_hit_role = None
 
     @abc.abstractmethod
     def publish(self, batch, hits):
@@ -81,6 +110,21 @@ class CrowdProvider(abc.ABC):
     @abc.abstractmethod
     def task_url(self, hit, **values):
         """The URL a worker opens for this HIT."""
+
+    @abc.abstractmethod
+    def entry_params(self, batch):
+        """{role: query parameter name} of the batch's task URLs: "worker", "assignment" and the market's others."""
+
+    def parse_entry(self, batch, query):
+        """The Entry a task URL's query parameters describe; BadEntry when one of them is not an id we can take."""
+        names = self.entry_params(batch)
+        hit_param = names[self.market_hit_role] if self.market_hit_role else None
+        return Entry(
+            worker_id=entry_value(query, names["worker"], Worker.external_id),
+            assignment_id=entry_value(query, names["assignment"], Assignment.external_id),
+            market_hit_param=hit_param,
+            market_hit_id=entry_value(query, hit_param, Hit.external_id) if hit_param else "",
+        )
 
 
 def get_provider(batch):

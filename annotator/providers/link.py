@@ -61,16 +61,23 @@ def preset_of(params):
     return DEFAULT_PRESET
 
 
+def task_url_with_params(hit, params, values):
+    """The HIT's task URL with the given role values (worker=..., assignment=...) under params' names ({role: name});
+    roles not given become placeholders in the preset's syntax."""
+    placeholder = PLACEHOLDER_FORMATS[preset_of(params)]
+    query = {name: values.get(role, placeholder % name) for role, name in params.items()}
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+
+
 class LinkProvider(CrowdProvider):
     name = Provider.LINK
 
+    def entry_params(self, batch):
+        return resolve_params(batch.provider_config)
+
     def task_url(self, hit, **values):
-        """Task URL with the given role values (worker=..., assignment=...); roles not given become placeholders."""
-        params = resolve_params(hit.batch.provider_config)
-        placeholder = PLACEHOLDER_FORMATS[preset_of(params)]
-        query = {name: values.get(role, placeholder % name) for role, name in params.items()}
-        base = settings.PUBLIC_BASE_URL.rstrip("/")
-        return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+        return task_url_with_params(hit, self.entry_params(hit.batch), values)
 
     def publish(self, batch, hits):
         return {hit.pk: self.task_url(hit) for hit in hits}

@@ -5,9 +5,11 @@ and any MTurk-compatible endpoint (settings.MTURK_ENDPOINT_URL). Credentials com
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or an AWS profile), never from the repository.
 Every call is appended to the event log as a MARKET_CALL event.
 """
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -21,7 +23,7 @@ from annotator import events
 from annotator.models import Assignment, Hit, Provider
 from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, record_refusal, request_token
+from .base import CrowdProvider, SyncResult, entry_value, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ NOTIFY_CHUNK = 100
 ASSIGNMENTS_PAGE_SIZE = 100
 SUBJECT_MAX_CHARS = 200
 MESSAGE_MAX_CHARS = 4096
+# The query parameters MTurk adds to an ExternalQuestion URL (and turkSubmitTo); a preview's assignmentId.
+ENTRY_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
+PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 # Any time in the past expires a HIT at once; a fixed one keeps the request reproducible.
 EXPIRE_NOW = datetime(2015, 1, 1, tzinfo=UTC)
 MARKET_STATES = {
@@ -109,6 +114,7 @@ def _replayed_token(error):
 
 class MTurkProvider(CrowdProvider):
     name = Provider.MTURK
+    market_hit_role = "hit"
 
     def __init__(self, client=None):
         self._client = client
@@ -126,6 +132,20 @@ class MTurkProvider(CrowdProvider):
         events.market_call(provider=self.name, operation=operation, batch=batch, hit=hit, assignment=assignment,
                            params=_json_safe(summary), **(record or {})).save()
         return response
+
+    def entry_params(self, batch):
+        return ENTRY_PARAMS
+
+    def parse_entry(self, batch, query):
+        """MTurk's entry: a preview sends ASSIGNMENT_ID_NOT_AVAILABLE; turkSubmitTo is kept only as a web origin (the
+        page would POST the worker's code there)."""
+        entry = super().parse_entry(batch, query)
+        turk_submit_to = entry_value(query, "turkSubmitTo", Assignment.turk_submit_to)
+        parsed = urlsplit(turk_submit_to)
+        return dataclasses.replace(
+            entry, worker_id="" if entry.assignment_id == PREVIEW_ASSIGNMENT else entry.worker_id,
+            turk_submit_to=turk_submit_to if parsed.scheme in ("https", "http") and parsed.netloc else "",
+        )
 
     def task_url(self, hit, **values):
         base = settings.PUBLIC_BASE_URL.rstrip("/")

@@ -24,7 +24,6 @@ import hmac
 import logging
 import time
 from decimal import ROUND_FLOOR, Decimal
-from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -38,7 +37,7 @@ from annotator.models import Assignment, Provider
 from annotator.rules import truncate_feedback
 
 from .base import CrowdProvider, SyncResult, record_refusal, request_token
-from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
+from .link import PARAM_PRESETS, task_url_with_params
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +193,7 @@ def rejection_message(feedback):
 
 class ProlificProvider(CrowdProvider):
     name = Provider.PROLIFIC
+    market_hit_role = "study"
 
     def __init__(self, client=None):
         self._client = client
@@ -221,12 +221,12 @@ class ProlificProvider(CrowdProvider):
                                worker=worker, path=path, params=summary, **(record or {}), **picked).save()
         return answer, headers
 
+    def entry_params(self, batch):
+        return PARAMS
+
     def task_url(self, hit, **values):
         """Our task URL with Prolific's placeholders ({{%PROLIFIC_PID%}}...), or the given role values."""
-        placeholder = PLACEHOLDER_FORMATS["prolific"]
-        query = {name: values.get(role, placeholder % name) for role, name in PARAMS.items()}
-        base = settings.PUBLIC_BASE_URL.rstrip("/")
-        return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+        return task_url_with_params(hit, PARAMS, values)
 
     def study_body(self, hit):
         batch = hit.batch
