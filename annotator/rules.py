@@ -140,14 +140,12 @@ def _imagenet_rules(summary, thresholds, reasons, measurements):
     measurements.update(selections=summary.n_selected, in_class=summary.n_in_class)
     if summary.n_in_class:
         recall = summary.n_in_class_selected / summary.n_in_class
-        measurements["recall"] = round(recall, 4)
-        if recall < thresholds["min_recall"]:
-            reasons.append(Reason(
-                "recall",
-                f"recall {recall:.3f} < {thresholds['min_recall']} on {summary.n_in_class} in-class images",
-                f"you selected {summary.n_in_class_selected} of the {summary.n_in_class} images that show the "
-                f"page's class ({recall:.0%}); we need at least {thresholds['min_recall']:.1%}.",
-            ))
+        _share_rule(
+            reasons, measurements, "recall", recall, thresholds["min_recall"],
+            f"recall {recall:.3f} < {thresholds['min_recall']} on {summary.n_in_class} in-class images",
+            f"you selected {summary.n_in_class_selected} of the {summary.n_in_class} images that show the "
+            f"page's class ({recall:.0%}); we need at least {thresholds['min_recall']:.1%}.",
+        )
     if summary.n_selected < thresholds["min_selections"]:
         reasons.append(Reason(
             "selections",
@@ -161,23 +159,25 @@ def _coco_rules(summary, thresholds, reasons, measurements):
     measurements.update(icons=summary.n_icons, icons_on_mask=summary.n_icons_on_mask)
     if summary.mean_category_recall is not None:
         recall = summary.mean_category_recall
-        measurements["recall"] = round(recall, 4)
-        if recall < thresholds["min_recall"]:
-            reasons.append(Reason(
-                "recall",
-                f"mean recall {recall:.3f} < {thresholds['min_recall']} over {summary.pages_completed} images",
-                f"on average you tagged {recall:.0%} of the object categories present in each image; we need at "
-                f"least {thresholds['min_recall']:.1%}.",
-            ))
+        _share_rule(
+            reasons, measurements, "recall", recall, thresholds["min_recall"],
+            f"mean recall {recall:.3f} < {thresholds['min_recall']} over {summary.pages_completed} images",
+            f"on average you tagged {recall:.0%} of the object categories present in each image; we need at "
+            f"least {thresholds['min_recall']:.1%}.",
+        )
     if summary.n_icons:
         accuracy = summary.n_icons_on_mask / summary.n_icons
-        measurements["icon_accuracy"] = round(accuracy, 4)
-        if accuracy < thresholds["min_icon_accuracy"]:
-            reasons.append(Reason(
-                "icon_accuracy",
-                f"icon location accuracy {accuracy:.3f} < {thresholds['min_icon_accuracy']} "
-                f"on {summary.n_icons} icons",
-                f"{summary.n_icons_on_mask} of your {summary.n_icons} icons were placed on an object of their "
-                f"category ({accuracy:.0%}); we need at least {thresholds['min_icon_accuracy']:.0%}. Please drop "
-                f"each icon on the object itself.",
-            ))
+        _share_rule(
+            reasons, measurements, "icon_accuracy", accuracy, thresholds["min_icon_accuracy"],
+            f"icon location accuracy {accuracy:.3f} < {thresholds['min_icon_accuracy']} on {summary.n_icons} icons",
+            f"{summary.n_icons_on_mask} of your {summary.n_icons} icons were placed on an object of their "
+            f"category ({accuracy:.0%}); we need at least {thresholds['min_icon_accuracy']:.0%}. Please drop "
+            f"each icon on the object itself.",
+        )
+
+
+def _share_rule(reasons, measurements, rule, share, minimum, message, worker_text):
+    """A rule on a measured share (kept, rounded, under the rule's name): it fires when the share is under minimum."""
+    measurements[rule] = round(share, 4)
+    if share < minimum:
+        reasons.append(Reason(rule, message, worker_text))
