@@ -127,6 +127,23 @@ class CrowdProvider(abc.ABC):
         )
 
 
+class MarketProvider(CrowdProvider):
+    """A provider that calls its market's API, through a client made on first use (tests hand in their own)."""
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    @abc.abstractmethod
+    def new_client(self):
+        """A client of the market's API, configured from the settings."""
+
+
 def get_provider(batch):
     """The provider object for the batch's market."""
     return provider_named(batch.provider, f"batch {batch.name}")

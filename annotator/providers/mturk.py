@@ -23,7 +23,7 @@ from annotator import events
 from annotator.models import Assignment, Hit, Provider
 from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, entry_value, record_refusal, request_token
+from .base import MarketProvider, SyncResult, entry_value, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +112,12 @@ def _replayed_token(error):
     return "UniqueRequestToken" in message or "HitAlreadyExists" in message or "already exists" in message
 
 
-class MTurkProvider(CrowdProvider):
+class MTurkProvider(MarketProvider):
     name = Provider.MTURK
     market_hit_role = "hit"
 
-    def __init__(self, client=None):
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = make_client()
-        return self._client
+    def new_client(self):
+        return make_client()
 
     def _call(self, operation, *, batch=None, hit=None, assignment=None, record=None, **params):
         """One market call, logged as a MARKET_CALL event (params without message bodies)."""

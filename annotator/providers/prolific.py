@@ -36,7 +36,7 @@ from annotator import events
 from annotator.models import Assignment, Provider
 from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, record_refusal, request_token
+from .base import MarketProvider, SyncResult, record_refusal, request_token
 from .link import PARAM_PRESETS, task_url_with_params
 
 logger = logging.getLogger(__name__)
@@ -191,18 +191,12 @@ def rejection_message(feedback):
     return message
 
 
-class ProlificProvider(CrowdProvider):
+class ProlificProvider(MarketProvider):
     name = Provider.PROLIFIC
     market_hit_role = "study"
 
-    def __init__(self, client=None):
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = ProlificClient()
-        return self._client
+    def new_client(self):
+        return ProlificClient()
 
     def _call(self, method, path, operation, *, body=None, params=None, batch=None, hit=None, assignment=None,
               worker=None, record=None, record_answer=None):
