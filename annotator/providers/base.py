@@ -130,6 +130,9 @@ class CrowdProvider(abc.ABC):
 class MarketProvider(CrowdProvider):
     """A provider that calls its market's API, through a client made on first use (tests hand in their own)."""
 
+    # The market's id of an assignment, named for the error when an assignment has none (and what to do about it).
+    assignment_id_name = ""
+
     def __init__(self, client=None):
         self._client = client
 
@@ -142,6 +145,11 @@ class MarketProvider(CrowdProvider):
     @abc.abstractmethod
     def new_client(self):
         """A client of the market's API, configured from the settings."""
+
+    def _market_id(self, assignment):
+        if not assignment.external_id:
+            raise ValidationError({"assignment": f"assignment {assignment.uuid} has no {self.assignment_id_name}"})
+        return assignment.external_id
 
 
 def get_provider(batch):

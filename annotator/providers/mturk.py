@@ -115,6 +115,7 @@ def _replayed_token(error):
 class MTurkProvider(MarketProvider):
     name = Provider.MTURK
     market_hit_role = "hit"
+    assignment_id_name = "Mechanical Turk assignment id: run sync_hits"
 
     def new_client(self):
         return make_client()
@@ -286,14 +287,6 @@ class MTurkProvider(MarketProvider):
         events.market_call(provider=self.name, operation=operation, worker=worker,
                            params={"WorkerId": worker.external_id}, blocked=blocked).save()
         return response
-
-    @staticmethod
-    def _market_id(assignment):
-        if not assignment.external_id:
-            raise ValidationError(
-                {"assignment": f"assignment {assignment.uuid} has no Mechanical Turk assignment id: run sync_hits"}
-            )
-        return assignment.external_id
 
 
 def claimed_completion_code(market_assignment):

@@ -194,6 +194,7 @@ def rejection_message(feedback):
 class ProlificProvider(MarketProvider):
     name = Provider.PROLIFIC
     market_hit_role = "study"
+    assignment_id_name = "Prolific submission id (SESSION_ID)"
 
     def new_client(self):
         return ProlificClient()
@@ -372,14 +373,6 @@ class ProlificProvider(MarketProvider):
         self._call("POST" if blocked else "DELETE", f"/api/v1/participant-groups/{group}/participants/",
                    "block-participant" if blocked else "unblock-participant",
                    body={"participant_ids": [worker.external_id]}, worker=worker, record={"blocked": blocked})
-
-    @staticmethod
-    def _market_id(assignment):
-        if not assignment.external_id:
-            raise ValidationError(
-                {"assignment": f"assignment {assignment.uuid} has no Prolific submission id (SESSION_ID)"}
-            )
-        return assignment.external_id
 
     @staticmethod
     def _study_id(hit):
