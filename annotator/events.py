@@ -8,7 +8,6 @@ out); nothing outside this module reads event.data by key: the readers and selec
 from decimal import Decimal
 
 import msgspec
-from django.db.models import OuterRef
 
 from .models import Assignment, Event
 
