@@ -91,3 +91,12 @@ def test_the_selectors_find_events_by_the_keys_they_carry():
     assert events.last_market_status(assignment) == "Approved"
     assert events.has_key(Event.Type.MARKET_CALL, "n:0", batch=batch)
     assert events.keys_done(Event.Type.MARKET_CALL, batch=batch) >= {"n:0", "publish:1"}
+
+
+def test_a_saved_page_is_filed_by_ids_with_its_index_and_summary():
+    assignment = factories.AssignmentFactory()
+    event = stored(events.page_saved(hit_id=assignment.hit_id, assignment_id=assignment.pk, page=3,
+                                     summary={"n_selected": 5, "n_in_class": 4}))
+    assert (event.type, event.hit_id, event.assignment_id, event.batch_id) == (
+        Event.Type.PAGE_SAVED, assignment.hit_id, assignment.pk, None)
+    assert event.data == {"page": 3, "n_selected": 5, "n_in_class": 4}
