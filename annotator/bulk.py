@@ -6,7 +6,6 @@ from django.db import connection, models
 from django.db.models import JSONField
 from django.utils import timezone
 
-from annotator.models import Event
 
 
 def insert_rows(model, rows):
@@ -70,10 +69,3 @@ def _defaults_for(model, given):
             raise ValueError(f"{model.__name__}.{field.name} has no default: give it in every row")
     return defaults
 
-
-def page_saved_row(hit_id, assignment_id, page_index, summary, created_at):
-    """The PAGE_SAVED event of a saved page (for insert_rows): the page's index and its review summary."""
-    return {
-        "type": Event.Type.PAGE_SAVED, "hit": hit_id, "assignment": assignment_id,
-        "data": {"page": page_index, **summary}, "created_at": created_at,
-    }

@@ -320,6 +320,16 @@ class Assignment(models.Model):
         RETURNED = "returned", "returned"
         EXPIRED = "expired", "expired"
 
+    # Held by a worker who has not handed it in yet (it expires past its deadline).
+    OPEN_STATES = (State.ACCEPTED, State.IN_PROGRESS)
+    # Still holding its place on the HIT and not yet decided.
+    ACTIVE_STATES = (*OPEN_STATES, State.SUBMITTED)
+    # Gave its place on the HIT back (the market counts every other one against MaxAssignments).
+    RELEASED_STATES = (State.RETURNED, State.EXPIRED)
+    DECIDED_STATES = (State.APPROVED, State.REJECTED)
+    # Handed in: submitted, then decided.
+    FINISHED_STATES = (State.SUBMITTED, *DECIDED_STATES)
+
     # Which states may follow which: the state machine every service goes through (see transition()).
     TRANSITIONS = {
         State.ACCEPTED: {State.IN_PROGRESS, State.SUBMITTED, State.RETURNED, State.EXPIRED},
@@ -372,7 +382,7 @@ class Assignment(models.Model):
     def is_overdue(self, now):
         """Still open past its deadline: it expires (and frees its place) the next time anyone looks."""
         return (
-            self.state in (self.State.ACCEPTED, self.State.IN_PROGRESS)
+            self.state in self.OPEN_STATES
             and self.deadline is not None and self.deadline <= now
         )
 

@@ -160,11 +160,10 @@ def _ordered(image_ids, rng, uncertainty):
     return image_ids
 
 
-def _train_images_by_class(batch):
+def _labelled_images_by_class(batch, split):
+    """{class id: ids of the batch dataset's labelled images of the split}, in id order."""
     images_by_class = {}
-    rows = Image.objects.filter(dataset=batch.dataset, split=Split.TRAIN, label__isnull=False).values_list(
-        "id", "label_id"
-    )
+    rows = Image.objects.filter(dataset=batch.dataset, split=split, label__isnull=False).values_list("id", "label_id")
     for image_id, label_id in rows.order_by("id"):
         images_by_class.setdefault(label_id, []).append(image_id)
     return images_by_class
@@ -188,19 +187,14 @@ def _round_two_pool(batch, images_by_class):
 
 
 def _gold_images_by_class(batch):
-    gold = {}
-    rows = Image.objects.filter(dataset=batch.dataset, split=Split.VAL, label__isnull=False).values_list(
-        "id", "label_id"
-    )
-    for image_id, label_id in rows.order_by("id"):
-        gold.setdefault(label_id, []).append(image_id)
+    gold = _labelled_images_by_class(batch, Split.VAL)
     if not gold:
         raise ValidationError({"gold": f"dataset {batch.dataset.name} has no labelled val images to use as gold"})
     return gold
 
 
 def _plan_imagenet_pages(batch, rng, uncertainty, gold_per_page):
-    images_by_class = _train_images_by_class(batch)
+    images_by_class = _labelled_images_by_class(batch, Split.TRAIN)
     if len(images_by_class) < 2:
         raise ValidationError({"dataset": f"dataset {batch.dataset.name} needs at least 2 classes with train images"})
     pool_by_class = _round_two_pool(batch, images_by_class) if batch.round > 1 else images_by_class

@@ -244,7 +244,7 @@ def coco_analysis(batch):
 
 def time_analysis(batch):
     """Seconds per page and minutes per HIT over the submitted work, as the review dashboard counts them."""
-    done = Assignment.objects.filter(hit__batch=batch, state__in=review_selectors.DONE)
+    done = Assignment.objects.filter(hit__batch=batch, state__in=Assignment.FINISHED_STATES)
     page_seconds = [ms / 1000 for ms in PageSubmission.objects.filter(assignment__in=done)
                     .values_list("time_spent_ms", flat=True).iterator(chunk_size=RECORD_CHUNK)]
     return {

@@ -28,7 +28,8 @@ DEFAULT_THRESHOLDS = {
     TaskKind.IMAGENET: {"min_recall": 0.333, "min_selections": 30, "min_completed_page_share": 0.9},
     TaskKind.COCO: {"min_recall": 0.333, "min_icon_accuracy": 0.75, "min_completed_page_share": 0.8},
 }
-# MTurk's RejectAssignment/ApproveAssignment RequesterFeedback limit.
+# MTurk's RejectAssignment/ApproveAssignment RequesterFeedback limit; the link CSV and Prolific use it too, so
+# every market reads alike.
 FEEDBACK_MAX_CHARS = 1024
 # What an approved worker reads when nobody wrote anything else.
 APPROVAL_FEEDBACK = "Thank you for your careful work on this HIT. It has been approved."
@@ -80,6 +81,8 @@ class Decision:
 
 
 def truncate_feedback(text):
+    """Feedback cut to the markets' limit, marking the cut with an ellipsis."""
+    text = (text or "").strip()
     if len(text) <= FEEDBACK_MAX_CHARS:
         return text
     return text[:FEEDBACK_MAX_CHARS - 1] + "…"
@@ -137,14 +140,12 @@ def _imagenet_rules(summary, thresholds, reasons, measurements):
     measurements.update(selections=summary.n_selected, in_class=summary.n_in_class)
     if summary.n_in_class:
         recall = summary.n_in_class_selected / summary.n_in_class
-        measurements["recall"] = round(recall, 4)
-        if recall < thresholds["min_recall"]:
-            reasons.append(Reason(
-                "recall",
-                f"recall {recall:.3f} < {thresholds['min_recall']} on {summary.n_in_class} in-class images",
-                f"you selected {summary.n_in_class_selected} of the {summary.n_in_class} images that show the "
-                f"page's class ({recall:.0%}); we need at least {thresholds['min_recall']:.1%}.",
-            ))
+        _share_rule(
+            reasons, measurements, "recall", recall, thresholds["min_recall"],
+            f"recall {recall:.3f} < {thresholds['min_recall']} on {summary.n_in_class} in-class images",
+            f"you selected {summary.n_in_class_selected} of the {summary.n_in_class} images that show the "
+            f"page's class ({recall:.0%}); we need at least {thresholds['min_recall']:.1%}.",
+        )
     if summary.n_selected < thresholds["min_selections"]:
         reasons.append(Reason(
             "selections",
@@ -158,23 +159,25 @@ def _coco_rules(summary, thresholds, reasons, measurements):
     measurements.update(icons=summary.n_icons, icons_on_mask=summary.n_icons_on_mask)
     if summary.mean_category_recall is not None:
         recall = summary.mean_category_recall
-        measurements["recall"] = round(recall, 4)
-        if recall < thresholds["min_recall"]:
-            reasons.append(Reason(
-                "recall",
-                f"mean recall {recall:.3f} < {thresholds['min_recall']} over {summary.pages_completed} images",
-                f"on average you tagged {recall:.0%} of the object categories present in each image; we need at "
-                f"least {thresholds['min_recall']:.1%}.",
-            ))
+        _share_rule(
+            reasons, measurements, "recall", recall, thresholds["min_recall"],
+            f"mean recall {recall:.3f} < {thresholds['min_recall']} over {summary.pages_completed} images",
+            f"on average you tagged {recall:.0%} of the object categories present in each image; we need at "
+            f"least {thresholds['min_recall']:.1%}.",
+        )
     if summary.n_icons:
         accuracy = summary.n_icons_on_mask / summary.n_icons
-        measurements["icon_accuracy"] = round(accuracy, 4)
-        if accuracy < thresholds["min_icon_accuracy"]:
-            reasons.append(Reason(
-                "icon_accuracy",
-                f"icon location accuracy {accuracy:.3f} < {thresholds['min_icon_accuracy']} "
-                f"on {summary.n_icons} icons",
-                f"{summary.n_icons_on_mask} of your {summary.n_icons} icons were placed on an object of their "
-                f"category ({accuracy:.0%}); we need at least {thresholds['min_icon_accuracy']:.0%}. Please drop "
-                f"each icon on the object itself.",
-            ))
+        _share_rule(
+            reasons, measurements, "icon_accuracy", accuracy, thresholds["min_icon_accuracy"],
+            f"icon location accuracy {accuracy:.3f} < {thresholds['min_icon_accuracy']} on {summary.n_icons} icons",
+            f"{summary.n_icons_on_mask} of your {summary.n_icons} icons were placed on an object of their "
+            f"category ({accuracy:.0%}); we need at least {thresholds['min_icon_accuracy']:.0%}. Please drop "
+            f"each icon on the object itself.",
+        )
+
+
+def _share_rule(reasons, measurements, rule, share, minimum, message, worker_text):
+    """A rule on a measured share (kept, rounded, under the rule's name): it fires when the share is under minimum."""
+    measurements[rule] = round(share, 4)
+    if share < minimum:
+        reasons.append(Reason(rule, message, worker_text))

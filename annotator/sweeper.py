@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from config.celery import send_task
 
+from . import events
 from .models import Assignment, Event, ExportJob, Hit, Provider
 
 logger = logging.getLogger(__name__)
@@ -36,15 +37,13 @@ def undelivered_decisions(older_than):
     """Decided assignments of market batches (decided more than older_than seconds ago, within DECISION_LOOKBACK)
     whose decision the market has not recorded, and can still take (a paid assignment cannot be rejected)."""
     now = timezone.now()
-    last_known = (Event.objects.filter(assignment=OuterRef("pk"), data__has_key="market_decision")
-                  .order_by("-created_at", "-id").values("data__market_decision")[:1])
     candidates = (
         Assignment.objects.filter(
-            state__in=(Assignment.State.APPROVED, Assignment.State.REJECTED),
+            state__in=Assignment.DECIDED_STATES,
             reviewed_at__lt=now - timedelta(seconds=older_than), reviewed_at__gte=now - DECISION_LOOKBACK,
         )
         .exclude(hit__batch__provider=Provider.LINK).exclude(external_id="")
-        .annotate(market_decision=Subquery(last_known)).order_by("reviewed_at", "pk")
+        .annotate(market_decision=Subquery(events.market_decisions(OuterRef("pk"))[:1])).order_by("reviewed_at", "pk")
     )
     return [
         assignment for assignment in candidates
@@ -62,10 +61,8 @@ def _requests_not_done(requested_type, done_type, owner, older_than):
                              created_at__gte=now - DECISION_LOOKBACK).order_by("created_at", "pk")
     )
     owners = {getattr(event, f"{owner}_id") for event in requested}
-    done = set(
-        Event.objects.filter(type=done_type, **{f"{owner}_id__in": owners}).values_list("data__key", flat=True)
-    )
-    return [event for event in requested if event.data.get("key") not in done]
+    done = events.keys_done(done_type, **{f"{owner}_id__in": owners})
+    return [event for event in requested if events.key_of(event) not in done]
 
 
 def unpaid_bonuses(older_than):
@@ -114,12 +111,12 @@ def sweep_work(*, older_than=None, inline=False, limit=1000):
     older_than = settings.SWEEP_AFTER if older_than is None else older_than
     outcome = dict.fromkeys(("reviews", "decisions", "bonuses", "reposts", "exports"), 0)
     bonuses = [
-        (event.assignment_id, event.data["amount"], event.data["reason"], event.data["request_key"])
-        for event in unpaid_bonuses(older_than)[:limit]
+        (event.assignment_id, grant.amount, grant.reason, grant.request_key)
+        for event in unpaid_bonuses(older_than)[:limit] for grant in [events.bonus_request(event)]
     ]
     reposts = [
-        (event.hit_id, event.data["count"], event.data["target_max_assignments"])
-        for event in unposted_reposts(older_than)[:limit]
+        (event.hit_id, repost.count, repost.target_max_assignments)
+        for event in unposted_reposts(older_than)[:limit] for repost in [events.repost_request(event)]
     ]
     # (what, the tasks' arguments, the task, the same work done here)
     work = (

@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotator.bulk import insert_rows, page_saved_row
+from annotator import events
+from annotator.bulk import insert_rows
 from annotator.importers.common import analyze
 from annotator.models import (
     Assignment, Batch, Category, CocoRecord, Event, ExportJob, GroundTruthObject, Hit, HitPage, Image,
@@ -165,7 +166,8 @@ class _PageRows:
             "time_spent_ms": time_spent_ms, "client": client,
             **dict.fromkeys(IMAGENET_SUMMARY + COCO_SUMMARY, 0), **summary,
         })
-        self._add(Event, page_saved_row(hit_id, assignment_id, page_index, summary, self.now))
+        self._add(Event, events.page_saved_row(hit_id=hit_id, assignment_id=assignment_id, page=page_index,
+                                               summary=summary, created_at=self.now))
 
     def add_item(self, page_id, image_id, position, in_class):
         self._add(PageItem, {"page": page_id, "image": image_id, "position": position, "in_class": in_class,

@@ -11,13 +11,37 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
-from annotator.models import Event, Provider
+from annotator import events
+from annotator.models import Assignment, Hit, Provider, Worker
 
 logger = logging.getLogger(__name__)
 
-# MTurk's RejectAssignment/ApproveAssignment limit; the link CSV uses the same so both markets read alike.
-FEEDBACK_MAX_CHARS = 1024
+class BadEntry(ValueError):
+    """A task URL parameter that is not an id we can take (a NUL character, too long); the message names it."""
 
+
+@dataclass(frozen=True)
+class Entry:
+    """Who opens a task URL, as its market's query parameters say."""
+
+    worker_id: str  # "" for a preview
+    assignment_id: str  # the market's assignment id (MTurk assignmentId, Prolific SESSION_ID), "" when it sends none
+    # The parameter that carries the market's id of the HIT (MTurk hitId, Prolific STUDY_ID) and its value: the entry
+    # page refuses a link for another HIT. None where the market sends none.
+    market_hit_param: str | None = None
+    market_hit_id: str = ""
+    turk_submit_to: str = ""  # MTurk: the origin the page posts the completion code to
+
+
+def entry_value(query, name, field):
+    """One task URL parameter, stripped; BadEntry when the model field it is stored in cannot hold it."""
+    max_chars = field.field.max_length
+    value = query.get(name, "").strip()
+    if "\x00" in value:
+        raise BadEntry(f"{name} contains a character that is not allowed")
+    if len(value) > max_chars:
+        raise BadEntry(f"{name} is {len(value)} characters long; at most {max_chars} are allowed")
+    return value
 
 @dataclass
 class SyncResult:
@@ -32,38 +56,20 @@ def request_token(key):
     return hashlib.sha256(key.encode()).hexdigest()[:64]
 
 
-def cap_feedback(text):
-    """Feedback cut to the market's limit, marking the cut with an ellipsis."""
-    text = (text or "").strip()
-    if len(text) <= FEEDBACK_MAX_CHARS:
-        return text
-    return text[: FEEDBACK_MAX_CHARS - 1] + "\u2026"
-
-
-def record_event(type, *, batch=None, hit=None, assignment=None, worker=None, **data):
-    """Append one audit event; the batch is filled in from the HIT or assignment when not given."""
-    if batch is None and hit is not None:
-        batch = hit.batch
-    if batch is None and assignment is not None:
-        batch = assignment.hit.batch
-    if hit is None and assignment is not None:
-        hit = assignment.hit
-    return Event.objects.create(type=type, batch=batch, hit=hit, assignment=assignment, worker=worker, data=data)
-
-
 def record_refusal(provider, operation, reason, **owners_and_details):
     """A call the market understood and refused (MTurk's RequestError, Prolific's 4xx): a MARKET_CALL event with the
     market's reason, which the review console shows; a refused decision has no market_decision, so the sweeper
     sends it again."""
     logger.warning("%s refused %s: %s", provider, operation, reason)
-    return record_event(Event.Type.MARKET_CALL, provider=provider, operation=operation, refused=reason,
-                        **owners_and_details)
+    events.market_call(provider=provider, operation=operation, refused=reason, **owners_and_details).save()
 
 
 class CrowdProvider(abc.ABC):
     """What every crowd market offers. Methods call the market (or record locally) and return its answer."""
 
     name = ""
+    # The role (in entry_params) whose parameter carries the market's id of the HIT, where the market sends one.
+    market_hit_role = None
 
     @abc.abstractmethod
     def publish(self, batch, hits):
@@ -104,6 +110,46 @@ class CrowdProvider(abc.ABC):
     @abc.abstractmethod
     def task_url(self, hit, **values):
         """The URL a worker opens for this HIT."""
+
+    @abc.abstractmethod
+    def entry_params(self, batch):
+        """{role: query parameter name} of the batch's task URLs: "worker", "assignment" and the market's others."""
+
+    def parse_entry(self, batch, query):
+        """The Entry a task URL's query parameters describe; BadEntry when one of them is not an id we can take."""
+        names = self.entry_params(batch)
+        hit_param = names[self.market_hit_role] if self.market_hit_role else None
+        return Entry(
+            worker_id=entry_value(query, names["worker"], Worker.external_id),
+            assignment_id=entry_value(query, names["assignment"], Assignment.external_id),
+            market_hit_param=hit_param,
+            market_hit_id=entry_value(query, hit_param, Hit.external_id) if hit_param else "",
+        )
+
+
+class MarketProvider(CrowdProvider):
+    """A provider that calls its market's API, through a client made on first use (tests hand in their own)."""
+
+    # The market's id of an assignment, named for the error when an assignment has none (and what to do about it).
+    assignment_id_name = ""
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    @abc.abstractmethod
+    def new_client(self):
+        """A client of the market's API, configured from the settings."""
+
+    def _market_id(self, assignment):
+        if not assignment.external_id:
+            raise ValidationError({"assignment": f"assignment {assignment.uuid} has no {self.assignment_id_name}"})
+        return assignment.external_id
 
 
 def get_provider(batch):

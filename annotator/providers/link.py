@@ -16,9 +16,11 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from annotator import events
 from annotator.models import Assignment, Event, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback
+from .base import CrowdProvider, SyncResult
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +61,23 @@ def preset_of(params):
     return DEFAULT_PRESET
 
 
+def task_url_with_params(hit, params, values):
+    """The HIT's task URL with the given role values (worker=..., assignment=...) under params' names ({role: name});
+    roles not given become placeholders in the preset's syntax."""
+    placeholder = PLACEHOLDER_FORMATS[preset_of(params)]
+    query = {name: values.get(role, placeholder % name) for role, name in params.items()}
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+
+
 class LinkProvider(CrowdProvider):
     name = Provider.LINK
 
+    def entry_params(self, batch):
+        return resolve_params(batch.provider_config)
+
     def task_url(self, hit, **values):
-        """Task URL with the given role values (worker=..., assignment=...); roles not given become placeholders."""
-        params = resolve_params(hit.batch.provider_config)
-        placeholder = PLACEHOLDER_FORMATS[preset_of(params)]
-        query = {name: values.get(role, placeholder % name) for role, name in params.items()}
-        base = settings.PUBLIC_BASE_URL.rstrip("/")
-        return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+        return task_url_with_params(hit, self.entry_params(hit.batch), values)
 
     def publish(self, batch, hits):
         return {hit.pk: self.task_url(hit) for hit in hits}
@@ -106,12 +115,10 @@ class LinkProvider(CrowdProvider):
 def write_decisions_csv(batch, file):
     """One row per decided assignment of the batch, in the market's terms (its worker and assignment ids)."""
     bonus_cents = defaultdict(int)
-    for assignment_id, data in Event.objects.filter(batch=batch, type=Event.Type.BONUSED).values_list(
-        "assignment_id", "data"
-    ):
-        bonus_cents[assignment_id] += data["amount_cents"]
+    for event in Event.objects.filter(batch=batch, type=Event.Type.BONUSED).only("assignment_id", "data"):
+        bonus_cents[event.assignment_id] += events.bonus_paid(event).amount_cents
     assignments = (
-        Assignment.objects.filter(hit__batch=batch, state__in=[Assignment.State.APPROVED, Assignment.State.REJECTED])
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.DECIDED_STATES)
         .select_related("hit", "worker")
         .order_by("hit__index", "pk")
     )
@@ -124,7 +131,7 @@ def write_decisions_csv(batch, file):
             "assignment_id": assignment.external_id or assignment.uuid,
             "hit": assignment.hit.index,
             "decision": "approve" if assignment.state == Assignment.State.APPROVED else "reject",
-            "feedback": cap_feedback(assignment.feedback),
+            "feedback": truncate_feedback(assignment.feedback),
             "bonus": f"{Decimal(bonus_cents[assignment.pk]) / 100:.2f}",
             "completion_code": assignment.completion_code,
             "submitted_at": assignment.submitted_at.isoformat() if assignment.submitted_at else "",

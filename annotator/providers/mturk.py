@@ -5,9 +5,11 @@ and any MTurk-compatible endpoint (settings.MTURK_ENDPOINT_URL). Credentials com
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or an AWS profile), never from the repository.
 Every call is appended to the event log as a MARKET_CALL event.
 """
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -17,9 +19,11 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from annotator.models import Assignment, Event, Hit, Provider
+from annotator import events
+from annotator.models import Assignment, Hit, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
+from .base import MarketProvider, SyncResult, entry_value, record_refusal, request_token
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,9 @@ NOTIFY_CHUNK = 100
 ASSIGNMENTS_PAGE_SIZE = 100
 SUBJECT_MAX_CHARS = 200
 MESSAGE_MAX_CHARS = 4096
+# The query parameters MTurk adds to an ExternalQuestion URL (and turkSubmitTo); a preview's assignmentId.
+ENTRY_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
+PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 # Any time in the past expires a HIT at once; a fixed one keeps the request reproducible.
 EXPIRE_NOW = datetime(2015, 1, 1, tzinfo=UTC)
 MARKET_STATES = {
@@ -105,27 +112,35 @@ def _replayed_token(error):
     return "UniqueRequestToken" in message or "HitAlreadyExists" in message or "already exists" in message
 
 
-class MTurkProvider(CrowdProvider):
+class MTurkProvider(MarketProvider):
     name = Provider.MTURK
+    market_hit_role = "hit"
+    assignment_id_name = "Mechanical Turk assignment id: run sync_hits"
 
-    def __init__(self, client=None):
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = make_client()
-        return self._client
+    def new_client(self):
+        return make_client()
 
     def _call(self, operation, *, batch=None, hit=None, assignment=None, record=None, **params):
         """One market call, logged as a MARKET_CALL event (params without message bodies)."""
         response = getattr(self.client, xform_name(operation))(**params)
         summary = {k: v for k, v in params.items() if k not in ("Question", "MessageText", "RequesterFeedback")}
-        record_event(
-            Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment,
-            provider=self.name, operation=operation, params=_json_safe(summary), **(record or {}),
-        )
+        events.market_call(provider=self.name, operation=operation, batch=batch, hit=hit, assignment=assignment,
+                           params=_json_safe(summary), **(record or {})).save()
         return response
+
+    def entry_params(self, batch):
+        return ENTRY_PARAMS
+
+    def parse_entry(self, batch, query):
+        """MTurk's entry: a preview sends ASSIGNMENT_ID_NOT_AVAILABLE; turkSubmitTo is kept only as a web origin (the
+        page would POST the worker's code there)."""
+        entry = super().parse_entry(batch, query)
+        turk_submit_to = entry_value(query, "turkSubmitTo", Assignment.turk_submit_to)
+        parsed = urlsplit(turk_submit_to)
+        return dataclasses.replace(
+            entry, worker_id="" if entry.assignment_id == PREVIEW_ASSIGNMENT else entry.worker_id,
+            turk_submit_to=turk_submit_to if parsed.scheme in ("https", "http") and parsed.netloc else "",
+        )
 
     def task_url(self, hit, **values):
         base = settings.PUBLIC_BASE_URL.rstrip("/")
@@ -186,12 +201,12 @@ class MTurkProvider(CrowdProvider):
             state=MARKET_STATES.get(market["AssignmentStatus"]), submitted_at=market.get("SubmitTime"),
             decided_at=market.get("ApprovalTime") or market.get("RejectionTime"),
             feedback=market.get("RequesterFeedback"),
-            details={"claimed_completion_code": claimed_completion_code(market)},
+            claimed_completion_code=claimed_completion_code(market),
         ), provider=Provider.MTURK)
 
     def approve(self, assignment, override_rejection=False):
         params = {"AssignmentId": self._market_id(assignment)}
-        feedback = cap_feedback(assignment.feedback)
+        feedback = truncate_feedback(assignment.feedback)
         if feedback:
             params["RequesterFeedback"] = feedback
         if override_rejection:
@@ -199,7 +214,7 @@ class MTurkProvider(CrowdProvider):
         self._decide("ApproveAssignment", assignment, Assignment.State.APPROVED, params)
 
     def reject(self, assignment, feedback):
-        feedback = cap_feedback(feedback)
+        feedback = truncate_feedback(feedback)
         if not feedback:
             raise ValidationError({"feedback": f"assignment {assignment.uuid}: a rejection needs feedback"})
         self._decide("RejectAssignment", assignment, Assignment.State.REJECTED,
@@ -253,10 +268,7 @@ class MTurkProvider(CrowdProvider):
         if len(message) > MESSAGE_MAX_CHARS:
             raise ValidationError({"message": f"{len(message)} characters; Mechanical Turk allows {MESSAGE_MAX_CHARS}"})
         worker_ids = sorted(w.external_id for w in workers)
-        done = set(
-            Event.objects.filter(batch=batch, type=Event.Type.MARKET_CALL, data__operation="NotifyWorkers",
-                                 data__key__startswith=f"{request_key}:").values_list("data__key", flat=True)
-        )
+        done = events.market_call_keys(batch=batch, operation="NotifyWorkers", key_prefix=f"{request_key}:")
         failures = {}
         for start in range(0, len(worker_ids), NOTIFY_CHUNK):
             chunk_key = f"{request_key}:{start // NOTIFY_CHUNK}"
@@ -272,17 +284,9 @@ class MTurkProvider(CrowdProvider):
         operation = "CreateWorkerBlock" if blocked else "DeleteWorkerBlock"
         params = {"WorkerId": worker.external_id, "Reason": reason or "unblocked by the requester"}
         response = getattr(self.client, xform_name(operation))(**params)
-        record_event(Event.Type.MARKET_CALL, worker=worker, provider=self.name, operation=operation,
-                     params={"WorkerId": worker.external_id}, blocked=blocked)
+        events.market_call(provider=self.name, operation=operation, worker=worker,
+                           params={"WorkerId": worker.external_id}, blocked=blocked).save()
         return response
-
-    @staticmethod
-    def _market_id(assignment):
-        if not assignment.external_id:
-            raise ValidationError(
-                {"assignment": f"assignment {assignment.uuid} has no Mechanical Turk assignment id: run sync_hits"}
-            )
-        return assignment.external_id
 
 
 def claimed_completion_code(market_assignment):

@@ -24,7 +24,6 @@ import hmac
 import logging
 import time
 from decimal import ROUND_FLOOR, Decimal
-from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -33,10 +32,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotator.models import Assignment, Event, Provider
+from annotator import events
+from annotator.models import Assignment, Provider
+from annotator.rules import truncate_feedback
 
-from .base import CrowdProvider, SyncResult, cap_feedback, record_event, record_refusal, request_token
-from .link import PARAM_PRESETS, PLACEHOLDER_FORMATS
+from .base import MarketProvider, SyncResult, record_refusal, request_token
+from .link import PARAM_PRESETS, task_url_with_params
 
 logger = logging.getLogger(__name__)
 
@@ -184,23 +185,19 @@ def estimated_minutes(batch):
 
 def rejection_message(feedback):
     """Our feedback as Prolific's rejection message, which must be at least REJECTION_MESSAGE_MIN_CHARS long."""
-    message = cap_feedback(feedback)
+    message = truncate_feedback(feedback)
     if len(message) < REJECTION_MESSAGE_MIN_CHARS:
         message = (message + REJECTION_MESSAGE_TAIL).strip()
     return message
 
 
-class ProlificProvider(CrowdProvider):
+class ProlificProvider(MarketProvider):
     name = Provider.PROLIFIC
+    market_hit_role = "study"
+    assignment_id_name = "Prolific submission id (SESSION_ID)"
 
-    def __init__(self, client=None):
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = ProlificClient()
-        return self._client
+    def new_client(self):
+        return ProlificClient()
 
     def _call(self, method, path, operation, *, body=None, params=None, batch=None, hit=None, assignment=None,
               worker=None, record=None, record_answer=None):
@@ -215,17 +212,16 @@ class ProlificProvider(CrowdProvider):
             raise
         if method != "GET":
             picked = record_answer(answer) if record_answer else {}
-            record_event(Event.Type.MARKET_CALL, batch=batch, hit=hit, assignment=assignment, worker=worker,
-                         provider=self.name, operation=operation, path=path, params=summary, **(record or {}),
-                         **picked)
+            events.market_call(provider=self.name, operation=operation, batch=batch, hit=hit, assignment=assignment,
+                               worker=worker, path=path, params=summary, **(record or {}), **picked).save()
         return answer, headers
+
+    def entry_params(self, batch):
+        return PARAMS
 
     def task_url(self, hit, **values):
         """Our task URL with Prolific's placeholders ({{%PROLIFIC_PID%}}...), or the given role values."""
-        placeholder = PLACEHOLDER_FORMATS["prolific"]
-        query = {name: values.get(role, placeholder % name) for role, name in PARAMS.items()}
-        base = settings.PUBLIC_BASE_URL.rstrip("/")
-        return f"{base}/task/{hit.pk}/?{urlencode(query, safe='{}%')}"
+        return task_url_with_params(hit, PARAMS, values)
 
     def study_body(self, hit):
         batch = hit.batch
@@ -259,10 +255,9 @@ class ProlificProvider(CrowdProvider):
         published = {}
         for hit in hits:
             key = f"publish:{hit.pk}"
-            created = (Event.objects.filter(hit=hit, type=Event.Type.MARKET_CALL, data__key=key)
-                       .order_by("-created_at", "-id").first())
+            created = events.earlier_market_call(key=key, hit=hit)
             if created:
-                study_id = created.data["study_id"]  # an earlier attempt created it and stopped before publishing
+                study_id = created.study_id  # an earlier attempt created it and stopped before publishing
                 study, _ = self._call("GET", f"/api/v1/studies/{study_id}/", "get-study", hit=hit)
                 status = study.get("status")
             else:
@@ -315,10 +310,9 @@ class ProlificProvider(CrowdProvider):
 
     def bonus(self, assignment, amount, reason, request_key):
         # Paying is not idempotent on Prolific: a bulk payment is set up once per key and paid once.
-        setup = Event.objects.filter(assignment=assignment, type=Event.Type.MARKET_CALL,
-                                     data__operation="set-up-bonus", data__key=request_key).first()
+        setup = events.earlier_market_call(key=request_key, operation="set-up-bonus", assignment=assignment)
         if setup:
-            payment_id = setup.data["payment_id"]
+            payment_id = setup.payment_id
         else:
             payment, _ = self._call("POST", "/api/v1/submissions/bonus-payments/", "set-up-bonus", body={
                 "study_id": assignment.hit.external_id,
@@ -333,8 +327,7 @@ class ProlificProvider(CrowdProvider):
         """Raise the study's places so that the HIT's target is reachable. Prolific itself gives back the place of
         a rejected, returned or timed-out submission, so the target counts only the places still held there."""
         study_id = self._study_id(hit)
-        released = hit.assignments.filter(state__in=(Assignment.State.REJECTED, Assignment.State.RETURNED,
-                                                     Assignment.State.EXPIRED)).count()
+        released = hit.assignments.filter(state__in=(Assignment.State.REJECTED, *Assignment.RELEASED_STATES)).count()
         target = hit.max_assignments + count - released
         study, _ = self._call("GET", f"/api/v1/studies/{study_id}/", "get-study", hit=hit)
         if study.get("total_available_places", 0) >= target:
@@ -357,9 +350,7 @@ class ProlificProvider(CrowdProvider):
         reached = set().union(*by_study.values()) if by_study else set()
         failures = {w.external_id: "took part in no study of this batch" for w in workers
                     if w.external_id not in reached}
-        done = set(Event.objects.filter(
-            batch=batch, type=Event.Type.MARKET_CALL, data__operation="message-participants",
-            data__key__startswith=f"{request_key}:").values_list("data__key", flat=True))
+        done = events.market_call_keys(batch=batch, operation="message-participants", key_prefix=f"{request_key}:")
         for study_id, participant_ids in sorted(by_study.items()):
             chunk_key = f"{request_key}:{study_id}"
             if chunk_key in done:
@@ -382,14 +373,6 @@ class ProlificProvider(CrowdProvider):
         self._call("POST" if blocked else "DELETE", f"/api/v1/participant-groups/{group}/participants/",
                    "block-participant" if blocked else "unblock-participant",
                    body={"participant_ids": [worker.external_id]}, worker=worker, record={"blocked": blocked})
-
-    @staticmethod
-    def _market_id(assignment):
-        if not assignment.external_id:
-            raise ValidationError(
-                {"assignment": f"assignment {assignment.uuid} has no Prolific submission id (SESSION_ID)"}
-            )
-        return assignment.external_id
 
     @staticmethod
     def _study_id(hit):

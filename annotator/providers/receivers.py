@@ -9,12 +9,10 @@ import uuid
 
 from django.dispatch import receiver
 
-from annotator import signals
-from annotator.models import Event
+from annotator import events, signals
 from config.celery import send_on_commit
 
 from . import tasks
-from .base import record_event
 from .services import bonus_key, repost_key
 
 
@@ -27,16 +25,16 @@ def queue_decision(sender, assignment, **kwargs):
 def queue_bonus(sender, assignment, amount, reason, **kwargs):
     # One key per grant, fixed now: every retry of the task pays this grant and no other.
     request_key = uuid.uuid4().hex
-    record_event(Event.Type.BONUS_REQUESTED, assignment=assignment, worker=assignment.worker,
-                 key=bonus_key(assignment, request_key), request_key=request_key, amount=str(amount), reason=reason)
+    events.bonus_requested(assignment=assignment, key=bonus_key(assignment, request_key), request_key=request_key,
+                           amount=amount, reason=reason).save()
     send_on_commit(tasks.pay_bonus, assignment.pk, str(amount), reason, request_key)
 
 
 @receiver(signals.hit_needs_repost, dispatch_uid="providers.queue_repost")
 def queue_repost(sender, hit, count, **kwargs):
     target_max_assignments = hit.max_assignments + count
-    record_event(Event.Type.REPOST_REQUESTED, hit=hit, key=repost_key(hit, target_max_assignments), count=count,
-                 target_max_assignments=target_max_assignments)
+    events.repost_requested(hit=hit, key=repost_key(hit, target_max_assignments), count=count,
+                            target_max_assignments=target_max_assignments).save()
     send_on_commit(tasks.repost_hit, hit.pk, count, target_max_assignments)
 
 

@@ -6,7 +6,7 @@ window between a market call and the event that records it.
 """
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -16,14 +16,13 @@ from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
-from annotator import signals
+from annotator import events, signals
 from annotator.models import Assignment, Batch, Event, Hit, Provider, Worker
 
-from .base import get_provider, provider_named, record_event
+from .base import get_provider, provider_named
 
 logger = logging.getLogger(__name__)
 
-DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
 DEFAULT_REJECTION_FEEDBACK = "Your submission did not meet the task's requirements."
 
 
@@ -46,12 +45,12 @@ def publish_batch(batch, *, show_progress=False):
             hit.status = Hit.Status.PUBLISHED
             hit.published_at = now
             hit.save(update_fields=["status", "published_at"])
-            record_event(Event.Type.PUBLISHED, hit=hit, provider=provider.name,
-                         reference=references.get(hit.pk, hit.external_id))
+            events.published_hit(hit=hit, provider=provider.name,
+                                 reference=references.get(hit.pk, hit.external_id)).save()
         if batch.status == Batch.Status.DRAFT:
             batch.status = Batch.Status.PUBLISHED
             batch.save(update_fields=["status"])
-            record_event(Event.Type.PUBLISHED, batch=batch, provider=provider.name, hits=len(pending))
+            events.published_batch(batch=batch, provider=provider.name, hits=len(pending)).save()
     logger.info("batch %s: published %d HITs on %s", batch.name, len(pending), provider.name)
     return {hit.index: hit.external_id or provider.task_url(hit) for hit in hits}
 
@@ -61,8 +60,8 @@ def sync_batch(batch):
     provider = get_provider(batch)
     result = provider.sync(batch)
     result.decisions_sent = send_missing_decisions(batch)
-    record_event(Event.Type.SYNCED, batch=batch, provider=provider.name, hits=result.hits,
-                 created=result.created, updated=result.updated, decisions_sent=result.decisions_sent)
+    events.synced_batch(batch=batch, provider=provider.name, hits=result.hits, created=result.created,
+                        updated=result.updated, decisions_sent=result.decisions_sent).save()
     return result
 
 
@@ -92,11 +91,7 @@ class MarketAssignment:
     submitted_at: datetime | None = None
     decided_at: datetime | None = None
     feedback: str | None = None
-    details: dict = field(default_factory=dict)  # more for the SYNCED event (e.g. claimed_completion_code)
-
-
-OPEN = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS)
-RELEASED_ON_MARKET = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
+    claimed_completion_code: str | None = None  # the code the worker gave the market (MTurk's answer), if it says
 
 
 @transaction.atomic
@@ -114,7 +109,7 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
         Assignment.objects.select_for_update().filter(hit=hit, worker=worker).first()
         or Assignment.objects.select_for_update().filter(hit=hit, external_id=market.assignment_id).first()
     )
-    if assignment is None and (market.state is None or market.state in RELEASED_ON_MARKET):
+    if assignment is None and (market.state is None or market.state in Assignment.RELEASED_STATES):
         return 0, 0  # the worker never reached our page, or has not yet: nothing of ours to change
     created = assignment is None
     if created:
@@ -123,14 +118,14 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
     previous_state = assignment.state
     changed = created or assignment.external_id != market.assignment_id
     assignment.external_id = market.assignment_id
-    released = market.state in RELEASED_ON_MARKET
-    if assignment.state in OPEN and market.state is not None:
+    released = market.state in Assignment.RELEASED_STATES
+    if assignment.state in Assignment.OPEN_STATES and market.state is not None:
         # Returned or timed out: the place is free again. Submitted on the market without our submit: review decides.
         assignment.transition(market.state if released else Assignment.State.SUBMITTED)
         changed = True
     if assignment.state == Assignment.State.SUBMITTED and not assignment.submitted_at:
         assignment.submitted_at = market.submitted_at
-    market_decision = market.state if market.state in DECIDED else None
+    market_decision = market.state if market.state in Assignment.DECIDED_STATES else None
     decided_on_market = market_decision is not None and assignment.state == Assignment.State.SUBMITTED
     if decided_on_market:
         assignment.transition(market_decision)
@@ -139,19 +134,16 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
             assignment.feedback = market.feedback
         changed = True
     known = market_decision is not None and market_decision == assignment.state
-    last_status = None if created else (
-        Event.objects.filter(assignment=assignment, type=Event.Type.SYNCED, data__has_key="market_status")
-        .order_by("-created_at", "-id").values_list("data__market_status", flat=True).first())
+    last_status = None if created else events.last_market_status(assignment)
     if not changed and last_status == market.status:
         return 0, 0
     if changed:
         assignment.save()
-    record_event(Event.Type.SYNCED, assignment=assignment, worker=worker, provider=provider, source=source,
-                 market_status=market.status, **market.details,
-                 **({"market_decision": market_decision} if known else {}))
+    events.synced_assignment(assignment=assignment, worker=worker, provider=provider, source=source,
+                             market_status=market.status, claimed_completion_code=market.claimed_completion_code,
+                             market_decision=market_decision if known else None).save()
     if released and previous_state != assignment.state:
-        record_event(Event.Type.RETURNED if assignment.state == Assignment.State.RETURNED else Event.Type.EXPIRED,
-                     assignment=assignment, worker=worker, market_status=market.status)
+        events.released(assignment=assignment, worker=worker, market_status=market.status).save()
     if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
         signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
     if decided_on_market:
@@ -165,17 +157,8 @@ def send_missing_decisions(batch):
     """Send every decision the market does not have yet (a task lost with a broker outage); returns how many."""
     if batch.provider == Provider.LINK:
         return 0
-    decided = Assignment.objects.filter(hit__batch=batch, state__in=DECIDED).exclude(external_id="")
+    decided = Assignment.objects.filter(hit__batch=batch, state__in=Assignment.DECIDED_STATES).exclude(external_id="")
     return sum(send_decision(assignment) for assignment in decided)
-
-
-def last_market_decision(assignment):
-    """The decision the market already has for this assignment ("approved"/"rejected"), or None."""
-    event = (
-        Event.objects.filter(assignment=assignment, data__has_key="market_decision").order_by("-created_at", "-id")
-        .first()
-    )
-    return event.data["market_decision"] if event else None
 
 
 def send_decision(assignment):
@@ -185,9 +168,9 @@ def send_decision(assignment):
             Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
             .get(pk=assignment.pk)
         )
-        if assignment.state not in DECIDED:
+        if assignment.state not in Assignment.DECIDED_STATES:
             return False
-        known = last_market_decision(assignment)
+        known = events.last_market_decision(assignment)
         if known == assignment.state:
             return False
         provider = get_provider(assignment.hit.batch)
@@ -222,13 +205,12 @@ def pay_bonus(assignment, amount, reason, request_key):
             Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
             .get(pk=assignment.pk)
         )
-        if Event.objects.filter(assignment=assignment, type=Event.Type.BONUSED, data__key=key).exists():
+        if events.has_key(Event.Type.BONUSED, key, assignment=assignment):
             return False
         provider = get_provider(assignment.hit.batch)
         provider.bonus(assignment, amount, reason, key)
         Assignment.objects.filter(pk=assignment.pk).update(bonus_paid=F("bonus_paid") + amount)
-        record_event(Event.Type.BONUSED, assignment=assignment, worker=assignment.worker, provider=provider.name,
-                     amount=f"{amount:.2f}", amount_cents=int(amount * 100), reason=reason, key=key)
+        events.bonused(assignment=assignment, provider=provider.name, amount=amount, reason=reason, key=key).save()
     return True
 
 
@@ -239,15 +221,15 @@ def repost_hit(hit, count, target_max_assignments):
     key = repost_key(hit, target_max_assignments)
     with transaction.atomic():
         hit = Hit.objects.select_for_update(of=("self",)).select_related("batch").get(pk=hit.pk)
-        if Event.objects.filter(hit=hit, type=Event.Type.REPOSTED, data__key=key).exists():
+        if events.has_key(Event.Type.REPOSTED, key, hit=hit):
             return False
         provider = get_provider(hit.batch)
         provider.repost(hit, count, key)
         hit.max_assignments = max(hit.max_assignments, target_max_assignments)
         hit.status = Hit.Status.PUBLISHED
         hit.save(update_fields=["max_assignments", "status"])
-        record_event(Event.Type.REPOSTED, hit=hit, provider=provider.name, count=count,
-                     max_assignments=hit.max_assignments, key=key)
+        events.reposted(hit=hit, provider=provider.name, count=count, max_assignments=hit.max_assignments,
+                        key=key).save()
     return True
 
 
@@ -262,7 +244,7 @@ def expire_hit(hit):
         hit.status = Hit.Status.EXPIRED
         hit.expires_at = timezone.now()
         hit.save(update_fields=["status", "expires_at"])
-        record_event(Event.Type.EXPIRED, hit=hit, provider=provider.name)
+        events.hit_expired(hit=hit, provider=provider.name).save()
     return True
 
 
@@ -284,12 +266,12 @@ def notify_workers(batch, worker_ids, subject, message):
         raise ValidationError({"worker_ids": f"not {batch.provider} workers: {sorted(missing)}"})
     digest = hashlib.sha256("\n".join([subject, message, *map(str, sorted(worker_ids))]).encode()).hexdigest()
     key = f"notify:{batch.pk}:{digest[:32]}"
-    if Event.objects.filter(batch=batch, type=Event.Type.NOTIFIED, data__key=key).exists():
+    if events.has_key(Event.Type.NOTIFIED, key, batch=batch):
         return {}
     provider = get_provider(batch)
     failures = provider.notify(batch, workers, subject, message, key)
-    record_event(Event.Type.NOTIFIED, batch=batch, provider=provider.name, key=key, subject=subject,
-                 message=message, workers=len(workers), failures=failures)
+    events.notified(batch=batch, provider=provider.name, key=key, subject=subject, message=message,
+                    workers=len(workers), failures=failures).save()
     return failures
 
 

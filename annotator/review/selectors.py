@@ -5,13 +5,11 @@ from decimal import Decimal
 from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 
-from .. import files
+from .. import events, files
 from ..models import Assignment, Batch, Event, Hit, HitPage, PageSubmission, TaskKind
 from ..rules import WorkSummary
 from ..worker.icons import icon_url
 
-DECIDED = (Assignment.State.APPROVED, Assignment.State.REJECTED)
-DONE = (Assignment.State.SUBMITTED, *DECIDED)
 
 
 def work_summaries(assignment_ids):
@@ -41,10 +39,11 @@ def work_summaries(assignment_ids):
 def claimed_completion_codes(assignment_ids):
     """{assignment id: the completion code the worker gave the market}, from the latest market sync events."""
     codes = {}
-    events = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
-    for assignment_id, data in events.values_list("assignment_id", "data"):
-        if data.get("claimed_completion_code"):
-            codes[assignment_id] = data["claimed_completion_code"]
+    synced = Event.objects.filter(assignment_id__in=assignment_ids, type=Event.Type.SYNCED).order_by("id")
+    for event in synced.only("assignment_id", "data"):
+        report = events.market_record(event)
+        if report.claimed_completion_code:
+            codes[event.assignment_id] = report.claimed_completion_code
     return codes
 
 
@@ -53,15 +52,16 @@ def market_states(assignment_ids):
     decision the market took ("approved: on the market"), or a refusal with the market's reason. Link batches have
     none (their decisions leave as a CSV)."""
     states = {}
-    events = (Event.objects.filter(assignment_id__in=assignment_ids,
-                                   type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
-    for assignment_id, data in events.values_list("assignment_id", "data"):
-        if data.get("refused"):
-            states[assignment_id] = f"{data.get('operation', 'call')} refused: {data['refused']}"
-        elif data.get("market_decision"):
-            states[assignment_id] = f"{data['market_decision']}: on the market"
-        elif data.get("market_status"):
-            states[assignment_id] = data["market_status"]
+    reports = (Event.objects.filter(assignment_id__in=assignment_ids,
+                                    type__in=(Event.Type.SYNCED, Event.Type.MARKET_CALL)).order_by("created_at", "id"))
+    for event in reports.only("assignment_id", "data"):
+        report = events.market_record(event)
+        if report.refused:
+            states[event.assignment_id] = f"{report.operation or 'call'} refused: {report.refused}"
+        elif report.market_decision:
+            states[event.assignment_id] = f"{report.market_decision}: on the market"
+        elif report.market_status:
+            states[event.assignment_id] = report.market_status
     return states
 
 
@@ -74,7 +74,7 @@ def with_page_count(assignments):
 def assignments_to_review(batch):
     """The batch's submitted and decided assignments, oldest first."""
     return with_page_count(
-        Assignment.objects.filter(hit__batch=batch, state__in=DONE)
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.FINISHED_STATES)
         .select_related("hit__batch", "worker")
         .order_by("submitted_at", "id")
     )
@@ -120,7 +120,8 @@ def batch_dashboard(batch):
     approved = by_state.get(Assignment.State.APPROVED, 0)
     rejected = by_state.get(Assignment.State.REJECTED, 0)
     decided = approved + rejected
-    median_minutes = median_minutes_per_hit(Assignment.objects.filter(hit__batch=batch, state__in=DONE))
+    median_minutes = median_minutes_per_hit(
+        Assignment.objects.filter(hit__batch=batch, state__in=Assignment.FINISHED_STATES))
     hourly_wage = (
         (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
     )

@@ -13,15 +13,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from .. import rules, signals
+from .. import events, rules, signals
 from ..models import Assignment, Event, Hit, Worker
 from . import selectors
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS, Assignment.State.SUBMITTED)
-# Assignments that gave their place on the HIT back (the market counts every other one against MaxAssignments).
-RELEASED = (Assignment.State.RETURNED, Assignment.State.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -117,13 +114,9 @@ def _target(approve):
 
 
 def _apply_rule_decisions(assignments, decisions):
-    events = [
-        Event(type=Event.Type.AUTO_REVIEWED, batch=a.hit.batch, hit=a.hit, assignment=a, worker=a.worker,
-              data=decisions[a.pk].as_review())
-        for a in assignments
-    ]
+    reviewed = [events.auto_reviewed(assignment=a, review=decisions[a.pk].as_review()) for a in assignments]
     _apply_decisions(
-        assignments, source=Assignment.DecisionSource.AUTO, actor=None, events=events,
+        assignments, source=Assignment.DecisionSource.AUTO, actor=None, log=reviewed,
         verdicts={a.pk: (decisions[a.pk].approve, decisions[a.pk].feedback(), decisions[a.pk].as_review())
                   for a in assignments},
     )
@@ -144,7 +137,7 @@ def bulk_decide(assignment_ids, approve, actor, feedback=""):
         missing = set(assignment_ids) - {a.pk for a in assignments}
         if missing:
             raise ValidationError({"assignments": f"no assignments with ids {sorted(missing)}"})
-        undecidable = [a for a in assignments if a.state not in selectors.DONE]
+        undecidable = [a for a in assignments if a.state not in Assignment.FINISHED_STATES]
         if undecidable:
             raise ValidationError({"assignments": "; ".join(
                 f"assignment {a.pk} is {a.state}: only submitted work can be decided" for a in undecidable
@@ -152,7 +145,7 @@ def bulk_decide(assignment_ids, approve, actor, feedback=""):
         to_change = [a for a in assignments if a.state != _target(approve)]
         _refuse_feedback_of_the_other_decision(to_change, feedback, approve)
         _apply_decisions(
-            to_change, source=Assignment.DecisionSource.ADMIN, actor=actor, events=[],
+            to_change, source=Assignment.DecisionSource.ADMIN, actor=actor, log=[],
             verdicts={a.pk: (approve, feedback, a.review) for a in to_change},
         )
         return len(to_change)
@@ -171,7 +164,7 @@ def _clean_feedback(feedback, approve):
 
 def _refuse_feedback_of_the_other_decision(assignments, feedback, approve):
     """An override never sends the worker the words written for the decision it reverses."""
-    reused = [a.pk for a in assignments if a.state in selectors.DECIDED and a.feedback.strip() == feedback]
+    reused = [a.pk for a in assignments if a.state in Assignment.DECIDED_STATES and a.feedback.strip() == feedback]
     if reused:
         verb, other = ("approval", "rejection") if approve else ("rejection", "approval")
         raise ValidationError({"feedback": (
@@ -180,7 +173,7 @@ def _refuse_feedback_of_the_other_decision(assignments, feedback, approve):
         )})
 
 
-def _apply_decisions(assignments, source, actor, events, verdicts):
+def _apply_decisions(assignments, source, actor, log, verdicts):
     """Approve or reject locked assignments in bulk: state, review and feedback, events (an override of a
     decision is logged as such), the decided signal for the providers, then the HITs' status and re-posting.
 
@@ -192,28 +185,22 @@ def _apply_decisions(assignments, source, actor, events, verdicts):
         approve, feedback, review = verdicts[assignment.pk]
         previous_state = assignment.state
         target = _target(approve)
-        if previous_state in selectors.DECIDED:
-            events.append(Event(
-                type=Event.Type.OVERRIDDEN, batch=assignment.hit.batch, hit=assignment.hit, assignment=assignment,
-                worker=assignment.worker, actor=actor,
-                data={"from": previous_state, "to": target, "source": source, "feedback": feedback},
-            ))
+        if previous_state in Assignment.DECIDED_STATES:
+            log.append(events.overridden(assignment=assignment, actor=actor, previous_state=previous_state,
+                                         target=target, source=source, feedback=feedback))
         assignment.transition(target)
         assignment.decision_source = source
         assignment.review = review
         assignment.feedback = feedback
         assignment.reviewed_at = now
-        events.append(Event(
-            type=Event.Type.APPROVED if approve else Event.Type.REJECTED, batch=assignment.hit.batch,
-            hit=assignment.hit, assignment=assignment, worker=assignment.worker, actor=actor,
-            data={"source": source, "feedback": feedback, "previous_state": previous_state},
-        ))
+        log.append(events.decided(assignment=assignment, actor=actor, approved=approve, source=source,
+                                  feedback=feedback, previous_state=previous_state))
         decided.append((assignment, previous_state))
     if not decided:
         return
     _write_decisions([assignment for assignment, _ in decided], now)
-    _sort_events(events)
-    Event.objects.bulk_create(events)
+    _sort_events(log)
+    Event.objects.bulk_create(log)
     for assignment, previous_state in decided:
         signals.assignment_decided.send(
             sender=Assignment, assignment=assignment, previous_state=previous_state, actor=actor
@@ -244,10 +231,10 @@ def _write_decisions(assignments, reviewed_at):
         )
 
 
-def _sort_events(events):
+def _sort_events(log):
     """Per assignment: auto-reviewed, overridden, then the decision (the audit trail reads in that order)."""
     order = {Event.Type.AUTO_REVIEWED: 0, Event.Type.OVERRIDDEN: 1}
-    events.sort(key=lambda event: (event.assignment.pk, order.get(event.type, 2)))
+    log.sort(key=lambda event: (event.assignment.pk, order.get(event.type, 2)))
 
 
 def _update_hits(hit_ids):
@@ -270,9 +257,9 @@ def _update_hits(hit_ids):
         if status != hit.status:
             hit.status = status
             changed.append(hit)
-        missing = required - approved - sum(state in ACTIVE for state in hit_states)
+        missing = required - approved - sum(state in Assignment.ACTIVE_STATES for state in hit_states)
         # Places re-posted earlier that nobody has taken yet already cover part of what is missing.
-        open_places = max(0, hit.max_assignments - sum(state not in RELEASED for state in hit_states))
+        open_places = max(0, hit.max_assignments - sum(state not in Assignment.RELEASED_STATES for state in hit_states))
         to_add = missing - open_places
         if approved < required and to_add > 0 and Assignment.State.REJECTED in hit_states:
             # The provider re-posts after commit and records the REPOSTED event (once per target).
@@ -289,7 +276,7 @@ def block_worker(worker, actor, reason):
         worker.blocked = True
         worker.blocked_reason = reason
         worker.save(update_fields=["blocked", "blocked_reason"])
-        Event.objects.create(type=Event.Type.BLOCKED, worker=worker, actor=actor, data={"reason": reason})
+        events.blocked(worker=worker, actor=actor, reason=reason).save()
         signals.worker_block_changed.send(sender=Worker, worker=worker, blocked=True, reason=reason)
 
 
@@ -298,7 +285,7 @@ def unblock_worker(worker, actor):
         worker.blocked = False
         worker.blocked_reason = ""
         worker.save(update_fields=["blocked", "blocked_reason"])
-        Event.objects.create(type=Event.Type.UNBLOCKED, worker=worker, actor=actor, data={})
+        events.unblocked(worker=worker, actor=actor).save()
         signals.worker_block_changed.send(sender=Worker, worker=worker, blocked=False, reason="")
 
 
@@ -324,7 +311,7 @@ def grant_bonus(assignment, amount, actor, reason):
         raise ValidationError({"reason": "the worker sees the reason for a bonus; it cannot be empty"})
     if len(reason) > rules.FEEDBACK_MAX_CHARS:
         raise ValidationError({"reason": f"at most {rules.FEEDBACK_MAX_CHARS} characters"})
-    if assignment.state not in selectors.DECIDED:
+    if assignment.state not in Assignment.DECIDED_STATES:
         raise ValidationError(
             {"assignment": f"assignment {assignment.pk} is {assignment.state}: bonus decided work only"}
         )

@@ -25,16 +25,24 @@ from . import forms, selectors, services, tasks
 ASSIGNMENTS_PER_PAGE = 100
 
 
-def _report_errors(request, error):
-    for field, problems in error.message_dict.items():
+def _error_messages(request, problems_by_field):
+    for field, problems in problems_by_field.items():
         for problem in problems:
             messages.error(request, f"{field}: {problem}")
 
 
-def _form_errors(request, form):
-    for field, problems in form.errors.items():
-        for problem in problems:
-            messages.error(request, f"{field}: {problem}")
+def _apply(request, form, change):
+    """Make the change (a service call returning the success message) once the form is valid; the form's or the
+    service's problems become error messages."""
+    if not form.is_valid():
+        _error_messages(request, form.errors)
+        return
+    try:
+        message = change()
+    except ValidationError as error:
+        _error_messages(request, error.message_dict)
+    else:
+        messages.success(request, message)
 
 
 @staff_page_policy
@@ -69,18 +77,12 @@ def bulk_decide(request, batch_id):
     batch = get_object_or_404(Batch, pk=batch_id)
     ids = selectors.batch_assignments(batch, "").values_list("pk", flat=True)
     form = forms.BulkDecisionForm(request.POST, assignment_ids=ids)
-    if not form.is_valid():
-        _form_errors(request, form)
-    else:
-        try:
-            changed = services.bulk_decide(
-                form.cleaned_data["assignments"], form.approve, request.user, form.feedback
-            )
-        except ValidationError as error:
-            _report_errors(request, error)
-        else:
-            verb = "approved" if form.approve else "rejected"
-            messages.success(request, f"{changed} assignments {verb}.")
+
+    def change():
+        changed = services.bulk_decide(form.cleaned_data["assignments"], form.approve, request.user, form.feedback)
+        return f"{changed} assignments {'approved' if form.approve else 'rejected'}."
+
+    _apply(request, form, change)
     url = reverse("review:batch", kwargs={"batch_id": batch.pk})
     state = request.POST.get("state", "")
     return redirect(f"{url}?{urlencode({'state': state})}" if state in Assignment.State.values else url)
@@ -134,15 +136,12 @@ def assignment_detail(request, assignment_id):
 def decide(request, assignment_id):
     assignment = get_object_or_404(Assignment, pk=assignment_id)
     form = forms.DecisionForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-    else:
-        try:
-            assignment = services.decide(assignment, form.approve, request.user, form.feedback)
-        except ValidationError as error:
-            _report_errors(request, error)
-        else:
-            messages.success(request, f"Assignment {assignment.pk} is now {assignment.state}.")
+
+    def change():
+        decided = services.decide(assignment, form.approve, request.user, form.feedback)
+        return f"Assignment {decided.pk} is now {decided.state}."
+
+    _apply(request, form, change)
     return redirect("review:assignment", assignment_id=assignment.pk)
 
 
@@ -151,15 +150,12 @@ def decide(request, assignment_id):
 def bonus(request, assignment_id):
     assignment = get_object_or_404(Assignment, pk=assignment_id)
     form = forms.BonusForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-    else:
-        try:
-            services.grant_bonus(assignment, form.cleaned_data["amount"], request.user, form.cleaned_data["reason"])
-        except ValidationError as error:
-            _report_errors(request, error)
-        else:
-            messages.success(request, f"Bonus of ${form.cleaned_data['amount']} sent to the provider.")
+
+    def change():
+        services.grant_bonus(assignment, form.cleaned_data["amount"], request.user, form.cleaned_data["reason"])
+        return f"Bonus of ${form.cleaned_data['amount']} sent to the provider."
+
+    _apply(request, form, change)
     return redirect("review:assignment", assignment_id=assignment.pk)
 
 
@@ -179,11 +175,12 @@ def worker_detail(request, worker_id):
 def block(request, worker_id):
     worker = get_object_or_404(Worker, pk=worker_id)
     form = forms.BlockForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-    else:
+
+    def change():
         services.block_worker(worker, request.user, form.cleaned_data["reason"])
-        messages.success(request, "Worker blocked.")
+        return "Worker blocked."
+
+    _apply(request, form, change)
     return redirect("review:worker", worker_id=worker.pk)
 
 

@@ -27,7 +27,6 @@ from annotator.worker.tokens import completion_code
 
 logger = logging.getLogger(__name__)
 
-FINISHED_STATES = {Assignment.State.SUBMITTED, Assignment.State.APPROVED, Assignment.State.REJECTED}
 OTHER_GROUP = "other"
 
 
@@ -325,7 +324,7 @@ def resume_events(assignment, page):
 def assignment_progress(assignment):
     n_pages = assignment_page_count(assignment)
     completed = sorted(saved_pages(assignment))
-    finished = assignment.state in FINISHED_STATES
+    finished = assignment.state in Assignment.FINISHED_STATES
     current = next((i for i in range(n_pages) if i not in set(completed)), None)
     return {
         "assignment_id": str(assignment.uuid),

@@ -13,7 +13,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import APIException, PermissionDenied
 
-from annotator.bulk import insert_rows, page_saved_row
+from annotator import events
+from annotator.bulk import insert_rows
 from annotator.models import (
     Assignment,
     Batch,
@@ -43,9 +44,6 @@ from luab.summaries import coco_page_summary, imagenet_page_summary
 
 logger = logging.getLogger(__name__)
 
-OPEN_STATES = {Assignment.State.ACCEPTED, Assignment.State.IN_PROGRESS}
-# Assignments that no longer hold one of the HIT's places.
-RELEASED_STATES = {Assignment.State.RETURNED, Assignment.State.EXPIRED}
 
 
 class Conflict(APIException):
@@ -118,7 +116,7 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
     hit = Hit.objects.select_for_update().get(pk=hit.pk)
     existing = Assignment.objects.filter(hit=hit, worker=worker).first()
     if existing is not None:
-        if existing.state in OPEN_STATES | {Assignment.State.SUBMITTED}:
+        if existing.state in Assignment.ACTIVE_STATES:
             if not assignment_external_id or assignment_external_id != existing.external_id:
                 logger.warning("assignment %s: entry without its market assignment id (got %r): not resumed here",
                                existing.pk, assignment_external_id[:100])
@@ -134,13 +132,14 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
     if batch.status == Batch.Status.CLOSED or hit.status in (Hit.Status.EXPIRED, Hit.Status.COMPLETED):
         raise TaskRefused("This task is closed", "This task takes no more work. Thank you for your interest.", 409)
     if batch.max_hits_per_worker is not None:
-        taken = Assignment.objects.filter(hit__batch=batch, worker=worker).exclude(state__in=RELEASED_STATES).count()
+        taken = (Assignment.objects.filter(hit__batch=batch, worker=worker)
+                 .exclude(state__in=Assignment.RELEASED_STATES).count())
         if taken >= batch.max_hits_per_worker:
             raise TaskRefused(
                 "You have reached the limit for these tasks",
                 f"Each worker may do at most {batch.max_hits_per_worker} of these tasks; you have done {taken}.",
             )
-    holders = hit.assignments.exclude(state__in=RELEASED_STATES).count()
+    holders = hit.assignments.exclude(state__in=Assignment.RELEASED_STATES).count()
     if holders >= hit.max_assignments:
         raise TaskRefused("This task is taken", "Every place on this task is taken. Please choose another one.", 409)
     _check_open_places_of_address(entry_address)
@@ -150,10 +149,7 @@ def _take_or_resume(hit, worker_external_id, assignment_external_id, turk_submit
         interface_variant=batch.interface_variant, deadline=now + batch.assignment_duration,
         entry_address=entry_address,
     )
-    Event.objects.create(
-        type=Event.Type.ACCEPTED, batch=batch, hit=hit, assignment=assignment, worker=worker,
-        data={"market_assignment_id": assignment_external_id, "deadline": assignment.deadline.isoformat()},
-    )
+    events.accepted(assignment=assignment).save()
     logger.info("assignment %s accepted on hit %s", assignment.pk, hit.pk)
     return assignment
 
@@ -165,7 +161,7 @@ def _check_open_places_of_address(entry_address):
     if not entry_address or limit is None:
         return
     held = Assignment.objects.filter(
-        entry_address=entry_address, state__in=OPEN_STATES, deadline__gt=timezone.now()
+        entry_address=entry_address, state__in=Assignment.OPEN_STATES, deadline__gt=timezone.now()
     ).count()
     if held >= limit:
         logger.warning("entry refused: address %s holds %d open assignments", entry_address[:8], held)
@@ -183,7 +179,7 @@ def expire_overdue(*, hit=None, assignment=None, limit=None):
     assignment narrows it down; limit caps how many. Returns how many expired.
     """
     now = timezone.now()
-    overdue = Assignment.objects.filter(state__in=OPEN_STATES, deadline__lte=now)
+    overdue = Assignment.objects.filter(state__in=Assignment.OPEN_STATES, deadline__lte=now)
     if hit is not None:
         overdue = overdue.filter(hit=hit)
     if assignment is not None:
@@ -197,10 +193,8 @@ def expire_overdue(*, hit=None, assignment=None, limit=None):
             return 0
         Assignment.objects.filter(pk__in=[row[0] for row in locked]).update(state=Assignment.State.EXPIRED)
         Event.objects.bulk_create([
-            Event(
-                type=Event.Type.EXPIRED, batch_id=batch_id, hit_id=hit_id, assignment_id=pk, worker_id=worker_id,
-                data={"from": state, "deadline": deadline.isoformat()},
-            )
+            events.overdue(assignment_id=pk, hit_id=hit_id, batch_id=batch_id, worker_id=worker_id,
+                           previous_state=state, deadline=deadline)
             for pk, hit_id, batch_id, worker_id, state, deadline in locked
         ])
     logger.info("%d assignments expired past their deadline", len(locked))
@@ -221,14 +215,14 @@ def resume_in_browser(assignment, entry):
     )
     if not same_entry:
         raise PermissionDenied("the work this browser kept is not this worker's work on this task")
-    if locked.state not in OPEN_STATES | {Assignment.State.SUBMITTED}:
+    if locked.state not in Assignment.ACTIVE_STATES:
         raise Conflict(f"assignment is {locked.state}; it cannot be resumed")
     return _resume(locked, entry["market_assignment_id"], entry["turk_submit_to"])
 
 
 def _resume(assignment, assignment_external_id, turk_submit_to):
     changed = []
-    if assignment.state not in OPEN_STATES:
+    if assignment.state not in Assignment.OPEN_STATES:
         # Submitted work stays with the market assignment it was submitted under: a second entry with another
         # assignmentId (a made-up one, a new study session) must not move the decision and pay onto that one.
         if assignment_external_id and assignment_external_id != assignment.external_id:
@@ -243,10 +237,7 @@ def _resume(assignment, assignment_external_id, turk_submit_to):
         changed.append("turk_submit_to")
     if changed:
         assignment.save(update_fields=changed)
-    Event.objects.create(
-        type=Event.Type.RESUMED, batch=assignment.hit.batch, hit=assignment.hit, assignment=assignment,
-        worker=assignment.worker, data={"state": assignment.state},
-    )
+    events.resumed(assignment=assignment).save()
     return assignment
 
 
@@ -363,7 +354,8 @@ def save_page(assignment, page, body):
                 "time_spent_ms": round(save.time_spent), "client": save.client, **summary,
             }])
             insert_rows(record_model, rows)
-            insert_rows(Event, [page_saved_row(assignment.hit_id, assignment.pk, page.index, summary, timezone.now())])
+            insert_rows(Event, [events.page_saved_row(hit_id=assignment.hit_id, assignment_id=assignment.pk,
+                                                      page=page.index, summary=summary, created_at=timezone.now())])
             assignment.state = state
             _start_work(assignment)
     except IntegrityError:
@@ -384,7 +376,7 @@ def is_new_save(state, saved, page, save):
         raise Conflict(f"page {page.index} is already saved by another save (save_id {saved[page.index]})")
     if save.save_id in saved.values():
         raise Conflict(f"save_id {save.save_id} was already used for another page")
-    if state not in OPEN_STATES:
+    if state not in Assignment.OPEN_STATES:
         raise Conflict(f"assignment is {state}; pages can no longer be saved")
     unsaved = [index for index in range(page.index) if index not in saved]
     if unsaved:
@@ -403,9 +395,9 @@ def submit_assignment(assignment, partial=False):
             Assignment.objects.select_for_update(of=("self",)).select_related("hit__batch", "worker")
             .get(pk=assignment.pk)
         )
-        if locked.state in selectors.FINISHED_STATES:
+        if locked.state in Assignment.FINISHED_STATES:
             return locked, False
-        if locked.state not in OPEN_STATES:
+        if locked.state not in Assignment.OPEN_STATES:
             raise Conflict(f"assignment is {locked.state}; it can no longer be submitted")
         n_pages = selectors.page_count(locked.hit)
         saved = selectors.saved_pages(locked)
@@ -419,10 +411,7 @@ def submit_assignment(assignment, partial=False):
         locked.submitted_at = timezone.now()
         locked.completion_code = completion_code(locked.uuid)
         locked.save(update_fields=["state", "submitted_at", "completion_code"])
-        Event.objects.create(
-            type=Event.Type.SUBMITTED, batch=locked.hit.batch, hit=locked.hit, assignment=locked,
-            worker=locked.worker, data={"pages_saved": len(saved), "n_pages": n_pages, "partial": len(saved) < n_pages},
-        )
+        events.submitted(assignment=locked, pages_saved=len(saved), n_pages=n_pages).save()
         assignment_submitted.send(sender=Assignment, assignment=locked)
     logger.info("assignment %s submitted with %s of %s pages", locked.pk, len(saved), n_pages)
     return locked, True

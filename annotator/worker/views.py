@@ -2,7 +2,6 @@
 import functools
 import logging
 import math
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -23,8 +22,8 @@ from rest_framework.views import APIView
 from annotator import csp
 from annotator.api.errors import DATABASE_RETRY_AFTER_S
 from annotator.api.schema import Error, msgspec_schema
-from annotator.models import Category, Hit, Provider
-from annotator.providers.link import PARAM_PRESETS
+from annotator.models import Category, Hit
+from annotator.providers.base import BadEntry, get_provider
 from annotator.worker import schemas, selectors, services
 from annotator.worker.authentication import (
     AssignmentRateThrottle,
@@ -36,11 +35,6 @@ from annotator.worker.icons import icon_svg
 from annotator.worker.tokens import InvalidToken, make_entry_ticket, make_token, read_entry_ticket, resume_key
 from annotator.worker.validation import decode
 
-MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
-MTURK_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
-LINK_DEFAULT_PARAMS = {"worker": "workerId", "assignment": "assignmentId"}
-PROLIFIC_PARAMS = PARAM_PRESETS["prolific"]
-
 logger = logging.getLogger(__name__)
 
 
@@ -50,55 +44,30 @@ def frame_headers(response):
     return response
 
 
-def entry_params(batch, query):
-    """(worker id, market assignment id, turkSubmitTo) from the task URL; worker id "" means preview."""
-    if batch.provider == Provider.MTURK:
-        names = MTURK_PARAMS
-    elif batch.provider == Provider.PROLIFIC:
-        names = PROLIFIC_PARAMS
-    else:
-        names = {**LINK_DEFAULT_PARAMS, **batch.provider_config.get("params", {})}
-    worker_id = query.get(names["worker"], "").strip()
-    assignment_id = query.get(names["assignment"], "").strip()
-    if assignment_id == MTURK_PREVIEW_ASSIGNMENT:
-        worker_id = ""
-    turk_submit_to = query.get("turkSubmitTo", "").strip() if batch.provider == Provider.MTURK else ""
-    parsed = urlsplit(turk_submit_to)
-    if parsed.scheme not in ("https", "http") or not parsed.netloc:
-        turk_submit_to = ""  # the page would POST the worker's code there: only a web origin will do
-    return worker_id[:200], assignment_id[:100], turk_submit_to[:200]
-
-
-def check_market_hit(hit, query):
-    """MTurk's hitId, Prolific's STUDY_ID: the one it sends must be this HIT's market id (once published there); else
-    TaskRefused.
-
-    A link that carries another HIT's id (a copied or tampered URL) would otherwise record work against a HIT
-    the market never assigned to the worker, and the market would never learn of it.
-    """
-    name = {Provider.MTURK: MTURK_PARAMS["hit"], Provider.PROLIFIC: PROLIFIC_PARAMS["study"]}.get(hit.batch.provider)
-    if name is None or not hit.external_id:
-        return
-    sent = query.get(name, "").strip()
-    if sent != hit.external_id:
-        logger.warning("hit %s: entry refused, %s %r is not its market id %r", hit.pk, name, sent[:100],
-                       hit.external_id)
-        raise services.TaskRefused(
-            "This link is not for this task",
-            f"The {name} in this link does not match this task. Please open the task again from the market's page.",
-            status=400,
-        )
-
-
-def check_entry_params(*values):
-    """Ids PostgreSQL cannot store (a NUL character) make a refused link, not a server error."""
-    if any("\x00" in value for value in values):
+def read_entry(hit, query):
+    """The Entry the task URL's parameters describe, parsed by the HIT's market; TaskRefused (400) for a link whose
+    ids we cannot take (a NUL character, too long) and, once the HIT is on the market, for one that carries another
+    HIT's market id (MTurk's hitId, Prolific's STUDY_ID: a copied or tampered URL would record work against a HIT the
+    market never assigned to the worker, and the market would never learn of it). A preview's market id is not checked."""
+    try:
+        entry = get_provider(hit.batch).parse_entry(hit.batch, query)
+    except BadEntry as error:
+        logger.warning("hit %s: entry refused, %s", hit.pk, error)
         raise services.TaskRefused(
             "This link is not valid",
-            "The task link contains a character that is not allowed. "
+            f"The task link is not valid ({error}). Please open the task again from the market's page.",
+            status=400,
+        ) from None
+    if entry.worker_id and entry.market_hit_param and hit.external_id and entry.market_hit_id != hit.external_id:
+        logger.warning("hit %s: entry refused, %s %r is not its market id %r", hit.pk, entry.market_hit_param,
+                       entry.market_hit_id, hit.external_id)
+        raise services.TaskRefused(
+            "This link is not for this task",
+            f"The {entry.market_hit_param} in this link does not match this task. "
             "Please open the task again from the market's page.",
             status=400,
         )
+    return entry
 
 
 def refused_page(request, title, message, status, retry_after=None):
@@ -150,34 +119,33 @@ def task_entry(request, hit_id):
         )
     hit = get_object_or_404(Hit.objects.select_related("batch__dataset"), pk=hit_id)
     batch = hit.batch
-    worker_id, assignment_id, turk_submit_to = entry_params(batch, request.GET)
-    bootstrap = {
-        "token": None,
-        "api": reverse("worker-assignment").rsplit("/", 1)[0],
-        "kind": batch.task_kind,
-        "variant": batch.interface_variant,
-        "n_pages": selectors.page_count(hit),
-        "preview": not worker_id,
-        "market_assignment_id": assignment_id or None,
-        # Flush and retry timings of the page (common.js has the defaults); tests shorten them.
-        "timing": getattr(settings, "WORKER_PAGE_TIMING", {}),
-    }
     example_page = locked = None
     status_code = 200
     try:
+        entry = read_entry(hit, request.GET)
+        bootstrap = {
+            "token": None,
+            "api": reverse("worker-assignment").rsplit("/", 1)[0],
+            "kind": batch.task_kind,
+            "variant": batch.interface_variant,
+            "n_pages": selectors.page_count(hit),
+            "preview": not entry.worker_id,
+            "market_assignment_id": entry.assignment_id or None,
+            # Flush and retry timings of the page (common.js has the defaults); tests shorten them.
+            "timing": getattr(settings, "WORKER_PAGE_TIMING", {}),
+        }
         services.check_open_to_workers(batch)
-        if worker_id:
-            check_entry_params(worker_id, assignment_id, turk_submit_to)
-            check_market_hit(hit, request.GET)
-            bootstrap["resume"] = {"key": resume_key(hit.pk, batch.provider, worker_id)}
+        if entry.worker_id:
+            bootstrap["resume"] = {"key": resume_key(hit.pk, batch.provider, entry.worker_id)}
             try:
                 assignment = services.accept_assignment(
-                    hit, worker_id, assignment_id, turk_submit_to, entry_address=entry_address(request)
+                    hit, entry.worker_id, entry.assignment_id, entry.turk_submit_to,
+                    entry_address=entry_address(request),
                 )
             except services.ResumeElsewhere as refusal:
                 locked, status_code = {"title": refusal.title, "message": refusal.message}, refusal.status
                 bootstrap["resume"]["entry"] = make_entry_ticket(
-                    hit.pk, batch.provider, worker_id, assignment_id, turk_submit_to
+                    hit.pk, batch.provider, entry.worker_id, entry.assignment_id, entry.turk_submit_to
                 )
             else:
                 bootstrap.update(token=make_token(assignment), variant=assignment.interface_variant)

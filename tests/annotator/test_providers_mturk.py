@@ -9,7 +9,7 @@ from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from annotator import signals
+from annotator import events, signals
 from annotator.models import Assignment, Event, Hit, Provider
 from annotator.providers import mturk, services
 from tests.factories import AssignmentFactory, BatchFactory, HitFactory, WorkerFactory
@@ -162,7 +162,7 @@ def test_sync_pages_through_assignments_and_mirrors_them(batch, stubber):
     synced = Event.objects.get(assignment=in_progress, type=Event.Type.SYNCED)
     assert synced.data["claimed_completion_code"] == "9F3A00C2D1E4B7A8"
     # The market already approved 3ASG2, so no decision is sent for it.
-    assert services.last_market_decision(auto_approved) == Assignment.State.APPROVED
+    assert events.last_market_decision(auto_approved) == Assignment.State.APPROVED
     assert services.send_decision(auto_approved) is False
 
 
@@ -333,5 +333,5 @@ def test_a_decision_the_market_refuses_is_recorded_for_staff_and_swept_again(stu
     assert services.send_decision(assignment) is True
     assert selectors.market_states([assignment.pk])[assignment.pk] == (
         "RejectAssignment refused: This operation can be called with a status of: Submitted")
-    assert services.last_market_decision(assignment) is None
+    assert events.last_market_decision(assignment) is None
     assert assignment in sweeper.undelivered_decisions(older_than=-1)

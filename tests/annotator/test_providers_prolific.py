@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from annotator import signals, sweeper
+from annotator import events, signals, sweeper
 from annotator.models import Assignment, Event, Hit, Provider
 from annotator.providers import prolific, services
 from annotator.worker import services as worker_services
@@ -166,7 +166,7 @@ def test_a_decision_made_on_prolific_is_synced_and_never_sent_back(market, djang
         services.sync_batch(batch)
     assignment = Assignment.objects.get(external_id=submission)
     assert assignment.state == Assignment.State.APPROVED
-    assert services.last_market_decision(assignment) == Assignment.State.APPROVED
+    assert events.last_market_decision(assignment) == Assignment.State.APPROVED
     assert not [call for call in market.calls if call[0] == "transition-submission"]
 
 
@@ -206,7 +206,7 @@ def test_a_wrong_token_is_an_error_and_nothing_counts_as_sent(market, settings, 
     with pytest.raises(prolific.ProlificAuthError) as error:
         services.send_decision(assignment)
     assert error.value.status == 401
-    assert services.last_market_decision(assignment) is None
+    assert events.last_market_decision(assignment) is None
     settings.PROLIFIC_API_TOKEN = "secret-token"
     assert services.send_decision(assignment) is True
     assert market.submissions[assignment.external_id]["status"] == "APPROVED"
@@ -229,7 +229,7 @@ def test_a_server_error_raises_for_the_task_to_retry(market):
     assignment.save()
     with pytest.raises(prolific.ProlificUnavailable):
         services.send_decision(assignment)
-    assert services.last_market_decision(assignment) is None
+    assert events.last_market_decision(assignment) is None
     from annotator.providers import tasks
 
     assert prolific.ProlificUnavailable in tasks.send_decision.autoretry_for

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from annotator import events
 from annotator.models import Assignment, Hit, MarketNotification, Provider
 from annotator.providers import prolific, services, tasks
 from annotator.worker import services as worker_services
@@ -171,10 +172,10 @@ def test_a_decision_taken_before_the_participant_was_back_on_prolific_goes_when_
         assignment.save()
         services.send_decision(assignment)
     assert market.submissions[submission_id]["status"] == "ACTIVE"
-    assert services.last_market_decision(assignment) is None
+    assert events.last_market_decision(assignment) is None
 
     market.submissions[submission_id]["status"] = "AWAITING REVIEW"  # the participant is back with the code
     with django_capture_on_commit_callbacks(execute=True):
         assert post(*market.signed_call(submission_id)).json()["applied"] is True
     assert market.submissions[submission_id]["status"] == "REJECTED"
-    assert services.last_market_decision(assignment) == Assignment.State.REJECTED
+    assert events.last_market_decision(assignment) == Assignment.State.REJECTED

@@ -245,6 +245,20 @@ def test_a_nul_character_in_the_ids_is_a_refused_link_not_a_server_error(client,
     assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
 
 
+@pytest.mark.parametrize("provider, query", [
+    (models.Provider.LINK, "?workerId=" + "W" * 201 + "&assignmentId=A1"),
+    (models.Provider.MTURK, "?workerId=W1&assignmentId=" + "A" * 101),
+    (models.Provider.PROLIFIC, "?PROLIFIC_PID=P1&SESSION_ID=S1&STUDY_ID=" + "S" * 101),
+    (models.Provider.MTURK, "?workerId=W1&assignmentId=A1&turkSubmitTo=https://" + "m" * 200 + ".example"),
+])
+def test_an_id_longer_than_its_column_is_a_refused_link_not_a_truncated_id(client, db, provider, query):
+    hit = make_imagenet_hit(n_pages=1, provider=provider)
+    response = client.get(f"/task/{hit.pk}/{query}")
+    assert response.status_code == 400
+    assert b"This link is not valid" in response.content and b"characters long" in response.content
+    assert not models.Worker.objects.exists() and not models.Assignment.objects.exists()
+
+
 # ---------------------------------------------------------------- another browser cannot take over the work
 
 
