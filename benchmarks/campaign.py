@@ -45,7 +45,7 @@ prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments=500
 LoadDriver(base_url, hits, n_workers, minutes, pace=1.0, mix=MIX, seed=0, ramp_s=None, finish="partial",
            retry_for_s=600, timeout_s=60, flush_every_ms=3000)
     n_workers simulated workers, one thread each, mostly asleep: each works whole HITs, alternating the two
-    kinds, over HTTP exactly as the task page does (annotator.simulator's page behaviour): opens the task URL,
+    kinds, over HTTP exactly as the task page does (devtools.simulator's page behaviour): opens the task URL,
     reads its assignment, reads each page, flushes its events in batches (client batch_id) at the times a
     person would, saves the page (client save_id) when the person would, submits. `pace` > 1 runs the human
     clock faster (pace 1: a diligent ImageNet-style HIT takes about 9 minutes). Starts are spread over ramp_s
@@ -571,7 +571,7 @@ class SimulatedWorker:
 
     def __init__(self, driver, index, profile_name):
         self.driver, self.index, self.profile_name = driver, index, profile_name
-        from annotator.simulator import PROFILES
+        from devtools.simulator import PROFILES
 
         self.profile = PROFILES[profile_name]
         self.rng = random.Random(f"{driver.seed}:{index}")
@@ -671,7 +671,7 @@ class SimulatedWorker:
                 return
 
     def work_hit(self, kind, hit, worker_id):
-        from annotator.simulator import BOOTSTRAP, PAGE_BEHAVIOUR, Clock, task_query
+        from devtools.simulator import BOOTSTRAP, PAGE_BEHAVIOUR, Clock, task_query
 
         driver = self.driver
         self.token = self.api = None
@@ -764,7 +764,7 @@ class SimulatedWorker:
 
 
 def _client_info_for(rng, clock):
-    from annotator.simulator import _client_info
+    from devtools.simulator import _client_info
 
     return _client_info(rng, "default", clock)
 
@@ -774,7 +774,7 @@ class LoadDriver:
 
     def __init__(self, base_url, hits, n_workers, minutes, pace=1.0, mix=MIX, seed=0, ramp_s=None,
                  finish="partial", retry_for_s=600, timeout_s=60, flush_every_ms=3000):
-        from annotator import simulator
+        from devtools import simulator
 
         if finish not in ("partial", "complete"):
             raise ValueError("finish: 'partial' or 'complete'")

@@ -84,8 +84,8 @@ def datasets(args):
     django.setup()
     from django.core.management import call_command
 
-    from annotator import demo_data
     from annotator.importers import import_coco, import_imagenet
+    from devtools import demo_data
 
     call_command("migrate", verbosity=0)
     print(f"work folder {work}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

@@ -12,8 +12,8 @@ from django.test import Client
 
 from annotator.models import Assignment, Batch, Event, Hit, MarketNotification, Provider
 from annotator.providers import prolific
-from annotator.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
 from devtools.fake_prolific import FakeProlific
+from devtools.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
 from tests import factories
 from tests.workers import WorkerProcess, broker_kinds, wait_for
 

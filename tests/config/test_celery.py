@@ -15,9 +15,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotator import demo_data
 from annotator.models import Assignment, Batch, Event, ExportJob, Hit, Image, ImageScore, Provider
-from annotator.simulator import InProcessTransport, PROFILES, load_ground_truth, simulate_assignment
+from devtools import demo_data
+from devtools.simulator import InProcessTransport, PROFILES, load_ground_truth, simulate_assignment
 from tests import factories
 from tests.annotator.fake_mturk import FakeMTurk
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
