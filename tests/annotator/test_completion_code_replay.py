@@ -9,7 +9,6 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -21,6 +20,7 @@ from annotator.worker import services
 from annotator.worker.tokens import completion_code, make_token
 from tests.annotator.test_worker_api import call, save_all_pages
 from tests.factories import make_imagenet_hit
+from tests.markets import use_mturk_client
 
 pytestmark = pytest.mark.django_db
 
@@ -49,11 +49,7 @@ def forged_code(assignment_uuid):
 
 @pytest.fixture
 def mturk_client(monkeypatch, settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    real = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", endpoint_url=mturk.SANDBOX_ENDPOINT)
-    monkeypatch.setattr(mturk, "make_client", lambda: real)
-    with Stubber(real) as stub:
+    with Stubber(use_mturk_client(monkeypatch, settings)) as stub:
         yield stub
         stub.assert_no_pending_responses()
 

@@ -1,36 +1,24 @@
 """The whole MTurk lifecycle over HTTP against a local fake of the requester API, driven by annotator's signals."""
 from decimal import Decimal
 
-import boto3
 import pytest
 from django.core.management import call_command
 
 from annotator import signals
 from annotator.models import Assignment, Event, Hit, Provider
-from annotator.providers import mturk, services
+from annotator.providers import services
 from tests.annotator.fake_mturk import FakeMTurk
 from tests.factories import BatchFactory, HitFactory
+from tests.markets import decide, use_mturk_client
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def market(monkeypatch, settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
     with FakeMTurk() as fake:
-        client = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing", endpoint_url=fake.endpoint_url)
-        monkeypatch.setattr(mturk, "make_client", lambda: client)
+        use_mturk_client(monkeypatch, settings, fake.endpoint_url)
         yield fake
-
-
-def decide(assignment, state, feedback, capture):
-    with capture(execute=True):
-        previous = assignment.state
-        assignment.transition(state)
-        assignment.feedback = feedback
-        assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
 
 
 def test_publish_sync_decide_repost_bonus_expire(market, django_capture_on_commit_callbacks):

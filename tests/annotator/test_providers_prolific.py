@@ -16,16 +16,14 @@ from annotator.providers import prolific, services
 from annotator.worker import services as worker_services
 from devtools.fake_prolific import FakeProlific
 from tests.factories import BatchFactory, HitFactory
+from tests.markets import decide, fake_prolific
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def market(settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    with FakeProlific(token="secret-token") as fake:
-        settings.PROLIFIC_API_URL = fake.url
-        settings.PROLIFIC_API_TOKEN = "secret-token"
+    with fake_prolific(settings) as fake:
         yield fake
 
 
@@ -49,15 +47,6 @@ def work_and_return(market, hit, participant, partial=True):
     worker_services.submit_assignment(assignment, partial=partial)
     market.complete(submission_id, prolific.study_completion_code(hit))
     return submission_id
-
-
-def decide(assignment, state, feedback, capture):
-    with capture(execute=True):
-        previous = assignment.state
-        assignment.transition(state)
-        assignment.feedback = feedback
-        assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
 
 
 def test_publishing_creates_and_publishes_one_study_per_hit(market):
