@@ -66,7 +66,8 @@ run_campaign(args, during=None, own_postgres=False, title, env=None) -> (driver,
     add_stack_arguments(parser): set up, prepare, start the stack, start the crowd, call during(stack, driver)
     (the fault: it runs in the main thread while the crowd works), wait, print the report, reconcile.
     A fault script is `driver, result = run_campaign(args, during=my_fault); sys.exit(0 if result.ok else 1)`.
-    add_stack_arguments(parser, name), stack_from_args(args, own_postgres, env), driver_from_args(args, stack, hits)
+    argument_parser(doc, name, **defaults) (FAULT_LOAD: a fault script's load), add_stack_arguments(parser, name),
+    stack_from_args(args, own_postgres, env), driver_from_args(args, stack, hits)
     are its pieces; env adds to (or overrides) the servers' environment.
 
 reconcile(ledger, timeout_s=120, poll_s=2, out=print) -> Reconciliation (ok, checks, problems, as_dict()):
@@ -77,6 +78,7 @@ reconcile(ledger, timeout_s=120, poll_s=2, out=print) -> Reconciliation (ok, che
 
 Nothing here touches the shared PostgreSQL or Redis servers beyond the database named in database_url.
 """
+import argparse
 import logging
 import os
 import random
@@ -97,7 +99,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import free_port, fresh_database, setup_django  # noqa: E402
+from benchmarks.support import free_port, fresh_database, setup_django, wait_until  # noqa: E402
 
 logger = logging.getLogger("campaign")
 
@@ -111,16 +113,17 @@ BATCH_NAMES = {"imagenet": "campaign-imagenet", "coco": "campaign-coco"}
 # ---------------------------------------------------------------- the stack
 
 def _wait_for(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
+    errors = []
+
+    def ready():
         try:
-            if check():
-                return
+            return check()
         except Exception as error:  # noqa: BLE001 - anything means "not yet"
-            last = error
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready within {timeout_s} s ({last})")
+            errors.append(error)
+            return False
+
+    if not wait_until(ready, timeout_s, poll_s=0.3):
+        raise RuntimeError(f"{what} not ready within {timeout_s} s ({errors[-1] if errors else None})")
 
 
 def _children(pid):
@@ -955,6 +958,18 @@ def _close_idle_connections():
 
 # ---------------------------------------------------------------- command lines
 
+# The load a fault script runs under unless told otherwise.
+FAULT_LOAD = {"workers": 40, "minutes": 2.0, "pace": 5.0}
+
+
+def argument_parser(doc, name, **defaults):
+    """A campaign script's command line: its docstring as help, the stack's and the crowd's options, its defaults."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_stack_arguments(parser, name)
+    parser.set_defaults(**defaults)
+    return parser
+
+
 def add_stack_arguments(parser, name="campaign"):
     """The options every campaign script shares (database, ports, server and crowd sizes)."""
     parser.add_argument("--name", default=name, help="prefix of temp folders, logs and worker ids")
@@ -1027,6 +1042,22 @@ def run_campaign(args, during=None, own_postgres=False, title="campaign", env=No
               f"counted): {cpu}; load average {os.getloadavg()[0]:.1f} at the end", flush=True)
         result = reconcile(driver.ledger, timeout_s=args.review_timeout)
     return driver, result
+
+
+def at_intervals(driver, times, act):
+    """For a fault: after the crowd's ramp, call act() `times` times spread evenly over the rest of the run."""
+    interval = (driver.seconds - driver.ramp_s) / (times + 1)
+    time.sleep(driver.ramp_s)
+    for _ in range(times):
+        time.sleep(interval)
+        act()
+
+
+def print_failed_attempts(driver, fault):
+    """How many requests of each type got no answer or a 5xx (and were retried) while the fault happened."""
+    errors = {kind: sum(n for status, n in statuses.items() if status == "error" or int(status) >= 500)
+              for kind, statuses in driver.stats.summary()["statuses"].items()}
+    print(f"requests that saw {fault} (no answer or 5xx, then retried): {errors}")
 
 
 def configure_logging():

@@ -579,7 +579,7 @@ def _client_info(rng, variant, clock):
 
 
 def _event_batches(events, offset):
-    """The page's events as the page flushes them: every FLUSH_EVERY_MS of the person's time, FLUSH_MAX_EVENTS at most."""
+    """The page's events in the batches the page flushes: FLUSH_EVERY_MS of the person's time, FLUSH_MAX_EVENTS."""
     batches, current = [], []
     for event in events:
         if current and (len(current) >= FLUSH_MAX_EVENTS or offset(event) - offset(current[0]) > FLUSH_EVERY_MS):
