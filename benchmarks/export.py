@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import ITEMS_PER_PAGE, dataset_with_classes, fresh_database, setup_django  # noqa: E402
+from benchmarks.support import INSERT_CHUNK, ITEMS_PER_PAGE  # noqa: E402
+from benchmarks.support import dataset_with_classes, fresh_database, setup_django  # noqa: E402
 
 BATCH_NAME = "bench-export"
 RECORDS_PER_HIT = 480
@@ -31,7 +32,6 @@ N_CATEGORIES = 100
 TRACE_SAMPLES = 20
 SELECTED_SHARE = 0.4
 BOXED_SHARE = 0.42
-INSERT_CHUNK = 5000
 FORMATS = ("jsonl", "imagenet-ab")
 TARGETS = {"jsonl": 20000, "imagenet-ab": 5000}
 

@@ -29,13 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import ITEMS_PER_PAGE, PAGES_PER_HIT  # noqa: E402
+from benchmarks.support import INSERT_CHUNK, ITEMS_PER_PAGE, PAGES_PER_HIT  # noqa: E402
 from benchmarks.support import dataset_with_classes, fresh_database, setup_django  # noqa: E402
 
 SESSIONS_PER_IMAGE = 2
 TRACE_SAMPLES = 20
 N_CATEGORIES = 80
-INSERT_CHUNK = 5000
 
 
 def timed(step):

@@ -6,6 +6,7 @@ from urllib.parse import urlparse
 
 # The paper's ImageNet-style HIT: 10 pages of 48 candidates, 36 of them of the page's class.
 PAGES_PER_HIT, ITEMS_PER_PAGE, IN_CLASS_PER_PAGE = 10, 48, 36
+INSERT_CHUNK = 5000  # rows per bulk_create where a benchmark writes its rows directly
 
 
 def fresh_database(database_url, reuse=False):

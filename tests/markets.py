@@ -1,11 +1,12 @@
 """Crowd markets for the provider tests: boto3's MTurk client pointed at a stub or a fake, the fake Prolific, and a
 decision sent as the review console sends it."""
 from contextlib import contextmanager
+from decimal import Decimal
 
 import boto3
 
 from annotator import signals
-from annotator.models import Assignment
+from annotator.models import Assignment, Hit
 from annotator.providers import mturk
 from devtools.fake_prolific import FakeProlific
 
@@ -32,7 +33,11 @@ def fake_prolific(settings, token="secret-token"):
         yield fake
 
 
-def decide(assignment, state, feedback, capture):
+REJECTION_FEEDBACK = "You selected 4 images; at least 30 are needed."
+BONUS = Decimal("0.40")
+
+
+def _decide(assignment, state, feedback, capture):
     """Decide as the review console does: the transition, saved, then assignment_decided (market calls on commit)."""
     with capture(execute=True):
         previous = assignment.state
@@ -40,3 +45,21 @@ def decide(assignment, state, feedback, capture):
         assignment.feedback = feedback
         assignment.save()
         signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
+
+
+def approve_and_reject(good, bad, capture):
+    """(approved, rejected): the submitted assignments with market ids good and bad, decided in the console."""
+    approved = Assignment.objects.get(external_id=good)
+    rejected = Assignment.objects.get(external_id=bad)
+    assert approved.state == rejected.state == Assignment.State.SUBMITTED
+    _decide(approved, Assignment.State.APPROVED, "", capture)
+    _decide(rejected, Assignment.State.REJECTED, REJECTION_FEEDBACK, capture)
+    return approved, rejected
+
+
+def repost_and_bonus(rejected, approved, capture):
+    """The rejected assignment's HIT re-posted for one more worker, the approved one's worker paid BONUS."""
+    with capture(execute=True):
+        signals.hit_needs_repost.send(sender=Hit, hit=rejected.hit, count=1)
+        signals.bonus_granted.send(sender=Assignment, assignment=approved, amount=BONUS, reason="Careful clicks",
+                                   actor=None)
