@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from annotator.models import Event, Provider
 from annotator.providers import services
-from tests.annotator.fake_mturk import FakeMTurk
+from devtools.fake_mturk import FakeMTurk
 from tests.factories import BatchFactory, HitFactory
 from tests.markets import REJECTION_FEEDBACK, approve_and_reject, repost_and_bonus, use_mturk_client
 

@@ -17,9 +17,9 @@ from rest_framework.test import APIClient
 
 from annotator.models import Assignment, Batch, Event, ExportJob, Hit, Image, ImageScore, Provider
 from devtools import demo_data
+from devtools.fake_mturk import FakeMTurk
 from devtools.simulator import InProcessTransport, PROFILES, load_ground_truth, simulate_assignment
 from tests import factories
-from tests.annotator.fake_mturk import FakeMTurk
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
 from tests.workers import WorkerProcess, broker_kinds, poll
 from training.models import JobStatus, ModelVersion, TrainingJob
