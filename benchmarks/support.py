@@ -31,6 +31,7 @@ def setup_django(database_url, migrate=True, **environment):
     os.environ.update(environment)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DJANGO_DEVTOOLS", "true")  # the demo data and the simulated crowd's commands
     import django
 
     django.setup()
