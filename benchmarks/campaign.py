@@ -43,9 +43,9 @@ prepare_campaign(data_dir, imagenet_pages=10, coco_pages=20, max_assignments=500
     demo sets give 3 HITs of each kind: 8 ImageNet-style pages of 48 candidates, 16 COCO-style pages.
 
 LoadDriver(base_url, hits, n_workers, minutes, pace=1.0, mix=MIX, seed=0, ramp_s=None, finish="partial",
-           retry_for_s=600, timeout_s=60, flush_every_ms=3000)
+           retry_for_s=600, timeout_s=60)
     n_workers simulated workers, one thread each, mostly asleep: each works whole HITs, alternating the two
-    kinds, over HTTP exactly as the task page does (annotator.simulator's page behaviour): opens the task URL,
+    kinds, over HTTP exactly as the task page does (devtools.simulator's worker, paced): opens the task URL,
     reads its assignment, reads each page, flushes its events in batches (client batch_id) at the times a
     person would, saves the page (client save_id) when the person would, submits. `pace` > 1 runs the human
     clock faster (pace 1: a diligent ImageNet-style HIT takes about 9 minutes). Starts are spread over ramp_s
@@ -66,7 +66,8 @@ run_campaign(args, during=None, own_postgres=False, title, env=None) -> (driver,
     add_stack_arguments(parser): set up, prepare, start the stack, start the crowd, call during(stack, driver)
     (the fault: it runs in the main thread while the crowd works), wait, print the report, reconcile.
     A fault script is `driver, result = run_campaign(args, during=my_fault); sys.exit(0 if result.ok else 1)`.
-    add_stack_arguments(parser, name), stack_from_args(args, own_postgres, env), driver_from_args(args, stack, hits)
+    argument_parser(doc, name, **defaults) (FAULT_LOAD: a fault script's load), add_stack_arguments(parser, name),
+    stack_from_args(args, own_postgres, env), driver_from_args(args, stack, hits)
     are its pieces; env adds to (or overrides) the servers' environment.
 
 reconcile(ledger, timeout_s=120, poll_s=2, out=print) -> Reconciliation (ok, checks, problems, as_dict()):
@@ -77,7 +78,7 @@ reconcile(ledger, timeout_s=120, poll_s=2, out=print) -> Reconciliation (ok, che
 
 Nothing here touches the shared PostgreSQL or Redis servers beyond the database named in database_url.
 """
-import json
+import argparse
 import logging
 import os
 import random
@@ -98,7 +99,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import free_port, fresh_database, setup_django  # noqa: E402
+from benchmarks.support import free_port, fresh_database, setup_django, wait_until  # noqa: E402
 
 logger = logging.getLogger("campaign")
 
@@ -112,16 +113,17 @@ BATCH_NAMES = {"imagenet": "campaign-imagenet", "coco": "campaign-coco"}
 # ---------------------------------------------------------------- the stack
 
 def _wait_for(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
+    errors = []
+
+    def ready():
         try:
-            if check():
-                return
+            return check()
         except Exception as error:  # noqa: BLE001 - anything means "not yet"
-            last = error
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready within {timeout_s} s ({last})")
+            errors.append(error)
+            return False
+
+    if not wait_until(ready, timeout_s, poll_s=0.3):
+        raise RuntimeError(f"{what} not ready within {timeout_s} s ({errors[-1] if errors else None})")
 
 
 def _children(pid):
@@ -562,24 +564,71 @@ class RunOver(Exception):
     """The run's end came while waiting: hand in."""
 
 
-class RequestFailed(Exception):
-    pass
+class PacedTime:
+    """The human clock in real time, sped up by the run's pace; once the run is over the worker hands in (finish
+    "partial") or works on (finish "complete")."""
+
+    def __init__(self, worker, hand_in_allowed):
+        self.worker, self.hand_in_allowed = worker, hand_in_allowed
+
+    def start_page(self, clock):
+        clock.now = max(clock.now, int(time.time() * 1000))
+        return time.monotonic()
+
+    def wait(self, page_start, until_ms):
+        from devtools.simulator import HandIn
+
+        pace = self.worker.driver.pace
+        try:
+            self.worker.sleep(page_start + until_ms / 1000 / pace - time.monotonic(), self.hand_in_allowed)
+        except RunOver:
+            raise HandIn((time.monotonic() - page_start) * 1000 * pace) from None
+
+    def pause(self, ms):
+        from devtools.simulator import HandIn
+
+        try:
+            self.worker.sleep(ms / 1000 / self.worker.driver.pace, self.hand_in_allowed)
+        except RunOver:
+            raise HandIn from None
 
 
-class SimulatedWorker:
-    """One person: works HITs one after the other at a human pace, talking to the server like the task page."""
+class LedgerObserver:
+    """devtools.simulator.Observer's hooks: every answer's latency into the driver's stats, every acknowledged write
+    into its ledger."""
+
+    def __init__(self, driver, hit, worker_id, kind):
+        self.driver, self.key, self.kind = driver, (hit.pk, worker_id), kind
+
+    def attempt(self, kind, ms, status, ok):
+        self.driver.stats.attempt(kind, ms, status, ok)
+
+    def retry(self, kind):
+        self.driver.stats.retries[kind] += 1
+
+    def failure(self, kind, path, status, body):
+        self.driver.stats.failure(kind, path, status, body)
+
+    def flushed(self, index, batch_id, n_events):
+        self.driver.ledger.add("events", self.key + (batch_id,), (index, n_events))
+
+    def saved(self, index, save_id, n_records):
+        self.driver.ledger.add("saves", self.key + (save_id,), (index, self.kind, n_records))
+
+    def submitted(self, partial, completion_code, pages_saved):
+        self.driver.ledger.add("submits", self.key, {"partial": partial, "completion_code": completion_code,
+                                                     "pages": pages_saved, "kind": self.kind})
+
+
+class CrowdMember:
+    """One person: works whole HITs one after the other at a human pace (devtools.simulator's worker, paced)."""
 
     def __init__(self, driver, index, profile_name):
-        self.driver, self.index, self.profile_name = driver, index, profile_name
-        from annotator.simulator import PROFILES
+        from devtools.simulator import PROFILES
 
+        self.driver, self.index, self.profile_name = driver, index, profile_name
         self.profile = PROFILES[profile_name]
         self.rng = random.Random(f"{driver.seed}:{index}")
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) LUAB-campaign/1.0"
-        self.token = self.api = None
-
-    # -- time
 
     def sleep(self, seconds, hand_in_allowed=True):
         """Sleep like a person works; returns early with RunOver when the run ends (and hand-in is the rule)."""
@@ -595,51 +644,6 @@ class SimulatedWorker:
                 time.sleep(min(left, 1.0))
             else:
                 driver.stopped.wait(min(left, 1.0))
-
-    # -- requests
-
-    def request(self, kind, method, path, payload=None, expect=(200, 201), absolute=False):
-        """One request, retried on no answer / 408 / 429 / 5xx with the same body (1 s doubling to 30 s), as
-        frontend_static/worker/api.js does."""
-        driver = self.driver
-        url = path if absolute else f"{self.api}/{path}"
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        data = None
-        if payload is not None:
-            data = json.dumps(payload)
-            headers["Content-Type"] = "application/json"
-        give_up = time.monotonic() + driver.retry_for_s
-        backoff = 1.0
-        while True:
-            started = time.perf_counter()
-            try:
-                response = self.session.request(method, url, data=data, headers=headers, timeout=driver.timeout_s)
-                status, body = response.status_code, response.text
-            except requests.RequestException as error:
-                status, body = None, f"{type(error).__name__}: {error}"
-                self.session.close()
-                self.session = requests.Session()
-                self.session.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) LUAB-campaign/1.0"
-            ms = (time.perf_counter() - started) * 1000
-            ok = status in expect
-            driver.stats.attempt(kind, ms, status, ok)
-            if ok:
-                return status, body
-            if status is not None and status not in (408, 429) and status < 500:
-                driver.stats.failure(kind, url, status, body)
-                raise RequestFailed(f"{method} {url}: HTTP {status}: {body[:300]}")
-            if time.monotonic() + backoff > give_up:
-                driver.stats.failure(kind, url, status, body)
-                raise RequestFailed(f"{method} {url}: gave up after {driver.retry_for_s} s: {status} {body[:200]}")
-            driver.stats.retries[kind] += 1
-            logger.info("retrying %s %s after %s: %s", method, url, status, body[:120])
-            time.sleep(backoff * (0.8 + 0.4 * self.rng.random()))
-            backoff = min(30.0, backoff * 2)
-
-    def api_json(self, kind, method, path, payload=None):
-        return json.loads(self.request(kind, method, path, payload)[1])
-
-    # -- work
 
     def run(self):
         driver = self.driver
@@ -659,9 +663,6 @@ class SimulatedWorker:
             n += 1
             try:
                 self.work_hit(kind, hit, worker_id)
-            except RequestFailed as error:
-                driver.count("hits failed")
-                logger.warning("worker %s on HIT %s: %s", worker_id, hit.pk, error)
             except Exception:  # noqa: BLE001 - a harness bug must not silently stop the crowd
                 driver.count("hits crashed")
                 logger.exception("worker %s on HIT %s crashed", worker_id, hit.pk)
@@ -671,110 +672,28 @@ class SimulatedWorker:
                 return
 
     def work_hit(self, kind, hit, worker_id):
-        from annotator.simulator import BOOTSTRAP, PAGE_BEHAVIOUR, Clock, task_query
+        from devtools.simulator import simulate_assignment
 
         driver = self.driver
-        self.token = self.api = None
-        self.current = (hit.pk, worker_id)  # the ledger's key for this assignment
-        status, html = self.request("task", "GET", f"{driver.base_url}/task/{hit.pk}/?"
-                                    f"{task_query(driver.batches[kind], hit, worker_id)}",
-                                    expect=(200, 403, 409), absolute=True)
-        if status != 200:
-            driver.count("hits refused")
-            return
-        bootstrap = json.loads(BOOTSTRAP.search(html).group(1))
-        self.token, self.api = bootstrap["token"], bootstrap["api"].rstrip("/")
-        if self.api.startswith("/"):
-            self.api = driver.base_url + self.api
-        progress = self.api_json("assignment", "GET", "assignment")
-        driver.count("hits started")
-        if progress["finished"]:
-            return
-        n_pages = progress["n_pages"]
-        stop_after = n_pages
-        if self.rng.random() < self.profile.skip_rate:
-            stop_after = self.rng.randint(1, max(1, n_pages // 2))
-        behaviour = PAGE_BEHAVIOUR[bootstrap["kind"]]
-        clock = Clock(int(time.time() * 1000))
-        saved = len(progress["completed_pages"])
-        key = (hit.pk, worker_id)
-        hand_in_allowed = driver.finish == "partial"
-        try:
-            for index in range(n_pages):
-                if index in progress["completed_pages"]:
-                    continue
-                if saved >= stop_after:
-                    break
-                content = self.api_json("page", "GET", f"pages/{index}")
-                clock.now = max(clock.now, int(time.time() * 1000))
-                events, records, started_at, time_spent = behaviour(content, driver.truth, self.profile,
-                                                                   self.rng, clock)
-                self.work_page(kind, index, events, records, started_at, time_spent, clock, hand_in_allowed)
-                saved += 1
-                self.sleep(self.rng.uniform(0.5, 1.5) / driver.pace, hand_in_allowed)
-        except RunOver:
-            pass
-        partial = saved < n_pages
-        answer = self.api_json("submit", "POST", "submit", {"partial": partial})
-        driver.ledger.add("submits", key, {"partial": partial, "completion_code": answer.get("completion_code"),
-                                           "pages": saved, "kind": kind})
-        driver.count("hits submitted" + (" partial" if partial else ""))
-
-    def work_page(self, kind, index, events, records, started_at, time_spent, clock, hand_in_allowed):
-        """Flush the events in batches when a person would have produced them, then save the page."""
-        driver = self.driver
-        offset = (lambda e: e["time"] - started_at) if kind == "imagenet" else (lambda e: e["timeAt"])
-        batches, current = [], []
-        for event in events:
-            if current and (len(current) >= 400 or offset(event) - offset(current[0]) > driver.flush_every_ms):
-                batches.append(current)
-                current = []
-            current.append(event)
-        if current:
-            batches.append(current)
-        page_start = time.monotonic()
-        key = None
-        for seq, batch in enumerate(batches):
-            due = page_start + (offset(batch[-1]) + 50) / 1000 / driver.pace
-            try:
-                self.sleep(due - time.monotonic(), hand_in_allowed)
-            except RunOver:  # the page flushes what the person did so far when they leave it
-                done_ms = (time.monotonic() - page_start) * 1000 * driver.pace
-                produced = [event for event in (e for rest in batches[seq:] for e in rest) if offset(event) <= done_ms]
-                if produced:
-                    self.flush(index, seq, produced, clock)
-                raise
-            key = self.flush(index, seq, batch, clock)
-        self.sleep(page_start + time_spent / 1000 / driver.pace - time.monotonic(), hand_in_allowed)
-        save_id = str(uuid.uuid4())
-        self.request("save", "POST", f"pages/{index}/save", {
-            "save_id": save_id, "started_at": started_at, "time_spent": time_spent,
-            "client": _client_info_for(self.rng, clock), "records": records,
-        })
-        driver.ledger.add("saves", self.current + (save_id,), (index, kind, len(records)))
-        return key
-
-    def flush(self, index, seq, batch, clock):
-        batch_id = str(uuid.uuid4())
-        self.request("events", "POST", f"pages/{index}/events", {
-            "batch_id": batch_id, "seq": seq, "sent_at": max(clock.now, int(time.time() * 1000)), "events": batch,
-        })
-        self.driver.ledger.add("events", self.current + (batch_id,), (index, len(batch)))
-        return batch_id
-
-
-def _client_info_for(rng, clock):
-    from annotator.simulator import _client_info
-
-    return _client_info(rng, "default", clock)
+        outcome = simulate_assignment(
+            driver.transport, driver.batches[kind], hit, driver.truth, worker_id, self.profile, rng=self.rng,
+            timing=PacedTime(self, hand_in_allowed=driver.finish == "partial"),
+            observer=LedgerObserver(driver, hit, worker_id, kind), retry_for_s=driver.retry_for_s,
+        )
+        if outcome.n_pages:
+            driver.count("hits started")
+        if outcome.status == "submitted":
+            driver.count("hits submitted" + (" partial" if outcome.partial else ""))
+        else:
+            driver.count(f"hits {outcome.status}")
 
 
 class LoadDriver:
     """n_workers simulated workers for `minutes`, each a mostly sleeping thread; see the module docstring."""
 
     def __init__(self, base_url, hits, n_workers, minutes, pace=1.0, mix=MIX, seed=0, ramp_s=None,
-                 finish="partial", retry_for_s=600, timeout_s=60, flush_every_ms=3000):
-        from annotator import simulator
+                 finish="partial", retry_for_s=600, timeout_s=60):
+        from devtools import simulator
 
         if finish not in ("partial", "complete"):
             raise ValueError("finish: 'partial' or 'complete'")
@@ -782,8 +701,8 @@ class LoadDriver:
         self.hits = hits
         self.batches = {kind: hits[kind][0].batch for kind in hits}
         self.n_workers, self.seconds, self.pace = n_workers, minutes * 60, pace
-        self.seed, self.finish, self.retry_for_s, self.timeout_s = seed, finish, retry_for_s, timeout_s
-        self.flush_every_ms = flush_every_ms
+        self.seed, self.finish, self.retry_for_s = seed, finish, retry_for_s
+        self.transport = simulator.HttpTransport(self.base_url, timeout_s=timeout_s)
         self.ramp_s = min(60.0, self.seconds / 5) if ramp_s is None else ramp_s
         self.truth = simulator.load_ground_truth([hit for kind in hits for hit in hits[kind]])
         from django.db import connections
@@ -821,15 +740,9 @@ class LoadDriver:
         self._deadline = self._started + self.seconds
         self.stats.window = (self._started, self._deadline)
 
-        def body(worker):
-            try:
-                worker.run()
-            finally:
-                worker.session.close()
-
         for index, profile in enumerate(self.profiles):
-            worker = SimulatedWorker(self, index, profile)
-            thread = threading.Thread(target=body, args=(worker,), name=f"sim-{index}", daemon=True)
+            worker = CrowdMember(self, index, profile)
+            thread = threading.Thread(target=worker.run, name=f"sim-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -1045,6 +958,18 @@ def _close_idle_connections():
 
 # ---------------------------------------------------------------- command lines
 
+# The load a fault script runs under unless told otherwise.
+FAULT_LOAD = {"workers": 40, "minutes": 2.0, "pace": 5.0}
+
+
+def argument_parser(doc, name, **defaults):
+    """A campaign script's command line: its docstring as help, the stack's and the crowd's options, its defaults."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_stack_arguments(parser, name)
+    parser.set_defaults(**defaults)
+    return parser
+
+
 def add_stack_arguments(parser, name="campaign"):
     """The options every campaign script shares (database, ports, server and crowd sizes)."""
     parser.add_argument("--name", default=name, help="prefix of temp folders, logs and worker ids")
@@ -1117,6 +1042,22 @@ def run_campaign(args, during=None, own_postgres=False, title="campaign", env=No
               f"counted): {cpu}; load average {os.getloadavg()[0]:.1f} at the end", flush=True)
         result = reconcile(driver.ledger, timeout_s=args.review_timeout)
     return driver, result
+
+
+def at_intervals(driver, times, act):
+    """For a fault: after the crowd's ramp, call act() `times` times spread evenly over the rest of the run."""
+    interval = (driver.seconds - driver.ramp_s) / (times + 1)
+    time.sleep(driver.ramp_s)
+    for _ in range(times):
+        time.sleep(interval)
+        act()
+
+
+def print_failed_attempts(driver, fault):
+    """How many requests of each type got no answer or a 5xx (and were retried) while the fault happened."""
+    errors = {kind: sum(n for status, n in statuses.items() if status == "error" or int(status) >= 500)
+              for kind, statuses in driver.stats.summary()["statuses"].items()}
+    print(f"requests that saw {fault} (no answer or 5xx, then retried): {errors}")
 
 
 def configure_logging():

@@ -99,8 +99,8 @@ def click_in_box_by_profile(batch_names):
 
 
 def report(runs, elapsed_s):
-    from annotator import simulator
     from annotator.models import Assignment
+    from devtools import simulator
 
     outcomes = [o for run in runs.values() for o in run.outcomes]
     latencies = simulator.CrowdRun(outcomes=outcomes, elapsed_s=elapsed_s, workers={}).latency_percentiles()
@@ -132,8 +132,8 @@ def main():
     args = parse_args()
     fresh_database(args.database_url)
     setup_django(args.database_url, migrate=False, CELERY_TASK_ALWAYS_EAGER="true", LOG_LEVEL="WARNING")
-    from annotator import simulator
     from annotator.models import Batch
+    from devtools import simulator
 
     names = prepare(args)
     port = free_port()

@@ -22,17 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import fresh_database, setup_django  # noqa: E402
+from benchmarks.support import INSERT_CHUNK, ITEMS_PER_PAGE  # noqa: E402
+from benchmarks.support import dataset_with_classes, fresh_database, setup_django  # noqa: E402
 
 BATCH_NAME = "bench-export"
 RECORDS_PER_HIT = 480
-ITEMS_PER_PAGE = 48
 SESSIONS_PER_IMAGE = 4
 N_CATEGORIES = 100
 TRACE_SAMPLES = 20
 SELECTED_SHARE = 0.4
 BOXED_SHARE = 0.42
-INSERT_CHUNK = 5000
 FORMATS = ("jsonl", "imagenet-ab")
 TARGETS = {"jsonl": 20000, "imagenet-ab": 5000}
 
@@ -61,11 +60,7 @@ def generate(n_records, rng):
     n_images = max(ITEMS_PER_PAGE, n_records // SESSIONS_PER_IMAGE)
     n_hits = -(-n_records // RECORDS_PER_HIT)
     with transaction.atomic():
-        dataset = models.Dataset.objects.create(name="bench-export", kind=models.TaskKind.IMAGENET)
-        categories = models.Category.objects.bulk_create(
-            models.Category(dataset=dataset, key=f"n{index:08d}", index=index, name=f"class {index}")
-            for index in range(N_CATEGORIES)
-        )
+        dataset, categories = dataset_with_classes("bench-export", N_CATEGORIES)
         images = models.Image.objects.bulk_create(
             (models.Image(dataset=dataset, key=f"{categories[i % N_CATEGORIES].key}_{i}", file=f"images/{i}.JPEG",
                           width=500, height=375, label=categories[i % N_CATEGORIES]) for i in range(n_images)),

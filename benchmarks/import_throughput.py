@@ -29,14 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import fresh_database, setup_django  # noqa: E402
+from benchmarks.support import INSERT_CHUNK, ITEMS_PER_PAGE, PAGES_PER_HIT  # noqa: E402
+from benchmarks.support import dataset_with_classes, fresh_database, setup_django  # noqa: E402
 
 SESSIONS_PER_IMAGE = 2
-IMAGES_PER_PAGE = 48
-PAGES_PER_ASSIGNMENT = 10
 TRACE_SAMPLES = 20
 N_CATEGORIES = 80
-INSERT_CHUNK = 5000
 
 
 def timed(step):
@@ -84,8 +82,8 @@ def datasets(args):
     django.setup()
     from django.core.management import call_command
 
-    from annotator import demo_data
     from annotator.importers import import_coco, import_imagenet
+    from devtools import demo_data
 
     call_command("migrate", verbosity=0)
     print(f"work folder {work}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
@@ -144,12 +142,7 @@ def _dataset(name, kind, n_images, with_objects):
     from annotator import models
 
     with transaction.atomic():
-        dataset = models.Dataset.objects.create(name=name, kind=kind)
-        categories = models.Category.objects.bulk_create(
-            models.Category(dataset=dataset, key=f"n{index:08d}" if kind == "imagenet" else str(index + 1),
-                            index=index, name=f"class {index}")
-            for index in range(N_CATEGORIES)
-        )
+        dataset, categories = dataset_with_classes(name, N_CATEGORIES, kind)
         images = models.Image.objects.bulk_create(
             (models.Image(dataset=dataset, key=f"{categories[i % N_CATEGORIES].key}_{i}" if kind == "imagenet"
                           else str(100000 + i), file=f"images/{name}/{i}.jpg", width=640, height=480,
@@ -175,7 +168,7 @@ def generate_imagenet_ab(n_records, path, rng):
     name = f"bench-ab-imagenet-{n_records}"
     n_images = -(-n_records // SESSIONS_PER_IMAGE)
     categories, images = _dataset(name, "imagenet", n_images, with_objects=False)
-    per_assignment = IMAGES_PER_PAGE * PAGES_PER_ASSIGNMENT
+    per_assignment = ITEMS_PER_PAGE * PAGES_PER_HIT
 
     def session(j, s):
         slot = s * n_images + j  # the session's place in the whole crowd's work
@@ -183,10 +176,10 @@ def generate_imagenet_ab(n_records, path, rng):
         selected = rng.random() < 0.4
         trace = [{"x": round(rng.random(), 3), "y": round(rng.random(), 3), "time": start + 16 * t}
                  for t in range(TRACE_SAMPLES)]
-        within_page = slot % IMAGES_PER_PAGE
+        within_page = slot % ITEMS_PER_PAGE
         return {
             "image_id": images[j].pk, "image__key": images[j].key, "image__label__key": images[j].label.key,
-            "page__category__key": categories[slot // IMAGES_PER_PAGE % N_CATEGORIES].key,
+            "page__category__key": categories[slot // ITEMS_PER_PAGE % N_CATEGORIES].key,
             "image__width": 640, "image__height": 480, "image_width": 200, "image_height": 150,
             "selected": selected, "selected_record": [{**trace[-1], "time": start + 400}] if selected else [],
             "deselected_record": [],
@@ -195,7 +188,7 @@ def generate_imagenet_ab(n_records, path, rng):
             "image_position": {"x": 100 + within_page % 8 * 210, "y": 300 + within_page // 8 * 180},
             "assignment__worker__hashed_id": f"{slot // per_assignment:010X}",
             "assignment__external_id": f"ASSIGNMENT{slot // per_assignment:020d}",
-            "page__index": slot // IMAGES_PER_PAGE % PAGES_PER_ASSIGNMENT,
+            "page__index": slot // ITEMS_PER_PAGE % PAGES_PER_HIT,
         }
 
     sessions = (session(j, s) for j in range(n_images) for s in range(SESSIONS_PER_IMAGE)
@@ -226,8 +219,8 @@ def generate_coco_ab(n_records, path, rng):
                         "timeAt": 4000})
         actions.append({"actionType": "remove", "iconType": icons[1], "pointFrom": placed[1], "timeAt": 5000})
         return {
-            "image_id": int(image.key), "page_id": slot % PAGES_PER_ASSIGNMENT,
-            "hit_id": f"HIT{slot // PAGES_PER_ASSIGNMENT:08d}", "worker_id": f"{slot // PAGES_PER_ASSIGNMENT:010X}",
+            "image_id": int(image.key), "page_id": slot % PAGES_PER_HIT,
+            "hit_id": f"HIT{slot // PAGES_PER_HIT:08d}", "worker_id": f"{slot // PAGES_PER_HIT:010X}",
             "originalImageWidth": 640, "originalImageHeight": 480, "imageWidth": 800, "imageHeight": 600,
             "actionHistories": actions,
             "categoryHistories": [{"categoryIndex": 0, "categoryName": icons[0], "timeAt": 10, "usingKeyboard": False}],

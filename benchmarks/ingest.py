@@ -28,11 +28,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.support import IN_CLASS_PER_PAGE, ITEMS_PER_PAGE, PAGES_PER_HIT  # noqa: E402
 from benchmarks.support import free_port, fresh_database, setup_django  # noqa: E402
 
-N_PAGES = 10
-ITEMS_PER_PAGE = 48
-N_IN_CLASS = 36
 TRACE_SAMPLES = 60
 SELECTED_SHARE = 0.4
 RETRY_SHARE = 0.05
@@ -57,21 +55,21 @@ def parse_args():
 
 
 def pack_hits(n_hits, max_assignments):
-    """n_hits ImageNet-style and n_hits COCO-style HITs of N_PAGES pages each (pages share images across HITs)."""
+    """n_hits ImageNet-style and n_hits COCO-style HITs of PAGES_PER_HIT pages each (pages share images across HITs)."""
     from annotator import models
 
     imagenet = models.Dataset.objects.create(name="bench-imagenet", kind=models.TaskKind.IMAGENET)
     classes = [
         models.Category.objects.create(dataset=imagenet, key=f"n{i:08d}", index=i, name=f"class {i}")
-        for i in range(N_PAGES + 1)
+        for i in range(PAGES_PER_HIT + 1)
     ]
     page_images = []
-    for p in range(N_PAGES):
+    for p in range(PAGES_PER_HIT):
         images = [
             models.Image(
                 dataset=imagenet, key=f"{classes[p].key}_{k}", file=f"images/{p}_{k}.JPEG",
                 display_file=f"display/{p:016x}{k:016x}.jpg", width=500, height=375,
-                label=classes[p] if k < N_IN_CLASS else classes[-1],
+                label=classes[p] if k < IN_CLASS_PER_PAGE else classes[-1],
             )
             for k in range(ITEMS_PER_PAGE)
         ]
@@ -86,7 +84,7 @@ def pack_hits(n_hits, max_assignments):
         for i in range(80)
     ]
     coco_images = []
-    for p in range(N_PAGES):
+    for p in range(PAGES_PER_HIT):
         image = models.Image.objects.create(dataset=coco, key=str(5000 + p), file=f"images/{p}.jpg",
                                             display_file=f"display/{p:032x}.jpg", width=640, height=480)
         for c in coco_categories[p * 3:p * 3 + 3]:
@@ -99,7 +97,7 @@ def pack_hits(n_hits, max_assignments):
     for kind, dataset in (("imagenet", imagenet), ("coco", coco)):
         batch = models.Batch.objects.create(
             name=f"bench-{kind}", dataset=dataset, task_kind=kind, status=models.Batch.Status.PUBLISHED,
-            pages_per_hit=N_PAGES, items_per_page=ITEMS_PER_PAGE if kind == "imagenet" else 1,
+            pages_per_hit=PAGES_PER_HIT, items_per_page=ITEMS_PER_PAGE if kind == "imagenet" else 1,
         )
         for h in range(n_hits):
             hit = models.Hit.objects.create(batch=batch, index=h, status=models.Hit.Status.PUBLISHED,
@@ -107,11 +105,11 @@ def pack_hits(n_hits, max_assignments):
             pages = models.HitPage.objects.bulk_create([
                 models.HitPage(hit=hit, index=p, category=classes[p] if kind == "imagenet" else None,
                                image=coco_images[p] if kind == "coco" else None)
-                for p in range(N_PAGES)
+                for p in range(PAGES_PER_HIT)
             ])
             if kind == "imagenet":
                 models.PageItem.objects.bulk_create([
-                    models.PageItem(page=page, image=image, position=k, in_class=k < N_IN_CLASS)
+                    models.PageItem(page=page, image=image, position=k, in_class=k < IN_CLASS_PER_PAGE)
                     for page in pages for k, image in enumerate(page_images[page.index])
                 ])
             hits[kind].append(hit)
@@ -331,7 +329,7 @@ def scenario_saves(server, base, kind, tokens_and_ids, build_page, rng_seed, int
     bodies = []
     tokens = [token for token, _ in tokens_and_ids]
     for _, hit_ids in tokens_and_ids:
-        pages = [build_page(hit_ids, page, rng) for page in range(N_PAGES)]
+        pages = [build_page(hit_ids, page, rng) for page in range(PAGES_PER_HIT)]
         bodies.append([(json.dumps(body).encode(), len(body["records"])) for body in pages])
     cpu_before = server_cpu_seconds(server)
     wall = run_threads([

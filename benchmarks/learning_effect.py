@@ -1,7 +1,7 @@
 """Do clicks help a classifier? Labels only vs LUAB vs attentive pooling (vs patch), with the clicks the product
 collects, on the demo shapes.
 
-Everything goes through the product: the demo ImageNet-style set is generated (annotator/demo_data.py) and
+Everything goes through the product: the demo ImageNet-style set is generated (devtools/demo_data.py) and
 imported (import_imagenet, which also reads each image's background class), packed into HITs (build_hits),
 published, and worked by the simulated crowd through the worker API (simulate_crowd --in-process, the product's
 default mix of diligent, sloppy, spammer and centre-clicking workers); each submission's automatic review runs as
@@ -10,7 +10,7 @@ the first click of every approved selecting record, averaged per image). Then ev
 manifest with every seed, with the same recipe (training/ml/recipes.py, default cpu-demo); only the objective
 differs.
 
-What the demo data makes measurable (annotator/demo_data.py): in train and val half of the images sit on their
+What the demo data makes measurable (devtools/demo_data.py): in train and val half of the images sit on their
 class's background texture; in the shifted split the texture is drawn independently of the class, so chance and a
 model that only reads the background both score 1/12 top-1 there, and "predicted = background class" (1/12 for a
 model that ignores the background, 1 for one that reads nothing else) says which one a model is closer to. Point
@@ -70,7 +70,7 @@ def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, c
     (all of them, or the first `hits`)."""
     from django.core.management import call_command
 
-    from annotator import demo_data
+    from devtools import demo_data
 
     data_dir = work / "demo-imagenet"
     shutil.rmtree(data_dir, ignore_errors=True)  # a folder from a run with more images a class would add its extras

@@ -2,7 +2,7 @@
 MaxBoxAccV2 at IoU 0.3/0.5/0.7, PxAP against the shapes' masks) and seed 001's IoA-P / mAP-loc, for each method's
 own map (`cam auto`) and for PatchCluster on top of the patch loss.
 
-Data: the demo ImageNet-style shapes (annotator/demo_data.py) with idealised clicks: each train image gets one
+Data: the demo ImageNet-style shapes (devtools/demo_data.py) with idealised clicks: each train image gets one
 click at its shape's box centre plus Gaussian noise (sd 15% of the box), 10% of them none (so PatchCluster has
 images to pseudo-label); val/shifted carry each shape's box and polygon (PxAP and IoA-P use the masks). The same
 data, epochs and seeds for every row.
@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotator import demo_data  # noqa: E402  (generator only: no Django needed)
+from devtools import demo_data  # noqa: E402  (generator only: no Django needed)
 from training.ml import manifest as manifest_module  # noqa: E402
 from training.ml.engine import TrainConfig, run  # noqa: E402
 

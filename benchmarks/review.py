@@ -25,12 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.support import fresh_database, setup_django  # noqa: E402
+from benchmarks.support import IN_CLASS_PER_PAGE, ITEMS_PER_PAGE, PAGES_PER_HIT  # noqa: E402
+from benchmarks.support import dataset_with_classes, fresh_database, setup_django  # noqa: E402
 
 BATCH_NAME = "bench-review"
-PAGES_PER_HIT = 10
-ITEMS_PER_PAGE = 48
-IN_CLASS_PER_PAGE = 36
 N_CATEGORIES = 100
 N_IMAGES = 100_000
 TARGET_MS_PER_HIT = 5.0
@@ -120,11 +118,7 @@ def generate(n_hits):
             GROUP BY r.assignment_id, r.page_id"""),
     ]
     with transaction.atomic():
-        dataset = models.Dataset.objects.create(name="bench-review", kind=models.TaskKind.IMAGENET)
-        categories = models.Category.objects.bulk_create(
-            models.Category(dataset=dataset, key=f"n{index:08d}", index=index, name=f"class {index}")
-            for index in range(N_CATEGORIES)
-        )
+        dataset, categories = dataset_with_classes("bench-review", N_CATEGORIES)
         batch = models.Batch.objects.create(
             name=BATCH_NAME, dataset=dataset, task_kind=models.TaskKind.IMAGENET, status=models.Batch.Status.PUBLISHED
         )

@@ -13,7 +13,6 @@ reconciliation: every acknowledged event batch and page stored exactly once, no 
 assignment reviewed by the automatic review. Exit status 1 when the reconciliation fails.
 Target: p99 < 300 ms for page saves at 500 workers (the load generator shares the machine; say so).
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,9 +23,7 @@ from benchmarks import campaign  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    campaign.add_stack_arguments(parser, name="soak")
-    parser.set_defaults(workers=500, minutes=10.0)
+    parser = campaign.argument_parser(__doc__, "soak", workers=500, minutes=10.0)
     parser.add_argument("--json", help="also write the figures and the reconciliation to this file")
     args = parser.parse_args()
     driver, result = campaign.run_campaign(args, title="soak")

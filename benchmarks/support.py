@@ -1,7 +1,12 @@
 """What the benchmarks share: their own PostgreSQL database, Django set up against it, a free local port."""
 import os
 import socket
+import time
 from urllib.parse import urlparse
+
+# The paper's ImageNet-style HIT: 10 pages of 48 candidates, 36 of them of the page's class.
+PAGES_PER_HIT, ITEMS_PER_PAGE, IN_CLASS_PER_PAGE = 10, 48, 36
+INSERT_CHUNK = 5000  # rows per bulk_create where a benchmark writes its rows directly
 
 
 def fresh_database(database_url, reuse=False):
@@ -26,6 +31,7 @@ def setup_django(database_url, migrate=True, **environment):
     os.environ.update(environment)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DJANGO_DEVTOOLS", "true")  # the demo data and the simulated crowd's commands
     import django
 
     django.setup()
@@ -33,6 +39,31 @@ def setup_django(database_url, migrate=True, **environment):
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+
+
+def dataset_with_classes(name, n_classes, kind="imagenet"):
+    """(dataset, categories): a dataset row with n_classes categories (keys n00000000... for ImageNet-style ones,
+    COCO ids 1... otherwise), for the benchmarks that write their rows directly."""
+    from annotator import models
+
+    dataset = models.Dataset.objects.create(name=name, kind=kind)
+    categories = models.Category.objects.bulk_create(
+        models.Category(dataset=dataset, key=f"n{index:08d}" if kind == "imagenet" else str(index + 1), index=index,
+                        name=f"class {index}")
+        for index in range(n_classes)
+    )
+    return dataset, categories
+
+
+def wait_until(check, timeout_s, poll_s=1.0):
+    """check()'s first true value, polled every poll_s for up to timeout_s; None when it never came."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    return None
 
 
 def free_port():

@@ -35,6 +35,9 @@ INSTALLED_APPS = [
     "annotator",
     "training",
 ]
+# The demo's and the tests' tools (simulate_crowd, make_demo_dataset, demo_links, demo_superuser): never deployed.
+if env.bool("DJANGO_DEVTOOLS", default=DEBUG):
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,7 +1,7 @@
 """`python -m devtools.prolific_crowd BATCH --fake URL`: simulated participants work a Prolific batch on the fake.
 
 Each participant takes a study's place on the fake Prolific (POST /_fake/studies/<id>/join/), works the HIT through
-our real task page and worker API (annotator.simulator, in-process, with the SESSION_ID Prolific gave them), and goes
+our real task page and worker API (devtools.simulator, in-process, with the SESSION_ID Prolific gave them), and goes
 back to Prolific with the completion code the page showed (POST /_fake/submissions/<id>/complete/). The automatic
 review, the decisions and their market calls run where they always do (the Celery worker). Idempotent: it works only
 as many HITs as are still missing to reach --hits worked ones.
@@ -16,7 +16,7 @@ import requests
 def run(batch_name, fake_url, *, hits=4, mix=("diligent", "spammer"), seed=0, wait_for_reviews=0.0, out=print):
     """Work up to `hits` HITs of the batch (counting those already worked); returns the outcomes."""
     from annotator.models import Assignment, Batch, Hit
-    from annotator.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
+    from devtools.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
 
     batch = Batch.objects.get(name=batch_name)
     published = batch.hits.filter(status=Hit.Status.PUBLISHED).exclude(external_id="").order_by("index")

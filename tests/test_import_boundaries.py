@@ -13,6 +13,7 @@ FORBIDDEN = {
     "training/ml": {"django", "rest_framework", "annotator", "devtools", "config"},
     "annotator": {"training", "devtools", "benchmarks", "tests"},
     "training": {"devtools", "benchmarks", "tests"},
+    "config": {"devtools", "benchmarks", "tests"},
 }
 
 

@@ -60,6 +60,18 @@ def wait_for(condition, timeout, describe, interval=0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {describe()}")
 
 
+def poll(read, until, timeout, worker, what):
+    """Call read() until until(value); returns the last value (fails with the worker's log)."""
+    seen = {}
+
+    def done():
+        seen["value"] = read()
+        return until(seen["value"])
+
+    wait_for(done, timeout, lambda: f"{what} (last seen: {seen.get('value')!r})\n{worker.log_tail()}", interval=0.2)
+    return seen["value"]
+
+
 class WorkerProcess:
     """`celery -A config worker -Q default,gpu --concurrency 1` (optionally with beat) in its own process group."""
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from annotator.models import Split, TaskKind
 
 from .common import (
-    DatasetImportError, PlannedCategory, PlannedImage, PlannedObject, check_dataset_name, existing_image_keys,
+    DatasetImportError, PlannedCategory, PlannedImage, PlannedObject, check_dataset_name,
     read_image_size, resolve_inside, write_import,
 )
 

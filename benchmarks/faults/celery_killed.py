@@ -16,7 +16,6 @@ and the new worker resumes it from its last checkpoint ("resuming ... at epoch N
 Pass (exit status 0): the reconciliation holds (every acknowledged batch and save stored once, no duplicates, every
 submitted assignment decided by the automatic review) and the training job resumed from a checkpoint and succeeded.
 """
-import argparse
 import re
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks import campaign  # noqa: E402
+from benchmarks.support import wait_until  # noqa: E402
 
 HEARTBEAT_TIMEOUT_S = 20
 # A tiny model on 6 images, many short epochs: a checkpoint every epoch, long enough to be killed mid-run.
@@ -39,20 +39,8 @@ def unacked(stack):
     return redis.Redis(port=stack.redis_port, socket_timeout=5).hlen("unacked")
 
 
-def wait_for(check, timeout_s, poll_s=1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll_s)
-    return None
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    campaign.add_stack_arguments(parser, name="celerykill")
-    parser.set_defaults(workers=40, minutes=2.0, pace=10.0, celery_concurrency=2)
+    parser = campaign.argument_parser(__doc__, "celerykill", **{**campaign.FAULT_LOAD, "pace": 10.0}, celery_concurrency=2)
     parser.add_argument("--review-kills", type=int, default=3, help="kills of the worker while it reviews")
     parser.add_argument("--down-seconds", type=float, default=3.0, help="how long the worker stays dead")
     parser.add_argument("--training-timeout", type=float, default=300.0,
@@ -100,8 +88,8 @@ def main():
             job.refresh_from_db()
             return job
 
-        started = wait_for(lambda: refreshed().status == JobStatus.RUNNING and checkpoint.exists()
-                           and (job.progress.get("epoch") or 0) >= 3, args.training_timeout, poll_s=0.2)
+        started = wait_until(lambda: refreshed().status == JobStatus.RUNNING and checkpoint.exists()
+                             and (job.progress.get("epoch") or 0) >= 3, args.training_timeout, poll_s=0.2)
         if not started:
             training.update(ok=False, why=f"job {job.pk} never saved a checkpoint ({job.status}: {job.error})")
             return f"{sum(lost_messages)} review messages left behind by {args.review_kills} kills; training: " \
@@ -109,8 +97,8 @@ def main():
         epoch_at_kill, attempts_at_kill = job.progress.get("epoch"), job.attempts
         kill_and_restart(stack, f"mid-training (job {job.pk} during epoch {epoch_at_kill}, attempt {job.attempts})")
         killed_at = time.monotonic()
-        resumed = wait_for(lambda: refreshed().attempts > attempts_at_kill and "resuming" in (job.log_tail or ""),
-                           args.training_timeout + HEARTBEAT_TIMEOUT_S)
+        resumed = wait_until(lambda: refreshed().attempts > attempts_at_kill and "resuming" in (job.log_tail or ""),
+                             args.training_timeout + HEARTBEAT_TIMEOUT_S)
         match = re.search(r"resuming \S+ at epoch (\d+)", job.log_tail or "")
         if resumed and match and int(match.group(1)) >= 1:
             training.update(ok=True, why=(
@@ -120,9 +108,9 @@ def main():
         else:
             training.update(ok=False, why=(f"job {job.pk} not resumed from a checkpoint: {job.status}, attempt "
                                            f"{job.attempts}, error {job.error!r}, log {(job.log_tail or '')[-300:]!r}"))
-        if not wait_for(lambda: refreshed().is_finished, args.training_timeout):
+        if not wait_until(lambda: refreshed().is_finished, args.training_timeout):
             services.cancel_training_job(job)
-            wait_for(lambda: refreshed().is_finished, 120)
+            wait_until(lambda: refreshed().is_finished, 120)
         if job.status != JobStatus.SUCCEEDED:
             training.update(ok=False, why=training["why"] + f"; then {job.status}: {job.error}")
         connection.close()

@@ -8,7 +8,6 @@ and the master starts another. The clients see a dropped connection and retry wi
 as the task page does. Pass: every acknowledged event batch and page save stored exactly once, no duplicates,
 every submitted assignment reviewed (exit status 0); the number of kills and of requests that saw them is printed.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,27 +18,23 @@ from benchmarks import campaign  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    campaign.add_stack_arguments(parser, name="kill9")
-    parser.set_defaults(workers=40, minutes=2.0, pace=5.0)
+    parser = campaign.argument_parser(__doc__, "kill9", **campaign.FAULT_LOAD)
     parser.add_argument("--kills", type=int, default=5, help="gunicorn workers to kill, spread over the run")
     args = parser.parse_args()
 
     def fault(stack, driver):
-        interval = (driver.seconds - driver.ramp_s) / (args.kills + 1)
-        time.sleep(driver.ramp_s)
         victims = []
-        for _ in range(args.kills):
-            time.sleep(interval)
+
+        def kill():
             victims.append(stack.kill9_gunicorn_worker(busy=True))
             time.sleep(1)
             print(f"  kill -9 gunicorn worker {victims[-1]}; workers now {stack.gunicorn_worker_pids()}", flush=True)
+
+        campaign.at_intervals(driver, args.kills, kill)
         return f"{len(victims)} gunicorn workers killed with SIGKILL: {victims}"
 
     driver, result = campaign.run_campaign(args, during=fault, title="gunicorn kill -9")
-    errors = {kind: sum(n for status, n in statuses.items() if status == "error" or int(status) >= 500)
-              for kind, statuses in driver.stats.summary()["statuses"].items()}
-    print(f"requests that saw the kills (no answer or 5xx, then retried): {errors}")
+    campaign.print_failed_attempts(driver, "the kills")
     sys.exit(0 if result.ok else 1)
 
 

@@ -10,7 +10,6 @@ gunicorn's and the Celery worker's connections die with it; requests meanwhile f
 the same batch_id / save_id. Pass: every acknowledged event batch and page save stored exactly once, no
 duplicates, every submitted assignment reviewed (a review interrupted by the restart must still happen).
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,29 +20,24 @@ from benchmarks import campaign  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    campaign.add_stack_arguments(parser, name="pgrestart")
-    parser.set_defaults(workers=40, minutes=2.0, pace=5.0)
+    parser = campaign.argument_parser(__doc__, "pgrestart", **campaign.FAULT_LOAD)
     parser.add_argument("--restarts", type=int, default=2)
     parser.add_argument("--down-seconds", type=float, default=5.0, help="how long PostgreSQL stays down")
     parser.add_argument("--mode", choices=("fast", "immediate"), default="fast", help="pg_ctl stop mode")
     args = parser.parse_args()
 
     def fault(stack, driver):
-        interval = (driver.seconds - driver.ramp_s) / (args.restarts + 1)
-        time.sleep(driver.ramp_s)
-        for i in range(args.restarts):
-            time.sleep(interval)
+        def restart():
             started = time.monotonic()
             stack.restart_postgres(mode=args.mode, down_s=args.down_seconds)
             print(f"  PostgreSQL restarted ({args.mode}), down {time.monotonic() - started:.1f} s; "
                   f"acknowledged so far {driver.ledger.counts()}", flush=True)
+
+        campaign.at_intervals(driver, args.restarts, restart)
         return f"{args.restarts} restarts of PostgreSQL ({args.mode}, {args.down_seconds:g} s down each)"
 
     driver, result = campaign.run_campaign(args, during=fault, own_postgres=True, title="PostgreSQL restart")
-    errors = {kind: sum(n for status, n in statuses.items() if status == "error" or int(status) >= 500)
-              for kind, statuses in driver.stats.summary()["statuses"].items()}
-    print(f"requests that saw the restarts (no answer or 5xx, then retried): {errors}")
+    campaign.print_failed_attempts(driver, "the restarts")
     sys.exit(0 if result.ok else 1)
 
 

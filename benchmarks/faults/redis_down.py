@@ -12,7 +12,6 @@ Pass (exit status 0): every submit, page save and event flush made during the ou
 (no 5xx, none slower than --max-request-s), and the reconciliation holds: every acknowledged batch and save stored
 once, no duplicates, every submitted assignment decided by the automatic review.
 """
-import argparse
 import sys
 import threading
 import time
@@ -45,9 +44,7 @@ class AttemptLog:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    campaign.add_stack_arguments(parser, name="redisdown")
-    parser.set_defaults(workers=40, minutes=2.0, pace=5.0)
+    parser = campaign.argument_parser(__doc__, "redisdown", **campaign.FAULT_LOAD)
     parser.add_argument("--down-seconds", type=float, default=30.0, help="how long Redis stays down")
     parser.add_argument("--at", type=float, default=0.4,
                         help="when to stop Redis, as a fraction of the time after the ramp (default 0.4)")

@@ -1,7 +1,7 @@
 """Generated demo sets shared by the importer and demo-data tests (made once per test session)."""
 import pytest
 
-from annotator import demo_data
+from devtools import demo_data
 
 
 @pytest.fixture(scope="session")

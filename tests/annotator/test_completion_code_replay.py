@@ -9,7 +9,6 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -21,6 +20,7 @@ from annotator.worker import services
 from annotator.worker.tokens import completion_code, make_token
 from tests.annotator.test_worker_api import call, save_all_pages
 from tests.factories import make_imagenet_hit
+from tests.markets import use_mturk_client
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,15 @@ def submitted_through_the_api(client, hit, worker_id, market_assignment_id):
     return assignment, token, answer.json()["completion_code"]
 
 
+def mturk_hit_for_two(external_id):
+    """A one-page MTurk HIT that two workers may take, under the id the market gave it."""
+    hit = make_imagenet_hit(n_pages=1, provider=models.Provider.MTURK)
+    hit.external_id = external_id
+    hit.max_assignments = 2
+    hit.save()
+    return hit
+
+
 def forged_code(assignment_uuid):
     """Right shape (16 upper-case hex, the same message), keyed with a secret that is not ours."""
     message = f"completion:{assignment_uuid}".encode()
@@ -49,11 +58,7 @@ def forged_code(assignment_uuid):
 
 @pytest.fixture
 def mturk_client(monkeypatch, settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    real = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", endpoint_url=mturk.SANDBOX_ENDPOINT)
-    monkeypatch.setattr(mturk, "make_client", lambda: real)
-    with Stubber(real) as stub:
+    with Stubber(use_mturk_client(monkeypatch, settings)) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
@@ -76,10 +81,7 @@ def rules_fired(assignment):
 def test_a_code_passes_only_for_the_assignment_it_was_issued_to(client, mturk_client, claim):
     """Worker A does the HIT and gets a code; worker B never opens our page and hands A's (or a forged) code to the
     market. At sync the code is read from B's Answer XML; rule 4 refuses it unless it is B's own."""
-    hit = make_imagenet_hit(n_pages=1, provider=models.Provider.MTURK)
-    hit.external_id = "3HITREPLAY0000000000000000001"
-    hit.max_assignments = 2
-    hit.save()
+    hit = mturk_hit_for_two("3HITREPLAY0000000000000000001")
     first, _, first_code = submitted_through_the_api(client, hit, "A1HONEST", "3ASGHONEST")
     # B exists on our side only through the market (its uuid is fixed once the sync creates it): sync once with
     # no code to learn its uuid, then again with the claim under test.
@@ -107,10 +109,7 @@ def test_a_code_passes_only_for_the_assignment_it_was_issued_to(client, mturk_cl
 
 def test_a_replayed_code_in_the_market_answer_is_refused_at_sync(client, mturk_client):
     """The whole market path: both assignments come back from ListAssignmentsForHIT with A's code in the Answer."""
-    hit = make_imagenet_hit(n_pages=1, provider=models.Provider.MTURK)
-    hit.external_id = "3HITREPLAY0000000000000000002"
-    hit.max_assignments = 2
-    hit.save()
+    hit = mturk_hit_for_two("3HITREPLAY0000000000000000002")
     first, _, first_code = submitted_through_the_api(client, hit, "A1HONEST", "3ASGHONEST")
     mturk_client.add_response("list_assignments_for_hit", {"NumResults": 2, "Assignments": [
         market_assignment("3ASGHONEST", "A1HONEST", hit, first_code),

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image as PilImage
 
-from annotator import demo_data
 from annotator import images as image_files
 from annotator.models import Category, Dataset, GroundTruthObject, Image
+from devtools import demo_data
 
 from .demo_sets import coco_demo_dir, imagenet_demo_dir  # noqa: F401  (fixtures)
 

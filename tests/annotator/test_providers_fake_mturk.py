@@ -1,36 +1,23 @@
 """The whole MTurk lifecycle over HTTP against a local fake of the requester API, driven by annotator's signals."""
 from decimal import Decimal
 
-import boto3
 import pytest
 from django.core.management import call_command
 
-from annotator import signals
-from annotator.models import Assignment, Event, Hit, Provider
-from annotator.providers import mturk, services
-from tests.annotator.fake_mturk import FakeMTurk
+from annotator.models import Event, Provider
+from annotator.providers import services
+from devtools.fake_mturk import FakeMTurk
 from tests.factories import BatchFactory, HitFactory
+from tests.markets import REJECTION_FEEDBACK, approve_and_reject, repost_and_bonus, use_mturk_client
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def market(monkeypatch, settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
     with FakeMTurk() as fake:
-        client = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing", endpoint_url=fake.endpoint_url)
-        monkeypatch.setattr(mturk, "make_client", lambda: client)
+        use_mturk_client(monkeypatch, settings, fake.endpoint_url)
         yield fake
-
-
-def decide(assignment, state, feedback, capture):
-    with capture(execute=True):
-        previous = assignment.state
-        assignment.transition(state)
-        assignment.feedback = feedback
-        assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
 
 
 def test_publish_sync_decide_repost_bonus_expire(market, django_capture_on_commit_callbacks):
@@ -46,21 +33,12 @@ def test_publish_sync_decide_repost_bonus_expire(market, django_capture_on_commi
     good = market.add_submission(hits[0].external_id, "A1GOODWORKER")
     bad = market.add_submission(hits[1].external_id, "A1SPAMMER")
     call_command("sync_hits", batch.name, stdout=open("/dev/null", "w"))
-    approved = Assignment.objects.get(external_id=good)
-    rejected = Assignment.objects.get(external_id=bad)
-    assert approved.state == rejected.state == Assignment.State.SUBMITTED
-
-    decide(approved, Assignment.State.APPROVED, "", django_capture_on_commit_callbacks)
-    decide(rejected, Assignment.State.REJECTED, "You selected 4 images; at least 30 are needed.",
-           django_capture_on_commit_callbacks)
+    approved, rejected = approve_and_reject(good, bad, django_capture_on_commit_callbacks)
     assert market.assignments[good]["AssignmentStatus"] == "Approved"
     assert market.assignments[bad]["AssignmentStatus"] == "Rejected"
-    assert market.assignments[bad]["RequesterFeedback"] == "You selected 4 images; at least 30 are needed."
+    assert market.assignments[bad]["RequesterFeedback"] == REJECTION_FEEDBACK
 
-    with django_capture_on_commit_callbacks(execute=True):
-        signals.hit_needs_repost.send(sender=Hit, hit=rejected.hit, count=1)
-        signals.bonus_granted.send(sender=Assignment, assignment=approved, amount=Decimal("0.40"),
-                                   reason="Careful clicks", actor=None)
+    repost_and_bonus(rejected, approved, django_capture_on_commit_callbacks)
     assert market.hits[hits[1].external_id]["MaxAssignments"] == 2
     assert [(b["WorkerId"], b["BonusAmount"]) for b in market.bonuses] == [("A1GOODWORKER", "0.40")]
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from annotator.models import Assignment, Batch, Event, Hit
@@ -107,3 +108,17 @@ def test_staff_publish_and_expire_from_the_admin(admin_client, django_capture_on
     hit.refresh_from_db()
     assert hit.status == Hit.Status.EXPIRED
     assert Event.objects.filter(hit=hit, type=Event.Type.EXPIRED).exists()
+
+
+def test_publish_says_its_lines_are_templates_on_stderr_and_prints_only_the_urls():
+    batch = BatchFactory()
+    hit = HitFactory(batch=batch)
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("publish", batch.name, stdout=out, stderr=err)
+
+    assert out.getvalue().splitlines() == [
+        f"{settings.PUBLIC_BASE_URL.rstrip('/')}/task/{hit.pk}/?workerId={{workerId}}&assignmentId={{assignmentId}}"
+    ]
+    assert err.getvalue().strip() == (f"Task URL templates of {batch.name}, one per HIT: the market replaces "
+                                      "{assignmentId} and {workerId} with each worker's own values.")

@@ -3,7 +3,6 @@ import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import boto3
 import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
@@ -13,6 +12,7 @@ from annotator import events, signals
 from annotator.models import Assignment, Event, Hit, Provider
 from annotator.providers import mturk, services
 from tests.factories import AssignmentFactory, BatchFactory, HitFactory, WorkerFactory
+from tests.markets import use_mturk_client
 
 pytestmark = pytest.mark.django_db
 
@@ -29,11 +29,7 @@ ANSWER_XML = (
 
 @pytest.fixture
 def client(monkeypatch, settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    real = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", endpoint_url=mturk.SANDBOX_ENDPOINT)
-    monkeypatch.setattr(mturk, "make_client", lambda: real)
-    return real
+    return use_mturk_client(monkeypatch, settings)
 
 
 @pytest.fixture

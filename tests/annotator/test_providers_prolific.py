@@ -10,22 +10,20 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from annotator import events, signals, sweeper
+from annotator import events, sweeper
 from annotator.models import Assignment, Event, Hit, Provider
 from annotator.providers import prolific, services
 from annotator.worker import services as worker_services
 from devtools.fake_prolific import FakeProlific
 from tests.factories import BatchFactory, HitFactory
+from tests.markets import REJECTION_FEEDBACK, approve_and_reject, fake_prolific, repost_and_bonus
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def market(settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    with FakeProlific(token="secret-token") as fake:
-        settings.PROLIFIC_API_URL = fake.url
-        settings.PROLIFIC_API_TOKEN = "secret-token"
+    with fake_prolific(settings) as fake:
         yield fake
 
 
@@ -49,15 +47,6 @@ def work_and_return(market, hit, participant, partial=True):
     worker_services.submit_assignment(assignment, partial=partial)
     market.complete(submission_id, prolific.study_completion_code(hit))
     return submission_id
-
-
-def decide(assignment, state, feedback, capture):
-    with capture(execute=True):
-        previous = assignment.state
-        assignment.transition(state)
-        assignment.feedback = feedback
-        assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
 
 
 def test_publishing_creates_and_publishes_one_study_per_hit(market):
@@ -109,23 +98,14 @@ def test_sync_decisions_bonus_repost_messages_and_expiry_reach_prolific(market, 
     bad = work_and_return(market, hits[1], "PSPAM")
     result = services.sync_batch(batch)
     assert (result.hits, result.created) == (2, 0)
-    approved = Assignment.objects.get(external_id=good)
-    rejected = Assignment.objects.get(external_id=bad)
-    assert approved.state == rejected.state == Assignment.State.SUBMITTED
-
-    decide(approved, Assignment.State.APPROVED, "", django_capture_on_commit_callbacks)
-    decide(rejected, Assignment.State.REJECTED, "You selected 4 images; at least 30 are needed.",
-           django_capture_on_commit_callbacks)
+    approved, rejected = approve_and_reject(good, bad, django_capture_on_commit_callbacks)
     assert market.submissions[good]["status"] == "APPROVED"
     assert market.submissions[bad]["status"] == "REJECTED"
     reject_call = next(body for op, id, body in market.calls if op == "transition-submission" and id == bad)
-    assert reject_call["message"].startswith("You selected 4 images; at least 30 are needed.")
+    assert reject_call["message"].startswith(REJECTION_FEEDBACK)
     assert reject_call["rejection_category"] == "LOW_EFFORT"
 
-    with django_capture_on_commit_callbacks(execute=True):
-        signals.hit_needs_repost.send(sender=Hit, hit=rejected.hit, count=1)
-        signals.bonus_granted.send(sender=Assignment, assignment=approved, amount=Decimal("0.40"),
-                                   reason="Careful clicks", actor=None)
+    repost_and_bonus(rejected, approved, django_capture_on_commit_callbacks)
     # Prolific gave the rejected place back itself: the study already has the place the re-post wants.
     assert market.studies[hits[1].external_id]["total_available_places"] == 1
     assert market.payments == [{"payment": market.payments[0]["payment"], "participant": "PGOOD", "amount": "0.40"}]

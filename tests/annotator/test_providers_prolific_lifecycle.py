@@ -12,10 +12,10 @@ from django.test import Client
 
 from annotator.models import Assignment, Batch, Event, Hit, MarketNotification, Provider
 from annotator.providers import prolific
-from annotator.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
 from devtools.fake_prolific import FakeProlific
+from devtools.simulator import PROFILES, InProcessTransport, load_ground_truth, simulate_assignment
 from tests import factories
-from tests.workers import WorkerProcess, broker_kinds, wait_for
+from tests.workers import WorkerProcess, broker_kinds, poll
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -37,17 +37,6 @@ def celery_worker_process(request, django_db_setup, tmp_path_factory, fake_proli
     })
     yield process
     process.stop()
-
-
-def poll(read, until, worker, what, timeout=90):
-    seen = {}
-
-    def done():
-        seen["value"] = read()
-        return until(seen["value"])
-
-    wait_for(done, timeout, lambda: f"{what} (last seen: {seen.get('value')!r})\n{worker.log_tail()}", interval=0.2)
-    return seen["value"]
 
 
 def test_a_collection_round_on_prolific_without_a_csv(celery_worker, live_server, fake_prolific, settings):
@@ -72,7 +61,7 @@ def test_a_collection_round_on_prolific_without_a_csv(celery_worker, live_server
 
     # Publishing from the admin: the worker creates the study on Prolific and publishes it.
     console.post("/admin/annotator/batch/", {"action": "publish_on_market", "_selected_action": [batch.pk]})
-    hit = poll(lambda: Hit.objects.get(pk=hit.pk), lambda h: h.status == Hit.Status.PUBLISHED, celery_worker,
+    hit = poll(lambda: Hit.objects.get(pk=hit.pk), lambda h: h.status == Hit.Status.PUBLISHED, 90, celery_worker,
                "the study on Prolific")
     study = market.studies[hit.external_id]
     assert study["status"] == "ACTIVE" and study["total_available_places"] == 1
@@ -92,27 +81,27 @@ def test_a_collection_round_on_prolific_without_a_csv(celery_worker, live_server
 
     # A spammer: the worker's automatic review rejects it, and the rejection reaches Prolific.
     spam = participant("PSPAMMER", "spammer")
-    poll(lambda: market.submissions[spam]["status"], lambda status: status == "REJECTED", celery_worker,
+    poll(lambda: market.submissions[spam]["status"], lambda status: status == "REJECTED", 90, celery_worker,
          "the rejection on Prolific")
     rejection = next(body for operation, id, body in market.calls if operation == "transition-submission"
                      and id == spam)
     assert rejection["action"] == "REJECT" and len(rejection["message"]) >= 100
     # The rejected place is open again: Prolific gave it back itself, our HIT re-posted it (no extra place bought).
-    poll(lambda: Event.objects.filter(hit=hit, type=Event.Type.REPOSTED).exists(), bool, celery_worker,
+    poll(lambda: Event.objects.filter(hit=hit, type=Event.Type.REPOSTED).exists(), bool, 90, celery_worker,
          "the re-post")
     assert market.studies[hit.external_id]["total_available_places"] == 1
     assert Hit.objects.get(pk=hit.pk).max_assignments == 2
 
     # A diligent participant takes the freed place: approved by the rules, paid on Prolific, then a bonus.
     good = participant("PDILIGENT", "diligent")
-    poll(lambda: market.submissions[good]["status"], lambda status: status == "APPROVED", celery_worker,
+    poll(lambda: market.submissions[good]["status"], lambda status: status == "APPROVED", 90, celery_worker,
          "the approval on Prolific")
     approved = Assignment.objects.get(external_id=good)
     answer = console.post(f"/review/assignments/{approved.pk}/bonus/", {"amount": "0.75", "reason": "Careful work"})
     assert answer.status_code == 302
-    poll(lambda: market.payments, lambda payments: len(payments) == 1, celery_worker, "the bonus on Prolific")
+    poll(lambda: market.payments, lambda payments: len(payments) == 1, 90, celery_worker, "the bonus on Prolific")
     assert market.payments[0]["participant"] == "PDILIGENT" and market.payments[0]["amount"] == "0.75"
-    poll(lambda: Assignment.objects.get(pk=approved.pk).bonus_paid, lambda paid: paid == Decimal("0.75"),
+    poll(lambda: Assignment.objects.get(pk=approved.pk).bonus_paid, lambda paid: paid == Decimal("0.75"), 90,
          celery_worker, "the bonus recorded")
 
     # Prolific's webhook calls all reached us and were verified; the console shows the market's last word.

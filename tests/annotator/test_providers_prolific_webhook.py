@@ -12,18 +12,15 @@ from annotator import events
 from annotator.models import Assignment, Hit, MarketNotification, Provider
 from annotator.providers import prolific, services, tasks
 from annotator.worker import services as worker_services
-from devtools.fake_prolific import FakeProlific
 from tests.factories import BatchFactory, HitFactory
+from tests.markets import fake_prolific
 
 WEBHOOK = "/api/markets/prolific/webhook/"
 
 
 @pytest.fixture
 def market(settings):
-    settings.PUBLIC_BASE_URL = "https://annotate.example.org"
-    with FakeProlific(token="secret-token") as fake:
-        settings.PROLIFIC_API_URL = fake.url
-        settings.PROLIFIC_API_TOKEN = "secret-token"
+    with fake_prolific(settings) as fake:
         fake.secret = settings.PROLIFIC_WEBHOOK_SECRET = "whsec-test"
         yield fake
 

@@ -7,7 +7,7 @@ import pytest
 from annotator import models
 from annotator.worker import services
 from annotator.worker.tokens import make_token
-from benchmarks.campaign import BATCH_NAMES, Ledger, reconcile
+from benchmarks.campaign import BATCH_NAMES, Ledger, LoadDriver, reconcile
 from tests.annotator import worker_bodies as bodies
 from tests.factories import make_coco_hit, make_imagenet_hit
 
@@ -76,3 +76,23 @@ def test_a_submit_left_unreviewed_fails_the_reconciliation(campaign):
     result = reconcile(campaign, timeout_s=0, out=None)
     assert not result.ok
     assert result.checks["submitted, not decided by the automatic review"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_paced_crowd_hands_in_at_the_end_and_all_it_was_told_is_stored_once(live_server):
+    """LoadDriver's workers are devtools.simulator's, paced: they flush and save at (sped-up) human times, hand in
+    what they saved when the run ends, and the ledger of acknowledged writes reconciles with the database."""
+    hits = {"imagenet": [make_imagenet_hit(n_pages=3, name=BATCH_NAMES["imagenet"])],
+            "coco": [make_coco_hit(n_pages=2, name=BATCH_NAMES["coco"])]}
+    models.Hit.objects.update(max_assignments=100)
+    driver = LoadDriver(live_server.url, hits, n_workers=2, minutes=0.05, pace=200, mix="diligent=1", ramp_s=0)
+
+    driver.run()
+
+    assert driver.counters["hits failed"] == driver.counters["hits crashed"] == 0, driver.stats.failures
+    assert driver.counters["hits submitted"] + driver.counters["hits submitted partial"] >= 2
+    counts = driver.ledger.counts()
+    assert counts["page saves"] and counts["event batches"] and counts["submits"] >= 2
+    result = reconcile(driver.ledger, timeout_s=10, out=None)
+    assert result.ok, result.problems

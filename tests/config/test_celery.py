@@ -15,13 +15,13 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotator import demo_data
 from annotator.models import Assignment, Batch, Event, ExportJob, Hit, Image, ImageScore, Provider
-from annotator.simulator import InProcessTransport, PROFILES, load_ground_truth, simulate_assignment
+from devtools import demo_data
+from devtools.fake_mturk import FakeMTurk
+from devtools.simulator import InProcessTransport, PROFILES, load_ground_truth, simulate_assignment
 from tests import factories
-from tests.annotator.fake_mturk import FakeMTurk
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
-from tests.workers import WorkerProcess, broker_kinds, wait_for
+from tests.workers import WorkerProcess, broker_kinds, poll
 from training.models import JobStatus, ModelVersion, TrainingJob
 from training.services import NOT_QUEUED
 
@@ -64,18 +64,6 @@ def staff_api(staff):
     client = APIClient()
     client.force_authenticate(staff)
     return client
-
-
-def poll(read, until, timeout, worker, what):
-    """Call read() until until(value); returns the last value (fails with the worker's log)."""
-    seen = {}
-
-    def done():
-        seen["value"] = read()
-        return until(seen["value"])
-
-    wait_for(done, timeout, lambda: f"{what} (last seen: {seen.get('value')!r})\n{worker.log_tail()}", interval=0.2)
-    return seen["value"]
 
 
 def approved_imagenet_batch():

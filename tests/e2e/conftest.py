@@ -17,6 +17,7 @@ from PIL import ImageDraw
 
 from annotator.images import display_name
 from annotator.models import Batch, Hit, PageItem, TaskKind
+from benchmarks import support
 from tests.factories import (
     BatchFactory, CategoryFactory, DatasetFactory, HitFactory, HitPageFactory, ImageFactory,
 )
@@ -313,15 +314,10 @@ def click_at(locator, fx, fy):
 
 def wait_until(condition, timeout=20.0, interval=0.2, message="condition"):
     """Poll the database (written by the live server thread) until condition() is true."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message}")
+    value = support.wait_until(condition, timeout, poll_s=interval)
+    if not value:
+        raise AssertionError(f"timed out waiting for {message}")
+    return value
 
 
 def stored_events(assignment, page_index):

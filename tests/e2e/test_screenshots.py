@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from annotator import demo_data
 from annotator.models import Batch, Hit, ImageNetRecord
 from annotator.review import services as review_services
+from devtools import demo_data
 from tests import factories
 from tests.annotator.review_data import submitted_assignment
 from tests.e2e.conftest import make_imagenet_hit, task_url, wait_for_images

@@ -1,7 +1,7 @@
 """Named sets of TrainConfig options, so a demo, a benchmark and a researcher's run mean the same thing by a name.
 
 ``cpu-demo``: sized so that the effect of clicks shows on a 2-core CPU in minutes on the demo shapes
-(annotator/demo_data.py, 100 train images a class): timm's 0.4M-parameter test ResNet at 48 px, its output stride
+(devtools/demo_data.py, 100 train images a class): timm's 0.4M-parameter test ResNet at 48 px, its output stride
 lowered to 8 (a 6 x 6 map, so points are not stuck on a coarse grid), 10 epochs, crops of at least half the image
 (smaller ones cut most objects away). ``benchmarks/learning_effect.py`` measures what it shows per method;
 ``make demo`` trains attentive pooling with it.

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 from PIL import Image
 
-from annotator import demo_data
 from annotator.coco_categories import COCO_CATEGORIES
+from devtools import demo_data
 
-from .demo_sets import coco_demo_dir, imagenet_demo_dir  # noqa: F401  (fixtures)
+from tests.annotator.demo_sets import coco_demo_dir, imagenet_demo_dir  # noqa: F401  (fixtures)
 
 
 def test_default_sizes_fill_two_imagenet_hits_and_a_coco_batch():

@@ -1,7 +1,7 @@
+"""demo_links: where to click in the running demo."""
 import io
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -26,17 +26,3 @@ def test_demo_links_lead_only_to_work_the_demo_worker_can_still_do():
     links = [line for line in out.getvalue().splitlines() if "/task/" in line]
     assert len(links) == 1 and f"/task/{open_hit.pk}/?" in links[0] and "{" not in links[0]
     assert all(f"/task/{hit.pk}/" not in out.getvalue() for hit in (done, full, tried))
-
-
-def test_publish_says_its_lines_are_templates_on_stderr_and_prints_only_the_urls():
-    batch = factories.BatchFactory()
-    hit = factories.HitFactory(batch=batch)
-    out, err = io.StringIO(), io.StringIO()
-
-    call_command("publish", batch.name, stdout=out, stderr=err)
-
-    assert out.getvalue().splitlines() == [
-        f"{settings.PUBLIC_BASE_URL.rstrip('/')}/task/{hit.pk}/?workerId={{workerId}}&assignmentId={{assignmentId}}"
-    ]
-    assert err.getvalue().strip() == (f"Task URL templates of {batch.name}, one per HIT: the market replaces "
-                                      "{assignmentId} and {workerId} with each worker's own values.")

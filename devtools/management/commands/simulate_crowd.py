@@ -4,8 +4,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotator import simulator
 from annotator.models import Batch
+from devtools import simulator
 
 
 def share(text):

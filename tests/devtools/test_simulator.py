@@ -5,7 +5,6 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotator import simulator
 from annotator.models import (
     Assignment,
     Batch,
@@ -18,6 +17,7 @@ from annotator.models import (
 )
 from annotator.packing import build_hits
 from annotator.providers import tasks
+from devtools import simulator
 from tests.annotator import worker_bodies as bodies
 from tests.factories import (
     BatchFactory,

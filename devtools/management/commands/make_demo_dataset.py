@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from annotator import demo_data
+from devtools import demo_data
 
 
 class Command(BaseCommand):

@@ -42,11 +42,12 @@ logger = logging.getLogger(__name__)
 
 BOOTSTRAP = re.compile(r'<script id="task-bootstrap" type="application/json">(.*?)</script>', re.DOTALL)
 SAMPLE_MS = 17  # the page samples the pointer at most at 60 Hz
-FLUSH_EVERY_MS = 4000
+# As frontend_static/worker/api.js and event_queue.js: flush every 3 s; retry after 1 s, 2 s, 4 s ... at most 30 s apart.
+FLUSH_EVERY_MS = 3000
 FLUSH_MAX_EVENTS = 400
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0
+RETRY_FOR_S = 30  # a simulated worker gives up after this long (a person might keep the page open for hours)
 REQUEST_TIMEOUT_S = 30
-RETRIES = 3
-RETRY_BACKOFF_S = 0.5
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) LUAB-crowd-simulator/1.0"
 # The ImageNet-style grid as the page lays it out (CSS px): 8 columns of thumbnails 120 px high.
 GRID_COLUMNS, THUMB_HEIGHT, GRID_GAP, GRID_LEFT, GRID_TOP = 8, 120, 12, 24, 200
@@ -159,8 +160,9 @@ def load_ground_truth(hits):
 class HttpTransport:
     """The worker API over HTTP with one requests.Session per thread."""
 
-    def __init__(self, server):
+    def __init__(self, server, timeout_s=REQUEST_TIMEOUT_S):
         self.server = server.rstrip("/")
+        self.timeout_s = timeout_s
         self._local = threading.local()
 
     def _session(self):
@@ -174,8 +176,13 @@ class HttpTransport:
         data = None if payload is None else json.dumps(payload)
         if data is not None:
             headers["Content-Type"] = "application/json"
-        response = self._session().request(method, self.server + path, data=data, headers=headers,
-                                           timeout=REQUEST_TIMEOUT_S)
+        url = path if path.startswith("http") else self.server + path
+        try:
+            response = self._session().request(method, url, data=data, headers=headers, timeout=self.timeout_s)
+        except requests.RequestException:
+            self._local.session.close()
+            del self._local.session  # the next attempt opens a fresh connection (the server may have restarted)
+            raise
         return response.status_code, response.text
 
     def close_thread(self):
@@ -220,6 +227,53 @@ class SimulationError(Exception):
     pass
 
 
+class HandIn(Exception):
+    """The run ended while the worker was on a page: it sends what it did until done_ms into it, then submits."""
+
+    def __init__(self, done_ms=None):
+        super().__init__("hand in")
+        self.done_ms = done_ms
+
+
+class VirtualTime:
+    """Nothing waits: the worker's clock runs ahead of the wall clock (simulate_crowd, the demo, tests).
+
+    A paced run (benchmarks/campaign.py) gives its own: start_page() -> the page's start, wait(page_start, ms) until
+    ms into the page and pause(ms) take real time and may raise HandIn."""
+
+    def start_page(self, clock):
+        return None
+
+    def wait(self, page_start, until_ms):
+        pass
+
+    def pause(self, ms):
+        pass
+
+
+class Observer:
+    """What a run keeps of each request and of what the server acknowledged, beyond the outcome (a benchmark's
+    latencies per request type and ledger); this one keeps nothing."""
+
+    def attempt(self, kind, ms, status, ok):
+        pass
+
+    def retry(self, kind):
+        pass
+
+    def failure(self, kind, path, status, body):
+        pass
+
+    def flushed(self, index, batch_id, n_events):
+        pass
+
+    def saved(self, index, save_id, n_records):
+        pass
+
+    def submitted(self, partial, completion_code, pages_saved):
+        pass
+
+
 @dataclass
 class AssignmentOutcome:
     worker: str
@@ -236,29 +290,42 @@ class AssignmentOutcome:
 
 
 class _Session:
-    """One worker's requests on one assignment, timed."""
+    """One worker's requests on one assignment, timed, retried as the task page retries them."""
 
-    def __init__(self, transport, outcome):
-        self.transport, self.outcome, self.token, self.api = transport, outcome, None, None
+    def __init__(self, transport, outcome, observer, retry_for_s):
+        self.transport, self.outcome, self.observer, self.retry_for_s = transport, outcome, observer, retry_for_s
+        self.token = self.api = None
 
-    def call(self, method, path, payload=None, expect=(200, 201)):
-        """One request; like the page, it retries timeouts, 429 and 5xx with the same body (writes are idempotent)."""
-        for attempt in range(RETRIES + 1):
+    def call(self, kind, method, path, payload=None, expect=(200, 201)):
+        """One request; no answer, 408, 429 and 5xx are retried with the same body (writes are idempotent) after
+        1 s, 2 s, 4 s ... at most 30 s apart (with jitter), until retry_for_s have passed."""
+        give_up = time.monotonic() + self.retry_for_s
+        backoff = RETRY_FIRST_S
+        while True:
             started = time.perf_counter()
             try:
                 status, body = self.transport.request(method, path, self.token, payload)
             except requests.RequestException as error:
-                status, body = None, str(error)
-            self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
-            if status in expect:
+                status, body = None, f"{type(error).__name__}: {error}"
+            ms = (time.perf_counter() - started) * 1000
+            self.outcome.latencies_ms.append(ms)
+            ok = status in expect
+            self.observer.attempt(kind, ms, status, ok)
+            if ok:
                 return status, body
-            if status is not None and status != 429 and status < 500:
-                break
-            time.sleep(RETRY_BACKOFF_S * 2 ** attempt)
-        raise SimulationError(f"{method} {path}: HTTP {status}: {body[:300]}")
+            if status is not None and status not in (408, 429) and status < 500:
+                self.observer.failure(kind, path, status, body)
+                raise SimulationError(f"{method} {path}: HTTP {status}: {body[:300]}")
+            if time.monotonic() + backoff > give_up:
+                self.observer.failure(kind, path, status, body)
+                raise SimulationError(f"{method} {path}: gave up after {self.retry_for_s} s: {status} {body[:200]}")
+            self.observer.retry(kind)
+            logger.info("retrying %s %s after %s: %s", method, path, status, body[:120])
+            time.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(RETRY_MAX_S, backoff * 2)
 
-    def api_call(self, method, path, payload=None):
-        return json.loads(self.call(method, f"{self.api}/{path}", payload)[1])
+    def api_call(self, kind, method, path, payload=None):
+        return json.loads(self.call(kind, method, f"{self.api}/{path}", payload)[1])
 
 
 class Clock:
@@ -511,33 +578,65 @@ def _client_info(rng, variant, clock):
     }
 
 
-def _flush(session, index, events, clock):
-    """POST the page's events in batches, the way the page flushes every few seconds."""
-    time_of = (lambda e: e.get("time", e.get("timeAt", 0)))
+def _event_batches(events, offset):
+    """The page's events in the batches the page flushes: FLUSH_EVERY_MS of the person's time, FLUSH_MAX_EVENTS."""
     batches, current = [], []
     for event in events:
-        if current and (len(current) >= FLUSH_MAX_EVENTS or time_of(event) - time_of(current[0]) > FLUSH_EVERY_MS):
+        if current and (len(current) >= FLUSH_MAX_EVENTS or offset(event) - offset(current[0]) > FLUSH_EVERY_MS):
             batches.append(current)
             current = []
         current.append(event)
     if current:
         batches.append(current)
-    for seq, batch in enumerate(batches):
-        session.api_call("POST", f"pages/{index}/events", {
-            "batch_id": str(uuid.uuid4()), "seq": seq, "sent_at": clock.now, "events": batch,
-        })
-    return len(events)
+    return batches
 
 
-def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0, market_assignment_id=None):
-    """One worker does one HIT through the API: open the task, work every page (or some), submit."""
-    rng = random.Random(f"{seed}:{hit.index}:{worker_id}")  # the same run again behaves the same
+def _flush(session, index, seq, events, clock):
+    batch_id = str(uuid.uuid4())
+    session.api_call("events", "POST", f"pages/{index}/events", {
+        "batch_id": batch_id, "seq": seq, "sent_at": clock.now, "events": events,
+    })
+    session.outcome.events += len(events)
+    session.observer.flushed(index, batch_id, len(events))
+
+
+def _work_page(session, index, content, kind, variant, truth, profile, rng, clock, timing):
+    """Produce the page's byproducts, flush its events when the person would have, save it. HandIn: the events
+    done so far are flushed, the page is not saved."""
+    page_start = timing.start_page(clock)
+    events, records, started_at, time_spent = PAGE_BEHAVIOUR[kind](content, truth, profile, rng, clock)
+    offset = (lambda e: e["time"] - started_at) if kind == TaskKind.IMAGENET else (lambda e: e["timeAt"])
+    batches = _event_batches(events, offset)
+    sent = 0
+    try:
+        for batch in batches:
+            timing.wait(page_start, offset(batch[-1]) + 50)
+            _flush(session, index, sent, batch, clock)
+            sent += 1
+        timing.wait(page_start, time_spent)
+    except HandIn as hand_in:
+        done = [e for batch in batches[sent:] for e in batch if offset(e) <= (hand_in.done_ms or 0)]
+        if done:
+            _flush(session, index, sent, done, clock)
+        raise
+    save_id = str(uuid.uuid4())
+    session.api_call("save", "POST", f"pages/{index}/save", {
+        "save_id": save_id, "started_at": started_at, "time_spent": time_spent,
+        "client": _client_info(rng, variant, clock), "records": records,
+    })
+    session.observer.saved(index, save_id, len(records))
+
+
+def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0, market_assignment_id=None, *,
+                        rng=None, timing=VirtualTime(), observer=Observer(), retry_for_s=RETRY_FOR_S):
+    """One worker does one HIT through the API, as the task page does: open the task link, work every page (or
+    some), submit. rng: the worker's own (default: seeded by seed, HIT and worker, so a run repeats itself)."""
+    rng = rng or random.Random(f"{seed}:{hit.index}:{worker_id}")
     outcome = AssignmentOutcome(worker=worker_id, profile=profile.name, hit_id=hit.pk, status="failed")
-    session = _Session(transport, outcome)
+    session = _Session(transport, outcome, observer, retry_for_s)
     try:
         query = task_query(batch, hit, worker_id, market_assignment_id)
-        status, html = session.call("GET", f"/task/{hit.pk}/?{query}",
-                                    expect=(200, 403, 409))
+        status, html = session.call("task", "GET", f"/task/{hit.pk}/?{query}", expect=(200, 403, 409))
         if status != 200:
             outcome.status = "refused"
             return outcome
@@ -546,7 +645,7 @@ def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0
             raise SimulationError(f"task page for HIT {hit.pk}: no bootstrap in the HTML")
         bootstrap = json.loads(match.group(1))
         session.token, session.api = bootstrap["token"], bootstrap["api"].rstrip("/")
-        progress = session.api_call("GET", "assignment")
+        progress = session.api_call("assignment", "GET", "assignment")
         outcome.n_pages = progress["n_pages"]
         if progress["finished"]:
             outcome.status, outcome.completion_code = "submitted", progress["completion_code"]
@@ -555,28 +654,29 @@ def simulate_assignment(transport, batch, hit, truth, worker_id, profile, seed=0
         if rng.random() < profile.skip_rate:
             stop_after = rng.randint(1, max(1, outcome.n_pages // 2))
         clock = Clock(int(time.time() * 1000))
-        behaviour = PAGE_BEHAVIOUR[bootstrap["kind"]]
         if bootstrap["variant"] == Batch.Variant.RED_DOT and profile.click_mode == "object":
             profile = replace(profile, on_object=min(0.98, profile.on_object + RED_DOT_AIM_GAIN))
-        for index in range(outcome.n_pages):
-            if index in progress["completed_pages"]:
+        try:
+            for index in range(outcome.n_pages):
+                if index in progress["completed_pages"]:
+                    outcome.pages_saved += 1
+                    continue
+                if outcome.pages_saved >= stop_after:
+                    break
+                content = session.api_call("page", "GET", f"pages/{index}")
+                _work_page(session, index, content, bootstrap["kind"], bootstrap["variant"], truth, profile, rng,
+                           clock, timing)
                 outcome.pages_saved += 1
-                continue
-            if outcome.pages_saved >= stop_after:
-                break
-            content = session.api_call("GET", f"pages/{index}")
-            events, records, started_at, time_spent = behaviour(content, truth, profile, rng, clock)
-            outcome.events += _flush(session, index, events, clock)
-            session.api_call("POST", f"pages/{index}/save", {
-                "save_id": str(uuid.uuid4()), "started_at": started_at, "time_spent": time_spent,
-                "client": _client_info(rng, bootstrap["variant"], clock), "records": records,
-            })
-            outcome.pages_saved += 1
-            clock.advance(rng.uniform(500, 1500))
+                pause = rng.uniform(500, 1500)
+                clock.advance(pause)
+                timing.pause(pause)
+        except HandIn:
+            pass
         outcome.partial = outcome.pages_saved < outcome.n_pages
-        answer = session.api_call("POST", "submit", {"partial": outcome.partial})
+        answer = session.api_call("submit", "POST", "submit", {"partial": outcome.partial})
         outcome.status, outcome.completion_code = "submitted", answer["completion_code"]
-    except (SimulationError, requests.RequestException, ValueError, KeyError) as error:
+        observer.submitted(outcome.partial, outcome.completion_code, outcome.pages_saved)
+    except (SimulationError, ValueError, KeyError) as error:
         outcome.error = str(error)
         logger.warning("worker %s on HIT %s failed: %s", worker_id, hit.pk, error)
     return outcome
