@@ -1,6 +1,6 @@
 """The training loop: ``run(config)`` trains one model from a manifest into ``config.out_dir``.
 
-Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, history; rewritten atomically
+Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, epoch, step, history; rewritten atomically
 after every epoch and on cancel), ``config.json`` (the resolved TrainConfig: the lambda and output stride the run
 used, not "default") and ``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a
 checkpoint resumes from it, mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
 
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
@@ -215,10 +216,12 @@ def prepare_batch(batch, device, channels_last, decode_dataset=None):
     )
 
 
-def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, amp_context=None,
-                    channels_last=False, decode_dataset=None, first_step=0, total_steps=None, on_step=None,
-                    should_stop=None, distributed=False, log_every=10):
+def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, updates_before=0,
+                    amp_context=None, channels_last=False, decode_dataset=None, first_step=0, total_steps=None,
+                    on_step=None, should_stop=None, distributed=False, log_every=10):
     """One pass over loader; returns (averages of loss / cls / point / images_per_s, steps done, stopped).
+
+    scheduler (timm) is stepped per update, from the run's update count: updates_before (the earlier epochs') + step.
 
     The loss is read back from the device (a synchronisation) only every log_every steps, when on_step(step,
     total_steps, loss, images_per_s, seconds_per_step) is called; should_stop is checked before every step
@@ -238,9 +241,9 @@ def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=No
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         step += 1
+        if scheduler is not None:
+            scheduler.step_update(updates_before + step)
         images_seen += len(images)
         metric_logger.update(len(images), loss=loss, cls=parts["cls"], point=parts["point"])
         if step % log_every == 0 or step == total_steps:
@@ -308,16 +311,14 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
 
 
 def build_scheduler(optimizer, config, steps_per_epoch):
-    """Linear warm-up then cosine decay to 0, stepped per optimisation step."""
+    """Linear warm-up then cosine decay to 0, in optimisation steps. Its learning rate is a function of the update
+    count alone, so a resumed run sets it from the checkpoint's epoch and step (no scheduler state is kept)."""
     warmup = int(config.warmup_epochs * steps_per_epoch)
     total = max(config.epochs * steps_per_epoch, 1)
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return CosineLRScheduler(
+        optimizer, t_initial=max(total - warmup, 1), warmup_t=warmup, warmup_lr_init=config.lr / max(warmup, 1),
+        warmup_prefix=True, t_in_epochs=False,
+    )
 
 
 def save_checkpoint(out_dir, state, config):
@@ -461,13 +462,13 @@ def _run(config, context, on_progress, should_stop):
         check_resumable(state, checkpoint_path, manifest, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if cluster is not None:
             cluster.prototypes = state.get("prototypes")
         if criterion.spatial_consistency is not None:
             criterion.spatial_consistency.load_state_dict(state["heatmaps"])
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
+        scheduler.step_update(start_epoch * steps_per_epoch + start_step)
 
     trained = model
     if context.distributed:
@@ -481,7 +482,7 @@ def _run(config, context, on_progress, should_stop):
 
     def state(epoch, step):
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
             "lambda_point": lambda_point, "config_hash": config.content_hash(),
@@ -510,7 +511,8 @@ def _run(config, context, on_progress, should_stop):
             })
 
         train_stats, step, stopped = train_one_epoch(
-            trained, criterion, optimizer, train_loader, device, scheduler=scheduler, amp_context=amp_context,
+            trained, criterion, optimizer, train_loader, device, scheduler=scheduler,
+            updates_before=epoch * steps_per_epoch, amp_context=amp_context,
             channels_last=channels_last, decode_dataset=train_set, first_step=first_step,
             total_steps=steps_per_epoch, on_step=on_step, should_stop=should_stop, distributed=context.distributed,
             log_every=config.log_every,
