@@ -6,7 +6,7 @@ from django.db import connections
 from django.dispatch import receiver
 from django.utils import timezone
 
-from annotator.signals import assignment_decided
+from annotator.signals import assignments_decided
 
 from . import services
 
@@ -14,9 +14,9 @@ logger = logging.getLogger(__name__)
 _worker_started_at = {}
 
 
-@receiver(assignment_decided, dispatch_uid="training.schedule_training_if_due")
-def schedule_training_if_due(sender, assignment, **kwargs):
-    services.schedule_training_if_due(assignment.hit.batch)
+@receiver(assignments_decided, dispatch_uid="training.schedule_training_if_due")
+def schedule_training_if_due(sender, batch_ids, **kwargs):
+    services.schedule_training_for_batches(batch_ids)
 
 
 @celery_signals.worker_init.connect(dispatch_uid="training.remember_worker_start")

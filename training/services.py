@@ -712,6 +712,15 @@ def promote_model_version(version, *, actor=None):
 # --- triggers ---------------------------------------------------------------------------------------------------
 
 
+def schedule_training_for_batches(batch_ids):
+    """Evaluate the trigger of each batch once (a decided chunk of many assignments locks and counts once per
+    batch); returns the jobs scheduled."""
+    if not settings.TRAINING_ENABLED:
+        return []
+    batches = Batch.objects.filter(pk__in=batch_ids, train_every_n_approved__gt=0).order_by("pk")
+    return [job for batch in batches if (job := schedule_training_if_due(batch)) is not None]
+
+
 def schedule_training_if_due(batch):
     """Schedule a job when the batch has gained train_every_n_approved more approved assignments since its
     last trigger. The batch row is locked and the count recorded, so one count never schedules two jobs; a

@@ -57,7 +57,8 @@ def decide(assignment, state, feedback, capture):
         assignment.transition(state)
         assignment.feedback = feedback
         assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
+        signals.assignments_decided.send(sender=Assignment, decided={assignment.pk: previous},
+                                         batch_ids={assignment.hit.batch_id}, actor=None)
 
 
 def test_publishing_creates_and_publishes_one_study_per_hit(market):

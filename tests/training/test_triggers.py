@@ -97,3 +97,17 @@ def test_triggered_job_reuses_the_active_models_config(staff):
     services.promote_model_version(version)
     review.decide(submitted_assignments(batch, 1)[0], approve=True, actor=staff)
     assert TrainingJob.objects.get(source=TrainingJob.Source.TRIGGER).config == {"model": "test_resnet", "epochs": 3}
+
+
+def test_a_bulk_decision_evaluates_each_batch_once(staff, monkeypatch):
+    """One signal for the decided chunk: the trigger locks and counts each batch once, not once per assignment."""
+    from training import services
+
+    batches = [factories.BatchFactory(train_every_n_approved=100) for _ in range(2)]
+    assignments = submitted_assignments(batches[0], 30) + submitted_assignments(batches[1], 10)
+    evaluated = []
+    evaluate = services.schedule_training_if_due
+    monkeypatch.setattr(services, "schedule_training_if_due", lambda batch: evaluated.append(batch.pk) or evaluate(
+        batch))
+    review.bulk_decide([assignment.pk for assignment in assignments], approve=True, actor=staff)
+    assert evaluated == [batch.pk for batch in batches]
