@@ -10,7 +10,8 @@ from django.utils.html import format_html, format_html_join
 
 from annotator import files
 
-from . import forms, plots, selectors, services
+from . import forms, plots, selectors
+from .services import inference_jobs, jobs, registry, training_jobs
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
 
 
@@ -61,7 +62,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         ]
 
     def save_model(self, request, obj, form, change):
-        job = services.create_training_job(
+        job = training_jobs.create_training_job(
             dataset=form.cleaned_data["dataset"], batches=list(form.cleaned_data["batches"]),
             config=form.cleaned_data["config"], source=TrainingJob.Source.ADMIN, created_by=request.user,
         )
@@ -169,7 +170,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def cancel_jobs(self, request, queryset):
         for job in queryset:
             try:
-                services.cancel_training_job(job, actor=request.user)
+                jobs.cancel(job, actor=request.user)
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.WARNING)
             else:
@@ -178,7 +179,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.action(description="Train again on a fresh snapshot with the same config")
     def train_again(self, request, queryset):
         for job in queryset:
-            new_job = services.create_training_job(
+            new_job = training_jobs.create_training_job(
                 dataset=job.dataset, batches=list(job.batches.all()), config=job.config,
                 source=TrainingJob.Source.ADMIN, created_by=request.user,
             )
@@ -259,13 +260,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "select at most one version per dataset to promote", messages.ERROR)
             return
         for version in queryset:
-            services.promote_model_version(version, actor=request.user)
+            registry.promote_model_version(version, actor=request.user)
             self.message_user(request, f"{version.name} is now the active model of {version.dataset.name}")
 
     @admin.action(description="Run inference (uncertainty and agreement) over the dataset")
     def run_inference(self, request, queryset):
         for version in queryset:
-            job = services.create_inference_job(version, created_by=request.user)
+            job = inference_jobs.create_inference_job(version, created_by=request.user)
             self.message_user(request, f"inference job {job.pk} queued for {version.name}")
 
 

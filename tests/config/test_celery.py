@@ -23,7 +23,7 @@ from tests.annotator.fake_mturk import FakeMTurk
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
 from tests.workers import WorkerProcess, broker_kinds, wait_for
 from training.models import JobStatus, ModelVersion, TrainingJob
-from training.services import NOT_QUEUED
+from training.services.jobs import NOT_QUEUED
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

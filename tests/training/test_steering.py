@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from annotator import packing
 from annotator.models import Assignment, ImageScore, Split
 from tests import factories
 from tests.training.job_data import registered_version
-from training import selectors, services, steering
+from training import selectors, steering
+from training.services import inference_jobs, registry
 from training.models import InferenceJob, JobStatus
 
 
@@ -92,10 +94,10 @@ def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_
         b"middling": ([0.8, 0.3], centre), b"half": ([0.6, 0.45], centre),
     }, multi_label=True)
     version = registered_version(dataset)
-    services.promote_model_version(version)
+    registry.promote_model_version(version)
 
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version, uncertainty="margin")
+        job = inference_jobs.create_inference_job(version, uncertainty="margin")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 4
 
@@ -132,7 +134,7 @@ def test_agreement_of_clicks_with_predicted_points_is_a_signal_not_a_decision(kn
     version = registered_version(dataset)
 
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version)
+        job = inference_jobs.create_inference_job(version)
     job.refresh_from_db()
     assert job.summary["assignments_scored"] == 2 and job.summary["workers_scored"] == 2
 
@@ -152,7 +154,7 @@ def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, dj
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([1.0, 0.0], [[0.5, 0.5]])}, multi_label=False)
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(registered_version(dataset))
+        job = inference_jobs.create_inference_job(registered_version(dataset))
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "has 2 classes" in job.error and "1" in job.error
@@ -167,13 +169,14 @@ def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_r
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([0.7, 0.3], [[0.5, 0.5]])}, multi_label=False)
     job = InferenceJob.objects.create(model_version=registered_version(dataset), status=JobStatus.RUNNING,
-                                      celery_task_id="delivery-1")  # its worker was killed mid-run
+                                      celery_task_id="delivery-1", heartbeat_at=timezone.now(),
+                                      attempts=1)  # its worker was killed mid-run
 
-    services.run_inference_job(job.pk, task_id="another-delivery")
+    inference_jobs.run_inference_job(job.pk, task_id="another-delivery")
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # a duplicate message does not start a second run
 
-    services.run_inference_job(job.pk, task_id="delivery-1")
+    inference_jobs.run_inference_job(job.pk, task_id="delivery-1")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 1
 
@@ -191,9 +194,9 @@ def test_inconsistency_order_asks_first_about_the_images_whose_mirror_changes_th
         b"wavers": ([0.7, 0.3], centre, [0.5, 0.5]), b"unsure": ([0.5, 0.5], centre, [0.5, 0.5]),
     }, multi_label=True)
     version = registered_version(dataset)
-    services.promote_model_version(version)
+    registry.promote_model_version(version)
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version, uncertainty="inconsistency")
+        job = inference_jobs.create_inference_job(version, uncertainty="inconsistency")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert ImageScore.objects.get(image=unsure).uncertainty == pytest.approx(0.0, abs=1e-9)
