@@ -1,12 +1,12 @@
 """Training jobs: create and queue, run one delivery (snapshot the data, train, store, register), cancel."""
 import collections
-import dataclasses
 import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
+import msgspec
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -241,7 +241,7 @@ def _complete_training_job(job, config, result, log_tail):
     history = result.get("history", [])
     metrics = result.get("metrics", {})
     prefix = f"training/jobs/{job.pk}"
-    full_config = dict(result.get("config") or dataclasses.asdict(config), manifest_hash=job.manifest_hash)
+    full_config = dict(result.get("config") or msgspec.structs.asdict(config), manifest_hash=job.manifest_hash)
     with open(result["checkpoint"], "rb") as checkpoint:
         artifacts = {"checkpoint": default_storage.save(f"{prefix}/checkpoint.pt", checkpoint)}
     artifacts["config"] = default_storage.save(
