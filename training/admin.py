@@ -15,15 +15,30 @@ from .services import inference_jobs, jobs, registry, training_jobs
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
 
 
+def html_table(header, rows, css_class=""):
+    """A small HTML table: a header row, then rows of cells."""
+    return format_html(
+        "<table{}><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+        format_html(' class="{}"', css_class) if css_class else "",
+        format_html_join("", "<th>{}</th>", ((cell,) for cell in header)),
+        format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows
+        )),
+    )
+
+
 def effect_table(rows, columns):
-    """A small HTML table: a header of column names, then (label, values) rows, values as 0.000."""
-    header = format_html_join("", "<th>{}</th>", ((column,) for column in columns))
-    body = format_html_join("", "<tr><td>{}</td>{}</tr>", (
-        (label, format_html_join("", "<td>{}</td>", (("-" if v is None else f"{v:.3f}",) for v in values)))
-        for label, values in rows
-    ))
-    return format_html('<table class="learning-effect"><thead><tr><th></th>{}</tr></thead><tbody>{}</tbody></table>',
-                       header, body)
+    """The learning effect: a column per split, (label, values) rows, values as 0.000."""
+    return html_table(["", *columns], (
+        [label, *("-" if value is None else f"{value:.3f}" for value in values)] for label, values in rows
+    ), css_class="learning-effect")
+
+
+def records_table(records, columns):
+    """A table of dicts (numbers to 4 significant digits), columns in order."""
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else value
+    return html_table(columns, ([cell(record.get(column, "")) for column in columns] for record in records))
 
 
 @admin.register(TrainingJob)
@@ -115,40 +130,26 @@ class TrainingJobAdmin(admin.ModelAdmin):
             "" if job.is_finished else "yes", f"{share:.4f}", f"{100 * share:.0f}", self.progress_summary(job),
         )
 
-    @staticmethod
-    def _table(rows, columns):
-        """An HTML table of dicts (numbers to 4 significant digits), columns in order."""
-        def cell(value):
-            return f"{value:.4g}" if isinstance(value, float) else value
-        return format_html(
-            '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-            format_html_join("", "<th>{}</th>", ((column,) for column in columns)),
-            format_html_join("", "<tr>{}</tr>", (
-                (format_html_join("", "<td>{}</td>", ((cell(row.get(column, "")),) for column in columns)),)
-                for row in rows
-            )),
-        )
-
     @admin.display(description="metrics per epoch")
     def epoch_table(self, job):
         if not job.epoch_metrics:
             return "-"
         columns = ["epoch", *sorted(plots.curve_names(job.epoch_metrics))]  # PostgreSQL's jsonb keeps no key order
-        return self._table(job.epoch_metrics, columns)
+        return records_table(job.epoch_metrics, columns)
 
     @admin.display(description="final metrics")
     def final_metrics(self, job):
         if not job.metrics:
             return "-"
-        return self._table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
-                           ["metric", "value"])
+        return records_table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
+                             ["metric", "value"])
 
     @admin.display(description="config")
     def config_table(self, job):
         if not job.config:
             return "the defaults"
-        return self._table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
-                           ["option", "value"])
+        return records_table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
+                             ["option", "value"])
 
     @admin.display(description="curves")
     def curves(self, job):

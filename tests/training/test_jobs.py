@@ -136,13 +136,18 @@ def finished(job):
     return job.is_finished
 
 
+def long_job():
+    """A queued job of 500 epochs on a tiny dataset: it runs until it is stopped."""
+    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
+    return training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
+                                             source=TrainingJob.Source.API)
+
+
 @pytest.mark.celery_worker
 @pytest.mark.slow
 def test_cancel_stops_a_running_job(celery_worker):
     worker = celery_worker
-    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
-    job = training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
-                                       source=TrainingJob.Source.API)
+    job = long_job()
     watch(job, lambda j: j.status == JobStatus.RUNNING and j.progress.get("step"), 180, worker)
 
     jobs.cancel(job)
@@ -157,9 +162,7 @@ def test_cancel_stops_a_running_job(celery_worker):
 @pytest.mark.slow
 def test_a_killed_worker_process_leads_to_a_resumed_job(celery_worker):
     worker = celery_worker
-    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
-    job = training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
-                                       source=TrainingJob.Source.API)
+    job = long_job()
     checkpoint = worker.work_dir / str(job.pk) / "checkpoint.pt"  # written atomically after each epoch
     watch(job, lambda j: j.status == JobStatus.RUNNING and checkpoint.exists(), 180, worker)
 
@@ -266,7 +269,7 @@ def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, 
         with PublishTo(s3_worker):
             dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
             job = training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
-                                               source=TrainingJob.Source.API)
+                                                     source=TrainingJob.Source.API)
             watch(job, finished, 300, s3_worker)
     finally:
         s3_worker.stop()

@@ -2,9 +2,9 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.migrating import migrate, state_before
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -12,19 +12,7 @@ BEFORE = ("training", "0004_trainingjob_source_labels")
 AFTER = ("training", "0005_inferencejob_lifecycle")
 
 
-def migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-    return executor.loader.project_state([target]).apps
-
-
-@pytest.fixture
-def old_state():
-    apps = migrate(BEFORE)
-    yield apps
-    executor = MigrationExecutor(connection)
-    migrate(next(node for node in executor.loader.graph.leaf_nodes() if node[0] == "training"))
+old_state = state_before(BEFORE)
 
 
 def test_inference_jobs_keep_their_heartbeat_worker_and_runs_and_back(old_state):

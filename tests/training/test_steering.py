@@ -82,6 +82,14 @@ def images_with_contents(dataset, contents):
     ]
 
 
+def run_inference(version, capture, **options):
+    """The version's inference job, run when it commits (tasks run eagerly in tests), as it ended."""
+    with capture(execute=True):
+        job = inference_jobs.create_inference_job(version, **options)
+    job.refresh_from_db()
+    return job
+
+
 @pytest.mark.django_db
 def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_capture_on_commit_callbacks):
     dataset = factories.DatasetFactory(kind="coco")
@@ -96,9 +104,7 @@ def test_uncertainty_ordering_on_a_model_with_known_outputs(known_model, django_
     version = registered_version(dataset)
     registry.promote_model_version(version)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        job = inference_jobs.create_inference_job(version, uncertainty="margin")
-    job.refresh_from_db()
+    job = run_inference(version, django_capture_on_commit_callbacks, uncertainty="margin")
     assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 4
 
     ranked = [score.image for score in selectors.images_by_uncertainty(version)]
@@ -133,9 +139,7 @@ def test_agreement_of_clicks_with_predicted_points_is_a_signal_not_a_decision(kn
                                             selected_record=[{"x": x, "y": y, "time": 1}])
     version = registered_version(dataset)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        job = inference_jobs.create_inference_job(version)
-    job.refresh_from_db()
+    job = run_inference(version, django_capture_on_commit_callbacks)
     assert job.summary["assignments_scored"] == 2 and job.summary["workers_scored"] == 2
 
     careful.refresh_from_db()
@@ -153,9 +157,7 @@ def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, dj
     factories.CategoryFactory(dataset=dataset, index=0)
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([1.0, 0.0], [[0.5, 0.5]])}, multi_label=False)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = inference_jobs.create_inference_job(registered_version(dataset))
-    job.refresh_from_db()
+    job = run_inference(registered_version(dataset), django_capture_on_commit_callbacks)
     assert job.status == JobStatus.FAILED
     assert "has 2 classes" in job.error and "1" in job.error
     assert not ImageScore.objects.exists()
@@ -195,9 +197,7 @@ def test_inconsistency_order_asks_first_about_the_images_whose_mirror_changes_th
     }, multi_label=True)
     version = registered_version(dataset)
     registry.promote_model_version(version)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = inference_jobs.create_inference_job(version, uncertainty="inconsistency")
-    job.refresh_from_db()
+    job = run_inference(version, django_capture_on_commit_callbacks, uncertainty="inconsistency")
     assert job.status == JobStatus.SUCCEEDED
     assert ImageScore.objects.get(image=unsure).uncertainty == pytest.approx(0.0, abs=1e-9)
 
