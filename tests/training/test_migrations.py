@@ -10,16 +10,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = ("training", "0004_trainingjob_source_labels")
 AFTER = ("training", "0005_inferencejob_lifecycle")
-
-
 old_state = state_before(BEFORE)
 
 
 def test_inference_jobs_keep_their_heartbeat_worker_and_runs_and_back(old_state):
-    Dataset = old_state.get_model("annotator", "Dataset")
-    TrainingJob = old_state.get_model("training", "TrainingJob")
-    ModelVersion = old_state.get_model("training", "ModelVersion")
-    InferenceJob = old_state.get_model("training", "InferenceJob")
+    Dataset, TrainingJob, ModelVersion, InferenceJob = (old_state.get_model(*model.split(".")) for model in (
+        "annotator.Dataset", "training.TrainingJob", "training.ModelVersion", "training.InferenceJob"))
     dataset = Dataset.objects.create(name="old", kind="imagenet")
     version = ModelVersion.objects.create(name="old-job-1", job=TrainingJob.objects.create(dataset=dataset),
                                           dataset=dataset, manifest_hash="a" * 64, checkpoint="c.pt")
