@@ -51,9 +51,9 @@ def recover_stale_jobs(model, *, hostname=None, started_at=None):
     return outcome
 
 
-def _broker_holdings():
-    """(messages waiting in the gpu queue, task ids the workers hold: reserved or running), read through kombu's
-    and Celery's public APIs, or None when the broker cannot be read."""
+def _broker_holdings(task_ids):
+    """(messages waiting in the gpu queue, which of task_ids the workers hold: reserved or running), read through
+    kombu's and Celery's public APIs, or None when the broker cannot be read."""
     from config.celery import app
 
     from .. import tasks
@@ -62,33 +62,30 @@ def _broker_holdings():
     try:
         with app.connection_for_read() as connection:
             waiting = queue(connection.default_channel).queue_declare().message_count
-        inspect = app.control.inspect(timeout=1)
-        held = set()
-        for replies in (inspect.reserved(), inspect.active()):
-            held |= {task["id"] for worker_tasks in (replies or {}).values() for task in worker_tasks}
+        replies = app.control.inspect(timeout=1).query_task(*task_ids) if task_ids else {}
     except Exception as error:  # noqa: BLE001 (an unreadable broker: only jobs marked NOT_QUEUED are sent again)
         logger.warning("sweep: the broker's queue %s could not be read (%s)", queue.name, error)
         return None
-    return waiting, held
+    return waiting, {task_id for held in (replies or {}).values() for task_id in held}
 
 
 def resend_unsent_jobs():
     """Send again the queued jobs the broker did not take (NOT_QUEUED) or has lost (a Redis broker restarted without
     persistence: the gpu queue and the workers hold fewer messages than there are queued jobs), each under a new
-    task id: a lost message is any queued job's, so every job queued for longer than SWEEP_AFTER and held by no
-    worker is sent again, and a message that turns up after all is a duplicate the claim skips.
+    task id: which message was lost cannot be told, so every job queued for longer than SWEEP_AFTER that no worker
+    holds is sent again, and a message that turns up after all is a duplicate the claim skips.
     Returns {"training": [job ids], "inference": [job ids]} of the jobs the broker took now."""
-    holdings = _broker_holdings()
     cutoff = timezone.now() - timedelta(seconds=settings.SWEEP_AFTER)
-    unsent, expected = {}, {}
+    unsent, sent = {}, {}
     for kind, model in jobs.JOB_KINDS.items():
         queued = model.objects.filter(status=JobStatus.QUEUED)
         unsent[kind] = set(queued.filter(error=jobs.NOT_QUEUED).values_list("pk", flat=True))
-        expected[kind] = queued.exclude(error=jobs.NOT_QUEUED).values_list("pk", "celery_task_id", "created_at")
+        sent[kind] = list(queued.exclude(error=jobs.NOT_QUEUED).values_list("pk", "celery_task_id", "created_at"))
+    holdings = _broker_holdings([task_id for rows in sent.values() for _, task_id, _ in rows])
     if holdings is not None:
         waiting, held = holdings
         expected = {kind: [(pk, created_at) for pk, task_id, created_at in rows if task_id not in held]
-                    for kind, rows in expected.items()}
+                    for kind, rows in sent.items()}
         if sum(map(len, expected.values())) > waiting:
             for kind, rows in expected.items():
                 unsent[kind] |= {pk for pk, created_at in rows if created_at < cutoff}
@@ -99,7 +96,7 @@ def resend_unsent_jobs():
             if not model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(celery_task_id=task_id, error=""):
                 continue
             if not jobs.send(model, job_id, task_id):
-                logger.warning("sweep: the broker is still unreachable; %s %s stays queued", kind, job_id)
+                logger.warning("sweep: the broker is still unreachable; %s job %s stays queued", kind, job_id)
                 return outcome
             logger.warning("sweep: %s job %s was not in the broker; sent again", kind, job_id)
             outcome[kind].append(job_id)
