@@ -8,7 +8,6 @@ import tempfile
 import numpy as np
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from annotator.models import Assignment, ImageScore, Worker
@@ -48,9 +47,9 @@ def run_inference_job(job_id, *, task_id, hostname="", progress_listener=None):
         jobs.fail(job, task_id, error)
         return None
     if summary is None:
-        jobs.finish(InferenceJob, job.pk, JobStatus.CANCELLED, only_if=Q(celery_task_id=task_id))
+        jobs.end_delivery(job, task_id, JobStatus.CANCELLED)
         return None
-    jobs.finish(InferenceJob, job.pk, JobStatus.SUCCEEDED, only_if=Q(celery_task_id=task_id), summary=summary)
+    jobs.end_delivery(job, task_id, JobStatus.SUCCEEDED, summary=summary)
     logger.info("inference job %s with %s: %s", job.pk, job.model_version.name, summary)
     return summary
 

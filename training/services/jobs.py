@@ -56,10 +56,15 @@ def finish(model, job_id, status, *, only_if=Q(), **fields):
     )
 
 
+def end_delivery(job, task_id, status, **fields):
+    """End the job as delivery task_id's outcome, unless another delivery owns it now (the sweeper requeued it)."""
+    return finish(type(job), job.pk, status, only_if=Q(celery_task_id=task_id), **fields)
+
+
 def fail(job, task_id, reason, **fields):
     """End the job as failed with reason (an exception: its type and message), unless another delivery owns it."""
     error = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
-    return finish(type(job), job.pk, JobStatus.FAILED, only_if=Q(celery_task_id=task_id), error=error, **fields)
+    return end_delivery(job, task_id, JobStatus.FAILED, error=error, **fields)
 
 
 def lost_too_often(job):

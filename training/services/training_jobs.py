@@ -12,7 +12,6 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from .. import plots
@@ -194,8 +193,7 @@ def run_training_job(job_id, *, task_id, hostname="", progress_listener=None):
                 return None
             if result["status"] == "cancelled":
                 logger.info("training job %s cancelled", job.pk)
-                jobs.finish(TrainingJob, job.pk, JobStatus.CANCELLED, only_if=Q(celery_task_id=task_id),
-                            log_tail=log_tail.text())
+                jobs.end_delivery(job, task_id, JobStatus.CANCELLED, log_tail=log_tail.text())
                 return None
             version = _complete_training_job(job, config, result, log_tail)  # still beating: storing takes a while
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -254,10 +252,8 @@ def _complete_training_job(job, config, result, log_tail):
         f"job {job.pk}": history
     })))
     with transaction.atomic():
-        TrainingJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
-            metrics=metrics, epoch_metrics=history, artifacts=artifacts, log_tail=log_tail.text(),
-        )
+        jobs.finish(TrainingJob, job.pk, JobStatus.SUCCEEDED, metrics=metrics, epoch_metrics=history,
+                    artifacts=artifacts, log_tail=log_tail.text())
         version = ModelVersion.objects.create(
             name=f"{job.dataset.name[:80]}-job-{job.pk}", job=job, dataset=job.dataset,
             manifest_hash=job.manifest_hash, config=full_config, metrics=metrics, epoch_metrics=history,
