@@ -18,10 +18,10 @@ import pytest
 from django.utils import timezone
 
 from tests import factories
-from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
+from tests.training.job_data import TINY_CONFIG, registered_version, tiny_imagenet_dataset
 from training.services import jobs, recovery, training_jobs
 from tests.workers import PublishTo, WorkerProcess, wait_for
-from training.models import JobStatus, ModelVersion, TrainingJob
+from training.models import InferenceJob, JobStatus, ModelVersion, TrainingJob
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,23 @@ def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(settings):
     assert jobs.claim(TrainingJob, job.pk, task_id="t", hostname="gpu-1") is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "lost 2 times" in job.error and "gpu-1" in job.error
+
+
+@pytest.mark.django_db
+def test_an_inference_job_has_the_same_lifecycle():
+    """Claimed once per delivery, beating, and superseded by a requeue: a superseded run writes nothing more."""
+    job = InferenceJob.objects.create(model_version=registered_version(factories.DatasetFactory()),
+                                      celery_task_id="first")
+    claimed = jobs.claim(InferenceJob, job.pk, task_id="first", hostname="gpu-1")
+    assert claimed.attempts == 1 and claimed.worker_hostname == "gpu-1" and claimed.heartbeat_at is not None
+    assert jobs.claim(InferenceJob, job.pk, task_id="second", hostname="gpu-2") is None
+
+    heartbeat = jobs.Heartbeat(claimed)
+    InferenceJob.objects.filter(pk=job.pk).update(celery_task_id="second")  # the sweeper requeued it
+    heartbeat._beat_once()
+    assert heartbeat.superseded and heartbeat.should_stop()
+    assert not heartbeat.write(progress={"images_done": 32})
+    assert not jobs.fail(claimed, "first", RuntimeError("too late")), "it must not end its successor's job"
 
 
 @pytest.mark.django_db
