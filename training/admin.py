@@ -41,6 +41,11 @@ def records_table(records, columns):
     return html_table(columns, ([cell(record.get(column, "")) for column in columns] for record in records))
 
 
+def mapping_table(mapping, key_column):
+    """A dict as a two-column table (key_column, value), keys in order."""
+    return records_table([{key_column: key, "value": mapping[key]} for key in sorted(mapping)], [key_column, "value"])
+
+
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = ["id", "dataset", "status", "progress_summary", "source", "attempts", "created_by", "created_at"]
@@ -139,17 +144,11 @@ class TrainingJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="final metrics")
     def final_metrics(self, job):
-        if not job.metrics:
-            return "-"
-        return records_table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
-                             ["metric", "value"])
+        return mapping_table(job.metrics, "metric") if job.metrics else "-"
 
     @admin.display(description="config")
     def config_table(self, job):
-        if not job.config:
-            return "the defaults"
-        return records_table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
-                             ["option", "value"])
+        return mapping_table(job.config, "option") if job.config else "the defaults"
 
     @admin.display(description="curves")
     def curves(self, job):
