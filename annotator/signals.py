@@ -7,8 +7,9 @@ from django.dispatch import Signal
 
 # The worker finished the HIT. kwargs: assignment
 assignment_submitted = Signal()
-# An assignment was approved or rejected (by the rules or an admin). kwargs: assignment, previous_state, actor
-assignment_decided = Signal()
+# Assignments were approved or rejected (by the rules, an admin or the market), one signal per decided chunk.
+# kwargs: decided ({assignment id: its state before the decision}), batch_ids (their batches' ids), actor
+assignments_decided = Signal()
 # Staff granted a bonus. kwargs: assignment, amount (Decimal), reason (str), actor
 bonus_granted = Signal()
 # Rejected work of a HIT must be done again. kwargs: hit, count

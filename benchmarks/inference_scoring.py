@@ -13,11 +13,11 @@ import io
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from msgspec.structs import asdict
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -155,7 +155,7 @@ def main():
     print(f"{len(ids):,} HITs, {records:,} ImageNet records", flush=True)
 
     for uid in ("providers.queue_decision", "providers.queue_repost"):
-        signals.assignment_decided.disconnect(dispatch_uid=uid)
+        signals.assignments_decided.disconnect(dispatch_uid=uid)
         signals.hit_needs_repost.disconnect(dispatch_uid=uid)
 
     resubmit(batch)

@@ -38,13 +38,14 @@ BONUS = Decimal("0.40")
 
 
 def _decide(assignment, state, feedback, capture):
-    """Decide as the review console does: the transition, saved, then assignment_decided (market calls on commit)."""
+    """Decide as the review console does: the transition, saved, then assignments_decided (market calls on commit)."""
     with capture(execute=True):
         previous = assignment.state
         assignment.transition(state)
         assignment.feedback = feedback
         assignment.save()
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment, previous_state=previous, actor=None)
+        signals.assignments_decided.send(sender=Assignment, decided={assignment.pk: previous},
+                                         batch_ids={assignment.hit.batch_id}, actor=None)
 
 
 def approve_and_reject(good, bad, capture):

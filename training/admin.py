@@ -10,19 +10,40 @@ from django.utils.html import format_html, format_html_join
 
 from annotator import files
 
-from . import forms, plots, selectors, services
+from . import forms, plots, selectors
+from .services import inference_jobs, jobs, registry, training_jobs
 from .models import BatchTrainingTrigger, InferenceJob, ModelVersion, TrainingJob
 
 
+def html_table(header, rows, css_class=""):
+    """A small HTML table: a header row, then rows of cells."""
+    return format_html(
+        "<table{}><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+        format_html(' class="{}"', css_class) if css_class else "",
+        format_html_join("", "<th>{}</th>", ((cell,) for cell in header)),
+        format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows
+        )),
+    )
+
+
 def effect_table(rows, columns):
-    """A small HTML table: a header of column names, then (label, values) rows, values as 0.000."""
-    header = format_html_join("", "<th>{}</th>", ((column,) for column in columns))
-    body = format_html_join("", "<tr><td>{}</td>{}</tr>", (
-        (label, format_html_join("", "<td>{}</td>", (("-" if v is None else f"{v:.3f}",) for v in values)))
-        for label, values in rows
-    ))
-    return format_html('<table class="learning-effect"><thead><tr><th></th>{}</tr></thead><tbody>{}</tbody></table>',
-                       header, body)
+    """The learning effect: a column per split, (label, values) rows, values as 0.000."""
+    return html_table(["", *columns], (
+        [label, *("-" if value is None else f"{value:.3f}" for value in values)] for label, values in rows
+    ), css_class="learning-effect")
+
+
+def records_table(records, columns):
+    """A table of dicts (numbers to 4 significant digits), columns in order."""
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else value
+    return html_table(columns, ([cell(record.get(column, "")) for column in columns] for record in records))
+
+
+def mapping_table(mapping, key_column):
+    """A dict as a two-column table (key_column, value), keys in order."""
+    return records_table([{key_column: key, "value": mapping[key]} for key in sorted(mapping)], [key_column, "value"])
 
 
 @admin.register(TrainingJob)
@@ -61,7 +82,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         ]
 
     def save_model(self, request, obj, form, change):
-        job = services.create_training_job(
+        job = training_jobs.create_training_job(
             dataset=form.cleaned_data["dataset"], batches=list(form.cleaned_data["batches"]),
             config=form.cleaned_data["config"], source=TrainingJob.Source.ADMIN, created_by=request.user,
         )
@@ -114,40 +135,20 @@ class TrainingJobAdmin(admin.ModelAdmin):
             "" if job.is_finished else "yes", f"{share:.4f}", f"{100 * share:.0f}", self.progress_summary(job),
         )
 
-    @staticmethod
-    def _table(rows, columns):
-        """An HTML table of dicts (numbers to 4 significant digits), columns in order."""
-        def cell(value):
-            return f"{value:.4g}" if isinstance(value, float) else value
-        return format_html(
-            '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-            format_html_join("", "<th>{}</th>", ((column,) for column in columns)),
-            format_html_join("", "<tr>{}</tr>", (
-                (format_html_join("", "<td>{}</td>", ((cell(row.get(column, "")),) for column in columns)),)
-                for row in rows
-            )),
-        )
-
     @admin.display(description="metrics per epoch")
     def epoch_table(self, job):
         if not job.epoch_metrics:
             return "-"
         columns = ["epoch", *sorted(plots.curve_names(job.epoch_metrics))]  # PostgreSQL's jsonb keeps no key order
-        return self._table(job.epoch_metrics, columns)
+        return records_table(job.epoch_metrics, columns)
 
     @admin.display(description="final metrics")
     def final_metrics(self, job):
-        if not job.metrics:
-            return "-"
-        return self._table([{"metric": name, "value": job.metrics[name]} for name in sorted(job.metrics)],
-                           ["metric", "value"])
+        return mapping_table(job.metrics, "metric") if job.metrics else "-"
 
     @admin.display(description="config")
     def config_table(self, job):
-        if not job.config:
-            return "the defaults"
-        return self._table([{"option": name, "value": job.config[name]} for name in sorted(job.config)],
-                           ["option", "value"])
+        return mapping_table(job.config, "option") if job.config else "the defaults"
 
     @admin.display(description="curves")
     def curves(self, job):
@@ -169,7 +170,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def cancel_jobs(self, request, queryset):
         for job in queryset:
             try:
-                services.cancel_training_job(job, actor=request.user)
+                jobs.cancel(job, actor=request.user)
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.WARNING)
             else:
@@ -178,7 +179,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.action(description="Train again on a fresh snapshot with the same config")
     def train_again(self, request, queryset):
         for job in queryset:
-            new_job = services.create_training_job(
+            new_job = training_jobs.create_training_job(
                 dataset=job.dataset, batches=list(job.batches.all()), config=job.config,
                 source=TrainingJob.Source.ADMIN, created_by=request.user,
             )
@@ -259,13 +260,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "select at most one version per dataset to promote", messages.ERROR)
             return
         for version in queryset:
-            services.promote_model_version(version, actor=request.user)
+            registry.promote_model_version(version, actor=request.user)
             self.message_user(request, f"{version.name} is now the active model of {version.dataset.name}")
 
     @admin.action(description="Run inference (uncertainty and agreement) over the dataset")
     def run_inference(self, request, queryset):
         for version in queryset:
-            job = services.create_inference_job(version, created_by=request.user)
+            job = inference_jobs.create_inference_job(version, created_by=request.user)
             self.message_user(request, f"inference job {job.pk} queued for {version.name}")
 
 

@@ -1,4 +1,4 @@
-"""The admin's "Add training job" form: one field per TrainConfig option, built from services.train_config_schema(),
+"""The admin's "Add training job" form: one field per TrainConfig option, built from train_config_schema(),
 the schema the API validates with; only options changed from their defaults go into the job's config."""
 import functools
 
@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from annotator.models import Batch
 
-from . import services
+from .services.config import train_config_schema, validate_train_config
 from .models import TrainingJob
 
 
@@ -76,7 +76,7 @@ class TrainingJobFormBase(forms.ModelForm):
         if foreign:
             self.add_error("batches", f"not batches of dataset {dataset.name}: {', '.join(foreign)}")
         config = {}
-        for option in services.train_config_schema():
+        for option in train_config_schema():
             if option.name not in self.fields or option.name in self.errors:
                 continue
             value = cleaned.get(option.name)
@@ -93,7 +93,7 @@ class TrainingJobFormBase(forms.ModelForm):
             if value != option.default:
                 config[option.name] = value
         try:
-            services.validate_train_config(config)
+            validate_train_config(config)
         except ValidationError as error:
             for field, problems in error.message_dict.items():
                 name = field.removeprefix("config.")
@@ -105,5 +105,5 @@ class TrainingJobFormBase(forms.ModelForm):
 @functools.cache
 def training_job_add_form():
     """The form class (built once: the schema comes from the engine, imported on first use)."""
-    fields = {option.name: _option_field(option) for option in services.train_config_schema()}
+    fields = {option.name: _option_field(option) for option in train_config_schema()}
     return type("TrainingJobAddForm", (TrainingJobFormBase,), {**fields, "option_names": tuple(fields)})

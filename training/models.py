@@ -21,7 +21,32 @@ class JobStatus(models.TextChoices):
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-class TrainingJob(models.Model):
+class Job(models.Model):
+    """A job of the gpu queue: its one lifecycle (queued, claimed by a delivery, beating, finished, or requeued when
+    its worker is lost) is training/services/jobs.py's."""
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker_hostname = models.CharField(max_length=200, blank=True, help_text="Celery worker running the job.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Deliveries that started running the job.")
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_finished(self):
+        return self.status in FINISHED_STATUSES
+
+
+class TrainingJob(Job):
     class Source(models.TextChoices):
         API = "api", "REST API"
         ADMIN = "admin", "admin"
@@ -39,34 +64,18 @@ class TrainingJob(models.Model):
         "annotator.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="triggered_training_jobs"
     )
     manifest_hash = models.CharField(max_length=64, blank=True, help_text="Content hash of the data snapshot.")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     progress = models.JSONField(
         default=dict, blank=True, help_text="Latest epoch, step, loss, images_per_s and eta_s reported by the engine."
     )
     epoch_metrics = models.JSONField(default=list, blank=True, help_text="One entry of metrics per finished epoch.")
     metrics = models.JSONField(default=dict, blank=True, help_text="Final metrics.")
     log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
     artifacts = models.JSONField(
         default=dict, blank=True, help_text="{checkpoint, config, metrics, curves}: names in the default storage."
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    worker_hostname = models.CharField(max_length=200, blank=True, help_text="Celery worker running the job.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Deliveries that started running the job.")
-    cancel_requested = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         permissions = [("manage_training", "Can launch, cancel and promote training runs")]
-
-    @property
-    def is_finished(self):
-        return self.status in FINISHED_STATUSES
 
     def __str__(self):
         return f"training job {self.pk} on {self.dataset.name} ({self.status})"
@@ -99,11 +108,10 @@ class ModelVersion(models.Model):
         return self.name
 
 
-class InferenceJob(models.Model):
+class InferenceJob(Job):
     """A model version run over its dataset: uncertainty and predicted points per image, agreement per worker."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="inference_jobs")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     uncertainty = models.CharField(
         max_length=16, default="entropy",
         choices=[(measure, measure) for measure in UNCERTAINTY_MEASURES],
@@ -112,15 +120,6 @@ class InferenceJob(models.Model):
     )
     progress = models.JSONField(default=dict, blank=True, help_text="{images_done, images_total}")
     summary = models.JSONField(default=dict, blank=True, help_text="Images scored, assignments and workers scored.")
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
 
     def __str__(self):
         return f"inference job {self.pk} with {self.model_version.name} ({self.status})"

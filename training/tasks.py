@@ -6,7 +6,7 @@ task resumes the job from its last checkpoint. The soft limit lets a job that ru
 from celery import shared_task
 from django.conf import settings
 
-from . import services
+from .services import inference_jobs, recovery, training_jobs
 
 TIME_LIMITS = {
     "soft_time_limit": settings.TRAINING_TASK_TIME_LIMIT,
@@ -16,21 +16,16 @@ TIME_LIMITS = {
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, **TIME_LIMITS)
 def run_training_job(self, job_id):
-    version = services.run_training_job(job_id, task_id=self.request.id, hostname=self.request.hostname or "")
+    version = training_jobs.run_training_job(job_id, task_id=self.request.id, hostname=self.request.hostname or "")
     return version.name if version else None
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, **TIME_LIMITS)
 def run_inference_job(self, job_id):
-    services.run_inference_job(job_id, task_id=self.request.id, hostname=self.request.hostname or "")
-
-
-@shared_task
-def recover_stale_jobs():
-    return services.recover_stale_jobs()
+    inference_jobs.run_inference_job(job_id, task_id=self.request.id, hostname=self.request.hostname or "")
 
 
 @shared_task
 def sweep_jobs():
     """Beat runs this every SWEEP_INTERVAL on the default queue (settings.CELERY_TASK_ROUTES)."""
-    return services.sweep_jobs()
+    return recovery.sweep_jobs()

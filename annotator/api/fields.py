@@ -1,7 +1,10 @@
 """A NUL character, which PostgreSQL can store neither in text nor in jsonb, is a 400 naming the field, not a
 DataError from the database and a 500: in names, query filters and stored JSON."""
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
+
+from annotator import files
 
 NUL = "\x00"
 
@@ -13,6 +16,21 @@ class NameField(serializers.SlugRelatedField):
         if isinstance(data, str) and NUL in data:
             self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace(NUL, "\\x00")[:100])
         return super().to_internal_value(data)
+
+
+@extend_schema_field(serializers.URLField(allow_null=True))
+class StoredFileUrlField(serializers.Field):
+    """The URL that reads the stored file of a FileField (annotator.files.url), null while there is none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+    def get_attribute(self, instance):
+        stored = super().get_attribute(instance)
+        return stored.name if stored else None  # an empty FieldFile is falsy but not None
+
+    def to_representation(self, name):
+        return files.url(name, self.context.get("request"))
 
 
 def query_text(request, name):

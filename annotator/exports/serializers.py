@@ -1,7 +1,6 @@
 from rest_framework import serializers
 
-from annotator import files
-from annotator.api.fields import NameField
+from annotator.api.fields import NameField, StoredFileUrlField
 from annotator.models import Batch, ExportJob
 
 
@@ -16,7 +15,7 @@ class ExportJobInputSerializer(serializers.Serializer):
 
 class ExportJobOutputSerializer(serializers.ModelSerializer):
     batch = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    download_url = serializers.SerializerMethodField()
+    download_url = StoredFileUrlField(source="file", help_text="Set once the export is done.")
 
     class Meta:
         model = ExportJob
@@ -24,8 +23,3 @@ class ExportJobOutputSerializer(serializers.ModelSerializer):
             "id", "batch", "format", "include_rejected", "status", "progress", "record_count", "download_url",
             "error", "created_at", "finished_at",
         ]
-
-    def get_download_url(self, job) -> str | None:
-        if job.status != ExportJob.Status.DONE or not job.file:
-            return None
-        return files.url(job.file.name, self.context.get("request"))

@@ -16,9 +16,10 @@ from . import tasks
 from .services import bonus_key, repost_key
 
 
-@receiver(signals.assignment_decided, dispatch_uid="providers.queue_decision")
-def queue_decision(sender, assignment, **kwargs):
-    send_on_commit(tasks.send_decision, assignment.pk)
+@receiver(signals.assignments_decided, dispatch_uid="providers.queue_decision")
+def queue_decisions(sender, decided, **kwargs):
+    for assignment_id in decided:
+        send_on_commit(tasks.send_decision, assignment_id)
 
 
 @receiver(signals.bonus_granted, dispatch_uid="providers.queue_bonus")

@@ -147,9 +147,8 @@ def mirror_market_assignment(hit, market, *, provider, source="sync"):
     if assignment.state == Assignment.State.SUBMITTED and (created or previous_state != Assignment.State.SUBMITTED):
         signals.assignment_submitted.send(sender=Assignment, assignment=assignment)
     if decided_on_market:
-        signals.assignment_decided.send(
-            sender=Assignment, assignment=assignment, previous_state=Assignment.State.SUBMITTED, actor=None
-        )
+        signals.assignments_decided.send(sender=Assignment, decided={assignment.pk: Assignment.State.SUBMITTED},
+                                         batch_ids={hit.batch_id}, actor=None)
     return int(created), int(not created and changed)
 
 

@@ -1,6 +1,6 @@
 """Writes for review: automatic decisions by the rules, admin decisions and overrides, re-posting, blocks, bonuses.
 
-Every decision goes through Assignment.transition, appends Events and sends annotator.signals.assignment_decided,
+Every decision goes through Assignment.transition, appends Events and sends annotator.signals.assignments_decided,
 whose receivers (the crowd providers) call the market after commit.
 """
 import json
@@ -201,10 +201,10 @@ def _apply_decisions(assignments, source, actor, log, verdicts):
     _write_decisions([assignment for assignment, _ in decided], now)
     _sort_events(log)
     Event.objects.bulk_create(log)
-    for assignment, previous_state in decided:
-        signals.assignment_decided.send(
-            sender=Assignment, assignment=assignment, previous_state=previous_state, actor=actor
-        )
+    signals.assignments_decided.send(
+        sender=Assignment, decided={assignment.pk: previous_state for assignment, previous_state in decided},
+        batch_ids={assignment.hit.batch_id for assignment, _ in decided}, actor=actor,
+    )
     _update_hits({assignment.hit_id for assignment, _ in decided})
 
 

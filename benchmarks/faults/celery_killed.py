@@ -62,7 +62,7 @@ def main():
 
         from annotator.models import Assignment
         from tests.training.job_data import tiny_imagenet_dataset
-        from training import services
+        from training.services import jobs, training_jobs
         from training.models import JobStatus, TrainingJob
 
         time.sleep(driver.ramp_s)
@@ -81,7 +81,7 @@ def main():
         connection.close()
 
         dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
-        job = services.create_training_job(dataset=dataset, config=TRAINING_CONFIG, source=TrainingJob.Source.API)
+        job = training_jobs.create_training_job(dataset=dataset, config=TRAINING_CONFIG, source=TrainingJob.Source.API)
         checkpoint = stack.var_dir / "training" / str(job.pk) / "checkpoint.pt"
 
         def refreshed():
@@ -109,7 +109,7 @@ def main():
             training.update(ok=False, why=(f"job {job.pk} not resumed from a checkpoint: {job.status}, attempt "
                                            f"{job.attempts}, error {job.error!r}, log {(job.log_tail or '')[-300:]!r}"))
         if not wait_until(lambda: refreshed().is_finished, args.training_timeout):
-            services.cancel_training_job(job)
+            jobs.cancel(job)
             wait_until(lambda: refreshed().is_finished, 120)
         if job.status != JobStatus.SUCCEEDED:
             training.update(ok=False, why=training["why"] + f"; then {job.status}: {job.error}")

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.migrating import migrate, state_before
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,23 +15,7 @@ BEFORE = ("annotator", "0006_event_request_types")
 AFTER = ("annotator", "0009_display_file_names")
 
 
-def migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-    return executor.loader.project_state([target]).apps
-
-
-@pytest.fixture
-def old_state():
-    apps = migrate(BEFORE)
-    yield apps
-    migrate(executor_leaf())
-
-
-def executor_leaf():
-    executor = MigrationExecutor(connection)
-    return next(node for node in executor.loader.graph.leaf_nodes() if node[0] == "annotator")
+old_state = state_before(BEFORE)
 
 
 def test_existing_rows_are_migrated(old_state):

@@ -24,8 +24,8 @@ def queued(monkeypatch):
 def test_a_decision_is_queued_after_commit(queued, django_capture_on_commit_callbacks):
     assignment = AssignmentFactory(state=Assignment.State.APPROVED)
     with django_capture_on_commit_callbacks(execute=True):
-        signals.assignment_decided.send(sender=Assignment, assignment=assignment,
-                                        previous_state=Assignment.State.SUBMITTED, actor=None)
+        signals.assignments_decided.send(sender=Assignment, decided={assignment.pk: Assignment.State.SUBMITTED},
+                                         batch_ids={assignment.hit.batch_id}, actor=None)
         assert queued == []
     assert queued == [("send_decision", (assignment.pk,))]
 

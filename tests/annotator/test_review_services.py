@@ -19,8 +19,9 @@ def sent():
     """Signals sent during the test, by name."""
     received = {"decided": [], "repost": [], "bonus": []}
 
-    def on_decided(sender, assignment, previous_state, actor, **kwargs):
-        received["decided"].append((assignment.pk, previous_state, assignment.state))
+    def on_decided(sender, decided, batch_ids, actor, **kwargs):
+        states = dict(Assignment.objects.filter(pk__in=decided).values_list("pk", "state"))
+        received["decided"] += [(pk, previous_state, states[pk]) for pk, previous_state in decided.items()]
 
     def on_repost(sender, hit, count, **kwargs):
         received["repost"].append((hit.pk, count))
@@ -28,11 +29,11 @@ def sent():
     def on_bonus(sender, assignment, amount, reason, actor, **kwargs):
         received["bonus"].append((assignment.pk, amount, reason))
 
-    signals.assignment_decided.connect(on_decided)
+    signals.assignments_decided.connect(on_decided)
     signals.hit_needs_repost.connect(on_repost)
     signals.bonus_granted.connect(on_bonus)
     yield received
-    signals.assignment_decided.disconnect(on_decided)
+    signals.assignments_decided.disconnect(on_decided)
     signals.hit_needs_repost.disconnect(on_repost)
     signals.bonus_granted.disconnect(on_bonus)
 

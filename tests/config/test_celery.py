@@ -23,7 +23,7 @@ from tests import factories
 from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
 from tests.workers import WorkerProcess, broker_kinds, poll
 from training.models import JobStatus, ModelVersion, TrainingJob
-from training.services import NOT_QUEUED
+from training.services.jobs import NOT_QUEUED
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ from django.core.files.base import ContentFile
 from annotator.models import ImageNetRecord, ImageScore, Split
 from tests import factories
 from tests.training.job_data import TINY_CONFIG, registered_version, square_jpeg, tiny_imagenet_dataset
-from training import services
 from training.manifest_builder import manifest_for
+from training.services import inference_jobs, registry, training_jobs
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
 from training.ml.engine import TrainConfig, run
@@ -81,7 +81,7 @@ def unlabelled_train_images(dataset, predictions, version):
 def test_confident_predictions_become_pseudo_labels_of_the_next_manifest_only():
     dataset, _ = tiny_imagenet_dataset(train_per_class=1, val_per_class=1)
     version = registered_version(dataset)
-    services.promote_model_version(version)
+    registry.promote_model_version(version)
     dataset.refresh_from_db()
     key = dataset.categories.get(index=2).key
     sure, unsure = unlabelled_train_images(dataset, [(key, 0.995), (key, 0.9)], version)
@@ -108,13 +108,13 @@ def test_a_job_with_pseudo_labels_and_balanced_batches_trains_and_says_so(django
     settings.TRAINING_PROGRESS_INTERVAL = 3600
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
     version = registered_version(dataset)
-    services.promote_model_version(version)
+    registry.promote_model_version(version)
     dataset.refresh_from_db()
     unlabelled_train_images(dataset, [(dataset.categories.get(index=0).key, 0.999)] * 2, version)
 
     config = {**TINY_CONFIG, "pseudo_label_threshold": 0.99, "balanced_batches": True}
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_training_job(dataset=dataset, config=config, source=TrainingJob.Source.API)
+        job = training_jobs.create_training_job(dataset=dataset, config=config, source=TrainingJob.Source.API)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert f"2 train images pseudo-labelled by {version.name} at >= 0.99" in job.log_tail
@@ -130,7 +130,7 @@ def test_a_worker_trains_with_the_papers_options_and_scores_every_acquisition(ce
 
     dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
     config = {**TINY_CONFIG, "img_size": 64, "method": "patch", "patch_cluster": True, "balanced_batches": True}
-    job = services.create_training_job(dataset=dataset, config=config, source=TrainingJob.Source.API)
+    job = training_jobs.create_training_job(dataset=dataset, config=config, source=TrainingJob.Source.API)
     wait_for(lambda: TrainingJob.objects.get(pk=job.pk).is_finished, 300, celery_worker.log_tail)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n{celery_worker.log_tail()}"
@@ -138,8 +138,8 @@ def test_a_worker_trains_with_the_papers_options_and_scores_every_acquisition(ce
     assert 0 <= metrics["val_maxboxacc_v2"] <= 1 and "val_localization_curves" in metrics
     assert "train_pseudo_positive_cells" in metrics
 
-    services.promote_model_version(job.model_version)
-    inference = services.create_inference_job(job.model_version, uncertainty="unified")
+    registry.promote_model_version(job.model_version)
+    inference = inference_jobs.create_inference_job(job.model_version, uncertainty="unified")
     wait_for(lambda: InferenceJob.objects.get(pk=inference.pk).status in ("succeeded", "failed"), 300,
              celery_worker.log_tail)
     inference.refresh_from_db()

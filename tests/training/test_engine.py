@@ -1,11 +1,11 @@
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from msgspec.structs import replace
 
 from training.ml import manifest as manifest_module
 from training.ml.engine import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TrainConfig, run

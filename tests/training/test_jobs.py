@@ -18,10 +18,10 @@ import pytest
 from django.utils import timezone
 
 from tests import factories
-from tests.training.job_data import TINY_CONFIG, tiny_imagenet_dataset
-from training import services
+from tests.training.job_data import TINY_CONFIG, registered_version, tiny_imagenet_dataset
+from training.services import jobs, recovery, training_jobs
 from tests.workers import PublishTo, WorkerProcess, wait_for
-from training.models import JobStatus, ModelVersion, TrainingJob
+from training.models import InferenceJob, JobStatus, ModelVersion, TrainingJob
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -32,12 +32,12 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 @pytest.mark.django_db
 def test_a_delivery_claims_a_queued_job_and_a_duplicate_delivery_is_skipped():
     job = TrainingJob.objects.create(dataset=factories.DatasetFactory(), celery_task_id="first")
-    claimed = services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
+    claimed = jobs.claim(TrainingJob, job.pk, task_id="first", hostname="gpu-1")
     assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.worker_hostname == "gpu-1"
     # Another message for the same job while it runs with a fresh heartbeat: not run twice.
-    assert services._claim_training_job(job.pk, task_id="second", hostname="gpu-2") is None
+    assert jobs.claim(TrainingJob, job.pk, task_id="second", hostname="gpu-2") is None
     # The same message redelivered (its worker process died and the broker gave it back): resumed.
-    resumed = services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
+    resumed = jobs.claim(TrainingJob, job.pk, task_id="first", hostname="gpu-1")
     assert resumed.attempts == 2
 
 
@@ -48,9 +48,26 @@ def test_a_job_whose_worker_keeps_dying_fails_with_the_reason(settings):
         dataset=factories.DatasetFactory(), status=JobStatus.RUNNING, attempts=2, celery_task_id="t",
         worker_hostname="gpu-1",
     )
-    assert services._claim_training_job(job.pk, task_id="t", hostname="gpu-1") is None
+    assert jobs.claim(TrainingJob, job.pk, task_id="t", hostname="gpu-1") is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "lost 2 times" in job.error and "gpu-1" in job.error
+
+
+@pytest.mark.django_db
+def test_an_inference_job_has_the_same_lifecycle():
+    """Claimed once per delivery, beating, and superseded by a requeue: a superseded run writes nothing more."""
+    job = InferenceJob.objects.create(model_version=registered_version(factories.DatasetFactory()),
+                                      celery_task_id="first")
+    claimed = jobs.claim(InferenceJob, job.pk, task_id="first", hostname="gpu-1")
+    assert claimed.attempts == 1 and claimed.worker_hostname == "gpu-1" and claimed.heartbeat_at is not None
+    assert jobs.claim(InferenceJob, job.pk, task_id="second", hostname="gpu-2") is None
+
+    heartbeat = jobs.Heartbeat(claimed)
+    InferenceJob.objects.filter(pk=job.pk).update(celery_task_id="second")  # the sweeper requeued it
+    heartbeat._beat_once()
+    assert heartbeat.superseded and heartbeat.should_stop()
+    assert not heartbeat.write(progress={"images_done": 32})
+    assert not jobs.fail(claimed, "first", RuntimeError("too late")), "it must not end its successor's job"
 
 
 @pytest.mark.django_db
@@ -76,7 +93,7 @@ def test_recover_stale_jobs_requeues_lost_jobs_and_leaves_live_ones(settings, dj
     hopeless = running("gpu-2", heartbeat_age=600, attempts=settings.TRAINING_MAX_ATTEMPTS)
 
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.recover_stale_jobs(hostname="gpu-1", started_at=now - timedelta(seconds=1))
+        outcome = recovery.recover_stale_jobs(TrainingJob, hostname="gpu-1", started_at=now - timedelta(seconds=1))
 
     assert sorted(outcome["requeued"]) == sorted([silent.pk, restarted_here.pk])
     assert outcome["failed"] == [hopeless.pk]
@@ -95,7 +112,7 @@ def test_a_job_without_training_data_fails_with_the_reason(django_capture_on_com
     dataset = factories.DatasetFactory()
     factories.CategoryFactory(dataset=dataset, index=0)
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_training_job(dataset=dataset, source=TrainingJob.Source.API)
+        job = training_jobs.create_training_job(dataset=dataset, source=TrainingJob.Source.API)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "has no train images" in job.error
     assert job.finished_at is not None
@@ -136,16 +153,21 @@ def finished(job):
     return job.is_finished
 
 
+def long_job():
+    """A queued job of 500 epochs on a tiny dataset: it runs until it is stopped."""
+    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
+    return training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
+                                             source=TrainingJob.Source.API)
+
+
 @pytest.mark.celery_worker
 @pytest.mark.slow
 def test_cancel_stops_a_running_job(celery_worker):
     worker = celery_worker
-    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
-    job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
-                                       source=TrainingJob.Source.API)
+    job = long_job()
     watch(job, lambda j: j.status == JobStatus.RUNNING and j.progress.get("step"), 180, worker)
 
-    services.cancel_training_job(job)
+    jobs.cancel(job)
     watch(job, finished, 60, worker)
 
     assert job.status == JobStatus.CANCELLED
@@ -157,9 +179,7 @@ def test_cancel_stops_a_running_job(celery_worker):
 @pytest.mark.slow
 def test_a_killed_worker_process_leads_to_a_resumed_job(celery_worker):
     worker = celery_worker
-    dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=0)
-    job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 500},
-                                       source=TrainingJob.Source.API)
+    job = long_job()
     checkpoint = worker.work_dir / str(job.pk) / "checkpoint.pt"  # written atomically after each epoch
     watch(job, lambda j: j.status == JobStatus.RUNNING and checkpoint.exists(), 180, worker)
 
@@ -175,7 +195,7 @@ def test_a_killed_worker_process_leads_to_a_resumed_job(celery_worker):
     worker.start()
     watch(job, lambda j: j.attempts == 3 and j.status == JobStatus.RUNNING, 120, worker)
 
-    services.cancel_training_job(job)
+    jobs.cancel(job)
     watch(job, finished, 60, worker)
     assert job.status == JobStatus.CANCELLED
 
@@ -202,13 +222,13 @@ def test_a_snapshot_longer_than_the_heartbeat_timeout_keeps_its_job(transactiona
     try:
         with PublishTo(worker):
             dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)  # 9 images: 18 rows to read
-            job = services.create_training_job(dataset=dataset, config=TINY_CONFIG, source=TrainingJob.Source.API)
+            job = training_jobs.create_training_job(dataset=dataset, config=TINY_CONFIG, source=TrainingJob.Source.API)
             messages, sweeps = [], []
             snapshot_seen_at = None
 
             def swept_until_finished():
                 nonlocal snapshot_seen_at
-                sweeps.append(services.sweep_jobs())
+                sweeps.append(recovery.sweep_jobs())
                 job.refresh_from_db()
                 if job.progress.get("stage") == "snapshot":
                     snapshot_seen_at = timezone.now()
@@ -265,8 +285,8 @@ def test_a_job_keeps_its_images_and_artifacts_in_s3(transactional_db, settings, 
     try:
         with PublishTo(s3_worker):
             dataset, _ = tiny_imagenet_dataset(train_per_class=2, val_per_class=1)
-            job = services.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
-                                               source=TrainingJob.Source.API)
+            job = training_jobs.create_training_job(dataset=dataset, config={**TINY_CONFIG, "epochs": 1},
+                                                     source=TrainingJob.Source.API)
             watch(job, finished, 300, s3_worker)
     finally:
         s3_worker.stop()

@@ -1,10 +1,10 @@
 """PatchCluster (seed 001): prototypes, cosine-distance pseudo-labels, and the IoA-P / mAP-loc metric."""
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from msgspec.structs import replace
 
 from training.ml import manifest as manifest_module
 from training.ml import patchcluster, wsol

@@ -6,7 +6,9 @@ from django.db import IntegrityError, transaction
 
 from tests import factories
 from tests.training.job_data import registered_version
-from training import plots, services
+from training import plots
+from training.services import registry
+from training.services.config import train_config_schema
 from training.models import ModelVersion, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +20,7 @@ HISTORY_B = [{"epoch": 1, "train_loss": 1.8, "val_top1": 0.45}, {"epoch": 2, "tr
 def test_the_database_refuses_two_active_versions_for_one_dataset():
     dataset = factories.DatasetFactory()
     first, second = registered_version(dataset), registered_version(dataset)
-    services.promote_model_version(first)
+    registry.promote_model_version(first)
     with pytest.raises(IntegrityError), transaction.atomic():
         ModelVersion.objects.filter(pk=second.pk).update(is_active=True)
 
@@ -26,8 +28,8 @@ def test_the_database_refuses_two_active_versions_for_one_dataset():
 def test_promoting_in_one_dataset_leaves_the_others_alone():
     dataset, other = factories.DatasetFactory(), factories.DatasetFactory()
     mine, theirs = registered_version(dataset), registered_version(other)
-    services.promote_model_version(theirs)
-    services.promote_model_version(mine)
+    registry.promote_model_version(theirs)
+    registry.promote_model_version(mine)
     other.refresh_from_db()
     assert other.active_model_version == theirs.name
     assert set(ModelVersion.objects.filter(is_active=True)) == {mine, theirs}
@@ -53,7 +55,7 @@ def test_admin_compares_runs_side_by_side(admin_client):
 def test_admin_add_form_offers_every_option_with_its_default_and_help(admin_client):
     page = admin_client.get("/admin/training/trainingjob/add/").content.decode()
 
-    for option in services.train_config_schema():
+    for option in train_config_schema():
         assert f'name="{option.name}"' in page, option.name
     assert 'name="config"' not in page  # no JSON box
     assert re.search(r'<select name="method"[^>]*>.*<option value="luab" selected>', page, re.S)

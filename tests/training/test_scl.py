@@ -1,10 +1,10 @@
 """Method scl (seed 003): the heatmap store (uint8, 2x the feature map, top-k classes), the single-label manifest
 from icons, and a resumable run."""
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from msgspec.structs import replace
 
 from tests.training.test_manifest_builder import coco_dataset  # noqa: F401  (fixture)
 from training.manifest_builder import manifest_for

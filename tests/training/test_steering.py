@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from annotator import packing
 from annotator.models import Assignment, ImageScore, Split
 from tests import factories
 from tests.training.job_data import registered_version
-from training import selectors, services, steering
+from training import selectors, steering
+from training.services import inference_jobs, registry
 from training.models import InferenceJob, JobStatus
 
 
@@ -80,6 +82,14 @@ def images_with_contents(dataset, contents):
     ]
 
 
+def run_inference(version, capture, **options):
+    """The version's inference job, run when it commits (tasks run eagerly in tests), as it ended."""
+    with capture(execute=True):
+        job = inference_jobs.create_inference_job(version, **options)
+    job.refresh_from_db()
+    return job
+
+
 def two_class_dataset(**fields):
     dataset = factories.DatasetFactory(**fields)
     for index, key in enumerate(["a", "b"]):
@@ -90,10 +100,8 @@ def two_class_dataset(**fields):
 def scored_by_a_promoted_model(dataset, uncertainty, django_capture_on_commit_callbacks):
     """(version, job): a model of the dataset (known_model's outputs), promoted, whose inference job succeeded."""
     version = registered_version(dataset)
-    services.promote_model_version(version)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version, uncertainty=uncertainty)
-    job.refresh_from_db()
+    registry.promote_model_version(version)
+    job = run_inference(version, django_capture_on_commit_callbacks, uncertainty=uncertainty)
     assert job.status == JobStatus.SUCCEEDED
     return version, job
 
@@ -140,9 +148,7 @@ def test_agreement_of_clicks_with_predicted_points_is_a_signal_not_a_decision(kn
                                             selected_record=[{"x": x, "y": y, "time": 1}])
     version = registered_version(dataset)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(version)
-    job.refresh_from_db()
+    job = run_inference(version, django_capture_on_commit_callbacks)
     assert job.summary["assignments_scored"] == 2 and job.summary["workers_scored"] == 2
 
     careful.refresh_from_db()
@@ -160,9 +166,7 @@ def test_inference_with_a_model_of_another_dataset_fails_clearly(known_model, dj
     factories.CategoryFactory(dataset=dataset, index=0)
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([1.0, 0.0], [[0.5, 0.5]])}, multi_label=False)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_inference_job(registered_version(dataset))
-    job.refresh_from_db()
+    job = run_inference(registered_version(dataset), django_capture_on_commit_callbacks)
     assert job.status == JobStatus.FAILED
     assert "has 2 classes" in job.error and "1" in job.error
     assert not ImageScore.objects.exists()
@@ -174,13 +178,14 @@ def test_a_redelivered_inference_message_finishes_the_job_its_dead_worker_left_r
     images_with_contents(dataset, [b"x"])
     known_model({b"x": ([0.7, 0.3], [[0.5, 0.5]])}, multi_label=False)
     job = InferenceJob.objects.create(model_version=registered_version(dataset), status=JobStatus.RUNNING,
-                                      celery_task_id="delivery-1")  # its worker was killed mid-run
+                                      celery_task_id="delivery-1", heartbeat_at=timezone.now(),
+                                      attempts=1)  # its worker was killed mid-run
 
-    services.run_inference_job(job.pk, task_id="another-delivery")
+    inference_jobs.run_inference_job(job.pk, task_id="another-delivery")
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # a duplicate message does not start a second run
 
-    services.run_inference_job(job.pk, task_id="delivery-1")
+    inference_jobs.run_inference_job(job.pk, task_id="delivery-1")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.summary["images_scored"] == 1
 

@@ -1,5 +1,5 @@
-"""The training sweeper (services.sweep_jobs; beat, or `manage.py recover_training_jobs`): jobs a broker outage left
-unsent are sent, jobs whose worker vanished are resumed or failed with the reason, inference jobs too."""
+"""The training sweeper (services/recovery.py: beat, or `manage.py recover_training_jobs`): jobs a broker outage
+left unsent are sent, jobs whose worker vanished are resumed or failed with the reason, inference jobs too."""
 import json
 import uuid
 from datetime import timedelta
@@ -12,7 +12,8 @@ from config.celery import app as celery_app
 from tests import factories
 from tests.broker import broker  # noqa: F401  (fixture)
 from tests.training.job_data import registered_version
-from training import services, tasks
+from training import tasks
+from training.services import jobs, recovery, training_jobs
 from training.models import InferenceJob, JobStatus, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -31,15 +32,15 @@ def test_a_job_created_with_the_broker_down_stays_queued_and_the_sweeper_sends_i
         broker, django_capture_on_commit_callbacks, monkeypatch):
     broker.down()
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.create_training_job(dataset=factories.DatasetFactory(), source=TrainingJob.Source.API)
+        job = training_jobs.create_training_job(dataset=factories.DatasetFactory(), source=TrainingJob.Source.API)
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.error == services.NOT_QUEUED, "not failed: it waits for the broker"
+    assert job.status == JobStatus.QUEUED and job.error == jobs.NOT_QUEUED, "not failed: it waits for the broker"
     first_task_id = job.celery_task_id
 
     # Still down: the sweep leaves it queued and marked.
-    assert services.sweep_jobs()["resent"] == []
+    assert recovery.sweep_jobs()["resent"] == []
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.error == services.NOT_QUEUED
+    assert job.status == JobStatus.QUEUED and job.error == jobs.NOT_QUEUED
 
     broker.up()
     messages = []
@@ -50,14 +51,14 @@ def test_a_job_created_with_the_broker_down_stays_queued_and_the_sweeper_sends_i
     assert outcome["resent"] == [job.pk] and job.error == ""
     assert job.celery_task_id != first_task_id, "a new task id: a message that did arrive after all is skipped"
     assert messages == [{"args": [job.pk], "task_id": job.celery_task_id}]
-    assert services.sweep_jobs()["resent"] == []
+    assert recovery.sweep_jobs()["resent"] == []
 
 
 def test_a_training_job_whose_worker_vanished_is_resumed_by_the_sweeper(
         settings, sent, django_capture_on_commit_callbacks, capsys):
     settings.TRAINING_HEARTBEAT_TIMEOUT = 60
     job = TrainingJob.objects.create(dataset=factories.DatasetFactory(), celery_task_id="first")
-    services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
+    jobs.claim(TrainingJob, job.pk, task_id="first", hostname="gpu-1")
     # The worker is killed (-9) mid-epoch: its heartbeat stops and nobody gives the message back.
     TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
 
@@ -69,10 +70,10 @@ def test_a_training_job_whose_worker_vanished_is_resumed_by_the_sweeper(
     assert sent["training"] == [{"args": [job.pk], "task_id": job.celery_task_id}]
 
     # The new message is claimed as the job's second attempt (run_training_job resumes from the last checkpoint).
-    resumed = services._claim_training_job(job.pk, task_id=job.celery_task_id, hostname="gpu-2")
+    resumed = jobs.claim(TrainingJob, job.pk, task_id=job.celery_task_id, hostname="gpu-2")
     assert resumed.status == JobStatus.RUNNING and resumed.attempts == 2
     # The dead worker's message, should the broker ever give it back, is skipped.
-    assert services._claim_training_job(job.pk, task_id="first", hostname="gpu-1") is None
+    assert jobs.claim(TrainingJob, job.pk, task_id="first", hostname="gpu-1") is None
 
 
 def running_inference_job(heartbeat_age, requeued=0, worker="gpu-1"):
@@ -80,8 +81,8 @@ def running_inference_job(heartbeat_age, requeued=0, worker="gpu-1"):
     beat = timezone.now() - timedelta(seconds=heartbeat_age)
     return InferenceJob.objects.create(
         model_version=version, status=JobStatus.RUNNING, celery_task_id=str(uuid.uuid4()), started_at=beat,
-        progress={"images_done": 64, "images_total": 640, "heartbeat_at": beat.isoformat(), "requeued": requeued,
-                  "worker": worker},
+        progress={"images_done": 64, "images_total": 640}, heartbeat_at=beat, attempts=requeued + 1,
+        worker_hostname=worker,
     )
 
 
@@ -92,12 +93,12 @@ def test_an_inference_job_whose_worker_vanished_is_requeued_and_a_live_one_is_le
     alive_task_id = alive.celery_task_id
 
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.sweep_jobs()
+        outcome = recovery.sweep_jobs()
 
     assert outcome["inference_requeued"] == [lost.pk] and outcome["inference_failed"] == []
     lost.refresh_from_db()
     alive.refresh_from_db()
-    assert lost.status == JobStatus.QUEUED and lost.progress == {"requeued": 1}
+    assert lost.status == JobStatus.QUEUED and lost.attempts == 1, "its next claim is its second run"
     assert sent["inference"] == [{"args": [lost.pk], "task_id": lost.celery_task_id}]
     assert alive.status == JobStatus.RUNNING and alive.celery_task_id == alive_task_id
 
@@ -105,14 +106,14 @@ def test_an_inference_job_whose_worker_vanished_is_requeued_and_a_live_one_is_le
 def test_an_inference_job_restarted_by_its_own_worker_is_requeued_at_once(sent, django_capture_on_commit_callbacks):
     job = running_inference_job(heartbeat_age=5, worker="gpu-1")
     with django_capture_on_commit_callbacks(execute=True):
-        outcome = services.recover_stale_inference_jobs(hostname="gpu-1", started_at=timezone.now())
+        outcome = recovery.recover_stale_jobs(InferenceJob, hostname="gpu-1", started_at=timezone.now())
     assert outcome["requeued"] == [job.pk]
 
 
 def test_an_inference_job_that_keeps_losing_its_worker_fails_with_the_reason(settings, sent):
     settings.TRAINING_HEARTBEAT_TIMEOUT = 60
     job = running_inference_job(heartbeat_age=600, requeued=settings.TRAINING_MAX_ATTEMPTS - 1)
-    assert services.sweep_jobs()["inference_failed"] == [job.pk]
+    assert recovery.sweep_jobs()["inference_failed"] == [job.pk]
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and f"gpu-1 was lost {settings.TRAINING_MAX_ATTEMPTS} times" in job.error
     assert sent["inference"] == []
@@ -134,8 +135,8 @@ def test_a_run_the_sweeper_superseded_stops_and_leaves_the_job_to_its_successor(
     """A worker too slow to beat (not dead) is requeued as lost; once the job names the new delivery, the old run
     stops at its next step and writes nothing more to the job."""
     job = TrainingJob.objects.create(dataset=factories.DatasetFactory(), celery_task_id="first")
-    job = services._claim_training_job(job.pk, task_id="first", hostname="gpu-1")
-    monitor = services.JobMonitor(job, tmp_path / "metrics.jsonl", services.LogTail())
+    job = jobs.claim(TrainingJob, job.pk, task_id="first", hostname="gpu-1")
+    monitor = training_jobs.JobMonitor(job, tmp_path / "metrics.jsonl", training_jobs.LogTail())
     monitor._beat_once()
     assert not monitor.should_stop()
 
@@ -150,28 +151,29 @@ def test_a_run_the_sweeper_superseded_stops_and_leaves_the_job_to_its_successor(
 
 
 def test_a_queued_job_whose_message_the_broker_lost_is_sent_again(settings, monkeypatch):
-    """Redis restarted without persistence loses the queued messages: a job queued for longer than SWEEP_AFTER whose
-    message is in no queue is sent again; one whose message waits in the queue is left alone."""
+    """Redis restarted without persistence loses the queued messages: once the gpu queue holds fewer messages than
+    there are queued jobs, the jobs queued for longer than SWEEP_AFTER are sent again; while it holds one for each,
+    nothing is."""
     if not celery_app.conf.broker_url.startswith("redis"):
         pytest.skip("reads the queue of a Redis broker (CELERY_BROKER_URL=redis://...)")
     monkeypatch.setattr(celery_app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
     dataset = factories.DatasetFactory()
-    waiting, lost, fresh = (TrainingJob.objects.create(dataset=dataset, celery_task_id=str(uuid.uuid4()))
-                            for _ in range(3))
-    TrainingJob.objects.filter(pk__in=[waiting.pk, lost.pk]).update(
+    waiting, fresh = (TrainingJob.objects.create(dataset=dataset, celery_task_id=str(uuid.uuid4())) for _ in range(2))
+    TrainingJob.objects.filter(pk=waiting.pk).update(
         created_at=timezone.now() - timedelta(seconds=settings.SWEEP_AFTER + 60))
-    queue = celery_app.amqp.router.route({}, tasks.run_training_job.name)["queue"].name
+    queue = celery_app.amqp.router.route({}, tasks.run_training_job.name)["queue"]
     with celery_app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        client.delete(queue)
+        channel = connection.default_channel
+        queue(channel).purge()
         try:
-            tasks.run_training_job.apply_async(args=[waiting.pk], task_id=waiting.celery_task_id)  # no worker takes it
+            for job in (waiting, fresh):  # no worker takes them
+                tasks.run_training_job.apply_async(args=[job.pk], task_id=job.celery_task_id)
+            assert recovery.resend_unsent_jobs() == {"training": [], "inference": []}
 
-            assert services.resend_unsent_jobs() == {"training": [lost.pk], "inference": []}
-
-            lost.refresh_from_db()
-            held = {json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)}
-            assert held == {waiting.celery_task_id, lost.celery_task_id}
-            assert services.resend_unsent_jobs() == {"training": [], "inference": []}
+            queue(channel).purge()  # the broker restarts empty
+            assert recovery.resend_unsent_jobs() == {"training": [waiting.pk], "inference": []}, "fresh: not yet"
+            waiting.refresh_from_db()
+            message = queue(channel).get(no_ack=True)
+            assert message.headers["id"] == waiting.celery_task_id
         finally:
-            client.delete(queue)
+            queue(channel).purge()

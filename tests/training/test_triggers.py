@@ -90,10 +90,24 @@ def test_no_trigger_without_setting_or_with_training_disabled(settings, staff):
 
 def test_triggered_job_reuses_the_active_models_config(staff):
     from tests.training.job_data import registered_version
-    from training import services
+    from training.services import registry
 
     batch = factories.BatchFactory(train_every_n_approved=1)
     version = registered_version(batch.dataset, config={"model": "test_resnet", "epochs": 3, "manifest_hash": "x"})
-    services.promote_model_version(version)
+    registry.promote_model_version(version)
     review.decide(submitted_assignments(batch, 1)[0], approve=True, actor=staff)
     assert TrainingJob.objects.get(source=TrainingJob.Source.TRIGGER).config == {"model": "test_resnet", "epochs": 3}
+
+
+def test_a_bulk_decision_evaluates_each_batch_once(staff, monkeypatch):
+    """One signal for the decided chunk: the trigger locks and counts each batch once, not once per assignment."""
+    from training.services import triggers
+
+    batches = [factories.BatchFactory(train_every_n_approved=100) for _ in range(2)]
+    assignments = submitted_assignments(batches[0], 30) + submitted_assignments(batches[1], 10)
+    evaluated = []
+    evaluate = triggers.schedule_training_if_due
+    monkeypatch.setattr(triggers, "schedule_training_if_due", lambda batch: evaluated.append(batch.pk) or evaluate(
+        batch))
+    review.bulk_decide([assignment.pk for assignment in assignments], approve=True, actor=staff)
+    assert evaluated == [batch.pk for batch in batches]

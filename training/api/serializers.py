@@ -1,9 +1,8 @@
 """Input and output serializers of the training API, one pair per operation."""
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotator import files
-from annotator.api.fields import NameField, nul_path
+from annotator.api.fields import NameField, StoredFileUrlField, nul_path
 from annotator.models import Batch, Dataset
 from training.steering import UNCERTAINTY_MEASURES
 
@@ -58,7 +57,7 @@ class TrainingJobOutput(serializers.ModelSerializer):
 
 class ModelVersionOutput(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
-    checkpoint_url = serializers.SerializerMethodField()
+    checkpoint_url = StoredFileUrlField(source="checkpoint")
 
     class Meta:
         model = ModelVersion
@@ -66,12 +65,6 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "id", "name", "dataset", "job", "manifest_hash", "config", "metrics", "epoch_metrics",
             "checkpoint_url", "is_active", "created_at",
         ]
-
-    @extend_schema_field(serializers.URLField(allow_null=True))
-    def get_checkpoint_url(self, version):
-        if not version.checkpoint:
-            return None
-        return files.url(version.checkpoint.name, self.context.get("request"))
 
 
 class InferenceJobCreateInput(serializers.Serializer):

@@ -9,7 +9,8 @@ from rest_framework.views import APIView
 
 from annotator.api.fields import query_text
 
-from .. import selectors, services
+from .. import selectors
+from ..services import inference_jobs, jobs, registry, training_jobs
 from ..models import JobStatus, ModelVersion, TrainingJob
 from ..permissions import IsResearcher
 from .serializers import (
@@ -47,7 +48,7 @@ class TrainingJobCreateApi(APIView):
     def post(self, request):
         data = TrainingJobCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.create_training_job(
+        job = training_jobs.create_training_job(
             **data.validated_data, source=TrainingJob.Source.API, created_by=request.user
         )
         return Response(TrainingJobOutput(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
@@ -67,7 +68,7 @@ class TrainingJobCancelApi(APIView):
 
     @extend_schema(request=None, responses={202: TrainingJobOutput})
     def post(self, request, job_id):
-        job = services.cancel_training_job(get_object_or_404(TrainingJob, pk=job_id), actor=request.user)
+        job = jobs.cancel(get_object_or_404(TrainingJob, pk=job_id), actor=request.user)
         return Response(TrainingJobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -97,7 +98,7 @@ class ModelVersionPromoteApi(APIView):
 
     @extend_schema(request=None, responses=ModelVersionOutput)
     def post(self, request, version_id):
-        version = services.promote_model_version(get_object_or_404(ModelVersion, pk=version_id), actor=request.user)
+        version = registry.promote_model_version(get_object_or_404(ModelVersion, pk=version_id), actor=request.user)
         return Response(ModelVersionOutput(version, context={"request": request}).data)
 
 
@@ -108,7 +109,7 @@ class InferenceJobCreateApi(APIView):
     def post(self, request, version_id):
         data = InferenceJobCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.create_inference_job(
+        job = inference_jobs.create_inference_job(
             get_object_or_404(ModelVersion, pk=version_id), created_by=request.user, **data.validated_data
         )
         return Response(InferenceJobOutput(job).data, status=status.HTTP_201_CREATED)

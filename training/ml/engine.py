@@ -1,6 +1,6 @@
 """The training loop: ``run(config)`` trains one model from a manifest into ``config.out_dir``.
 
-Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, history; rewritten atomically
+Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, epoch, step, history; rewritten atomically
 after every epoch and on cancel), ``config.json`` (the resolved TrainConfig: the lambda and output stride the run
 used, not "default") and ``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a
 checkpoint resumes from it, mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the
@@ -20,14 +20,17 @@ import math
 import os
 import time
 import hashlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
+import msgspec
 import numpy as np
 import torch
 import torch.distributed as dist
+from msgspec.structs import asdict, replace
 from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
 
 from training.ml import data as data_module
 from training.ml import manifest as manifest_module
@@ -46,48 +49,71 @@ METRICS_NAME = "metrics.jsonl"
 RUN_PLACEMENT_OPTIONS = ("manifest_path", "out_dir", "workers", "log_every", "device")
 
 
-@dataclass
-class TrainConfig:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _option(kind, help="", choices=(), **bounds):
+    """An option's type with its bounds (ge, le) or choices (in the order shown), and the help the admin's form
+    shows beside it."""
+    if choices:
+        return Annotated[Literal[choices], msgspec.Meta(description=help, extra={"choices": choices})]
+    return Annotated[kind, msgspec.Meta(description=help, **bounds)]
+
+
+class TrainConfig(msgspec.Struct):
+    """One run's options: the one definition the API, the admin's form and the `train` command validate against
+    (msgspec.convert checks types, bounds and choices; __post_init__ the options that depend on each other)."""
+
     manifest_path: str
     out_dir: str
-    model: str = "resnet18"
-    method: str = "luab"
-    epochs: int = 10
-    lambda_point: float | None = None  # None: seed 000's default for the manifest kind and backbone size
-    point_loss: str = "smooth_l1"
-    huber_beta: float = 1.0
-    batch_size: int = 64  # per process
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    img_size: int = 224
-    crop_scale: tuple = (0.08, 1.0)
-    crop_ratio: tuple = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    color_jitter: float = 0.0
-    test_crop_ratio: float = 0.875
-    patch_focal_gamma: float = 2.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on GPU (ignored on the CPU)
-    channels_last: bool | None = None  # None: on GPU only
-    compile: bool = False
-    workers: int = 0
-    decode: str = "pil"  # pil | device
-    checkpoint_path: str = ""  # local backbone weights to start from (nothing is downloaded)
-    model_kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments
-    min_feature_cells: int = 7  # output stride lowered (if the model can) until the last map is this wide
-    eval_splits: tuple = ("val", "shifted")
-    cam: str = "auto"  # map scored by the WSOL metrics after the last epoch: auto | classifier | attention
-    balanced_batches: bool = False  # seed 004: half of each batch from rows with collected targets, half without
-    pseudo_label_threshold: float | None = None  # read by the manifest builder (training/pseudo_labels.py)
-    patch_cluster: bool = False  # seed 001's PatchCluster pseudo-labels (method patch)
-    cluster_d_positive: float = 0.3  # cosine distance to a prototype at or below which a cell is a positive
-    cluster_d_negative: float = 0.8  # above which for every cell the image is a negative
-    scl_top_k: int = 10  # method scl: classes whose heatmaps are kept per image
-    scl_momentum: float = 0.9  # method scl: heatmap moving-average momentum
-    log_every: int = 10
+    model: _option(str, "timm model name (test_resnet: a tiny model for trying things on the CPU).") = "resnet18"
+    method: _option(str, "baseline: labels only; luab: plus the point loss on the clicks (seed 000); "
+                    "attentive: point-guided pooling; patch: patch-level point loss (seed 001).", METHODS) = "luab"
+    epochs: _option(int, "Passes over the training images.", ge=1, le=10_000) = 10
+    lambda_point: _option(float, "Weight of the point loss; empty: seed 000's default for the data kind and backbone "
+                          "size.", ge=0, le=1e6) | None = None
+    point_loss: _option(str, "smooth_l1 (Huber) or mse.", POINT_LOSSES) = "smooth_l1"
+    huber_beta: _option(float, "Beta of the Smooth-L1 point loss.") = 1.0
+    batch_size: _option(int, "Images per step, per process.", ge=1, le=65_536) = 64
+    lr: _option(float, "Learning rate.", ge=0, le=10) = 1e-3
+    weight_decay: _option(float, "Weight decay.", ge=0, le=10) = 0.05
+    warmup_epochs: _option(float, "Epochs of learning-rate warm-up.") = 0.0
+    label_smoothing: _option(float, "Label smoothing of the classification loss.") = 0.0
+    img_size: _option(int, "Training crop size in pixels.", ge=16, le=4_096) = 224
+    crop_scale: _option(tuple[float, float], "Random-resized-crop area range: two numbers, e.g. 0.08, 1.0.") = (
+        0.08, 1.0)
+    crop_ratio: _option(tuple[float, float], "Random-resized-crop aspect-ratio range: two numbers.") = (3 / 4, 4 / 3)
+    hflip: _option(float, "Probability of a horizontal flip (the points move with it).") = 0.5
+    color_jitter: _option(float, "Colour jitter strength (0: off).") = 0.0
+    test_crop_ratio: _option(float, "Share of the image kept by the centre crop at evaluation.") = 0.875
+    patch_focal_gamma: _option(float, "Focal gamma of the patch-level point loss (method patch).") = 2.0
+    seed: _option(int, "Random seed.") = 0
+    device: _option(str, "auto: the GPU when there is one, else the CPU.", DEVICES) = "auto"
+    amp: _option(bool, "bf16 autocast on the GPU (ignored on the CPU).") = True
+    channels_last: _option(bool, "Channels-last memory format; unknown: on the GPU only.") | None = None
+    compile: _option(bool, "torch.compile the model.") = False
+    workers: _option(int, "Data loader processes.", ge=0, le=256) = 0
+    decode: _option(str, "pil: JPEG decoding by Pillow on the CPU; device: on the GPU.",
+                    data_module.DECODE_MODES) = "pil"
+    checkpoint_path: _option(str, "Local backbone weights to start from (nothing is downloaded).") = ""
+    model_kwargs: _option(dict, "Extra timm.create_model arguments, a JSON object.") = msgspec.field(
+        default_factory=dict)
+    min_feature_cells: _option(int, "Output stride lowered (if the model can) until the last feature map is this "
+                               "wide.", ge=1, le=1_024) = 7
+    eval_splits: _option(tuple[str, ...], "Splits evaluated after each epoch, comma-separated.") = ("val", "shifted")
+    cam: _option(str, "Map scored by the WSOL metrics after the last epoch: auto, classifier or attention.") = "auto"
+    balanced_batches: _option(bool, "Seed 004: half of each batch from rows with collected targets, half "
+                              "without.") = False
+    pseudo_label_threshold: _option(float, "Read by the manifest builder (training/pseudo_labels.py).",
+                                    ge=0, le=1) | None = None
+    patch_cluster: _option(bool, "Seed 001's PatchCluster pseudo-labels (method patch).") = False
+    cluster_d_positive: _option(float, "Cosine distance to a prototype at or below which a cell is a positive.",
+                                ge=0, le=1) = 0.3
+    cluster_d_negative: _option(float, "Cosine distance above which for every cell the image is a negative.",
+                                ge=0, le=1) = 0.8
+    scl_top_k: _option(int, "Method scl: classes whose heatmaps are kept per image.") = 10
+    scl_momentum: _option(float, "Method scl: heatmap moving-average momentum.") = 0.9
+    log_every: _option(int, "Steps between progress reports.", ge=1, le=1_000_000) = 10
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -95,7 +121,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
         for name, value, allowed in (
-            ("device", self.device, ("auto", "cpu", "cuda")), ("decode", self.decode, data_module.DECODE_MODES),
+            ("device", self.device, DEVICES), ("decode", self.decode, data_module.DECODE_MODES),
             ("point_loss", self.point_loss, POINT_LOSSES), ("cam", self.cam, wsol.CAM_SOURCES),
         ):
             if value not in allowed:
@@ -132,11 +158,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in fields(cls)}
+        """The config of JSON-like values, checked against the options' types, bounds and choices."""
+        known = {f.name for f in msgspec.structs.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**values)
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
 
 
 class MetricLogger:
@@ -215,10 +245,12 @@ def prepare_batch(batch, device, channels_last, decode_dataset=None):
     )
 
 
-def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, amp_context=None,
-                    channels_last=False, decode_dataset=None, first_step=0, total_steps=None, on_step=None,
-                    should_stop=None, distributed=False, log_every=10):
+def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=None, updates_before=0,
+                    amp_context=None, channels_last=False, decode_dataset=None, first_step=0, total_steps=None,
+                    on_step=None, should_stop=None, distributed=False, log_every=10):
     """One pass over loader; returns (averages of loss / cls / point / images_per_s, steps done, stopped).
+
+    scheduler (timm) is stepped per update, from the run's update count: updates_before (the earlier epochs') + step.
 
     The loss is read back from the device (a synchronisation) only every log_every steps, when on_step(step,
     total_steps, loss, images_per_s, seconds_per_step) is called; should_stop is checked before every step
@@ -238,9 +270,9 @@ def train_one_epoch(model, criterion, optimizer, loader, device, *, scheduler=No
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         step += 1
+        if scheduler is not None:
+            scheduler.step_update(updates_before + step)
         images_seen += len(images)
         metric_logger.update(len(images), loss=loss, cls=parts["cls"], point=parts["point"])
         if step % log_every == 0 or step == total_steps:
@@ -308,16 +340,14 @@ def evaluate(model, criterion, loader, device, manifest, *, amp_context=None, ch
 
 
 def build_scheduler(optimizer, config, steps_per_epoch):
-    """Linear warm-up then cosine decay to 0, stepped per optimisation step."""
+    """Linear warm-up then cosine decay to 0, in optimisation steps. Its learning rate is a function of the update
+    count alone, so a resumed run sets it from the checkpoint's epoch and step (no scheduler state is kept)."""
     warmup = int(config.warmup_epochs * steps_per_epoch)
     total = max(config.epochs * steps_per_epoch, 1)
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return CosineLRScheduler(
+        optimizer, t_initial=max(total - warmup, 1), warmup_t=warmup, warmup_lr_init=config.lr / max(warmup, 1),
+        warmup_prefix=True, t_in_epochs=False,
+    )
 
 
 def save_checkpoint(out_dir, state, config):
@@ -461,13 +491,13 @@ def _run(config, context, on_progress, should_stop):
         check_resumable(state, checkpoint_path, manifest, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
         if cluster is not None:
             cluster.prototypes = state.get("prototypes")
         if criterion.spatial_consistency is not None:
             criterion.spatial_consistency.load_state_dict(state["heatmaps"])
         logger.info("resuming %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
+        scheduler.step_update(start_epoch * steps_per_epoch + start_step)
 
     trained = model
     if context.distributed:
@@ -481,7 +511,7 @@ def _run(config, context, on_progress, should_stop):
 
     def state(epoch, step):
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "epoch": epoch, "step": step, "history": history, "config": asdict(config),
             "class_names": manifest.class_names, "kind": manifest.kind, "manifest_hash": manifest.content_hash,
             "lambda_point": lambda_point, "config_hash": config.content_hash(),
@@ -510,7 +540,8 @@ def _run(config, context, on_progress, should_stop):
             })
 
         train_stats, step, stopped = train_one_epoch(
-            trained, criterion, optimizer, train_loader, device, scheduler=scheduler, amp_context=amp_context,
+            trained, criterion, optimizer, train_loader, device, scheduler=scheduler,
+            updates_before=epoch * steps_per_epoch, amp_context=amp_context,
             channels_last=channels_last, decode_dataset=train_set, first_step=first_step,
             total_steps=steps_per_epoch, on_step=on_step, should_stop=should_stop, distributed=context.distributed,
             log_every=config.log_every,

@@ -6,7 +6,7 @@ every SWEEP_INTERVAL; run this from cron when there is no beat or the workers ma
 """
 from django.core.management.base import BaseCommand
 
-from training import services
+from training.services import recovery
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
             "is gone; send queued jobs the broker did not take.")
 
     def handle(self, *args, **options):
-        outcome = services.sweep_jobs()
+        outcome = recovery.sweep_jobs()
         self.stdout.write(
             f"{len(outcome['requeued'])} requeued, {len(outcome['failed'])} failed"
             + (f" (requeued: {outcome['requeued']}, failed: {outcome['failed']})"

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotator.models import Dataset
-from training import services
+from training.services import registry, training_jobs
 from training.management.follow import follow
 from training.ml.recipes import RECIPES
 from training.models import JobStatus, ModelVersion, TrainingJob
@@ -50,7 +50,7 @@ class Command(BaseCommand):
             raise CommandError(f"--batch: {', '.join(missing)} not in dataset {dataset.name}")
         try:
             config = {**RECIPES.get(options["recipe"], {}), **json.loads(options["config"])}
-            job = services.create_training_job(
+            job = training_jobs.create_training_job(
                 dataset=dataset, batches=batches, config=config, source=TrainingJob.Source.COMMAND,
                 enqueue=options["queue"],
             )
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             if options["queue"]:
                 follow(job, show)
             else:
-                services.run_training_job(job.pk, task_id=job.celery_task_id, hostname=socket.gethostname(),
+                training_jobs.run_training_job(job.pk, task_id=job.celery_task_id, hostname=socket.gethostname(),
                                           progress_listener=show)
         job.refresh_from_db()
         if job.status != JobStatus.SUCCEEDED:
@@ -82,5 +82,5 @@ class Command(BaseCommand):
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in job.metrics.items() if isinstance(v, float))
         self.stdout.write(f"training job {job.pk} succeeded: model version {version.name} ({metrics})")
         if options["promote"]:
-            services.promote_model_version(version)
+            registry.promote_model_version(version)
             self.stdout.write(self.style.SUCCESS(f"{version.name} is now the active model of {dataset.name}"))

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotator.models import Dataset, ImageScore
-from training import services, steering
+from training import steering
+from training.services import inference_jobs
 from training.management.follow import follow
 from training.models import JobStatus, ModelVersion
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         if options["unless_scored"] and ImageScore.objects.filter(model_version=name).exists():
             self.stdout.write(f"{name} has already scored {dataset.name}; nothing to do")
             return
-        job = services.create_inference_job(version, uncertainty=options["uncertainty"], enqueue=options["queue"])
+        job = inference_jobs.create_inference_job(version, uncertainty=options["uncertainty"], enqueue=options["queue"])
         with tqdm(desc=f"scoring with {name}", unit="image", disable=options["verbosity"] == 0) as bar:
             def show(progress):
                 if "images_total" in progress:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             if options["queue"]:
                 follow(job, show)
             else:
-                services.run_inference_job(job.pk, task_id=job.celery_task_id, progress_listener=show)
+                inference_jobs.run_inference_job(job.pk, task_id=job.celery_task_id, progress_listener=show)
         job.refresh_from_db()
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"inference job {job.pk} {job.status}: {job.error}")

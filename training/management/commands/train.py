@@ -98,7 +98,7 @@ class Command(BaseCommand):
         from django.core.exceptions import ValidationError
 
         from training.models import TrainingJob
-        from training.services import create_training_job
+        from training.services.training_jobs import create_training_job
 
         if options["out"]:
             raise CommandError("--out: a queued job works in TRAINING_WORK_DIR/<job id>; leave --out out with --async")
