@@ -1,6 +1,7 @@
 import base64
 
 from django.contrib import admin, messages
+from django.forms import Script
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -62,7 +63,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     exclude = ["log_tail", "artifacts", "progress", "epoch_metrics", "metrics", "config"]
 
     class Media:
-        js = ["training/job_pages.js"]
+        js = [Script("training/job_pages.js", type="module")]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
