@@ -36,6 +36,7 @@ from tqdm import tqdm
 from annotator.candidates import candidate_id
 from annotator.models import Assignment, Batch, GroundTruthObject, Hit, HitPage, Image, PageItem, Provider, TaskKind
 from annotator.providers.link import PARAM_PRESETS, resolve_params
+from luab.actions import ADD, MOVE, REMOVE, action_dict
 from luab.geometry import point_on_object
 
 logger = logging.getLogger(__name__)
@@ -503,9 +504,7 @@ def coco_page(content, truth, profile, rng, clock):
     def act(action_type, key, point_from, point_to):
         nonlocal t
         t += rng.uniform(60, 200)
-        action = {"actionType": action_type, "iconType": key, "pointFrom": point_from, "timeAt": round(t)}
-        if point_to is not None:
-            action["pointTo"] = point_to
+        action = action_dict(action_type, key, point_from, point_to, round(t))
         actions.append(action)
         events.append({"type": "action", **action})
 
@@ -526,7 +525,7 @@ def coco_page(content, truth, profile, rng, clock):
             icon_at = (rng.uniform(0, width), height + rng.uniform(40, 120))  # the icon panel under the image
             t += rng.uniform(800, 2500) * profile.speed  # finding the object
             drag(icon_at, (fx * width, fy * height))
-            act("add", key, None, target)
+            act(ADD, key, None, target)
             placed[key] = target
             roll = rng.random()
             if roll < profile.correction_rate * 1.5:  # nudging the icon onto the object
@@ -534,13 +533,13 @@ def coco_page(content, truth, profile, rng, clock):
                                       else (fx, fy))
                 better = {"x": round(better_x, 5), "y": round(better_y, 5)}
                 drag((fx * width, fy * height), (better_x * width, better_y * height))
-                act("move", key, target, better)
+                act(MOVE, key, target, better)
                 placed[key] = better
             elif roll < profile.correction_rate * 2.5:  # dropped off the image, then placed again
                 drag((fx * width, fy * height), (fx * width, height + 60))
-                act("remove", key, target, None)
+                act(REMOVE, key, target, None)
                 drag(icon_at, (fx * width, fy * height))
-                act("add", key, None, target)
+                act(ADD, key, None, target)
     t += rng.uniform(1000, 3000) * profile.speed
     clock.advance(t)
     record = {
