@@ -37,7 +37,7 @@ def campaign(client, django_capture_on_commit_callbacks):
             else:
                 events = [{"type": "category", "categoryIndex": 0, "categoryName": "person", "timeAt": 100,
                            "usingKeyboard": False}]
-            batch = bodies.event_batch(events)
+            batch = bodies.event_flush(events)
             post(client, token, f"pages/{page.index}/events", batch)
             post(client, token, f"pages/{page.index}/events", batch)  # a retry stores nothing more
             ledger.add("events", (hit.pk, worker, batch["batch_id"]), (page.index, len(events)))
