@@ -5,7 +5,7 @@ class; a COCO image id finds the public annotations), so a page shows each of it
 the HIT's secret `Hit.candidate_key`, the page and the image. The id means nothing outside that page: the same image
 has another id on every other page, and nothing in the id tells in-class candidates from the others. The server
 maps ids back to images (annotator.worker.selectors.page_candidates); byproduct records store the image itself, so
-exports, review and replay keep the real keys. The events journal (EventBatch) keeps what the page sent:
+exports, review and playback keep the real keys. The events journal (EventBatch) keeps what the page sent:
 `image_keys(hit)` turns its ids back into keys.
 """
 import hashlib

@@ -20,7 +20,7 @@ class ByproductJSONField(models.JSONField):
     """A JSON column stored as PostgreSQL `json` (the text as sent) instead of `jsonb`; elsewhere a JSONField.
 
     Byproducts (traces, clicks, action histories, flushed events) are written once, read whole (exports, replay,
-    training, review's replay) and never searched inside by SQL. jsonb would parse and re-encode every trace on
+    training, review's playback) and never searched inside by SQL. jsonb would parse and re-encode every trace on
     insert, about half of PostgreSQL's CPU for a 48-record page save, and re-encode it again as text on export.
     """
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -155,8 +156,8 @@ def imagenet_analysis(batch):
             boxes = [bbox for bbox, in objects]
             if not boxes:
                 continue
-            width, height = record["image__width"], record["image__height"]
-            in_class = record["page__category__key"] == record["image__label__key"]
+            width, height = record["original_width"], record["original_height"]
+            in_class = record["page_category"] == record["image_label"]
             if in_class:
                 largest = max(w * h for _, _, w, h in boxes) / (width * height)
                 recall_by_size[_size_bin(min(largest, 1.0), IMAGENET_SIZE_BINS)].add(record["selected"])
@@ -215,12 +216,13 @@ def coco_analysis(batch):
     recall_by_size = {name: Mean() for name, _, _ in COCO_SIZE_BINS}
     records = (
         CocoRecord.objects.filter(assignment__hit__batch=batch, assignment__state=Assignment.State.APPROVED)
-        .order_by("id").values("image_id", "image__width", "image__height", "action_histories", "final_positions")
+        .order_by("id").values("image_id", "action_histories", "final_positions",
+                                 original_width=F("image__width"), original_height=F("image__height"))
         .iterator(chunk_size=RECORD_CHUNK)
     )
     fields = ("category__key", "bbox", "segmentation", "area", "iscrowd")
     for record, image_objects in _with_ground_truth(records, *fields):
-        width, height = record["image__width"], record["image__height"]
+        width, height = record["original_width"], record["original_height"]
         by_key = objects_by_category((key, bbox, segmentation) for key, bbox, segmentation, _, _ in image_objects)
         for on_object in icons_on_their_objects(record["final_positions"], by_key, width, height).values():
             icons.add(on_object)

@@ -46,7 +46,7 @@ LoadDriver(base_url, hits, n_workers, minutes, pace=1.0, mix=MIX, seed=0, ramp_s
            retry_for_s=600, timeout_s=60)
     n_workers simulated workers, one thread each, mostly asleep: each works whole HITs, alternating the two
     kinds, over HTTP exactly as the task page does (devtools.simulator's worker, paced): opens the task URL,
-    reads its assignment, reads each page, flushes its events in batches (client batch_id) at the times a
+    reads its assignment, reads each page, flushes its events (each flush with a client batch_id) at the times a
     person would, saves the page (client save_id) when the person would, submits. `pace` > 1 runs the human
     clock faster (pace 1: a diligent ImageNet-style HIT takes about 9 minutes). Starts are spread over ramp_s
     (default: a fifth of the run, at most 60 s). After `minutes` no HIT is started; a worker inside a HIT hands
@@ -824,25 +824,25 @@ def reconcile(ledger, timeout_s=120, poll_s=2, out=print):
         return pk
 
     # Event batches: each acknowledged batch_id stored once with all its events.
-    stored_batches = {}
+    stored_flushes = {}
     for pk, client_id, n in EventBatch.objects.filter(assignment__hit__batch__name__in=batches).values_list(
             "assignment_id", "client_batch_id", "events"):
-        stored_batches.setdefault((pk, str(client_id)), []).append(len(n))
-    lost_batches = wrong_batches = 0
+        stored_flushes.setdefault((pk, str(client_id)), []).append(len(n))
+    lost_flushes = wrong_flushes = 0
     for (hit, worker, batch_id), (_, n_events) in ledger.events.items():
-        stored = stored_batches.get((assignments.get((hit, worker)), batch_id))
+        stored = stored_flushes.get((assignments.get((hit, worker)), batch_id))
         if not stored:
-            lost_batches += 1
-            if lost_batches <= 5:
+            lost_flushes += 1
+            if lost_flushes <= 5:
                 problems.append(f"event batch {batch_id} (HIT {hit}, {worker}) acknowledged but not stored")
         elif stored != [n_events]:
-            wrong_batches += 1
+            wrong_flushes += 1
             problems.append(f"event batch {batch_id} stored as {stored}, sent {n_events} events")
     checks["event batches acknowledged"] = len(ledger.events)
-    checks["event batches lost"] = lost_batches
-    checks["event batches stored differently"] = wrong_batches
+    checks["event batches lost"] = lost_flushes
+    checks["event batches stored differently"] = wrong_flushes
     checks["event batches stored, not acknowledged (client gave up or harness)"] = (
-        len(stored_batches) - (len(ledger.events) - lost_batches))
+        len(stored_flushes) - (len(ledger.events) - lost_flushes))
 
     # Page saves: each acknowledged save_id stored once, on its page, with its records.
     saves = {}
@@ -935,7 +935,7 @@ def reconcile(ledger, timeout_s=120, poll_s=2, out=print):
     unsubmitted = Assignment.objects.filter(pk__in=submitted, submitted_at__isnull=True).count()
     if unsubmitted:
         problems.append(f"{unsubmitted} acknowledged submits have no submitted_at")
-    ok = not problems and not lost_batches and not wrong_batches and not lost_saves and not bad_pages and not orphans
+    ok = not problems and not lost_flushes and not wrong_flushes and not lost_saves and not bad_pages and not orphans
     result = Reconciliation(ok=ok, checks=checks, problems=problems)
     if out:
         out("reconciliation: " + ("OK, nothing lost, nothing duplicated, every submit reviewed" if ok else "FAILED"))

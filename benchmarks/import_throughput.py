@@ -178,17 +178,17 @@ def generate_imagenet_ab(n_records, path, rng):
                  for t in range(TRACE_SAMPLES)]
         within_page = slot % ITEMS_PER_PAGE
         return {
-            "image_id": images[j].pk, "image__key": images[j].key, "image__label__key": images[j].label.key,
-            "page__category__key": categories[slot // ITEMS_PER_PAGE % N_CATEGORIES].key,
-            "image__width": 640, "image__height": 480, "image_width": 200, "image_height": 150,
+            "image_id": images[j].pk, "image_key": images[j].key, "image_label": images[j].label.key,
+            "page_category": categories[slot // ITEMS_PER_PAGE % N_CATEGORIES].key,
+            "original_width": 640, "original_height": 480, "image_width": 200, "image_height": 150,
             "selected": selected, "selected_record": [{**trace[-1], "time": start + 400}] if selected else [],
             "deselected_record": [],
             "hovered_record": [{"action": "enter", "time": start}, {"action": "leave", "time": start + 800}],
             "mouse_tracking": trace,
             "image_position": {"x": 100 + within_page % 8 * 210, "y": 300 + within_page // 8 * 180},
-            "assignment__worker__hashed_id": f"{slot // per_assignment:010X}",
-            "assignment__external_id": f"ASSIGNMENT{slot // per_assignment:020d}",
-            "page__index": slot // ITEMS_PER_PAGE % PAGES_PER_HIT,
+            "worker_hashed_id": f"{slot // per_assignment:010X}",
+            "assignment_external_id": f"ASSIGNMENT{slot // per_assignment:020d}",
+            "page_index": slot // ITEMS_PER_PAGE % PAGES_PER_HIT,
         }
 
     sessions = (session(j, s) for j in range(n_images) for s in range(SESSIONS_PER_IMAGE)

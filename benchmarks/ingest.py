@@ -189,7 +189,7 @@ def coco_page_body(image_id, rng):
     }
 
 
-def event_batch_body(keys, seq, rng):
+def event_flush_body(keys, seq, rng):
     t = now_ms() - 5_000
     events = []
     for i in range(EVENTS_PER_FLUSH):
@@ -359,7 +359,7 @@ def scenario_flushes(server, base, tokens_and_keys, seconds):
         while time.time() < stop_at:
             tick = time.time()
             seq += 1
-            body = event_batch_body(keys, seq, rng)
+            body = event_flush_body(keys, seq, rng)
             data = json.dumps(body).encode()
             tally.post(session, f"{base}/api/worker/pages/0/events", token, data)
             if rng.random() < RETRY_SHARE:

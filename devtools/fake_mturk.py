@@ -2,7 +2,7 @@
 
 It answers POST / with `X-Amz-Target: MTurkRequesterServiceV20170117.<Operation>` like the real service:
 JSON bodies, epoch-second timestamps, errors as {"__type", "Message"} with status 400, UniqueRequestToken
-replays refused. Authentication is not checked. `add_submission` plays a worker submitting an assignment.
+reuses refused. Authentication is not checked. `add_submission` plays a worker submitting an assignment.
 """
 import json
 import secrets
@@ -85,7 +85,7 @@ class FakeMTurk(LocalServer):
 
         return Handler
 
-    def _replay(self, token, what):
+    def _refuse_reused_token(self, token, what):
         if token is None:
             return
         if token in self._tokens:
@@ -104,7 +104,7 @@ class FakeMTurk(LocalServer):
         if token in self._tokens:
             raise MarketError(f"AWS.MechanicalTurk.HitAlreadyExists: HITId {self._tokens[token]}")
         hit_id = _market_id("3HIT")
-        self._replay(token, hit_id)
+        self._refuse_reused_token(token, hit_id)
         now = time.time()
         self.hits[hit_id] = {
             "HITId": hit_id, "HITTypeId": body["HITTypeId"], "Question": body["Question"],
@@ -154,13 +154,13 @@ class FakeMTurk(LocalServer):
         assignment = self._assignment(body["AssignmentId"])
         if assignment["WorkerId"] != body["WorkerId"]:
             raise MarketError("the worker did not work on this assignment")
-        self._replay(body.get("UniqueRequestToken"), "bonus")
+        self._refuse_reused_token(body.get("UniqueRequestToken"), "bonus")
         self.bonuses.append(body)
         return {}
 
     def op_CreateAdditionalAssignmentsForHIT(self, body):
         hit = self.hits[body["HITId"]]
-        self._replay(body.get("UniqueRequestToken"), "extension")
+        self._refuse_reused_token(body.get("UniqueRequestToken"), "extension")
         hit["MaxAssignments"] += body["NumberOfAdditionalAssignments"]
         return {}
 

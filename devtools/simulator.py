@@ -1,7 +1,7 @@
 """A simulated crowd that works HITs through the real worker HTTP API, exactly as the task page does.
 
 Each simulated worker opens the task URL (the link provider's parameters, or MTurk's), reads the bootstrap
-token from the HTML, reads its assignment and pages, flushes its interface events in batches, saves every page
+token from the HTML, reads its assignment and pages, flushes its interface events every few seconds, saves every page
 with byproduct records and submits (docs/worker-api.md). Behaviour follows a profile:
 
 - diligent: selects most in-class candidates and few others, clicks on the object with a centre bias;
@@ -36,6 +36,7 @@ from tqdm import tqdm
 from annotator.candidates import candidate_id
 from annotator.models import Assignment, Batch, GroundTruthObject, Hit, HitPage, Image, PageItem, Provider, TaskKind
 from annotator.providers.link import PARAM_PRESETS, resolve_params
+from luab.actions import ADD, MOVE, REMOVE, action_dict
 from luab.geometry import point_on_object
 
 logger = logging.getLogger(__name__)
@@ -503,9 +504,7 @@ def coco_page(content, truth, profile, rng, clock):
     def act(action_type, key, point_from, point_to):
         nonlocal t
         t += rng.uniform(60, 200)
-        action = {"actionType": action_type, "iconType": key, "pointFrom": point_from, "timeAt": round(t)}
-        if point_to is not None:
-            action["pointTo"] = point_to
+        action = action_dict(action_type, key, point_from, point_to, round(t))
         actions.append(action)
         events.append({"type": "action", **action})
 
@@ -526,7 +525,7 @@ def coco_page(content, truth, profile, rng, clock):
             icon_at = (rng.uniform(0, width), height + rng.uniform(40, 120))  # the icon panel under the image
             t += rng.uniform(800, 2500) * profile.speed  # finding the object
             drag(icon_at, (fx * width, fy * height))
-            act("add", key, None, target)
+            act(ADD, key, None, target)
             placed[key] = target
             roll = rng.random()
             if roll < profile.correction_rate * 1.5:  # nudging the icon onto the object
@@ -534,13 +533,13 @@ def coco_page(content, truth, profile, rng, clock):
                                       else (fx, fy))
                 better = {"x": round(better_x, 5), "y": round(better_y, 5)}
                 drag((fx * width, fy * height), (better_x * width, better_y * height))
-                act("move", key, target, better)
+                act(MOVE, key, target, better)
                 placed[key] = better
             elif roll < profile.correction_rate * 2.5:  # dropped off the image, then placed again
                 drag((fx * width, fy * height), (fx * width, height + 60))
-                act("remove", key, target, None)
+                act(REMOVE, key, target, None)
                 drag(icon_at, (fx * width, fy * height))
-                act("add", key, None, target)
+                act(ADD, key, None, target)
     t += rng.uniform(1000, 3000) * profile.speed
     clock.advance(t)
     record = {
@@ -578,17 +577,17 @@ def _client_info(rng, variant, clock):
     }
 
 
-def _event_batches(events, offset):
-    """The page's events in the batches the page flushes: FLUSH_EVERY_MS of the person's time, FLUSH_MAX_EVENTS."""
-    batches, current = [], []
+def _event_flushes(events, offset):
+    """The page's events in the flushes the page sends: FLUSH_EVERY_MS of the person's time, FLUSH_MAX_EVENTS."""
+    flushes, current = [], []
     for event in events:
         if current and (len(current) >= FLUSH_MAX_EVENTS or offset(event) - offset(current[0]) > FLUSH_EVERY_MS):
-            batches.append(current)
+            flushes.append(current)
             current = []
         current.append(event)
     if current:
-        batches.append(current)
-    return batches
+        flushes.append(current)
+    return flushes
 
 
 def _flush(session, index, seq, events, clock):
@@ -606,16 +605,16 @@ def _work_page(session, index, content, kind, variant, truth, profile, rng, cloc
     page_start = timing.start_page(clock)
     events, records, started_at, time_spent = PAGE_BEHAVIOUR[kind](content, truth, profile, rng, clock)
     offset = (lambda e: e["time"] - started_at) if kind == TaskKind.IMAGENET else (lambda e: e["timeAt"])
-    batches = _event_batches(events, offset)
+    flushes = _event_flushes(events, offset)
     sent = 0
     try:
-        for batch in batches:
-            timing.wait(page_start, offset(batch[-1]) + 50)
-            _flush(session, index, sent, batch, clock)
+        for flush in flushes:
+            timing.wait(page_start, offset(flush[-1]) + 50)
+            _flush(session, index, sent, flush, clock)
             sent += 1
         timing.wait(page_start, time_spent)
     except HandIn as hand_in:
-        done = [e for batch in batches[sent:] for e in batch if offset(e) <= (hand_in.done_ms or 0)]
+        done = [e for flush in flushes[sent:] for e in flush if offset(e) <= (hand_in.done_ms or 0)]
         if done:
             _flush(session, index, sent, done, clock)
         raise

@@ -3,8 +3,8 @@
 `iconType` carries the category name, as in the published file; `pointFrom` is null on add and `pointTo` is
 absent on remove (luab.actions.action_dict); coordinates keep three decimals.
 
-The records written are rows of the export selectors (annotator.exports.selectors): mappings with their field
-names; the records read are luab.records.PublishedCocoRecord.
+The records written are mappings with neutral names (image_key, page_index, worker_hashed_id ..., as the export
+selectors name them); the records read are luab.records.PublishedCocoRecord.
 """
 import itertools
 import json
@@ -22,7 +22,7 @@ def coco_image_id(image_key):
 
 
 def hit_id(record, batch_name):
-    return record["assignment__hit__external_id"] or f"{batch_name}-{record['assignment__hit__index']}"
+    return record["hit_external_id"] or f"{batch_name}-{record['hit_index']}"
 
 
 def exported_action(action, category_names):
@@ -36,12 +36,12 @@ def exported_action(action, category_names):
 
 def coco_ab_record(record, anonymise, category_names, batch_name, with_state=False):
     exported = {
-        "image_id": coco_image_id(record["image__key"]),
-        "page_id": record["page__index"],
+        "image_id": coco_image_id(record["image_key"]),
+        "page_id": record["page_index"],
         "hit_id": hit_id(record, batch_name),
-        "worker_id": anonymise(record["assignment__worker__hashed_id"]),
-        "originalImageWidth": record["image__width"],
-        "originalImageHeight": record["image__height"],
+        "worker_id": anonymise(record["worker_hashed_id"]),
+        "originalImageWidth": record["original_width"],
+        "originalImageHeight": record["original_height"],
         "imageWidth": record["image_width"],
         "imageHeight": record["image_height"],
         "actionHistories": [exported_action(action, category_names) for action in record["action_histories"]],
@@ -50,7 +50,7 @@ def coco_ab_record(record, anonymise, category_names, batch_name, with_state=Fal
         "timeSpent": record["time_spent"],
     }
     if with_state:
-        exported["assignment_state"] = record["assignment__state"]
+        exported["assignment_state"] = record["assignment_state"]
     return exported
 
 

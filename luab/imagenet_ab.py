@@ -8,8 +8,8 @@ As published, `selectedRecord` lists all clicks on the image in time order (sele
 alternate, so `selected` is True when their number is odd); we store the selecting and the deselecting clicks
 apart (luab.records) and merge them here, and an import splits them again by position.
 
-The records written are rows of the export selectors (annotator.exports.selectors): mappings with their field
-names; the records read are luab.records.PublishedImageNetRecord.
+The records written are mappings with neutral names (image_key, page_index, worker_hashed_id ..., as the export
+selectors name them); the records read are luab.records.PublishedImageNetRecord.
 """
 import gzip
 import io
@@ -33,11 +33,11 @@ IMAGES_PER_OBJECT_QUERY = 500
 
 def image_id(record):
     """ImageNet-AB's imageID: "<wnid>/<stem>", the wnid being the image's own class."""
-    return f"{wnid(record)}/{record['image__key']}"
+    return f"{wnid(record)}/{record['image_key']}"
 
 
 def wnid(record):
-    return record["image__label__key"] or record["page__category__key"] or "unlabelled"
+    return record["image_label"] or record["page_category"] or "unlabelled"
 
 
 def estimate_time(hovered_record, selecting_clicks, deselecting_clicks):
@@ -113,24 +113,24 @@ def metadata_xml(record, exported_worker_id, with_state):
         f"\t\t<hoveredCount>{sum(1 for h in hovered if h['action'] == 'enter')}</hoveredCount>\n",
         f"\t\t<estimateTime>"
         f"{estimate_time(hovered, record['selected_record'], record['deselected_record'])}</estimateTime>\n",
-        f"\t\t<originalImageWidth>{record['image__width']}</originalImageWidth>\n",
-        f"\t\t<originalImageHeight>{record['image__height']}</originalImageHeight>\n",
+        f"\t\t<originalImageWidth>{record['original_width']}</originalImageWidth>\n",
+        f"\t\t<originalImageHeight>{record['original_height']}</originalImageHeight>\n",
         f"\t\t<imageWidth>{record['image_width']}</imageWidth>\n",
         f"\t\t<imageHeight>{record['image_height']}</imageHeight>\n",
         f"\t\t<imagePosition>\n\t\t\t<x>{position.get('x', 0)}</x>\n\t\t\t<y>{position.get('y', 0)}</y>\n"
         f"\t\t</imagePosition>\n",
         f"\t\t<worker_id>{exported_worker_id}</worker_id>\n",
         f"\t\t<assignment_id>{escape(assignment_id(record))}</assignment_id>\n",
-        f"\t\t<page_idx>{record['page__index']}</page_idx>\n",
+        f"\t\t<page_idx>{record['page_index']}</page_idx>\n",
     ]
     if with_state:
-        parts.append(f"\t\t<assignment_state>{record['assignment__state']}</assignment_state>\n")
+        parts.append(f"\t\t<assignment_state>{record['assignment_state']}</assignment_state>\n")
     parts.append("\t</metadata>\n")
     return "".join(parts)
 
 
 def assignment_id(record):
-    return record["assignment__external_id"] or str(record["assignment__uuid"])
+    return record["assignment_external_id"] or str(record["assignment_uuid"])
 
 
 def annotation_xml(records, objects, anonymise, with_state=False):
@@ -140,9 +140,9 @@ def annotation_xml(records, objects, anonymise, with_state=False):
     parts = [
         "<annotation>\n",
         f"\t<folder>{folder}</folder>\n",
-        f"\t<filename>{escape(first['image__key'])}</filename>\n",
+        f"\t<filename>{escape(first['image_key'])}</filename>\n",
         f"\t<source>\n\t\t<database>{DATABASE_NAME}</database>\n\t</source>\n",
-        f"\t<size>\n\t\t<width>{first['image__width']}</width>\n\t\t<height>{first['image__height']}</height>\n"
+        f"\t<size>\n\t\t<width>{first['original_width']}</width>\n\t\t<height>{first['original_height']}</height>\n"
         "\t\t<depth>3</depth>\n\t</size>\n",
         "\t<segmented>0</segmented>\n",
     ]
@@ -154,7 +154,7 @@ def annotation_xml(records, objects, anonymise, with_state=False):
             f"\t\t\t<xmax>{round(x + w)}</xmax>\n\t\t\t<ymax>{round(y + h)}</ymax>\n\t\t</bndbox>\n\t</object>\n"
         )
     for record in records:
-        parts.append(metadata_xml(record, anonymise(record["assignment__worker__hashed_id"]), with_state))
+        parts.append(metadata_xml(record, anonymise(record["worker_hashed_id"]), with_state))
     parts.append("</annotation>\n")
     return "".join(parts).encode()
 
@@ -174,7 +174,7 @@ def write_tar(records, out, anonymise, load_objects, with_state=False, on_record
             objects = load_objects([sessions[0]["image_id"] for sessions in groups])
             for sessions in groups:
                 document = annotation_xml(sessions, objects.get(sessions[0]["image_id"], []), anonymise, with_state)
-                info = tarfile.TarInfo(f"{MEMBER_PREFIX}{wnid(sessions[0])}/{sessions[0]['image__key']}.xml")
+                info = tarfile.TarInfo(f"{MEMBER_PREFIX}{wnid(sessions[0])}/{sessions[0]['image_key']}.xml")
                 info.size = len(document)
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(document))

@@ -1,5 +1,8 @@
 """Reads for exports and the report: the records of a batch, flat and in the order each format needs.
 
+Rows carry neutral names (image_key, page_index, worker_hashed_id ...: *_RECORD_FIELDS and *_RECORD_COLUMNS), not
+the ORM's lookups, so that the format writers (luab) know nothing of the models.
+
 JSON columns come as JSON text in `<name>_json` keys; `json_columns` turns them into values (msgspec decodes
 several times faster than Django's per-field json.loads) or into msgspec.Raw, copied to the output untouched.
 """
@@ -7,27 +10,28 @@ from contextlib import contextmanager
 
 import msgspec
 from django.db import connection
-from django.db.models import OuterRef, Subquery, TextField
+from django.db.models import F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 
 from annotator.models import Assignment, CocoRecord, GroundTruthObject, ImageNetRecord, PageSubmission
 
 IMAGENET_JSON_FIELDS = ("selected_record", "deselected_record", "hovered_record", "mouse_tracking", "image_position")
 COCO_JSON_FIELDS = ("action_histories", "category_histories", "mouse_tracking", "final_positions")
-IMAGENET_RECORD_FIELDS = (
-    "id", "selected", "image_width", "image_height",
-    "image_id", "image__key", "image__width", "image__height", "image__label__key",
-    "page__index", "page__category__key",
-    "assignment__uuid", "assignment__external_id", "assignment__state", "assignment__interface_variant",
-    "assignment__worker__hashed_id", "assignment__hit__index", "assignment__hit__external_id",
-)
-COCO_RECORD_FIELDS = (
-    "id", "image_width", "image_height", "time_spent",
-    "image_id", "image__key", "image__width", "image__height",
-    "page__index",
-    "assignment__uuid", "assignment__external_id", "assignment__state", "assignment__interface_variant",
-    "assignment__worker__hashed_id", "assignment__hit__index", "assignment__hit__external_id",
-)
+# The rows' neutral names (what luab's writers read) and the lookups they come from.
+_SHARED_COLUMNS = {
+    "image_key": "image__key", "original_width": "image__width", "original_height": "image__height",
+    "page_index": "page__index",
+    "assignment_uuid": "assignment__uuid", "assignment_external_id": "assignment__external_id",
+    "assignment_state": "assignment__state", "interface_variant": "assignment__interface_variant",
+    "worker_hashed_id": "assignment__worker__hashed_id",
+    "hit_index": "assignment__hit__index", "hit_external_id": "assignment__hit__external_id",
+}
+IMAGENET_RECORD_FIELDS = ("id", "selected", "image_width", "image_height", "image_id")
+IMAGENET_RECORD_COLUMNS = {
+    **_SHARED_COLUMNS, "image_label": "image__label__key", "page_category": "page__category__key",
+}
+COCO_RECORD_FIELDS = ("id", "image_width", "image_height", "time_spent", "image_id")
+COCO_RECORD_COLUMNS = _SHARED_COLUMNS
 
 
 @contextmanager
@@ -80,7 +84,7 @@ def imagenet_records(batch, include_rejected=False, with_client=False):
 
     JSON columns: IMAGENET_JSON_FIELDS, plus "page_client" with_client."""
     return _records(ImageNetRecord, batch, include_rejected, with_client, ("image_id", "assignment_id", "page_id"),
-                    IMAGENET_RECORD_FIELDS, IMAGENET_JSON_FIELDS)
+                    IMAGENET_RECORD_FIELDS, IMAGENET_RECORD_COLUMNS, IMAGENET_JSON_FIELDS)
 
 
 def coco_records(batch, include_rejected=False, with_client=False):
@@ -88,15 +92,17 @@ def coco_records(batch, include_rejected=False, with_client=False):
 
     JSON columns: COCO_JSON_FIELDS, plus "page_client" with_client."""
     return _records(CocoRecord, batch, include_rejected, with_client,
-                    ("assignment__hit__index", "assignment_id", "page__index"), COCO_RECORD_FIELDS, COCO_JSON_FIELDS)
+                    ("assignment__hit__index", "assignment_id", "page__index"), COCO_RECORD_FIELDS, COCO_RECORD_COLUMNS,
+                    COCO_JSON_FIELDS)
 
 
-def _records(model, batch, include_rejected, with_client, order, fields, json_fields):
+def _records(model, batch, include_rejected, with_client, order, fields, columns, json_fields):
     records = _batch_records(model, batch, include_rejected)
     if with_client:
         records = records.annotate(**_page_submission_columns())
     return records.order_by(*order).values(
-        *fields, *(_PAGE_SUBMISSION_FIELDS if with_client else ()), **_as_json_text(json_fields),
+        *fields, *(_PAGE_SUBMISSION_FIELDS if with_client else ()),
+        **{name: F(lookup) for name, lookup in columns.items()}, **_as_json_text(json_fields),
     )
 
 

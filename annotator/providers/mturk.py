@@ -106,7 +106,7 @@ def external_question(url, frame_height):
     )
 
 
-def _replayed_token(error):
+def _token_already_used(error):
     """MTurk refuses a UniqueRequestToken it has already served: the earlier call did the work."""
     message = error.response.get("Error", {}).get("Message", "")
     return "UniqueRequestToken" in message or "HitAlreadyExists" in message or "already exists" in message
@@ -239,7 +239,7 @@ class MTurkProvider(MarketProvider):
                 UniqueRequestToken=request_token(request_key),
             )
         except ClientError as error:
-            if not _replayed_token(error):
+            if not _token_already_used(error):
                 raise
             logger.info("bonus %s was already paid by an earlier attempt", request_key)
 
@@ -253,7 +253,7 @@ class MTurkProvider(MarketProvider):
                 UniqueRequestToken=request_token(request_key),
             )
         except ClientError as error:
-            if not _replayed_token(error):
+            if not _token_already_used(error):
                 raise
             logger.info("re-post %s was already made by an earlier attempt", request_key)
 

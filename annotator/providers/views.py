@@ -60,7 +60,7 @@ class ProlificSignatureAuthentication(authentication.BaseAuthentication):
             raise AuthenticationFailed(f"{SIGNATURE_HEADER}: does not match the body and timestamp")
         seen = MarketNotification.objects.filter(signature=signature).values_list("event_id", flat=True).first()
         if seen is not None and seen != event_id_of(request, signature):
-            raise Replayed(f"this signed call was already received as event {seen}: a replay")
+            raise ReusedCall(f"this signed call was already received as event {seen}: a replay")
         return AnonymousUser(), ProlificSignature(timestamp, signature)
 
     def authenticate_header(self, request):
@@ -84,11 +84,11 @@ class HasProlificSignature(permissions.BasePermission):
 
 
 def event_id_of(request, signature):
-    """X-Event-ID, or the signature where Prolific sent none (a replay of it is then the same event)."""
+    """X-Event-ID, or the signature where Prolific sent none (a reuse of it is then the same event)."""
     return request.headers.get(EVENT_ID_HEADER, "").strip()[:100] or signature
 
 
-class Replayed(APIException):
+class ReusedCall(APIException):
     status_code = 409
     default_code = "replayed"
 

@@ -1,4 +1,4 @@
-"""Reads for review: work summaries for the rules, batch dashboards, assignment replays, worker histories."""
+"""Reads for review: work summaries for the rules, batch dashboards, assignment playbacks, worker histories."""
 import statistics
 from decimal import Decimal
 
@@ -168,12 +168,12 @@ def _image_url(image):
     return file_url(image.display_file) or file_url(image.file)
 
 
-def assignment_replay(assignment):
-    """Everything the replay canvas draws, as plain JSON-able data (rendered with json_script, so escaped)."""
+def assignment_playback(assignment):
+    """Everything the playback canvas draws, as plain JSON-able data (rendered with json_script, so escaped)."""
     kind = assignment.hit.batch.task_kind
     pages = list(assignment.hit.pages.select_related("category", "image").order_by("index"))
     submissions = {s.page_id: s for s in assignment.page_submissions.all()}
-    replay_pages = []
+    playback_pages = []
     categories = {}  # COCO-style: the icons' names and pictures by category key
     if kind == TaskKind.IMAGENET:
         records = {}
@@ -194,7 +194,7 @@ def assignment_replay(assignment):
                     "hovered_record": record.hovered_record if record else [],
                     "mouse_tracking": record.mouse_tracking if record else [],
                 })
-            replay_pages.append(_page_header(page, submissions) | {
+            playback_pages.append(_page_header(page, submissions) | {
                 "category": page.category.name if page.category else "", "items": items,
             })
     else:
@@ -205,14 +205,14 @@ def assignment_replay(assignment):
         records = {record.page_id: record for record in assignment.coco_records.all()}
         for page in pages:
             record = records.get(page.id)
-            replay_pages.append(_page_header(page, submissions) | {
+            playback_pages.append(_page_header(page, submissions) | {
                 "image_key": page.image.key if page.image else "",
                 "url": _image_url(page.image) if page.image else "",
                 "action_histories": record.action_histories if record else [],
                 "mouse_tracking": record.mouse_tracking if record else [],
                 "final_positions": record.final_positions if record else {},
             })
-    return {"kind": kind, "pages": replay_pages, "categories": categories}
+    return {"kind": kind, "pages": playback_pages, "categories": categories}
 
 
 def _page_header(page, submissions):

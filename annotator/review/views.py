@@ -1,6 +1,6 @@
-"""The staff review console: batch dashboards, assignment replays, decisions, worker pages.
+"""The staff review console: batch dashboards, assignment playbacks, decisions, worker pages.
 
-Pages are rendered with Django templates (autoescaped; replay data goes through json_script), send a
+Pages are rendered with Django templates (autoescaped; playback data goes through json_script), send a
 Content-Security-Policy without inline script (annotator/csp.py), and every change is a CSRF-protected POST that
 calls a service and redirects back.
 """
@@ -123,7 +123,7 @@ def assignment_detail(request, assignment_id):
     return render(request, "annotator/review/assignment.html", {
         "assignment": assignment,
         "batch": assignment.hit.batch,
-        "replay": selectors.assignment_replay(assignment),
+        "playback": selectors.assignment_playback(assignment),
         "events": selectors.assignment_events(assignment),
         "market_state": selectors.market_states([assignment.pk]).get(assignment.pk, ""),
         "decision_form": forms.DecisionForm.for_assignment(assignment),

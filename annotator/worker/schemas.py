@@ -14,7 +14,7 @@ from luab.records import (
     CategoryVisit, CocoRecord, Decoded, Hover, IconAction, ImageNetRecord, Number, PageTimedPoint, TimedPoint, Toggle,
 )
 
-MAX_EVENTS_PER_BATCH = 5_000
+MAX_EVENTS_PER_FLUSH = 5_000
 MAX_CLIENT_CHANGES = 10_000
 MAX_RECORDS = 1_000
 
@@ -107,7 +107,7 @@ class EventBatchIn(Decoded):
     batch_id: uuid.UUID
     seq: Annotated[int, Meta(ge=0, le=2**31 - 1)]
     sent_at: Number
-    events: Annotated[list[PageEvent], Meta(max_length=MAX_EVENTS_PER_BATCH)]
+    events: Annotated[list[PageEvent], Meta(max_length=MAX_EVENTS_PER_FLUSH)]
 
 
 class SubmitIn(Decoded):

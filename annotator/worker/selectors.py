@@ -315,9 +315,9 @@ def page_content(page, hit):
 def resume_events(assignment, page):
     """Every event already flushed for this page, in the client's sequence order."""
     events = []
-    batches = EventBatch.objects.filter(assignment=assignment, page=page).order_by("seq", "received_at", "pk")
-    for batch_events in batches.values_list("events", flat=True):
-        events.extend(batch_events)
+    flushes = EventBatch.objects.filter(assignment=assignment, page=page).order_by("seq", "received_at", "pk")
+    for flushed_events in flushes.values_list("events", flat=True):
+        events.extend(flushed_events)
     return events
 
 

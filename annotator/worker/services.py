@@ -248,20 +248,20 @@ def _start_work(assignment):
         Assignment.objects.filter(pk=assignment.pk, state=Assignment.State.ACCEPTED).update(state=assignment.state)
 
 
-def record_event_batch(assignment, page, body):
-    """Store one flushed batch; the same batch_id again stores nothing. Returns (events stored, created).
+def record_event_flush(assignment, page, body):
+    """Store one flush of raw events (an EventBatch row); the same batch_id again stores nothing. Returns (events stored, created).
 
     Also after submit, whatever review decided since (the page's last flush and pagehide beacons come after the
     submit, and the automatic decision often comes before them); a returned or expired assignment's token is
     refused before this (AssignmentTokenAuthentication)."""
-    batch = decode(body, schemas.EventBatchIn)
+    flush = decode(body, schemas.EventBatchIn)
     problems = Problems()
     kind = assignment.hit.batch.task_kind
     if kind == TaskKind.IMAGENET:
-        check_events(problems, batch, now_ms(), image_keys=selectors.assignment_page_candidates(assignment, page))
+        check_events(problems, flush, now_ms(), image_keys=selectors.assignment_page_candidates(assignment, page))
     else:
         keys, n_groups = selectors.assignment_category_keys(assignment)
-        check_events(problems, batch, now_ms(), category_keys=keys, n_groups=n_groups)
+        check_events(problems, flush, now_ms(), category_keys=keys, n_groups=n_groups)
     problems.raise_if_any()
     # The events array's JSON text, stored as sent (the column is PostgreSQL json): never decoded into dicts.
     raw_events = msgspec.json.decode(body, type=schemas.RawEventBatch).events
@@ -271,16 +271,16 @@ def record_event_batch(assignment, page, body):
     try:
         with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
             insert_rows(EventBatch, [{
-                "assignment": assignment.pk, "page": page.pk, "client_batch_id": batch.batch_id, "seq": batch.seq,
-                "events": raw_events, "client_sent_at": int(batch.sent_at), "received_at": timezone.now(),
+                "assignment": assignment.pk, "page": page.pk, "client_batch_id": flush.batch_id, "seq": flush.seq,
+                "events": raw_events, "client_sent_at": int(flush.sent_at), "received_at": timezone.now(),
             }])
     except IntegrityError:
-        stored = EventBatch.objects.filter(assignment=assignment, client_batch_id=batch.batch_id).first()
+        stored = EventBatch.objects.filter(assignment=assignment, client_batch_id=flush.batch_id).first()
         if stored is None:
             raise
         return len(stored.events), False
     _start_work(assignment)
-    return len(batch.events), True
+    return len(flush.events), True
 
 
 def _imagenet_rows(assignment, page, save, problems):

@@ -331,13 +331,13 @@ def check_coco_record(problems, records, page_index, image_key, category_keys, n
         return None
 
 
-def check_events(problems, batch, now_ms, image_keys=None, category_keys=None, n_groups=None):
+def check_events(problems, flush, now_ms, image_keys=None, category_keys=None, n_groups=None):
     """Flushed events: image ids on this page, known categories and groups, fractions, plausible times.
 
     image_keys / category_keys are None on pages of the other kind: then events that need them are refused.
     """
-    check_epoch_ms(problems, "sent_at", batch.sent_at, now_ms)
-    for i, event in enumerate(batch.events):
+    check_epoch_ms(problems, "sent_at", flush.sent_at, now_ms)
+    for i, event in enumerate(flush.events):
         path = f"events[{i}]"
         image_id = getattr(event, "image_id", None)
         if image_id is not None:

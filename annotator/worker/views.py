@@ -280,7 +280,7 @@ class PageEventsView(WorkerAPIView):
     def post(self, request, index):
         body = read_body(request)
         page = self.page(index)
-        stored, created = services.record_event_batch(request.auth, page, body)
+        stored, created = services.record_event_flush(request.auth, page, body)
         return Response({"stored": stored}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

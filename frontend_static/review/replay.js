@@ -1,11 +1,11 @@
-// Assignment replay: draws what the worker did over the images, on canvas, and plays it back over time.
+// Assignment playback: draws what the worker did over the images, on canvas, and plays it back over time.
 // ImageNet-style: mouse trace, clicks that selected / deselected, hover time, selection state, in-class marker.
 // COCO-style: mouse trace, the icon actions (add, move, remove) and the icons on the image, by category name.
 // The player (play / pause, a slider to scrub, speed) redraws every canvas of the page at time t: only what had
 // happened by then, with the pointer's position; the page opens on its final state.
 // All worker-supplied data is drawn on canvas or set with textContent: nothing is parsed as HTML.
 import { element } from "../lib/dom.js";
-import { arrow, COLORS, cross, dot, drawTrace, label, loadImage, pointer, replayCanvas } from "./replay_draw.js";
+import { arrow, COLORS, cross, dot, drawTrace, label, loadImage, pointer, playbackCanvas } from "./replay_draw.js";
 import {
   clicksOf, cocoDuration, finite, hoveredMs, imagenetTimeline, lastBefore, seconds, selectedAt,
 } from "./replay_time.js";
@@ -31,7 +31,7 @@ function imagenetPage(page) {
     const trace = item.mouse_tracking || [];
     const hovered = item.hovered_record || [];
     const caption = element("figcaption");
-    const view = replayCanvas(item.url, THUMB, THUMB, (ctx, w, h, t) => {
+    const view = playbackCanvas(item.url, THUMB, THUMB, (ctx, w, h, t) => {
       const atEnd = t >= duration;
       const until = start + t;
       drawTrace(ctx, trace.filter((p) => p.time <= until), w, h);
@@ -105,7 +105,7 @@ function cocoPage(page, icons, seek) {
   const section = element("section", "replay-page");
   section.appendChild(pageHeading(page, `image ${page.image_key}`));
   const list = element("ol", "actions");
-  const view = replayCanvas(page.url, Math.round(COCO_HEIGHT * 16 / 9), COCO_HEIGHT, (ctx, w, h, t) => {
+  const view = playbackCanvas(page.url, Math.round(COCO_HEIGHT * 16 / 9), COCO_HEIGHT, (ctx, w, h, t) => {
     const atEnd = t >= duration;
     drawTrace(ctx, trace.filter((p) => p.timeAt <= t), w, h);
     const placed = drawActions(ctx, actions, w, h, t, atEnd);
@@ -205,24 +205,24 @@ function start() {
   const root = document.getElementById("replay");
   const tabs = document.getElementById("page-tabs");
   if (!dataNode || !root) return;
-  const replay = JSON.parse(dataNode.textContent);
-  const icons = iconSet(replay.categories || {});
+  const playback = JSON.parse(dataNode.textContent);
+  const icons = iconSet(playback.categories || {});
   const controls = player((section) => root.replaceChildren(section));
 
   function show(index) {
-    const page = replay.pages[index];
-    controls.show(replay.kind === "coco" ? cocoPage(page, icons, controls.seek) : imagenetPage(page));
+    const page = playback.pages[index];
+    controls.show(playback.kind === "coco" ? cocoPage(page, icons, controls.seek) : imagenetPage(page));
     tabs.querySelectorAll("button").forEach((button, i) => button.setAttribute("aria-pressed", String(i === index)));
   }
 
-  replay.pages.forEach((page, index) => {
+  playback.pages.forEach((page, index) => {
     const button = element("button", page.completed ? "done" : "missing", String(index + 1));
     button.type = "button";
     button.title = page.completed ? "completed" : "not completed";
     button.addEventListener("click", () => show(index));
     tabs.appendChild(button);
   });
-  if (replay.pages.length) show(0);
+  if (playback.pages.length) show(0);
 }
 
 start();

@@ -1,4 +1,4 @@
-// Drawing the replay on canvas: the trace, clicks, actions, labels, and a canvas that redraws itself at time t.
+// Drawing the playback on canvas: the trace, clicks, actions, labels, and a canvas that redraws itself at time t.
 import { element } from "../lib/dom.js";
 import { finite } from "./replay_time.js";
 
@@ -95,7 +95,7 @@ export function loadImage(url) {
 
 // A canvas showing url inside a maxWidth x maxHeight box at the image's own aspect ratio, redrawn by
 // paint(t) with overlay(ctx, w, h, t) on top (on a grey box if the image does not load).
-export function replayCanvas(url, maxWidth, maxHeight, overlay, ready) {
+export function playbackCanvas(url, maxWidth, maxHeight, overlay, ready) {
   const canvas = element("canvas");
   canvas.width = maxWidth;
   canvas.height = maxHeight;

@@ -1,4 +1,4 @@
-// The replay's time arithmetic, free of the page: what had happened by time t.
+// The playback's time arithmetic, free of the page: what had happened by time t.
 
 export function finite(point) {
   return Boolean(point) && Number.isFinite(point.x) && Number.isFinite(point.y);

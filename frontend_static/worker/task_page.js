@@ -1,7 +1,7 @@
 /*
  * Worker task pages: the machinery both task kinds share.
  *
- * Bootstrap -> GET assignment -> for each page: GET pages/<i> (content + events already saved), replay those
+ * Bootstrap -> GET assignment -> for each page: GET pages/<i> (content + events already saved), re-apply those
  * events, record new ones (flushed in small batches with client ids, retried with backoff, beaconed on pagehide,
  * kept in localStorage until the server has them), POST pages/<i>/save with a client save id -> POST submit.
  *
@@ -12,7 +12,7 @@
  *
  * A kind's entry module (imagenet.js, coco.js) calls startTaskPage({mount}); mount(root, content, session) draws
  * one page and returns {apply(event), records(timeSpent), canSave(), destroy()} and optionally ready() (called once
- * recording is on). The page calls session.record(event) for every interaction; the same apply() replays the saved
+ * recording is on). The page calls session.record(event) for every interaction; the same apply() re-applies the saved
  * events after a reload.
  */
 import { Api, tokenRefused } from "./api.js";

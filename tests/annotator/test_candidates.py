@@ -120,7 +120,7 @@ def crawl(client, batch):
                 ))
         first = client.get("/api/worker/pages/0", **auth).json()["items"][0]["image_id"]
         click = {"type": "click", "image_id": first, "x": 0.5, "y": 0.5, "time": bodies.now_ms(), "selected": True}
-        flushed = client.post("/api/worker/pages/0/events", data=bodies.event_batch([click]),
+        flushed = client.post("/api/worker/pages/0/events", data=bodies.event_flush([click]),
                               content_type="application/json", **auth)
         assert flushed.status_code == 201
         received.append(client.get("/api/worker/pages/0", **auth).content)

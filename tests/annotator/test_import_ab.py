@@ -442,12 +442,12 @@ def generated_imagenet_ab(path, n_images):
     )
     trace = [{"x": i / 100, "y": i / 100, "time": 1641425051000 + i * 16} for i in range(30)]
     sessions = ({
-        "image_id": image.pk, "image__key": image.key, "image__label__key": category.key,
-        "page__category__key": category.key, "image__width": 500, "image__height": 375, "image_width": 200,
+        "image_id": image.pk, "image_key": image.key, "image_label": category.key,
+        "page_category": category.key, "original_width": 500, "original_height": 375, "image_width": 200,
         "image_height": 150, "selected": True, "selected_record": trace[-1:], "deselected_record": [],
         "hovered_record": [{"action": "enter", "time": 1641425051000}], "mouse_tracking": trace,
-        "image_position": {"x": i % 10, "y": 0}, "assignment__worker__hashed_id": f"{i // 20:010X}",
-        "assignment__external_id": f"ASSIGNMENT-{i // 20}", "page__index": i // 10 % 2,
+        "image_position": {"x": i % 10, "y": 0}, "worker_hashed_id": f"{i // 20:010X}",
+        "assignment_external_id": f"ASSIGNMENT-{i // 20}", "page_index": i // 10 % 2,
     } for i, image in enumerate(images))
     with gzip.open(path, "wb") as out:
         imagenet_ab.write_tar(sessions, out, anonymise=lambda hashed: hashed, load_objects=lambda ids: {})

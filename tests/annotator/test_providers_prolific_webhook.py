@@ -99,7 +99,7 @@ def test_an_older_status_arriving_late_does_not_overwrite_a_newer_one(market, dj
 
 
 @pytest.mark.django_db
-def test_unsigned_wrongly_signed_stale_and_replayed_calls_are_refused(market, settings):
+def test_unsigned_wrongly_signed_stale_and_reused_calls_are_refused(market, settings):
     hit = published_hit()
     submission_id, assignment = working(market, hit)
     market.submissions[submission_id]["status"] = "RETURNED"
@@ -120,8 +120,8 @@ def test_unsigned_wrongly_signed_stale_and_replayed_calls_are_refused(market, se
     assert MarketNotification.objects.count() == 0
 
     assert post(body, headers).status_code == 200
-    replayed = post(body, {**headers, "X-Event-ID": "evt-fresh-looking"})
-    assert replayed.status_code == 409 and "replay" in replayed.json()["error"]["message"]
+    reused = post(body, {**headers, "X-Event-ID": "evt-fresh-looking"})
+    assert reused.status_code == 409 and "replay" in reused.json()["error"]["message"]
 
     settings.PROLIFIC_WEBHOOK_SECRET = ""
     assert post(body, headers).status_code == 401

@@ -30,7 +30,7 @@ def poisoned(client):
     assignment, token = accept(hit)
     page = hit.pages.get(index=0)
     hover = {"type": "hover", "image_id": bodies.candidate_ids(page)[0], "action": "enter", "time": bodies.now_ms()}
-    assert call(client, token, "POST", "pages/0/events", bodies.event_batch([hover])).status_code == 201
+    assert call(client, token, "POST", "pages/0/events", bodies.event_flush([hover])).status_code == 201
     assert call(client, token, "POST", "pages/0/save", bodies.imagenet_save(page)).status_code == 201
     deep = "[" * LEVELS + "]" * LEVELS
     batch = models.EventBatch.objects.get()

@@ -128,7 +128,7 @@ def test_bulk_reject_from_the_dashboard_needs_feedback(staff_client):
     assert list(Assignment.objects.values_list("feedback", flat=True).distinct()) == ["Random clicks."]
 
 
-def test_replay_page_escapes_worker_data_and_shows_the_rules_and_agreement(staff_client):
+def test_playback_page_escapes_worker_data_and_shows_the_rules_and_agreement(staff_client):
     assignment = spam_imagenet()
     page = assignment.hit.pages.first()
     category = factories.CategoryFactory(dataset=assignment.hit.batch.dataset, name="<b>tench</b>")
@@ -149,7 +149,7 @@ def test_replay_page_escapes_worker_data_and_shows_the_rules_and_agreement(staff
     assert "0.750" in html
 
 
-def test_coco_replay_carries_the_icon_actions(staff_client):
+def test_coco_playback_carries_the_icon_actions(staff_client):
     assignment = submitted_assignment(kind=TaskKind.COCO, n_pages=2, n_gt_categories=2, n_tagged_correct=2,
                                       n_icons=2, n_icons_on_mask=2)
     page = assignment.hit.pages.first()
@@ -181,7 +181,7 @@ def test_worker_page_blocks_unblocks_and_the_bonus_form_reaches_the_provider(sta
     assert "Bonus of $0.75 sent to the provider." in response.content.decode()
 
 
-def test_override_from_the_replay_page(staff_client, admin_user):
+def test_override_from_the_playback_page(staff_client, admin_user):
     assignment = spam_imagenet()
     services.auto_review(assignment.pk)
 

@@ -139,7 +139,7 @@ def test_bad_token_is_403_and_writes_nothing(client, imagenet, how):
     bad = {"missing": None, "forged": "abc:def", "tampered": token[:-2] + ("AA" if token[-2:] != "AA" else "BB")}[how]
     for method, path, body in [
         ("GET", "assignment", None), ("GET", "pages/0", None),
-        ("POST", "pages/0/events", bodies.event_batch([])),
+        ("POST", "pages/0/events", bodies.event_flush([])),
         ("POST", "pages/0/save", bodies.imagenet_save(hit.pages.get(index=0))), ("POST", "submit", {}),
     ]:
         response = call(client, bad, method, path, body)
@@ -159,7 +159,7 @@ def test_expired_token_is_403(client, imagenet, settings):
 def test_token_in_query_string_works_for_beacons(client, imagenet):
     _, assignment, token = imagenet
     response = client.post(
-        f"/api/worker/pages/0/events?token={token}", data=json.dumps(bodies.event_batch([])),
+        f"/api/worker/pages/0/events?token={token}", data=json.dumps(bodies.event_flush([])),
         content_type="text/plain",
     )
     assert response.status_code == 201
@@ -170,7 +170,7 @@ def test_a_token_only_reaches_its_own_assignment(client, imagenet):
     hit, first, first_token = imagenet
     second, second_token = accept(make_imagenet_hit(n_pages=1), "W2")
     hidden = {"type": "visibility", "state": "hidden", "time": bodies.now_ms()}
-    call(client, first_token, "POST", "pages/0/events", bodies.event_batch([hidden]))
+    call(client, first_token, "POST", "pages/0/events", bodies.event_flush([hidden]))
     assert call(client, second_token, "GET", "assignment").json()["assignment_id"] == str(second.uuid)
     assert call(client, second_token, "GET", "pages/0").json()["resume"]["events"] == []
     response = call(client, second_token, "POST", "pages/0/save", bodies.imagenet_save(hit.pages.get(index=0)))
@@ -187,8 +187,8 @@ def test_events_are_stored_once_and_resumed_in_order(client, imagenet):
     page_key = call(client, token, "GET", "pages/0").json()["items"][0]["image_id"]
     t = bodies.now_ms()
     click = {"type": "click", "image_id": page_key, "x": 0.5, "y": 0.25, "time": t, "selected": True}
-    later = bodies.event_batch([click], seq=2)
-    earlier = bodies.event_batch([
+    later = bodies.event_flush([click], seq=2)
+    earlier = bodies.event_flush([
         {"type": "hover", "image_id": page_key, "action": "enter", "time": t - 10, "pointerType": "mouse"},
         {"type": "move", "image_id": page_key, "x": 0.5, "y": 0.2, "time": t - 5},
     ], seq=1)
@@ -214,9 +214,9 @@ def test_a_page_is_read_once_per_assignment_not_per_flush(client, imagenet, coco
         if event is None:
             key = call(client, token, "GET", "pages/0").json()["items"][0]["image_id"]
             event = {"type": "move", "image_id": key, "x": 0.5, "y": 0.2, "time": bodies.now_ms()}
-        assert call(client, token, "POST", "pages/0/events", bodies.event_batch([event], seq=1)).status_code == 201
+        assert call(client, token, "POST", "pages/0/events", bodies.event_flush([event], seq=1)).status_code == 201
         with CaptureQueriesContext(connection) as queries:
-            response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event], seq=2))
+            response = call(client, token, "POST", "pages/0/events", bodies.event_flush([event], seq=2))
         assert response.status_code == 201
         tables = [q["sql"] for q in queries.captured_queries
                   if q["sql"].startswith(("SELECT", "INSERT", "UPDATE", "COPY", "1 times"))]
@@ -227,7 +227,7 @@ def test_a_page_is_read_once_per_assignment_not_per_flush(client, imagenet, coco
 
 def test_coco_events_are_accepted(client, coco):
     _, _, token = coco
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush([
         {"type": "category", "categoryIndex": 2, "categoryName": "animal", "timeAt": 100, "usingKeyboard": True},
         {"type": "action", **bodies.add("18", 0.01, 0.01, 200)},
         {"type": "track", "x": 0.2, "y": 0.3, "timeAt": 210},
@@ -253,7 +253,7 @@ def test_bad_imagenet_events_are_refused(client, imagenet, event, field, why):
         event["image_id"] = key
     if event["type"] in {"click", "move", "hover"}:
         event.setdefault("time", bodies.now_ms())
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush([event]))
     assert response.status_code == 400, response.content
     error = error_of(response)
     assert field in error["fields"] and why in error["fields"][field][0], error
@@ -263,7 +263,7 @@ def test_bad_imagenet_events_are_refused(client, imagenet, event, field, why):
 
 def test_event_times_far_from_the_server_clock_are_refused(client, imagenet):
     _, _, token = imagenet
-    batch = bodies.event_batch([{"type": "visibility", "state": "hidden", "time": 1_000}])
+    batch = bodies.event_flush([{"type": "visibility", "state": "hidden", "time": 1_000}])
     error = error_of(call(client, token, "POST", "pages/0/events", batch))
     assert "more than a day away from the server clock" in error["fields"]["events[0].time"][0]
     assert models.EventBatch.objects.count() == 0
@@ -272,14 +272,14 @@ def test_event_times_far_from_the_server_clock_are_refused(client, imagenet):
 def test_coco_event_with_unknown_category_is_refused(client, coco):
     _, _, token = coco
     action = {"type": "action", **bodies.add("99", 0.5, 0.5, 10)}
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([action]))
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush([action]))
     assert error_of(response)["fields"]["events[0].iconType"] == ["unknown category 99"]
 
 
-def test_too_many_events_in_a_batch(client, imagenet):
+def test_too_many_events_in_a_flush(client, imagenet):
     _, _, token = imagenet
     events = [{"type": "visibility", "state": "visible", "time": bodies.now_ms()}] * 5001
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch(events))
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush(events))
     assert response.status_code == 400
     assert error_of(response)["fields"] == {"events": ["Expected `array` of length <= 5000"]}
     assert models.EventBatch.objects.count() == 0
@@ -291,9 +291,9 @@ def test_late_events_are_kept_after_submit_and_after_the_decision(client, imagen
     _, assignment, token = imagenet
     call(client, token, "POST", "submit", {"partial": True})
     hidden = [{"type": "visibility", "state": "hidden", "time": bodies.now_ms()}]
-    assert call(client, token, "POST", "pages/0/events", bodies.event_batch(hidden)).status_code == 201
+    assert call(client, token, "POST", "pages/0/events", bodies.event_flush(hidden)).status_code == 201
     models.Assignment.objects.filter(pk=assignment.pk).update(state=decision)
-    beacon = client.post(f"/api/worker/pages/0/events?token={token}", json.dumps(bodies.event_batch(hidden)),
+    beacon = client.post(f"/api/worker/pages/0/events?token={token}", json.dumps(bodies.event_flush(hidden)),
                          content_type="text/plain")
     assert beacon.status_code == 201 and beacon.json() == {"stored": 1}
     assert models.EventBatch.objects.count() == 2
@@ -303,7 +303,7 @@ def test_late_events_are_kept_after_submit_and_after_the_decision(client, imagen
 
 def test_events_for_a_page_beyond_the_hit_are_404(client, imagenet):
     _, _, token = imagenet
-    assert call(client, token, "POST", "pages/7/events", bodies.event_batch([])).status_code == 404
+    assert call(client, token, "POST", "pages/7/events", bodies.event_flush([])).status_code == 404
 
 
 # ---------------------------------------------------------------- body limit
@@ -324,7 +324,7 @@ def test_declared_length_over_the_limit_is_413_before_the_body_is_read(client, i
     _, _, token = imagenet
     settings.WORKER_MAX_BODY_BYTES = 1_000
     response = client.post(
-        "/api/worker/pages/0/events", data=json.dumps(bodies.event_batch([])), content_type="application/json",
+        "/api/worker/pages/0/events", data=json.dumps(bodies.event_flush([])), content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {token}", CONTENT_LENGTH="50000000",
     )
     assert response.status_code == 413
@@ -530,7 +530,7 @@ def test_a_real_image_key_is_not_a_candidate_id(client, imagenet):
     error = error_of(call(client, token, "POST", "pages/0/save", body))
     assert error["fields"]["records[0].imageID"] == [f"page 0: image {key} is not on this page"]
     click = {"type": "click", "image_id": key, "x": 0.5, "y": 0.5, "time": bodies.now_ms(), "selected": True}
-    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_batch([click])))
+    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_flush([click])))
     assert error["fields"]["events[0].image_id"] == [f"image {key} is not on this page"]
     assert stored_counts() == (0, 0, 0, 0, 0)
 
@@ -789,7 +789,7 @@ def test_a_nul_character_anywhere_in_a_stored_body_is_a_400_naming_it(client, im
     else:
         extra = {"note": "a\x00b"} if where == "event_value" else {"no\x00te": 1}
         event = {"type": "visibility", "state": "hidden", "time": bodies.now_ms(), **extra}
-        response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+        response = call(client, token, "POST", "pages/0/events", bodies.event_flush([event]))
     assert response.status_code == 400, response.content
     why = "contains a NUL character (\\u0000), which cannot be stored"
     assert error_of(response)["fields"] == {expected_field: [why]}
@@ -799,7 +799,7 @@ def test_a_nul_character_anywhere_in_a_stored_body_is_a_400_naming_it(client, im
 def test_an_escaped_backslash_before_u0000_is_just_text(client, imagenet):
     hit, _, token = imagenet
     event = {"type": "visibility", "state": "hidden", "time": bodies.now_ms(), "note": "\\u0000"}
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush([event]))
     assert response.status_code == 201, response.content
 
 
@@ -812,7 +812,7 @@ def writes(hit, page_index=0):
     click = {"type": "click", "image_id": bodies.candidate_ids(page)[0], "x": 0.5, "y": 0.5,
              "time": bodies.now_ms(), "selected": True}
     return [
-        ("POST", f"pages/{page_index}/events", bodies.event_batch([click])),
+        ("POST", f"pages/{page_index}/events", bodies.event_flush([click])),
         ("POST", f"pages/{page_index}/save", bodies.imagenet_save(page)),
         ("POST", "submit", {"partial": True}),
         ("GET", "assignment", None),
@@ -930,7 +930,7 @@ def deep(levels):
 
 def hostile_events(token_page_key, levels):
     event = {"type": "hover", "image_id": token_page_key, "action": "enter", "time": bodies.now_ms()}
-    return json.dumps(bodies.event_batch([event])).replace('"action"', f'"extra": {deep(levels)}, "action"', 1)
+    return json.dumps(bodies.event_flush([event])).replace('"action"', f'"extra": {deep(levels)}, "action"', 1)
 
 
 @pytest.mark.parametrize("levels", [33, 500, 950, 990, 100_000])
@@ -959,7 +959,7 @@ def test_extra_fields_nested_within_the_limit_are_still_stored_as_sent(client, i
     page_key = bodies.candidate_ids(hit.pages.get(index=0))[0]
     assert call(client, token, "POST", "pages/0/events", raw=hostile_events(page_key, 28)).status_code == 201
     # Brackets inside strings are text, not nesting.
-    text = json.dumps(bodies.event_batch([{"type": "hover", "image_id": page_key, "action": "leave",
+    text = json.dumps(bodies.event_flush([{"type": "hover", "image_id": page_key, "action": "leave",
                                            "time": bodies.now_ms(), "note": '[{"\\' + "[" * 100}]))
     assert call(client, token, "POST", "pages/0/events", raw=text).status_code == 201
     events = call(client, token, "GET", "pages/0").json()["resume"]["events"]
@@ -973,7 +973,7 @@ def test_a_body_that_is_not_utf8_is_400_and_stores_nothing(client, imagenet, whe
     if where == "events":
         event = {"type": "hover", "image_id": bodies.candidate_ids(page)[0], "action": "enter",
                  "time": bodies.now_ms(), "note": "caf\u00e9 XX"}
-        raw, path = json.dumps(bodies.event_batch([event]), ensure_ascii=False).encode(), "pages/0/events"
+        raw, path = json.dumps(bodies.event_flush([event]), ensure_ascii=False).encode(), "pages/0/events"
     else:
         raw, path = json.dumps(bodies.imagenet_save(page), ensure_ascii=False).encode(), "pages/0/save"
         raw = raw.replace(b'"user_agent": "pytest"', '"user_agent": "caf\u00e9 XX"'.encode())
@@ -1000,11 +1000,11 @@ def test_a_chunked_body_is_read_and_one_over_the_limit_is_413(client, imagenet, 
     page_key = bodies.candidate_ids(hit.pages.get(index=0))[0]
     event = {"type": "hover", "image_id": page_key, "action": "enter", "time": bodies.now_ms()}
 
-    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_batch([event])).encode())
+    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_flush([event])).encode())
     assert response.status_code == 201 and response.json() == {"stored": 1}
 
     settings.WORKER_MAX_BODY_BYTES = 1_000
-    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_batch([event] * 50)).encode())
+    response = chunked(client, token, "pages/0/events", json.dumps(bodies.event_flush([event] * 50)).encode())
     assert response.status_code == 413
     assert error_of(response) == {"code": "too_large", "message": "the body is over the limit of 1000 bytes",
                                   "fields": {}}
@@ -1034,6 +1034,6 @@ def test_positions_in_px_far_off_any_page_are_400(client, imagenet, where, field
 def test_a_scroll_event_far_off_any_page_is_400(client, imagenet):
     _, _, token = imagenet
     scroll = {"type": "scroll", "x": 0, "y": 1e308, "time": bodies.now_ms()}
-    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_batch([scroll])))
+    error = error_of(call(client, token, "POST", "pages/0/events", bodies.event_flush([scroll])))
     assert list(error["fields"]) == ["events[0].y"]
     assert models.EventBatch.objects.count() == 0

@@ -54,7 +54,7 @@ def worker_api(client, db):
     valid = {
         "imagenet": bodies.imagenet_save(imagenet_hit.pages.get()),
         "coco": bodies.coco_save(coco_hit.pages.get()),
-        "events": bodies.event_batch([
+        "events": bodies.event_flush([
             {"type": "track", "x": 0.5, "y": 0.5, "timeAt": 10},
             {"type": "visibility", "state": "hidden", "time": bodies.now_ms()},
         ]),

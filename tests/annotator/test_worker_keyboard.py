@@ -42,7 +42,7 @@ def test_keyboard_click_events_are_stored_as_sent(client, imagenet):  # noqa: F8
     _, _, token = imagenet
     key = call(client, token, "GET", "pages/0").json()["items"][0]["image_id"]
     toggle = {"type": "click", "image_id": key, "time": bodies.now_ms(), "selected": True, "usingKeyboard": True}
-    assert call(client, token, "POST", "pages/0/events", bodies.event_batch([toggle])).status_code == 201
+    assert call(client, token, "POST", "pages/0/events", bodies.event_flush([toggle])).status_code == 201
     assert call(client, token, "GET", "pages/0").json()["resume"]["events"] == [toggle]
 
 
@@ -66,7 +66,7 @@ def test_a_toggle_is_a_click_with_a_point_or_a_key_press_without_one(client, ima
     assert stored_counts() == before
 
     event = {"type": "click", "image_id": key, "time": bodies.now_ms(), "selected": True, **toggle}
-    response = call(client, token, "POST", "pages/0/events", bodies.event_batch([event]))
+    response = call(client, token, "POST", "pages/0/events", bodies.event_flush([event]))
     assert response.status_code == 400
     assert why in error_of(response)["fields"][f"events[0].{field}"][0]
     assert stored_counts() == before

@@ -90,12 +90,12 @@ def test_different_saves_of_one_page_at_once_store_one_and_the_rest_conflict(slo
     assert models.ImageNetRecord.objects.count() == 48
 
 
-def test_the_same_event_batch_sent_again_while_in_flight_is_stored_once():
+def test_the_same_event_flush_sent_again_while_in_flight_is_stored_once():
     hit = make_imagenet_hit(n_pages=2)
     _, token = accept(hit)
     hover = {"type": "hover", "image_id": bodies.candidate_ids(hit.pages.get(index=0))[0], "action": "enter",
              "time": bodies.now_ms()}
-    flush = json.dumps(bodies.event_batch([hover]))
+    flush = json.dumps(bodies.event_flush([hover]))
 
     answers = post_together(token, "pages/0/events", [flush] * 4)
 

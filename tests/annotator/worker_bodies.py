@@ -96,5 +96,5 @@ def coco_save(page, actions=None):
     }
 
 
-def event_batch(events, seq=1):
+def event_flush(events, seq=1):
     return {"batch_id": str(uuid.uuid4()), "seq": seq, "sent_at": now_ms(), "events": events}

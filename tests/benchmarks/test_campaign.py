@@ -37,10 +37,10 @@ def campaign(client, django_capture_on_commit_callbacks):
             else:
                 events = [{"type": "category", "categoryIndex": 0, "categoryName": "person", "timeAt": 100,
                            "usingKeyboard": False}]
-            batch = bodies.event_batch(events)
-            post(client, token, f"pages/{page.index}/events", batch)
-            post(client, token, f"pages/{page.index}/events", batch)  # a retry stores nothing more
-            ledger.add("events", (hit.pk, worker, batch["batch_id"]), (page.index, len(events)))
+            flush = bodies.event_flush(events)
+            post(client, token, f"pages/{page.index}/events", flush)
+            post(client, token, f"pages/{page.index}/events", flush)  # a retry stores nothing more
+            ledger.add("events", (hit.pk, worker, flush["batch_id"]), (page.index, len(events)))
             save = bodies.imagenet_save(page) if kind == "imagenet" else bodies.coco_save(page)
             post(client, token, f"pages/{page.index}/save", save)
             ledger.add("saves", (hit.pk, worker, save["save_id"]), (page.index, kind, len(save["records"])))

@@ -1,4 +1,4 @@
-"""The staff review console in a real browser: dashboard, replay drawn on canvas, bulk rejection with feedback."""
+"""The staff review console in a real browser: dashboard, playback drawn on canvas, bulk rejection with feedback."""
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -21,7 +21,7 @@ def log_in(page, live_server, next_url):
     page.click("input[type=submit]")
 
 
-def test_dashboard_replay_and_bulk_reject(page, live_server):
+def test_dashboard_playback_and_bulk_reject(page, live_server):
     hit = make_imagenet_hit(items_per_page=(6, 6))
     batch = hit.batch
     diligent = submitted_assignment(hit=hit, n_selected=40, n_in_class=9, n_in_class_selected=9)
@@ -95,7 +95,7 @@ def test_dashboard_replay_and_bulk_reject(page, live_server):
     assert "33.3% approved" in page.locator("#rates").inner_text()
 
 
-def test_coco_replay_draws_the_icon_actions(page, live_server):
+def test_coco_playback_draws_the_icon_actions(page, live_server):
     hit = make_coco_hit(n_pages=2)
     assignment = submitted_assignment(hit=hit, n_gt_categories=2, n_tagged_correct=1, n_icons=1, n_icons_on_mask=1)
     first_page = hit.pages.get(index=0)

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         lines = [
             ("Start page (what each page is for)", f"{base}/"),
             ("Admin (datasets, HITs, assignments, training jobs)", f"{base}/admin/"),
-            ("Review console (dashboards, replays, decisions)", f"{base}/review/"),
+            ("Review console (dashboards, playbacks, decisions)", f"{base}/review/"),
             ("Byproduct reports of each batch", f"{base}/review/reports/"),
             ("Training jobs and model versions", f"{base}/admin/training/"),
             ("API docs (OpenAPI at /api/schema/)", f"{base}/api/docs/"),

@@ -1,4 +1,4 @@
-"""Replayed and forged completion codes (issue 9, abuse): a code pays for its own assignment once, and nothing else.
+"""Reused and forged completion codes (issue 9, abuse): a code pays for its own assignment once, and nothing else.
 
 The only place our codes are checked is review's rule 4: the code an MTurk worker typed into the HIT reaches us in
 the market's Answer XML at sync and is compared with the HMAC of that assignment. The link provider does not check
@@ -77,7 +77,7 @@ def rules_fired(assignment):
     return assignment.state, [reason.rule for reason in decision.reasons]
 
 
-@pytest.mark.parametrize("claim", ["own", "replayed", "forged"])
+@pytest.mark.parametrize("claim", ["own", "reused", "forged"])
 def test_a_code_passes_only_for_the_assignment_it_was_issued_to(client, mturk_client, claim):
     """Worker A does the HIT and gets a code; worker B never opens our page and hands A's (or a forged) code to the
     market. At sync the code is read from B's Answer XML; rule 4 refuses it unless it is B's own."""
@@ -90,7 +90,7 @@ def test_a_code_passes_only_for_the_assignment_it_was_issued_to(client, mturk_cl
     ]}, {"HITId": hit.external_id, "MaxResults": 100})
     mturk.MTurkProvider().sync(hit.batch)
     second = models.Assignment.objects.get(external_id="3ASGREPLAY")
-    claimed = {"own": completion_code(second.uuid), "replayed": first_code, "forged": forged_code(second.uuid)}[claim]
+    claimed = {"own": completion_code(second.uuid), "reused": first_code, "forged": forged_code(second.uuid)}[claim]
     assert claimed.isupper() and len(claimed) == 16
     models.Event.objects.create(type=models.Event.Type.SYNCED, assignment=second, data={
         "market_status": "Submitted", "claimed_completion_code": mturk.claimed_completion_code(
@@ -102,12 +102,12 @@ def test_a_code_passes_only_for_the_assignment_it_was_issued_to(client, mturk_cl
     # B has no annotation either way (rule "pages_completed" rejects it); the code decides only rule 4's reason.
     assert state == models.Assignment.State.REJECTED
     assert ("no_annotation" in fired) is (claim != "own")
-    # A's own work and code are untouched by B's replay.
+    # A's own work and code are untouched by B's reuse of them.
     first.refresh_from_db()
     assert first.completion_code == first_code and first.external_id == "3ASGHONEST"
 
 
-def test_a_replayed_code_in_the_market_answer_is_refused_at_sync(client, mturk_client):
+def test_a_reused_code_in_the_market_answer_is_refused_at_sync(client, mturk_client):
     """The whole market path: both assignments come back from ListAssignmentsForHIT with A's code in the Answer."""
     hit = mturk_hit_for_two("3HITREPLAY0000000000000000002")
     first, _, first_code = submitted_through_the_api(client, hit, "A1HONEST", "3ASGHONEST")
