@@ -46,7 +46,10 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scale.json"
 N_CLASSES = 1000
 TRAIN_PER_VAL = 25  # ImageNet: 1.28M train, 50k val images
 # The quick ones first: a run cut short still has them.
-STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export")
+STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export", "training")
+SHARED_IMAGE = "bench/shared.jpg"  # the one stored JPEG every image row of the dataset names (rows only otherwise)
+TRAINING_STEPS = 20  # the training step stops its job once it has trained this many steps
+HEARTBEAT_TIMEOUT_S = 30  # the training step's TRAINING_HEARTBEAT_TIMEOUT: shorter than the snapshot it sweeps during
 
 
 def dataset_name(n_records):
@@ -58,7 +61,11 @@ def parse_args():
     parser.add_argument("--records", type=int, nargs="+", metavar="N", help="sizes to measure, in records")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="steps to measure")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS[:-1]),
+                        help="steps to measure (default: all but training)")
+    parser.add_argument("--images", type=int, metavar="M",
+                        help="train images in the dataset (default N / 2: ImageNet-AB's 2 sessions an image); the "
+                             "sessions cover the first N / 2, the others are rows without sessions")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database of an earlier run of this size (no generate, no import) and add the "
                              "steps measured now to its entry in --out")
@@ -73,8 +80,9 @@ def parse_args():
 def main():
     args = parse_args()
     if args.step:
-        setup_django(args.database_url, migrate=args.step == "generate")
-        figures = globals()[f"step_{args.step}"](args.records[0], args.work)
+        setup_django(args.database_url, migrate=args.step == "generate", MEDIA_ROOT=str(args.work / "media"),
+                     TRAINING_WORK_DIR=str(args.work / "training"), TRAINING_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
+        figures = globals()[f"step_{args.step}"](args.records[0], args.work, args)
         figures["peak_rss_mib"] = rss_kib("VmHWM") / 1024
         print(json.dumps(figures))
         return
@@ -82,10 +90,19 @@ def main():
         measure(args, n_records)
 
 
+def run_key(args, n_records):
+    """A run's entry in --out: N, with the images when not N / 2."""
+    return f"{n_records} records, {args.images} images" if args.images else str(n_records)
+
+
+def read(path):
+    return json.loads(path.read_text()) if path.exists() else {"benchmark": "scale", "runs": {}}
+
+
 def measure(args, n_records):
-    results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scale", "runs": {}}
+    key = run_key(args, n_records)
     if args.reuse:
-        run = results["runs"][str(n_records)]
+        run = read(args.out)["runs"][key]
         run.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                               "commit": git_commit(), "load_average": os.getloadavg()})
         steps = [step for step in args.steps if step != "import"]
@@ -98,7 +115,7 @@ def measure(args, n_records):
         for step in steps:
             child = subprocess.run(
                 [sys.executable, __file__, "--step", step, "--records", str(n_records), "--work", work,
-                 "--database-url", args.database_url],
+                 "--database-url", args.database_url] + (["--images", str(args.images)] if args.images else []),
                 capture_output=True, text=True,
             )
             if child.returncode:
@@ -106,9 +123,8 @@ def measure(args, n_records):
             run["steps"][step] = figures = json.loads(child.stdout.strip().splitlines()[-1])
             print(f"{step:<10} {summary(figures)}", flush=True)
             run["load_average_at_end"] = os.getloadavg()
-            results["runs"][str(n_records)] = run
-            write(args.out, results)
-    print_growth(results)
+            write(args.out, key, run)
+    print_growth(read(args.out))
 
 
 def new_run(args, n_records):
@@ -116,15 +132,20 @@ def new_run(args, n_records):
         "records": n_records, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "machine": machine(), "load_average_at_start": os.getloadavg(),
         "settings": {"database": "PostgreSQL " + postgres_version(args.database_url), "classes": N_CLASSES,
-                     "records_per_image": 2, "images_per_page": 48, "pages_per_hit": 10,
+                     "sessions_per_image": 2, "train_images": args.images or -(-n_records // 2), "images_per_page": 48,
+                     "pages_per_hit": 10,
                      "train_images_per_val_image": TRAIN_PER_VAL, "nice": os.nice(0)},
         "steps": {},
     }
 
 
-def write(path, results):
+def write(path, key, run):
+    """Put run in --out as entry key, re-reading the file first: runs of other sizes may be writing it too."""
+    results = read(path)
+    results["runs"][key] = run
+    results["runs"] = dict(sorted(results["runs"].items(),
+                                  key=lambda item: (item[1]["records"], item[1]["settings"].get("train_images", 0))))
     path.parent.mkdir(parents=True, exist_ok=True)
-    results["runs"] = dict(sorted(results["runs"].items(), key=lambda item: int(item[0])))
     path.write_text(json.dumps(results, indent=1) + "\n")
 
 
@@ -217,7 +238,7 @@ def tarball(work, n_records):
     return Path(work) / f"imagenet_ab_{n_records}.tar.gz"
 
 
-def step_generate(n_records, work):
+def step_generate(n_records, work, args):
     """The dataset's rows (train images of the tarball, val images with a box each) and the tarball."""
     import random
 
@@ -229,9 +250,17 @@ def step_generate(n_records, work):
         import_throughput.generate_imagenet_ab(n_records, tarball(work, n_records), random.Random(0))
         dataset = models.Dataset.objects.get(name=dataset_name(n_records))
         categories = list(dataset.categories.order_by("index"))
-        n_val = -(-n_records // 2) // TRAIN_PER_VAL
+        n_train = args.images or dataset.images.count()
+        models.Image.objects.bulk_create(  # images without sessions, up to --images
+            (models.Image(dataset=dataset, key=f"{categories[i % N_CLASSES].key}_{i}", file=SHARED_IMAGE, width=640,
+                          height=480, label=categories[i % N_CLASSES])
+             for i in range(dataset.images.count(), n_train)),
+            batch_size=5000,
+        )
+        dataset.images.update(file=SHARED_IMAGE)
+        n_val = n_train // TRAIN_PER_VAL
         val_images = models.Image.objects.bulk_create(
-            (models.Image(dataset=dataset, key=f"val_{i:08d}", file=f"images/{dataset.name}/val/{i}.JPEG",
+            (models.Image(dataset=dataset, key=f"val_{i:08d}", file=SHARED_IMAGE,
                           width=500, height=375, split=models.Split.VAL, label=categories[i % N_CLASSES])
              for i in range(n_val)),
             batch_size=5000,
@@ -251,7 +280,7 @@ def imported_batch(n_records):
     return Batch.objects.filter(dataset__name=dataset_name(n_records)).order_by("pk").first()  # the import's
 
 
-def step_import(n_records, work):
+def step_import(n_records, work, args):
     from django.core.management import call_command
 
     from annotator.models import ImageNetRecord
@@ -264,7 +293,7 @@ def step_import(n_records, work):
             "records_per_s": round(records / timer.seconds)}
 
 
-def step_manifest(n_records, work):
+def step_manifest(n_records, work, args):
     from annotator.models import Dataset
     from training.manifests import build_manifest
     from training.ml import manifest as manifest_module
@@ -279,7 +308,7 @@ def step_manifest(n_records, work):
             "file_mib": path.stat().st_size / 2**20}
 
 
-def step_report(n_records, work):
+def step_report(n_records, work, args):
     from django.core.management import call_command
 
     with Timer() as timer:
@@ -287,7 +316,7 @@ def step_report(n_records, work):
     return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds}
 
 
-def step_export(n_records, work):
+def step_export(n_records, work, args):
     from django.core.management import call_command
 
     batch = imported_batch(n_records)
@@ -303,7 +332,7 @@ def step_export(n_records, work):
     return figures
 
 
-def step_review(n_records, work):
+def step_review(n_records, work, args):
     from annotator.review import services
 
     with Timer() as timer:
@@ -312,7 +341,7 @@ def step_review(n_records, work):
             "ms_per_hit": round(timer.seconds * 1000 / max(1, result.reviewed), 3)}
 
 
-def step_pages(n_records, work):
+def step_pages(n_records, work, args):
     """The heavy pages, loaded three times each by a logged-in superuser: median ms and the SQL queries."""
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -356,7 +385,7 @@ def step_pages(n_records, work):
     return {"seconds": timer.seconds, "pages": pages}
 
 
-def step_worker_api(n_records, work):
+def step_worker_api(n_records, work, args):
     """One HIT of 10 pages of 48 of the dataset's images, accepted; each page fetched and saved."""
     from django.test import Client
 
@@ -404,6 +433,69 @@ def step_worker_api(n_records, work):
             assert response.status_code in (200, 201), response.content[:300]
     return {"seconds": timer.seconds,
             "median_ms": {"get_page": statistics.median(gets), "save_page": statistics.median(saves)}}
+
+
+def step_training(n_records, work, args):
+    """A training job of the dataset (cpu-demo recipe, 1 epoch) run through the product as a worker runs it
+    (training.services.run_training_job), stopped by a cancel once it has trained TRAINING_STEPS steps. Its images
+    all name one stored 64 x 48 JPEG (SHARED_IMAGE). The sweeper (recover_stale_jobs) runs every 5 s meanwhile
+    with a heartbeat timeout of HEARTBEAT_TIMEOUT_S: a snapshot longer than that must not make the job look lost."""
+    import io
+    import threading
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.db import connection
+    from PIL import Image as PILImage
+
+    from annotator.models import Dataset
+    from training import services
+    from training.ml.recipes import recipe
+    from training.models import TrainingJob
+
+    if not default_storage.exists(SHARED_IMAGE):
+        jpeg = io.BytesIO()
+        PILImage.new("RGB", (64, 48), (120, 90, 60)).save(jpeg, "JPEG")
+        default_storage.save(SHARED_IMAGE, ContentFile(jpeg.getvalue()))
+    job = services.create_training_job(
+        dataset=Dataset.objects.get(name=dataset_name(n_records)), config=recipe("cpu-demo", epochs=1),
+        source=TrainingJob.Source.COMMAND, enqueue=False,
+    )
+    seen = {"snapshot_s": None, "first_step_s": None, "steps": 0, "snapshot_message": ""}
+    requeued, done = [], threading.Event()
+
+    def sweep():
+        while not done.wait(5):
+            requeued.extend(services.recover_stale_jobs()["requeued"])
+        connection.close()
+
+    def listen(progress):
+        elapsed = time.perf_counter() - started
+        if progress.get("stage") == "snapshot":
+            seen["snapshot_s"], seen["snapshot_message"] = elapsed, progress["message"]
+            return
+        seen["first_step_s"] = seen["first_step_s"] or elapsed
+        if seen["steps"] < TRAINING_STEPS <= progress["step"]:
+            services.cancel_training_job(job, actor="benchmarks/scale.py")
+        seen["steps"] = progress["step"]
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    started = time.perf_counter()
+    try:
+        with Timer() as timer:
+            services.run_training_job(job.pk, task_id=job.celery_task_id, hostname="bench-scale",
+                                      progress_listener=listen)
+    finally:
+        done.set()
+        sweeper.join()
+    job.refresh_from_db()
+    return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "status": job.status,
+            "attempts": job.attempts, "requeued_as_lost": len(requeued), "error": job.error,
+            "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S, "snapshot_seconds": seen["snapshot_s"],
+            "snapshot_last_message": seen["snapshot_message"], "first_step_at_s": seen["first_step_s"],
+            "steps_trained": seen["steps"], "config": job.config,
+            "images": "every image row names one stored 64 x 48 JPEG (" + SHARED_IMAGE + ")"}
 
 
 if __name__ == "__main__":
