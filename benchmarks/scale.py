@@ -47,6 +47,7 @@ N_CLASSES = 1000
 TRAIN_PER_VAL = 25  # ImageNet: 1.28M train, 50k val images
 # The quick ones first: a run cut short still has them.
 STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export", "training")
+GROW_STEPS = ("grow", "pages_at_rows")  # after the others, with --pages-at-rows
 SHARED_IMAGE = "bench/shared.jpg"  # the one stored JPEG every image row of the dataset names (rows only otherwise)
 TRAINING_STEPS = 20  # the training step stops its job once it has trained this many steps
 HEARTBEAT_TIMEOUT_S = 30  # the training step's TRAINING_HEARTBEAT_TIMEOUT: shorter than the snapshot it sweeps during
@@ -66,10 +67,13 @@ def parse_args():
     parser.add_argument("--images", type=int, metavar="M",
                         help="train images in the dataset (default N / 2: ImageNet-AB's 2 sessions an image); the "
                              "sessions cover the first N / 2, the others are rows without sessions")
+    parser.add_argument("--pages-at-rows", type=int, metavar="ROWS",
+                        help="then grow the big tables to ROWS rows each (synthesized copies of the imported rows, "
+                             "in SQL) and measure the pages again")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database of an earlier run of this size (no generate, no import) and add the "
                              "steps measured now to its entry in --out")
-    parser.add_argument("--step", choices=("generate",) + STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=("generate",) + STEPS + GROW_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.records:
@@ -91,8 +95,9 @@ def main():
 
 
 def run_key(args, n_records):
-    """A run's entry in --out: N, with the images when not N / 2."""
-    return f"{n_records} records, {args.images} images" if args.images else str(n_records)
+    """A run's entry in --out: N, with the images when not N / 2 and the rows the tables were grown to."""
+    key = f"{n_records} records, {args.images} images" if args.images else str(n_records)
+    return key + (f", tables grown to {args.pages_at_rows} rows" if args.pages_at_rows else "")
 
 
 def read(path):
@@ -110,12 +115,14 @@ def measure(args, n_records):
         fresh_database(args.database_url)
         run = new_run(args, n_records)
         steps = ["generate"] + args.steps
+    steps += list(GROW_STEPS) if args.pages_at_rows else []
     print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
         for step in steps:
             child = subprocess.run(
                 [sys.executable, __file__, "--step", step, "--records", str(n_records), "--work", work,
-                 "--database-url", args.database_url] + (["--images", str(args.images)] if args.images else []),
+                 "--database-url", args.database_url] + (["--images", str(args.images)] if args.images else [])
+                + (["--pages-at-rows", str(args.pages_at_rows)] if args.pages_at_rows else []),
                 capture_output=True, text=True,
             )
             if child.returncode:
@@ -383,6 +390,88 @@ def step_pages(n_records, work, args):
                 assert response.status_code == 200, f"{url}: {response.status_code}"
             pages[name] = {"ms": round(statistics.median(loads), 1), "queries": queries.count}
     return {"seconds": timer.seconds, "pages": pages}
+
+
+def step_grow(n_records, work, args):
+    """Grow the big tables to --pages-at-rows rows each, cheaply: INSERT ... SELECT of k = 1..K copies of the
+    imported rows (generate_series), ids shifted by k times the table's largest id. The batch's HITs, pages and
+    assignments are copied K times too, and the records and page items of copy k belong to copy k (their unique
+    keys need it); events and ground-truth boxes are copied as often as it takes, events pointing to the HIT
+    copies round robin; event batches (the import writes none) are made from the page summaries, as the worker
+    API's page saves leave them, pointing to the copies round robin. Then ANALYZE."""
+    from django.db import connection
+
+    from annotator import models
+
+    rows = args.pages_at_rows
+    tables = (models.Hit, models.HitPage, models.Assignment, models.ImageNetRecord, models.PageItem, models.Event,
+              models.GroundTruthObject, models.PageSubmission, models.EventBatch)
+    with Timer() as timer, connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+        stride, count = {}, {}
+        for model in tables:
+            cursor.execute(f'SELECT coalesce(max(id), 0), count(*) FROM "{model._meta.db_table}"')
+            stride[model], count[model] = cursor.fetchone()
+        cursor.execute('SELECT max(index) + 1 FROM "annotator_hit"')
+        hit_index = cursor.fetchone()[0]
+
+        def copies_to_reach_rows(model):
+            return -(-rows // count[model]) - 1
+
+        tree = max(copies_to_reach_rows(models.ImageNetRecord), copies_to_reach_rows(models.PageItem))
+
+        def to_copy(column, model, round_robin=False):
+            """An id of model's rows moved to its copy k (round robin: to copy k modulo the tree's copies)."""
+            return f's."{column}" + {f"(k %% {tree + 1})" if round_robin else "k"} * {stride[model]}'
+
+        def copy_rows(model, copies, overrides, source=None):
+            """k = 1..copies copies of each row of source (default: the model's own table) as s: the columns in
+            overrides (SQL over s and k) computed, the others copied as they are."""
+            table, columns = model._meta.db_table, [field.column for field in model._meta.concrete_fields]
+            select = ", ".join(overrides.get(column, f's."{column}"') for column in columns)
+            names = ", ".join(f'"{column}"' for column in columns)
+            cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {select} '
+                           f'FROM "{(source or model)._meta.db_table}" s, generate_series(1, %s) k', [copies])
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+
+        copy_rows(models.Hit, tree, {"id": to_copy("id", models.Hit), "index": f"s.index + k * {hit_index}"})
+        copy_rows(models.HitPage, tree, {"id": to_copy("id", models.HitPage), "hit_id": to_copy("hit_id", models.Hit)})
+        copy_rows(models.Assignment, tree, {
+            "id": to_copy("id", models.Assignment), "hit_id": to_copy("hit_id", models.Hit),
+            "uuid": "gen_random_uuid()", "external_id": "s.external_id || '-' || k",
+        })
+        copy_rows(models.ImageNetRecord, tree, {
+            "id": to_copy("id", models.ImageNetRecord), "assignment_id": to_copy("assignment_id", models.Assignment),
+            "page_id": to_copy("page_id", models.HitPage),
+        })
+        copy_rows(models.PageItem, tree, {"id": to_copy("id", models.PageItem),
+                                          "page_id": to_copy("page_id", models.HitPage)})
+        copy_rows(models.Event, copies_to_reach_rows(models.Event), {
+            "id": to_copy("id", models.Event), "hit_id": to_copy("hit_id", models.Hit, round_robin=True),
+            "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
+        })
+        copy_rows(models.GroundTruthObject, copies_to_reach_rows(models.GroundTruthObject),
+                  {"id": to_copy("id", models.GroundTruthObject)})
+        copy_rows(models.EventBatch, copies_to_reach_rows(models.PageSubmission) + 1, {
+            "id": f"{stride[models.EventBatch]} + s.id + (k - 1) * {stride[models.PageSubmission]}",
+            "client_batch_id": "gen_random_uuid()", "seq": "k", "events": "'[]'::json", "client_sent_at": "0",
+            "received_at": "s.saved_at", "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
+            "page_id": to_copy("page_id", models.HitPage, round_robin=True),
+        }, source=models.PageSubmission)
+        cursor.execute("ANALYZE")
+        grown = {}
+        for model in tables:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+            grown[model._meta.model_name] = cursor.fetchone()[0]
+    return {"seconds": timer.seconds, "rows_estimated": grown, "hit_tree_copies": tree,
+            "synthesized": "every row beyond the import's is a synthesized copy of an imported row (INSERT ... "
+                           "SELECT ... generate_series), in copies of the batch's HITs, pages and assignments; "
+                           "event batches are made from the page summaries"}
+
+
+def step_pages_at_rows(n_records, work, args):
+    """The pages again, on the grown tables."""
+    return step_pages(n_records, work, args)
 
 
 def step_worker_api(n_records, work, args):

@@ -113,3 +113,13 @@ def test_an_unfiltered_big_list_counts_from_the_table_statistics(admin_client):
     assert response.context["cl"].result_count == 20_000_000 and len(response.context["cl"].result_list) == 3
     filtered = admin_client.get("/admin/annotator/event/", {"type__exact": Event.Type.PAGE_SAVED})
     assert filtered.context["cl"].result_count == 3  # a small estimate: counted exactly
+
+
+def test_a_big_list_reads_only_the_json_columns_it_shows_and_keeps_the_action_checkboxes(admin_client):
+    add_rows(1)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/annotator/imagenetrecord/")
+    assert not any("mouse_tracking" in query["sql"] for query in queries.captured_queries)
+    record = response.context["cl"].result_list[0]
+    assert (f'<input type="checkbox" name="_selected_action" value="{record.pk}" class="action-select" '
+            f'aria-label="Select this object for an action - {record}">') in response.content.decode()
