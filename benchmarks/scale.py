@@ -363,9 +363,11 @@ def step_pages(n_records, work, args):
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from annotator.models import Assignment, Image
+    from annotator.models import Assignment, Batch, Image
 
     batch = imported_batch(n_records)
+    # A second batch (empty), as staff have: the admin drops a filter with a single choice, and with it its lookup.
+    Batch.objects.get_or_create(name=f"bench-pages-{n_records}", dataset=batch.dataset, task_kind="imagenet")
     users = get_user_model().objects
     user = users.filter(username="bench").first() or users.create_superuser("bench", "bench@example.com", "bench")
     client = Client()
