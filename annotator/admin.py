@@ -50,13 +50,22 @@ IMAGE_KEY_SEARCH = (
 
 
 class BigTableChangeList(ChangeList):
-    """Reads only what the list shows: the JSON columns not in list_display are left in the database (a record's
-    mouse traces, an event batch's events: most of their rows' bytes, and decoding them most of a page's time)."""
+    """Reads only what the list shows: the JSON columns not in list_display, its own and those of the rows joined
+    in by list_select_related, are left in the database (a record's mouse traces, an event batch's events: most of
+    their rows' bytes, and decoding them most of a page's time)."""
 
     def get_queryset(self, request, exclude_parameters=None):
-        unshown = [field.name for field in self.model._meta.concrete_fields
-                   if isinstance(field, JSONField) and field.name not in self.list_display]
-        return super().get_queryset(request, exclude_parameters).defer(*unshown)
+        unshown = [name for name in self._json_columns(self.model, "") if name not in self.list_display]
+        for path in self.list_select_related or ():
+            model, prefix = self.model, ""
+            for name in path.split("__"):
+                model, prefix = model._meta.get_field(name).related_model, f"{prefix}{name}__"
+                unshown += self._json_columns(model, prefix)
+        return super().get_queryset(request, exclude_parameters).defer(*set(unshown))
+
+    @staticmethod
+    def _json_columns(model, prefix):
+        return [prefix + field.name for field in model._meta.concrete_fields if isinstance(field, JSONField)]
 
 
 class BigTableAdmin(admin.ModelAdmin):
