@@ -37,27 +37,21 @@ def queries_of(client, url):
     return len(queries)
 
 
-@pytest.mark.parametrize("model", LISTS)
-def test_a_list_page_runs_the_same_queries_for_2_or_12_rows(admin_client, model):
-    url = f"/admin/annotator/{model}/"
-    add_rows(2)
-    few = queries_of(admin_client, url)
-    add_rows(10)
-    assert queries_of(admin_client, url) == few <= 8
-
-
 SEARCHED = {"imagenetrecord": "img_", "cocorecord": "img_", "groundtruthobject": "img_", "image": "img_",
             "event": "A"}  # what every row of add_rows matches
+URLS = [f"/admin/annotator/{model}/" for model in LISTS] + [
+    f"/admin/annotator/{model}/?q={term}" for model, term in SEARCHED.items()
+]
 
 
-@pytest.mark.parametrize("model", SEARCHED)
-def test_a_searched_list_runs_the_same_queries_for_2_or_12_rows(admin_client, model):
-    url = f"/admin/annotator/{model}/?q={SEARCHED[model]}"
+@pytest.mark.parametrize("url", URLS)
+def test_a_list_page_runs_the_same_queries_for_2_or_12_rows(admin_client, url):
     add_rows(2)
     few = queries_of(admin_client, url)
     add_rows(10)
     assert queries_of(admin_client, url) == few <= 8
-    assert admin_client.get(url).context["cl"].result_count >= 12
+    if "?q=" in url:  # every row of add_rows matches the search
+        assert admin_client.get(url).context["cl"].result_count >= 12
 
 
 def search(client, model, term):
