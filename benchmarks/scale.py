@@ -1,13 +1,15 @@
 """Paper scale end to end: each step of the product on ImageNet-AB data of N records, time and peak memory.
 
-    nice -n 10 .venv/bin/python benchmarks/scale.py --records 20000 100000 [...] \
-        [--database-url postgres://postgres@127.0.0.1:5432/luab_scale_bench] [--out benchmarks/results/scale.json]
+    nice -n 10 .venv/bin/python benchmarks/scale.py --records 20000 100000 [...] [--images M] \
+        [--steps ...] [--pages-at-rows ROWS] [--database-url postgres://postgres@127.0.0.1:5432/luab_scale_bench] \
+        [--out benchmarks/results/scale.json]
 
 For each N it (re)creates its own PostgreSQL database and builds, as the paper's ImageNet-AB does, an ImageNet-style
-dataset (rows only: 1,000 classes, N / 2 train images, one val image with a ground-truth box per 25 train images)
-and a generated ImageNet-AB tarball of N sessions (2 per image, 48 images a page, 10 pages an assignment: one HIT
-per 480 records) written by the exporter's own writer (benchmarks/import_throughput.py). Then, each in a fresh
-process so its peak RSS (VmHWM) is its own, it runs and measures the product's steps on it:
+dataset (rows, every image naming one stored JPEG: 1,000 classes, N / 2 train images or --images M, one val image
+with a ground-truth box per 25 train images) and a generated ImageNet-AB tarball of N sessions (2 per image, 48
+images a page, 10 pages an assignment: one HIT per 480 records) written by the exporter's own writer
+(benchmarks/import_throughput.py). Then, each in a fresh process so its peak RSS (VmHWM) is its own, it runs and
+measures the product's steps on it:
 
   import      `manage.py import_ab` (the batch, HITs, assignments, records, page summaries; ANALYZE)
   manifest    training.manifests.build_manifest of the dataset (what a training job's snapshot builds)
@@ -19,6 +21,11 @@ process so its peak RSS (VmHWM) is its own, it runs and measures the product's s
               median ms of 3 loads and the SQL queries of each
   worker_api  one HIT of 10 pages published from the dataset's images: GET each page and save it (48 records),
               median ms
+  training    (only when asked) a training job through training.services.run_training_job, the sweeper running
+              with a 30 s heartbeat timeout, stopped after 20 steps: snapshot time, attempts, peak RSS
+
+--pages-at-rows ROWS then grows the big tables to ROWS rows each with synthesized copies of the imported rows (SQL
+INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows).
 
 Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
 settings), written after each step; a table with each step's growth against the previous size is printed.
@@ -111,11 +118,14 @@ def measure(args, n_records):
         run.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                               "commit": git_commit(), "load_average": os.getloadavg()})
         steps = [step for step in args.steps if step != "import"]
+        subprocess.run([sys.executable, ROOT / "manage.py", "migrate", "--verbosity", "0"], check=True,
+                       env={**os.environ, "DATABASE_URL": args.database_url})  # what the code has added since
     else:
         fresh_database(args.database_url)
         run = new_run(args, n_records)
         steps = ["generate"] + args.steps
-    steps += list(GROW_STEPS) if args.pages_at_rows else []
+    if args.pages_at_rows:
+        steps += ["pages_at_rows"] if "grow" in run["steps"] else list(GROW_STEPS)
     print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
         for step in steps:
