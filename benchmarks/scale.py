@@ -178,8 +178,9 @@ def summary(figures):
 
 
 def print_growth(results):
-    """Each step's seconds and peak MiB per size, with the factor against the previous size."""
-    runs = list(results["runs"].values())
+    """Each step's seconds and peak MiB per size (runs of N / 2 images, not grown), with the factor against the
+    previous size."""
+    runs = [run for key, run in results["runs"].items() if key.isdigit()]
     print(f"{'step':<22}" + "".join(f"{run['records']:>22,}" for run in runs))
     rows = [(step, "seconds") for step in STEPS if step not in ("pages", "worker_api")]
     rows += [(step, "peak_rss_mib") for step in STEPS if step not in ("pages", "worker_api")]
