@@ -1,13 +1,15 @@
 """Paper scale end to end: each step of the product on ImageNet-AB data of N records, time and peak memory.
 
-    nice -n 10 .venv/bin/python benchmarks/scale.py --records 20000 100000 [...] \
-        [--database-url postgres://postgres@127.0.0.1:5432/luab_scale_bench] [--out benchmarks/results/scale.json]
+    nice -n 10 .venv/bin/python benchmarks/scale.py --records 20000 100000 [...] [--images M] \
+        [--steps ...] [--pages-at-rows ROWS] [--database-url postgres://postgres@127.0.0.1:5432/luab_scale_bench] \
+        [--out benchmarks/results/scale.json]
 
 For each N it (re)creates its own PostgreSQL database and builds, as the paper's ImageNet-AB does, an ImageNet-style
-dataset (rows only: 1,000 classes, N / 2 train images, one val image with a ground-truth box per 25 train images)
-and a generated ImageNet-AB tarball of N sessions (2 per image, 48 images a page, 10 pages an assignment: one HIT
-per 480 records) written by the exporter's own writer (benchmarks/import_throughput.py). Then, each in a fresh
-process so its peak RSS (VmHWM) is its own, it runs and measures the product's steps on it:
+dataset (rows, every image naming one stored JPEG: 1,000 classes, N / 2 train images or --images M, one val image
+with a ground-truth box per 25 train images) and a generated ImageNet-AB tarball of N sessions (2 per image, 48
+images a page, 10 pages an assignment: one HIT per 480 records) written by the exporter's own writer
+(benchmarks/import_throughput.py). Then, each in a fresh process so its peak RSS (VmHWM) is its own, it runs and
+measures the product's steps on it:
 
   import      `manage.py import_ab` (the batch, HITs, assignments, records, page summaries; ANALYZE)
   manifest    training.manifest_builder.build_manifest of the dataset (what a training job's snapshot builds)
@@ -19,6 +21,11 @@ process so its peak RSS (VmHWM) is its own, it runs and measures the product's s
               median ms of 3 loads and the SQL queries of each
   worker_api  one HIT of 10 pages published from the dataset's images: GET each page and save it (48 records),
               median ms
+  training    (only when asked) a training job through training.services.run_training_job, the sweeper running
+              with a 30 s heartbeat timeout, stopped after 20 steps: snapshot time, attempts, peak RSS
+
+--pages-at-rows ROWS then grows the big tables to ROWS rows each with synthesized copies of the imported rows (SQL
+INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows).
 
 Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
 settings), written after each step; a table with each step's growth against the previous size is printed.
@@ -46,7 +53,11 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scale.json"
 N_CLASSES = 1000
 TRAIN_PER_VAL = 25  # ImageNet: 1.28M train, 50k val images
 # The quick ones first: a run cut short still has them.
-STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export")
+STEPS = ("import", "manifest", "pages", "review", "worker_api", "report", "export", "training")
+GROW_STEPS = ("grow", "pages_at_rows")  # after the others, with --pages-at-rows
+SHARED_IMAGE = "bench/shared.jpg"  # the one stored JPEG every image row of the dataset names (rows only otherwise)
+TRAINING_STEPS = 20  # the training step stops its job once it has trained this many steps
+HEARTBEAT_TIMEOUT_S = 30  # the training step's TRAINING_HEARTBEAT_TIMEOUT: shorter than the snapshot it sweeps during
 
 
 def dataset_name(n_records):
@@ -58,11 +69,18 @@ def parse_args():
     parser.add_argument("--records", type=int, nargs="+", metavar="N", help="sizes to measure, in records")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="steps to measure")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS[:-1]),
+                        help="steps to measure (default: all but training)")
+    parser.add_argument("--images", type=int, metavar="M",
+                        help="train images in the dataset (default N / 2: ImageNet-AB's 2 sessions an image); the "
+                             "sessions cover the first N / 2, the others are rows without sessions")
+    parser.add_argument("--pages-at-rows", type=int, metavar="ROWS",
+                        help="then grow the big tables to ROWS rows each (synthesized copies of the imported rows, "
+                             "in SQL) and measure the pages again")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database of an earlier run of this size (no generate, no import) and add the "
                              "steps measured now to its entry in --out")
-    parser.add_argument("--step", choices=("generate",) + STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=("generate",) + STEPS + GROW_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.records:
@@ -73,8 +91,9 @@ def parse_args():
 def main():
     args = parse_args()
     if args.step:
-        setup_django(args.database_url, migrate=args.step == "generate")
-        figures = globals()[f"step_{args.step}"](args.records[0], args.work)
+        setup_django(args.database_url, migrate=args.step == "generate", MEDIA_ROOT=str(args.work / "media"),
+                     TRAINING_WORK_DIR=str(args.work / "training"), TRAINING_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
+        figures = globals()[f"step_{args.step}"](args.records[0], args.work, args)
         figures["peak_rss_mib"] = rss_kib("VmHWM") / 1024
         print(json.dumps(figures))
         return
@@ -82,23 +101,38 @@ def main():
         measure(args, n_records)
 
 
+def run_key(args, n_records):
+    """A run's entry in --out: N, with the images when not N / 2 and the rows the tables were grown to."""
+    key = f"{n_records} records, {args.images} images" if args.images else str(n_records)
+    return key + (f", tables grown to {args.pages_at_rows} rows" if args.pages_at_rows else "")
+
+
+def read(path):
+    return json.loads(path.read_text()) if path.exists() else {"benchmark": "scale", "runs": {}}
+
+
 def measure(args, n_records):
-    results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scale", "runs": {}}
+    key = run_key(args, n_records)
     if args.reuse:
-        run = results["runs"][str(n_records)]
+        run = read(args.out)["runs"][key]
         run.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                               "commit": git_commit(), "load_average": os.getloadavg()})
         steps = [step for step in args.steps if step != "import"]
+        subprocess.run([sys.executable, ROOT / "manage.py", "migrate", "--verbosity", "0"], check=True,
+                       env={**os.environ, "DATABASE_URL": args.database_url})  # what the code has added since
     else:
         fresh_database(args.database_url)
         run = new_run(args, n_records)
         steps = ["generate"] + args.steps
+    if args.pages_at_rows:
+        steps += ["pages_at_rows"] if "grow" in run["steps"] else list(GROW_STEPS)
     print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
         for step in steps:
             child = subprocess.run(
                 [sys.executable, __file__, "--step", step, "--records", str(n_records), "--work", work,
-                 "--database-url", args.database_url],
+                 "--database-url", args.database_url] + (["--images", str(args.images)] if args.images else [])
+                + (["--pages-at-rows", str(args.pages_at_rows)] if args.pages_at_rows else []),
                 capture_output=True, text=True,
             )
             if child.returncode:
@@ -106,9 +140,8 @@ def measure(args, n_records):
             run["steps"][step] = figures = json.loads(child.stdout.strip().splitlines()[-1])
             print(f"{step:<10} {summary(figures)}", flush=True)
             run["load_average_at_end"] = os.getloadavg()
-            results["runs"][str(n_records)] = run
-            write(args.out, results)
-    print_growth(results)
+            write(args.out, key, run)
+    print_growth(read(args.out))
 
 
 def new_run(args, n_records):
@@ -116,15 +149,20 @@ def new_run(args, n_records):
         "records": n_records, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "machine": machine(), "load_average_at_start": os.getloadavg(),
         "settings": {"database": "PostgreSQL " + postgres_version(args.database_url), "classes": N_CLASSES,
-                     "records_per_image": 2, "images_per_page": 48, "pages_per_hit": 10,
+                     "sessions_per_image": 2, "train_images": args.images or -(-n_records // 2), "images_per_page": 48,
+                     "pages_per_hit": 10,
                      "train_images_per_val_image": TRAIN_PER_VAL, "nice": os.nice(0)},
         "steps": {},
     }
 
 
-def write(path, results):
+def write(path, key, run):
+    """Put run in --out as entry key, re-reading the file first: runs of other sizes may be writing it too."""
+    results = read(path)
+    results["runs"][key] = run
+    results["runs"] = dict(sorted(results["runs"].items(),
+                                  key=lambda item: (item[1]["records"], item[1]["settings"].get("train_images", 0))))
     path.parent.mkdir(parents=True, exist_ok=True)
-    results["runs"] = dict(sorted(results["runs"].items(), key=lambda item: int(item[0])))
     path.write_text(json.dumps(results, indent=1) + "\n")
 
 
@@ -140,8 +178,9 @@ def summary(figures):
 
 
 def print_growth(results):
-    """Each step's seconds and peak MiB per size, with the factor against the previous size."""
-    runs = list(results["runs"].values())
+    """Each step's seconds and peak MiB per size (runs of N / 2 images, not grown), with the factor against the
+    previous size."""
+    runs = [run for key, run in results["runs"].items() if key.isdigit()]
     print(f"{'step':<22}" + "".join(f"{run['records']:>22,}" for run in runs))
     rows = [(step, "seconds") for step in STEPS if step not in ("pages", "worker_api")]
     rows += [(step, "peak_rss_mib") for step in STEPS if step not in ("pages", "worker_api")]
@@ -190,14 +229,18 @@ class Timer:
 
 
 class QueryCounter:
-    """Counts the SQL statements Django sends on the default connection while active."""
+    """Counts the SQL statements Django sends on the default connection while active, and the seconds they take."""
 
     def __init__(self):
-        self.count = 0
+        self.count, self.seconds = 0, 0.0
 
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
-        return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
 
     def __enter__(self):
         from django.db import connection
@@ -217,9 +260,11 @@ def tarball(work, n_records):
     return Path(work) / f"imagenet_ab_{n_records}.tar.gz"
 
 
-def step_generate(n_records, work):
+def step_generate(n_records, work, args):
     """The dataset's rows (train images of the tarball, val images with a box each) and the tarball."""
     import random
+
+    from django.db import connection
 
     from annotator import models
     from benchmarks import import_throughput
@@ -229,9 +274,20 @@ def step_generate(n_records, work):
         import_throughput.generate_imagenet_ab(n_records, tarball(work, n_records), random.Random(0))
         dataset = models.Dataset.objects.get(name=dataset_name(n_records))
         categories = list(dataset.categories.order_by("index"))
-        n_val = -(-n_records // 2) // TRAIN_PER_VAL
+        dataset.images.update(file=SHARED_IMAGE)
+        n_train = args.images or dataset.images.count()
+        with connection.cursor() as cursor:  # images without sessions, up to --images, as the generator names them
+            cursor.execute(
+                'INSERT INTO "annotator_image" (dataset_id, key, file, display_file, display_file_2x, width, height, '
+                "split, label_id, meta) SELECT %s, c.key || '_' || i, %s, '', '', 640, 480, %s, c.id, '{}' "
+                'FROM generate_series(%s, %s) i JOIN "annotator_category" c '
+                "ON c.dataset_id = %s AND c.index = i %% %s",
+                [dataset.pk, SHARED_IMAGE, models.Split.TRAIN, dataset.images.count(), n_train - 1, dataset.pk,
+                 N_CLASSES],
+            )
+        n_val = n_train // TRAIN_PER_VAL
         val_images = models.Image.objects.bulk_create(
-            (models.Image(dataset=dataset, key=f"val_{i:08d}", file=f"images/{dataset.name}/val/{i}.JPEG",
+            (models.Image(dataset=dataset, key=f"val_{i:08d}", file=SHARED_IMAGE,
                           width=500, height=375, split=models.Split.VAL, label=categories[i % N_CLASSES])
              for i in range(n_val)),
             batch_size=5000,
@@ -251,7 +307,7 @@ def imported_batch(n_records):
     return Batch.objects.filter(dataset__name=dataset_name(n_records)).order_by("pk").first()  # the import's
 
 
-def step_import(n_records, work):
+def step_import(n_records, work, args):
     from django.core.management import call_command
 
     from annotator.models import ImageNetRecord
@@ -264,7 +320,7 @@ def step_import(n_records, work):
             "records_per_s": round(records / timer.seconds)}
 
 
-def step_manifest(n_records, work):
+def step_manifest(n_records, work, args):
     from annotator.models import Dataset
     from training.manifest_builder import build_manifest
     from training.ml import manifest as manifest_module
@@ -279,7 +335,7 @@ def step_manifest(n_records, work):
             "file_mib": path.stat().st_size / 2**20}
 
 
-def step_report(n_records, work):
+def step_report(n_records, work, args):
     from django.core.management import call_command
 
     with Timer() as timer:
@@ -287,7 +343,7 @@ def step_report(n_records, work):
     return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds}
 
 
-def step_export(n_records, work):
+def step_export(n_records, work, args):
     from django.core.management import call_command
 
     batch = imported_batch(n_records)
@@ -303,7 +359,7 @@ def step_export(n_records, work):
     return figures
 
 
-def step_review(n_records, work):
+def step_review(n_records, work, args):
     from annotator.review import services
 
     with Timer() as timer:
@@ -312,14 +368,17 @@ def step_review(n_records, work):
             "ms_per_hit": round(timer.seconds * 1000 / max(1, result.reviewed), 3)}
 
 
-def step_pages(n_records, work):
-    """The heavy pages, loaded three times each by a logged-in superuser: median ms and the SQL queries."""
+def step_pages(n_records, work, args):
+    """The heavy pages, loaded three times each by a logged-in superuser: median ms, the SQL queries and the ms
+    they took (the rest is Python: the view and its template)."""
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from annotator.models import Assignment, Image
+    from annotator.models import Assignment, Batch, Image
 
     batch = imported_batch(n_records)
+    # A second batch (empty), as staff have: the admin drops a filter with a single choice, and with it its lookup.
+    Batch.objects.get_or_create(name=f"bench-pages-{n_records}", dataset=batch.dataset, task_kind="imagenet")
     users = get_user_model().objects
     user = users.filter(username="bench").first() or users.create_superuser("bench", "bench@example.com", "bench")
     client = Client()
@@ -345,18 +404,105 @@ def step_pages(n_records, work):
     pages = {}
     with Timer() as timer:
         for name, url in urls.items():
-            loads = []
+            loads, sql = [], []
             for _ in range(3):
                 with QueryCounter() as queries:
                     started = time.perf_counter()
                     response = client.get(url)
                     loads.append((time.perf_counter() - started) * 1000)
+                sql.append(queries.seconds * 1000)
                 assert response.status_code == 200, f"{url}: {response.status_code}"
-            pages[name] = {"ms": round(statistics.median(loads), 1), "queries": queries.count}
+            pages[name] = {"ms": round(statistics.median(loads), 1), "queries": queries.count,
+                           "sql_ms": round(statistics.median(sql), 1)}
     return {"seconds": timer.seconds, "pages": pages}
 
 
-def step_worker_api(n_records, work):
+def step_grow(n_records, work, args):
+    """Grow the big tables to --pages-at-rows rows each, cheaply: INSERT ... SELECT of k = 1..K copies of the
+    imported rows (generate_series), ids shifted by k times the table's largest id. The batch's HITs, pages and
+    assignments are copied K times too, and the records and page items of copy k belong to copy k (their unique
+    keys need it); events and ground-truth boxes are copied as often as it takes, events pointing to the HIT
+    copies round robin; event batches (the import writes none) are made from the page summaries, as the worker
+    API's page saves leave them, pointing to the copies round robin. Then ANALYZE."""
+    from django.db import connection
+
+    from annotator import models
+
+    rows = args.pages_at_rows
+    tables = (models.Hit, models.HitPage, models.Assignment, models.ImageNetRecord, models.PageItem, models.Event,
+              models.GroundTruthObject, models.PageSubmission, models.EventBatch)
+    with Timer() as timer, connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+        # No foreign-key triggers (a superuser's setting): the copies' keys are valid by construction, and checking
+        # them at commit took longer than writing the rows (10M records: 17 min of writes, then minutes of checks).
+        cursor.execute("SET session_replication_role = replica")
+        stride, count = {}, {}
+        for model in tables:
+            cursor.execute(f'SELECT coalesce(max(id), 0), count(*) FROM "{model._meta.db_table}"')
+            stride[model], count[model] = cursor.fetchone()
+        cursor.execute('SELECT max(index) + 1 FROM "annotator_hit"')
+        hit_index = cursor.fetchone()[0]
+
+        def copies_to_reach_rows(model):
+            return -(-rows // count[model]) - 1
+
+        tree = max(copies_to_reach_rows(models.ImageNetRecord), copies_to_reach_rows(models.PageItem))
+
+        def to_copy(column, model, round_robin=False):
+            """An id of model's rows moved to its copy k (round robin: to copy k modulo the tree's copies)."""
+            return f's."{column}" + {f"(k %% {tree + 1})" if round_robin else "k"} * {stride[model]}'
+
+        def copy_rows(model, copies, overrides, source=None):
+            """k = 1..copies copies of each row of source (default: the model's own table) as s: the columns in
+            overrides (SQL over s and k) computed, the others copied as they are."""
+            table, columns = model._meta.db_table, [field.column for field in model._meta.concrete_fields]
+            select = ", ".join(overrides.get(column, f's."{column}"') for column in columns)
+            names = ", ".join(f'"{column}"' for column in columns)
+            cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {select} '
+                           f'FROM "{(source or model)._meta.db_table}" s, generate_series(1, %s) k', [copies])
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+
+        copy_rows(models.Hit, tree, {"id": to_copy("id", models.Hit), "index": f"s.index + k * {hit_index}"})
+        copy_rows(models.HitPage, tree, {"id": to_copy("id", models.HitPage), "hit_id": to_copy("hit_id", models.Hit)})
+        copy_rows(models.Assignment, tree, {
+            "id": to_copy("id", models.Assignment), "hit_id": to_copy("hit_id", models.Hit),
+            "uuid": "gen_random_uuid()", "external_id": "s.external_id || '-' || k",
+        })
+        copy_rows(models.ImageNetRecord, tree, {
+            "id": to_copy("id", models.ImageNetRecord), "assignment_id": to_copy("assignment_id", models.Assignment),
+            "page_id": to_copy("page_id", models.HitPage),
+        })
+        copy_rows(models.PageItem, tree, {"id": to_copy("id", models.PageItem),
+                                          "page_id": to_copy("page_id", models.HitPage)})
+        copy_rows(models.Event, copies_to_reach_rows(models.Event), {
+            "id": to_copy("id", models.Event), "hit_id": to_copy("hit_id", models.Hit, round_robin=True),
+            "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
+        })
+        copy_rows(models.GroundTruthObject, copies_to_reach_rows(models.GroundTruthObject),
+                  {"id": to_copy("id", models.GroundTruthObject)})
+        copy_rows(models.EventBatch, copies_to_reach_rows(models.PageSubmission) + 1, {
+            "id": f"{stride[models.EventBatch]} + s.id + (k - 1) * {stride[models.PageSubmission]}",
+            "client_batch_id": "gen_random_uuid()", "seq": "k", "events": "'[]'::json", "client_sent_at": "0",
+            "received_at": "s.saved_at", "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
+            "page_id": to_copy("page_id", models.HitPage, round_robin=True),
+        }, source=models.PageSubmission)
+        cursor.execute("ANALYZE")
+        grown = {}
+        for model in tables:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+            grown[model._meta.model_name] = cursor.fetchone()[0]
+    return {"seconds": timer.seconds, "rows_estimated": grown, "hit_tree_copies": tree,
+            "synthesized": "every row beyond the import's is a synthesized copy of an imported row (INSERT ... "
+                           "SELECT ... generate_series), in copies of the batch's HITs, pages and assignments; "
+                           "event batches are made from the page summaries"}
+
+
+def step_pages_at_rows(n_records, work, args):
+    """The pages again, on the grown tables."""
+    return step_pages(n_records, work, args)
+
+
+def step_worker_api(n_records, work, args):
     """One HIT of 10 pages of 48 of the dataset's images, accepted; each page fetched and saved."""
     from django.test import Client
 
@@ -404,6 +550,69 @@ def step_worker_api(n_records, work):
             assert response.status_code in (200, 201), response.content[:300]
     return {"seconds": timer.seconds,
             "median_ms": {"get_page": statistics.median(gets), "save_page": statistics.median(saves)}}
+
+
+def step_training(n_records, work, args):
+    """A training job of the dataset (cpu-demo recipe, 1 epoch) run through the product as a worker runs it
+    (training.services.run_training_job), stopped by a cancel once it has trained TRAINING_STEPS steps. Its images
+    all name one stored 64 x 48 JPEG (SHARED_IMAGE). The sweeper (recover_stale_jobs) runs every 5 s meanwhile
+    with a heartbeat timeout of HEARTBEAT_TIMEOUT_S: a snapshot longer than that must not make the job look lost."""
+    import io
+    import threading
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.db import connection
+    from PIL import Image as PILImage
+
+    from annotator.models import Dataset
+    from training import services
+    from training.ml.recipes import recipe
+    from training.models import TrainingJob
+
+    if not default_storage.exists(SHARED_IMAGE):
+        jpeg = io.BytesIO()
+        PILImage.new("RGB", (64, 48), (120, 90, 60)).save(jpeg, "JPEG")
+        default_storage.save(SHARED_IMAGE, ContentFile(jpeg.getvalue()))
+    job = services.create_training_job(
+        dataset=Dataset.objects.get(name=dataset_name(n_records)), config=recipe("cpu-demo", epochs=1),
+        source=TrainingJob.Source.COMMAND, enqueue=False,
+    )
+    seen = {"snapshot_s": None, "first_step_s": None, "steps": 0, "snapshot_message": ""}
+    requeued, done = [], threading.Event()
+
+    def sweep():
+        while not done.wait(5):
+            requeued.extend(services.recover_stale_jobs()["requeued"])
+        connection.close()
+
+    def listen(progress):
+        elapsed = time.perf_counter() - started
+        if progress.get("stage") == "snapshot":
+            seen["snapshot_s"], seen["snapshot_message"] = elapsed, progress["message"]
+            return
+        seen["first_step_s"] = seen["first_step_s"] or elapsed
+        if seen["steps"] < TRAINING_STEPS <= progress["step"]:
+            services.cancel_training_job(job, actor="benchmarks/scale.py")
+        seen["steps"] = progress["step"]
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    started = time.perf_counter()
+    try:
+        with Timer() as timer:
+            services.run_training_job(job.pk, task_id=job.celery_task_id, hostname="bench-scale",
+                                      progress_listener=listen)
+    finally:
+        done.set()
+        sweeper.join()
+    job.refresh_from_db()
+    return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "status": job.status,
+            "attempts": job.attempts, "requeued_as_lost": len(requeued), "error": job.error,
+            "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S, "snapshot_seconds": seen["snapshot_s"],
+            "snapshot_last_message": seen["snapshot_message"], "first_step_at_s": seen["first_step_s"],
+            "steps_trained": seen["steps"], "config": job.config,
+            "images": "every image row names one stored 64 x 48 JPEG (" + SHARED_IMAGE + ")"}
 
 
 if __name__ == "__main__":
