@@ -2,7 +2,8 @@
 
 Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, history; rewritten atomically
 after every epoch and on cancel), ``config.json`` (the resolved TrainConfig: the lambda and output stride the run
-used, not "default") and ``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a
+used, not "default"), ``metrics.jsonl`` (one JSON line per finished epoch) and, when the manifest has
+pseudo-labels, ``pseudo_labels.json`` (each such row marked ``"source": "pseudo_label"``). A run whose out_dir holds a
 checkpoint resumes from it, mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the
 ones not yet seen), but only with the same data and the same resolved config (its hash is in the checkpoint; only
 where the files go, the loader workers, the logging interval and the device may change): anything else is a
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
+PSEUDO_LABELS_NAME = "pseudo_labels.json"  # the manifest's pseudo-labelled rows, when it has any
 # Options that say where and how fast a run goes, not what it computes: a resumed run may change them.
 RUN_PLACEMENT_OPTIONS = ("manifest_path", "out_dir", "workers", "log_every", "device")
 
@@ -380,6 +382,9 @@ def _run(config, context, on_progress, should_stop):
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_module.read(config.manifest_path)
+    pseudo_labels = manifest.pseudo_label_file()
+    if pseudo_labels and context.is_main:
+        (out_dir / PSEUDO_LABELS_NAME).write_text(json.dumps(pseudo_labels, indent=2))
     config = replace(
         config, model_kwargs=resolve_model_kwargs(config.model, config.img_size, config.min_feature_cells,
                                                   config.model_kwargs),
