@@ -122,10 +122,9 @@ def run_seed(settings, recipe, work, seed):
             learning_effect.pack_and_work(batch, order=order, seed=seed * 100 + cycle,
                                           crowd_seed=settings["crowd_seed"] + seed * 100 + cycle, **crowd)
             batches.append(batch)
-            runs.append(train_cycle(
-                work, batches, dict(config, pseudo_label_threshold=settings["pseudo_label_threshold"]), true_labels, seed,
-                cycle, score=cycle < settings["cycles"],
-            ))
+            pseudo_labelled = dict(config, pseudo_label_threshold=settings["pseudo_label_threshold"])
+            runs.append(train_cycle(work, batches, pseudo_labelled, true_labels, seed, cycle,
+                                    score=cycle < settings["cycles"]))
         cycles[order] = [{name: value for name, value in run.items() if name != "version"} for run in runs]
     return {"cycles": cycles, "references": first["references"]}
 
