@@ -412,7 +412,9 @@ def _run(config, context, on_progress, should_stop):
 
     train_set = data_module.ManifestDataset(
         manifest, "train",
-        TrainTransform(config.img_size, config.crop_scale, config.crop_ratio, config.hflip, config.color_jitter),
+        (scl.SquareResizedCrop if config.method == "scl" else TrainTransform)(
+            config.img_size, config.crop_scale, config.crop_ratio, config.hflip, config.color_jitter,
+        ),
         config.seed, config.decode,
     )
     if len(train_set) == 0:
@@ -445,10 +447,10 @@ def _run(config, context, on_progress, should_stop):
             config.workers, pin,
         )
     eval_loaders = {}
+    eval_transform = (scl.SquareResize(config.img_size) if config.method == "scl"
+                      else EvalTransform(config.img_size, config.test_crop_ratio))
     for split in config.eval_splits:
-        eval_set = data_module.ManifestDataset(
-            manifest, split, EvalTransform(config.img_size, config.test_crop_ratio), config.seed, config.decode
-        )
+        eval_set = data_module.ManifestDataset(manifest, split, eval_transform, config.seed, config.decode)
         if len(eval_set):
             sampler = data_module.EpochBatchSampler(
                 len(eval_set), config.batch_size, shuffle=False, rank=context.rank, world_size=context.world_size,
