@@ -61,7 +61,7 @@ def main():
         mix=arguments.mix, variant=arguments.variant, crowd_seed=arguments.crowd_seed, hits=arguments.round1_hits,
     )
     round1_path, round1 = learning_effect.build_manifest(work, [BATCH])
-    round1_model = train_and_score_round_one(recipe)
+    round1_model, _ = train_and_score([BATCH], recipe)
     print(f"round 1 model: {round1_model}", flush=True)
 
     arms, crowd = {}, {}
@@ -91,9 +91,9 @@ def main():
     )
 
 
-def train_and_score_round_one(recipe):
-    """The product's loop on round 1: run_training_job (inline, promoted), then score_images; returns the model's
-    final metrics."""
+def train_and_score(batches, config, score=True):
+    """The product's loop on the batches: run_training_job (inline, promoted), then score_images unless told not
+    to; returns the model's final metrics and its ModelVersion."""
     import torch
     from django.core.management import call_command
 
@@ -101,13 +101,12 @@ def train_and_score_round_one(recipe):
 
     torch.set_num_threads(1)
     output = io.StringIO()
-    config = {name: value for name, value in recipe.items()}
-    call_command("run_training_job", dataset=DATASET, batches=[BATCH], config=json.dumps(config), promote=True,
+    call_command("run_training_job", dataset=DATASET, batches=batches, config=json.dumps(config), promote=True,
                  verbosity=0, stdout=output)
-    call_command("score_images", dataset=DATASET, verbosity=0, stdout=output)
+    if score:
+        call_command("score_images", dataset=DATASET, verbosity=0, stdout=output)
     version = ModelVersion.objects.get(dataset__name=DATASET, is_active=True)
-    return {name: version.metrics[name] for name in learning_effect.METRICS if name in version.metrics}
-
+    return {name: version.metrics[name] for name in learning_effect.METRICS if name in version.metrics}, version
 
 if __name__ == "__main__":
     main()

@@ -68,6 +68,13 @@ def prepare_product(work, database_url):
 def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, crowd_seed, hits=None):
     """Generate and import the demo set, pack it into a batch, publish it and let the simulated crowd work its HITs
     (all of them, or the first `hits`)."""
+    import_demo(work, per_class=per_class, data_seed=data_seed)
+    pack_and_work(BATCH, order="random", variant=variant, seed=data_seed, crowd_workers=crowd_workers, mix=mix,
+                  crowd_seed=crowd_seed, hits=hits)
+
+
+def import_demo(work, *, per_class, data_seed):
+    """Generate the demo ImageNet-style set under work and import it as DATASET."""
     from django.core.management import call_command
 
     from devtools import demo_data
@@ -76,16 +83,16 @@ def collect_clicks(work, *, per_class, data_seed, crowd_workers, mix, variant, c
     shutil.rmtree(data_dir, ignore_errors=True)  # a folder from a run with more images a class would add its extras
     demo_data.generate_imagenet(data_dir, seed=data_seed, per_class=per_class)
     call_command("import_imagenet", str(data_dir), name=DATASET, verbosity=0, stdout=io.StringIO())
-    pack_and_work(BATCH, order="random", variant=variant, seed=data_seed, crowd_workers=crowd_workers, mix=mix,
-                  crowd_seed=crowd_seed, hits=hits)
 
 
-def pack_and_work(batch, *, order, variant, seed, crowd_workers, mix, crowd_seed, hits=None):
-    """build_hits (in the given order), publish, simulate_crowd --in-process: the product's own commands."""
+def pack_and_work(batch, *, order, variant, seed, crowd_workers, mix, crowd_seed, hits=None, **batch_options):
+    """build_hits (in the given order; batch_options: its other options, e.g. items_per_page), publish,
+    simulate_crowd --in-process: the product's own commands."""
     from django.core.management import call_command
 
     output = io.StringIO()
-    call_command("build_hits", dataset=DATASET, batch=batch, variant=variant, order=order, seed=seed, stdout=output)
+    call_command("build_hits", dataset=DATASET, batch=batch, variant=variant, order=order, seed=seed, stdout=output,
+                 **batch_options)
     call_command("publish", batch, verbosity=0, stdout=output)
     call_command("simulate_crowd", batch, in_process=True, hits=hits, fill=None if hits else 1.0,
                  workers=crowd_workers, mix=mix, seed=crowd_seed, verbosity=0, stdout=output)

@@ -1,8 +1,13 @@
 """Active learning (seed 004) in training: balanced mini-batches and pseudo-labels folded into the next manifest."""
+import io
+import json
+
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 
+from annotator.exports import services as export_services
 from annotator.models import ImageNetRecord, ImageScore, Split
 from tests import factories
 from tests.training.job_data import TINY_CONFIG, registered_version, square_jpeg, tiny_imagenet_dataset
@@ -119,6 +124,45 @@ def test_a_job_with_pseudo_labels_and_balanced_batches_trains_and_says_so(django
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert f"2 train images pseudo-labelled by {version.name} at >= 0.99" in job.log_tail
     assert job.model_version.config["pseudo_label_threshold"] == 0.99
+
+
+@pytest.mark.django_db
+def test_pseudo_labels_leave_the_product_marked_and_never_among_the_collected_records(
+        django_capture_on_commit_callbacks, settings, tmp_path):
+    settings.TRAINING_WORK_DIR = tmp_path / "work"
+    settings.TRAINING_PROGRESS_INTERVAL = 3600  # as above: no heartbeat during the inline run
+    dataset, batch = tiny_imagenet_dataset(train_per_class=1, val_per_class=1)
+    version = registered_version(dataset)
+    registry.promote_model_version(version)
+    dataset.refresh_from_db()
+    category = dataset.categories.get(index=1)
+    pseudo = unlabelled_train_images(dataset, [(category.key, 0.999)], version)[0]
+    pseudo_name = pseudo.file.name.split("/")[-1]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = training_jobs.create_training_job(dataset=dataset, batches=[batch], source=TrainingJob.Source.API,
+                                                config={**TINY_CONFIG, "pseudo_label_threshold": 0.99})
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+
+    # the run's files: pseudo_labels.json names the model, the threshold and each row, marked as a pseudo-label
+    with default_storage.open(job.artifacts["pseudo_labels"]) as handle:
+        exported = json.load(handle)
+    assert exported["model"] == version.name and exported["threshold"] == 0.99
+    assert exported["manifest_hash"] == job.manifest_hash
+    assert [(row["image"].split("/")[-1], row["labels"], row["source"]) for row in exported["rows"]] == [
+        (pseudo_name, [category.name], "pseudo_label")
+    ]
+    # the collected records: neither the byproduct export nor the records know the pseudo-labelled image
+    out = io.BytesIO()
+    labelled = dataset.images.filter(split=Split.TRAIN, label__isnull=False).count()
+    assert export_services.write_export(batch, "jsonl", out) == labelled  # one record per clicked train image
+    exported = {json.loads(line)["imageID"].split("/")[-1] for line in out.getvalue().decode().splitlines()}
+    assert len(exported) == labelled and pseudo.key not in exported
+    assert not ImageNetRecord.objects.filter(image=pseudo).exists()
+    # without pseudo-labels a run has no such file
+    manifest = manifest_for(dataset)
+    assert manifest.pseudo_label_file() is None
 
 
 @pytest.mark.celery_worker

@@ -1,16 +1,18 @@
 """Method scl (seed 003): the heatmap store (uint8, 2x the feature map, top-k classes), the single-label manifest
 from icons, and a resumable run."""
+import math
 
 import numpy as np
 import pytest
 import torch
 from msgspec.structs import replace
+from PIL import Image
 
 from tests.training.test_manifest_builder import coco_dataset  # noqa: F401  (fixture)
 from training.manifest_builder import manifest_for
 from training.ml import manifest as manifest_module
 from training.ml.engine import TrainConfig, load_checkpoint, run
-from training.ml.scl import HeatmapStore
+from training.ml.scl import FREE, HeatmapStore, SpatialConsistency, SquareResize, SquareResizedCrop
 from training.ml.transforms import Crop
 
 from .conftest import synthetic_manifest
@@ -22,41 +24,65 @@ def constant_predictions(values, size=2):
     return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).expand(1, len(values), size, size)
 
 
-def test_the_store_keeps_the_annotated_class_and_the_top_scores_as_uint8_moving_averages():
+def test_top_k_is_chosen_once_from_the_ema_scores_after_the_warm_up_and_heatmaps_are_uint8_moving_averages():
     store = HeatmapStore(rows=[7, 9], num_classes=3, size=4, top_k=2)
     store.update([7], [WHOLE], constant_predictions([0.8, 0.2, 0.5]), annotated=[[1]], momentum=0.5)
-    # kept: the annotated class 1, then the highest other score (class 0: 0.8); class 2 is not kept
+    # the warm-up epoch: scores are averaged, nothing is kept yet, no spatial target
+    assert store.classes[0].tolist() == [FREE, FREE] and not store.seen.any()
+    assert store.scores[0].float().tolist() == pytest.approx([0.8, 0.2, 0.5], abs=1e-3)
+    _, mask = store.targets([7], [WHOLE], grid_size=2, device="cpu")
+    assert not mask.any()
+
+    store.update([7], [WHOLE], constant_predictions([0.4, 0.6, 0.1]), annotated=[[1]], momentum=0.5)
+    # EMA scores 0.5 x 0.8 + 0.5 x 0.4 = 0.6, 0.4, 0.3: kept the annotated class 1, then class 0 (0.6 > 0.3)
+    assert store.scores[0].float().tolist() == pytest.approx([0.6, 0.4, 0.3], abs=1e-3)
     assert store.classes[0].tolist() == [1, 0] and store.seen[0].tolist() == [True, True]
     assert store.maps.dtype == torch.uint8
-    assert store.maps[0, 0].unique().tolist() == [51] and store.maps[0, 1].unique().tolist() == [204]  # 0.2, 0.8
+    assert store.maps[0, 0].unique().tolist() == [153] and store.maps[0, 1].unique().tolist() == [102]  # 0.6, 0.4
 
-    store.update([7], [WHOLE], constant_predictions([0.4, 0.2, 0.1]), annotated=[[1]], momentum=0.5)
-    assert store.maps[0, 1].unique().tolist() == [153]  # 0.5 x 0.8 + 0.5 x 0.4 = 0.6
+    store.update([7], [WHOLE], constant_predictions([0.1, 0.6, 0.9]), annotated=[[1]], momentum=0.5)
+    # EMA scores now 0.35, 0.5, 0.6: class 2 scores highest, but the choice is made once and stays
+    assert store.classes[0].tolist() == [1, 0]
+    assert store.maps[0, 1].unique().tolist() == [64]  # 0.5 x 0.4 + 0.5 x 0.1 = 0.25 -> 63.75 -> 64
 
     targets, mask = store.targets([7, 9], [WHOLE, WHOLE], grid_size=2, device="cpu")
-    assert targets[0, :, 0, 0].tolist() == pytest.approx([0.6, 0.2, 0.0], abs=1 / 255)  # class 2 counts as 0
-    assert mask.tolist() == [[True, True, True], [True, True, True]]  # row 9: nothing kept yet, all count as 0
+    assert targets[0, :, 0, 0].tolist() == pytest.approx([0.25, 0.6, 0.0], abs=1 / 255)  # class 2 counts as 0
+    assert mask.tolist() == [[True, True, True], [False, False, False]]  # row 9: still in its warm-up
 
 
-def test_targets_follow_the_crop_and_its_mirror():
-    store = HeatmapStore(rows=[0], num_classes=1, size=4, top_k=1)
-    store.classes[0, 0], store.seen[0, 0] = 0, True
-    store.maps[0, 0, :, :2] = 255  # the left half of the image is hot
-    left = Crop(0, 0, 20, 40, 40, 40, False)
-    right = Crop(20, 0, 20, 40, 40, 40, False)
-    left_mirrored = Crop(0, 0, 20, 40, 40, 40, True)
-    targets, _ = store.targets([0, 0, 0], [left, right, left_mirrored], grid_size=2, device="cpu")
-    assert targets[0, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
-    assert targets[1, 0].tolist() == [[0.0, 0.0], [0.0, 0.0]]
-    whole, _ = store.targets([0, 0], [WHOLE, Crop(0, 0, 40, 40, 40, 40, True)], grid_size=2, device="cpu")
-    assert whole[0, 0].tolist() == [[1.0, 0.0], [1.0, 0.0]] and whole[1, 0].tolist() == [[0.0, 1.0], [0.0, 1.0]]
-    assert targets[2, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+def test_the_expected_negative_loss_leaves_the_kept_unannotated_classes_out():
+    store = HeatmapStore(rows=[7, 9], num_classes=3, size=4, top_k=2)
+    store.classes[0] = torch.tensor([1, 0], dtype=torch.int16)  # row 7 chose classes 1 (annotated) and 0
+    labels = torch.tensor([[0, 1, 0], [1, 0, 0]])
+    # row 7: class 1 positive, class 0 kept (ignored), class 2 an expected negative; row 9 (warm-up): all count
+    assert store.expected_negatives([7, 9], labels).tolist() == [[0, 1, 1], [1, 1, 1]]
+
+    term = SpatialConsistency([7, 9], 3, top_k=2)
+    term.store = store
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    context = {"row": torch.tensor([7, 9]), "crop": torch.tensor(np.stack([WHOLE.as_array()] * 2))}
+    classification, _ = term.loss(logits, torch.zeros(2, 3, 2, 2), labels, context)
+    # -log sigmoid(0) for row 7's positive, -log(1 - sigmoid(-1)) for its negative, log 2 for each of row 9's three
+    expected = (math.log(2) + math.log(1 + math.exp(-1)) + 3 * math.log(2)) / 5
+    assert classification.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_papers_coco_augmentation_crops_a_square_of_the_square_resized_image():
+    transform = SquareResizedCrop(48, scale=(0.25, 1.0))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        crop = transform.sample_crop(200, 100, rng)
+        # a square of the 672 x 672 resize is a crop of the image's own 2:1 shape, of 0.25-1 of its area
+        assert crop.width / crop.height == pytest.approx(2.0, abs=0.05)
+        assert 0.24 <= crop.width * crop.height / (200 * 100) <= 1.0
+    pixels, _, _, crop = SquareResize(48)(Image.new("RGB", (200, 100)), np.zeros((1, 2)), np.zeros(1))
+    assert tuple(pixels.shape) == (3, 48, 48) and (crop.left, crop.top, crop.width, crop.height) == (0, 0, 200, 100)
 
 
 def test_memory_is_bounded_by_top_k():
     store = HeatmapStore(rows=range(1000), num_classes=80, size=28, top_k=10)
-    # maps 1000 x 10 x 28 x 28 bytes + kept classes (int16) + seen flags
-    assert store.nbytes == 1000 * 10 * 784 + 1000 * 10 * 2 + 1000 * 10
+    # maps 1000 x 10 x 28 x 28 bytes + kept classes (int16) + seen flags + EMA scores (float16) + update counts
+    assert store.nbytes == 1000 * 10 * 784 + 1000 * 10 * 2 + 1000 * 10 + 1000 * 80 * 2 + 1000 * 2
     assert store.dense_nbytes == 1000 * 80 * 784
     # the paper's ImageNet arithmetic: 1.28M images x 1000 classes x 14 x 14 uint8 = 251 GB; top-10: 2.5 GB
     assert 1_281_167 * 1000 * 14 * 14 / 1e9 == pytest.approx(251.1, abs=0.1)

@@ -2,7 +2,8 @@
 
 Outputs in out_dir: ``checkpoint.pt`` (model, optimizer, epoch, step, history; rewritten atomically
 after every epoch and on cancel), ``config.json`` (the resolved TrainConfig: the lambda and output stride the run
-used, not "default") and ``metrics.jsonl`` (one JSON line per finished epoch). A run whose out_dir holds a
+used, not "default"), ``metrics.jsonl`` (one JSON line per finished epoch) and, when the manifest has
+pseudo-labels, ``pseudo_labels.json`` (each such row marked ``"source": "pseudo_label"``). A run whose out_dir holds a
 checkpoint resumes from it, mid-epoch included (the epoch's batch order is seeded, so the remaining batches are the
 ones not yet seen), but only with the same data and the same resolved config (its hash is in the checkpoint; only
 where the files go, the loader workers, the logging interval and the device may change): anything else is a
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
+PSEUDO_LABELS_NAME = "pseudo_labels.json"  # the manifest's pseudo-labelled rows, when it has any
 # Options that say where and how fast a run goes, not what it computes: a resumed run may change them.
 RUN_PLACEMENT_OPTIONS = ("manifest_path", "out_dir", "workers", "log_every", "device")
 
@@ -410,6 +412,9 @@ def _run(config, context, on_progress, should_stop):
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_module.read(config.manifest_path)
+    pseudo_labels = manifest.pseudo_label_file()
+    if pseudo_labels and context.is_main:
+        (out_dir / PSEUDO_LABELS_NAME).write_text(json.dumps(pseudo_labels, indent=2))
     config = replace(
         config, model_kwargs=resolve_model_kwargs(config.model, config.img_size, config.min_feature_cells,
                                                   config.model_kwargs),
@@ -437,7 +442,9 @@ def _run(config, context, on_progress, should_stop):
 
     train_set = data_module.ManifestDataset(
         manifest, "train",
-        TrainTransform(config.img_size, config.crop_scale, config.crop_ratio, config.hflip, config.color_jitter),
+        (scl.SquareResizedCrop if config.method == "scl" else TrainTransform)(
+            config.img_size, config.crop_scale, config.crop_ratio, config.hflip, config.color_jitter,
+        ),
         config.seed, config.decode,
     )
     if len(train_set) == 0:
@@ -470,10 +477,10 @@ def _run(config, context, on_progress, should_stop):
             config.workers, pin,
         )
     eval_loaders = {}
+    eval_transform = (scl.SquareResize(config.img_size) if config.method == "scl"
+                      else EvalTransform(config.img_size, config.test_crop_ratio))
     for split in config.eval_splits:
-        eval_set = data_module.ManifestDataset(
-            manifest, split, EvalTransform(config.img_size, config.test_crop_ratio), config.seed, config.decode
-        )
+        eval_set = data_module.ManifestDataset(manifest, split, eval_transform, config.seed, config.decode)
         if len(eval_set):
             sampler = data_module.EpochBatchSampler(
                 len(eval_set), config.batch_size, shuffle=False, rank=context.rank, world_size=context.world_size,

@@ -95,7 +95,7 @@ class LuabLoss(torch.nn.Module):
             if self.patch_cluster is not None:
                 point = point + self.patch_cluster.loss(output, labels, weights, self.multi_label)
         elif self.method == "scl" and context is not None and self.spatial_consistency is not None:
-            point = self.spatial_consistency.loss(output["spatial_logits"], labels, context)
+            cls, point = self.spatial_consistency.loss(output["logits"], output["spatial_logits"], labels, context)
         else:
             point = cls.new_zeros(())
         return cls + self.lambda_point * point, {"cls": cls.detach(), "point": point.detach()}

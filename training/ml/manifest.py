@@ -96,6 +96,21 @@ class Manifest:
         mask[np.asarray(self.source.get("pseudo_labelled_rows", []), np.int64)] = True
         return mask
 
+    def pseudo_label_file(self):
+        """What a run's ``pseudo_labels.json`` holds, or None without pseudo-labels: the model and threshold that
+        gave them and one entry per pseudo-labelled row, each marked ``"source": "pseudo_label"`` (never collected
+        data: its labels are predictions and it has no point)."""
+        rows = np.flatnonzero(self.pseudo_labelled)
+        if not len(rows):
+            return None
+        return {
+            "manifest_hash": self.content_hash, "model": self.source.get("pseudo_label_model"),
+            "threshold": self.source.get("pseudo_label_threshold"),
+            "rows": [{"row": int(row), "image": str(self.image[row]), "split": str(self.split[row]),
+                      "labels": [self.class_names[index] for index in self.labels_of(row)], "source": "pseudo_label"}
+                     for row in rows],
+        }
+
     def indices(self, split):
         return np.flatnonzero(self.split == split)
 

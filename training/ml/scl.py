@@ -2,28 +2,77 @@
 image (the class of the first icon a worker placed, COCO-style), with per-image class heatmaps kept across epochs
 as soft spatial targets.
 
-- The model is the ``patch`` model: per-cell class logits, averaged for the image logits (seed 003 section J).
-- Classification: binary cross-entropy with the single positive and every other class assumed negative.
-- Heatmaps (``HeatmapStore``): per train image and kept class, an exponential moving average (``scl_momentum``)
-  of the sigmoid of its spatial logits, in the whole image's frame at 2x the feature-map resolution, stored as
-  uint8 (value x 255). Only ``scl_top_k`` classes are kept per image (10 in the paper): the annotated one plus the
-  highest-scoring others of the current prediction; the heatmaps of the other classes count as 0. So memory is
-  rows x k x (2G)^2 bytes (+ 2 bytes per kept class) instead of rows x classes x (2G)^2.
-- The loss term: mean squared difference between each cell's sigmoid and the heatmap resampled to the current
-  crop (mirrored with it); a kept class that has no heatmap yet is left out. lambda (default 1) weighs it.
-- The store is saved in the checkpoint (``state_dict``), so a resumed run continues with the same heatmaps.
+What the seed (the paper's supplement) fixes, followed here:
+
+- Augmentation (supplement A, MS-COCO): the image resized to a square of 1.5 x the train size (672 for 448), a
+  random SQUARE crop of 0.25-1 of its area, resized to the train size, random horizontal flip; at test time the
+  whole image resized to a square. ``SquareResizedCrop`` samples that crop in the image's own frame, where a
+  square of the resized image is a crop of the image's aspect ratio (the intermediate 672 px resample is not
+  made: it changes only the resampling, not which pixels the crop holds); ``SquareResize`` is the test transform.
+  The area range is the run's ``crop_scale`` (the paper's 0.25-1 for COCO: pass ``crop_scale=[0.25, 1]``).
+- Heatmaps (supplement G, ``HeatmapStore``): per train image and kept class, an exponential moving average
+  (``scl_momentum``) of the sigmoid of its spatial logits, in the whole image's frame at 2x the feature-map
+  resolution, stored as uint8 (value x 255).
+- Top-k (supplement G): the kept classes are chosen ONCE per image from its per-class EMA scores ``s_n`` (eq. 4:
+  a moving average of the image's class scores, with the same momentum), after ``SELECT_AFTER_EPOCHS`` epochs (the
+  paper: after 5 epochs of pretraining the linear layer; here the first epoch is that warm-up): the annotated
+  class, then the highest EMA scores, ``scl_top_k`` in all (10 in the paper). "Heatmaps of other classes are
+  assumed to be uniformly 0." Memory: rows x k x (2G)^2 bytes for the maps (+ 2 bytes a kept class, 1 a seen flag)
+  and rows x (classes + 1) x 2 bytes for the float16 EMA scores and update counts, instead of rows x classes x
+  (2G)^2.
+
+Where the supplement leaves the method ambiguous (its eq. (4) and (8) are in the main paper, not in the seed), this
+is the product's reading, chosen and documented here:
+
+- Classification is the Expected Negative loss (EN, "eq. (8)"), not "assume negative": binary cross-entropy over
+  the annotated positive and the EXPECTED NEGATIVES only, averaged over those entries. Before an image's top-k are
+  chosen every other class counts as negative (the warm-up); afterwards the expected negatives are the classes
+  outside its top-k (the ones whose heatmaps count as 0), and the other kept classes are left out of the
+  cross-entropy: they are supervised only through their heatmaps.
+- The spatial term: mean squared difference between each cell's sigmoid and the heatmap resampled to the current
+  crop (mirrored with it), over the classes of images whose top-k are chosen (a kept class without a heatmap yet is
+  left out; classes outside the top-k have target 0). Before the choice an image has no spatial term. lambda
+  (default 1) weighs it.
+- An image's score for the EMA is the mean of its cells' sigmoids on the current crop.
+
+The store is saved in the checkpoint (``state_dict``), so a resumed run continues with the same heatmaps.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from training.ml.data import crops_of
+from training.ml.transforms import Crop, TrainTransform, crop_and_resize, image_size, sample_random_resized_crop
 
 FREE = -1
+SELECT_AFTER_EPOCHS = 1  # the warm-up: an image's top-k classes are chosen at its first update after this many
+
+
+class SquareResizedCrop(TrainTransform):
+    """Seed 003's COCO train augmentation: a random square crop of the image resized to a square (area fraction in
+    scale), i.e. a crop of the image's own aspect ratio (the run's crop_ratio is not used), resized to
+    img_size x img_size; flip; colour jitter."""
+
+    def sample_crop(self, width, height, rng):
+        aspect = width / height
+        return sample_random_resized_crop(width, height, rng, self.scale, (aspect, aspect), self.hflip)
+
+
+class SquareResize:
+    """Seed 003's COCO test transform: the whole image resized to img_size x img_size."""
+
+    def __init__(self, img_size):
+        self.img_size = img_size
+
+    def __call__(self, image, points, weights, rng=None):
+        width, height = image_size(image)
+        crop = Crop(0, 0, width, height, width, height, False)
+        return (crop_and_resize(image, crop, self.img_size), *crop.apply_to_points(points, weights), crop)
 
 
 class HeatmapStore:
-    """uint8 heatmaps of the top-k classes of every train row; see the module docstring."""
+    """uint8 heatmaps of the top-k classes of every train row and the rows' EMA class scores; see the module
+    docstring."""
 
     def __init__(self, rows, num_classes, size, top_k=10):
         self.rows = np.asarray(rows)
@@ -33,10 +82,13 @@ class HeatmapStore:
         self.classes = torch.full((len(self.rows), k), FREE, dtype=torch.int16)
         self.seen = torch.zeros((len(self.rows), k), dtype=torch.bool)
         self.maps = torch.zeros((len(self.rows), k, size, size), dtype=torch.uint8)
+        self.scores = torch.zeros((len(self.rows), num_classes), dtype=torch.float16)
+        self.updates = torch.zeros(len(self.rows), dtype=torch.int16)  # updates seen per row (epochs)
 
     @property
     def nbytes(self):
-        return sum(t.numel() * t.element_size() for t in (self.classes, self.seen, self.maps))
+        return sum(t.numel() * t.element_size() for t in (self.classes, self.seen, self.maps, self.scores,
+                                                          self.updates))
 
     @property
     def dense_nbytes(self):
@@ -44,63 +96,77 @@ class HeatmapStore:
         return len(self.rows) * self.num_classes * self.size * self.size
 
     def state_dict(self):
-        return {"rows": self.rows, "size": self.size, "classes": self.classes, "seen": self.seen, "maps": self.maps}
+        return {"rows": self.rows, "size": self.size, "classes": self.classes, "seen": self.seen, "maps": self.maps,
+                "scores": self.scores, "updates": self.updates}
 
     def load_state_dict(self, state):
         if state["size"] != self.size or not np.array_equal(state["rows"], self.rows):
             raise ValueError("scl: the checkpoint's heatmaps are for other rows or another resolution")
         self.classes, self.seen, self.maps = state["classes"], state["seen"], state["maps"]
+        self.scores, self.updates = state["scores"], state["updates"]
 
-    def keep(self, position, annotated, scores):
-        """Re-select the kept classes of one row: the annotated ones, then the highest scores; returns slots."""
-        k = self.classes.shape[1]
-        ranked = [int(c) for c in annotated] + [int(c) for c in np.argsort(-scores) if c not in set(annotated)]
-        wanted = ranked[:k]
-        current = self.classes[position].tolist()
-        for slot, kept_class in enumerate(current):
-            if kept_class != FREE and kept_class not in wanted:
-                self.classes[position, slot], self.seen[position, slot] = FREE, False
-        current = self.classes[position].tolist()
-        for new_class in (c for c in wanted if c not in current):
-            slot = current.index(FREE)
-            current[slot] = new_class
-            self.classes[position, slot] = new_class
-        return current
+    def chosen(self, position):
+        """Whether the row's top-k classes are chosen (the annotated class always takes the first slot)."""
+        return bool(self.classes[position, 0] != FREE)
+
+    def choose(self, position, annotated):
+        """Fix the row's kept classes once: the annotated ones, then the highest EMA scores."""
+        scores = self.scores[position].float().numpy()
+        ranked = [int(c) for c in annotated] + [int(c) for c in np.argsort(-scores, kind="stable")
+                                                 if c not in set(annotated)]
+        self.classes[position] = torch.tensor(ranked[:self.classes.shape[1]], dtype=torch.int16)
+
+    def expected_negatives(self, rows, labels):
+        """(B, C) weights of the cross-entropy: 1 for the annotated classes and the expected negatives, 0 for the
+        kept, unannotated classes of rows whose top-k are chosen."""
+        weights = torch.ones(labels.shape, dtype=torch.float32)
+        for b, row in enumerate(rows):
+            position = self.position[int(row)]
+            if self.chosen(position):
+                weights[b, self.classes[position].long()] = 0.0
+        return torch.maximum(weights, (labels.cpu() > 0).float())
 
     def targets(self, rows, crops, grid_size, device):
-        """(targets (B, C, G, G) in [0, 1], mask (B, C): False for a kept class without a heatmap yet)."""
+        """(targets (B, C, G, G) in [0, 1], mask (B, C)): classes outside the top-k have target 0; a kept class
+        without a heatmap yet and every class of a row whose top-k are not chosen are masked out."""
         targets = torch.zeros((len(rows), self.num_classes, grid_size, grid_size))
-        mask = torch.ones((len(rows), self.num_classes), dtype=torch.bool)
+        mask = torch.zeros((len(rows), self.num_classes), dtype=torch.bool)
         for b, (row, crop) in enumerate(zip(rows, crops)):
             position = self.position[int(row)]
-            slots = torch.nonzero(self.classes[position] != FREE).flatten()
-            if not len(slots):
+            if not self.chosen(position):
                 continue
-            classes = self.classes[position, slots].long()
+            classes = self.classes[position].long()
             sampled = F.grid_sample(
-                self.maps[position, slots].float().unsqueeze(0) / 255, crop_grid(crop, grid_size, grid_size),
+                self.maps[position].float().unsqueeze(0) / 255, crop_grid(crop, grid_size, grid_size),
                 align_corners=False, padding_mode="border",
             )[0]
             targets[b, classes] = sampled
-            mask[b, classes] = self.seen[position, slots]
+            mask[b] = True
+            mask[b, classes] = self.seen[position]
         return targets.to(device), mask.to(device)
 
     @torch.no_grad()
     def update(self, rows, crops, probabilities, annotated, momentum):
-        """Fold (B, C, G, G) probabilities of the current crops into the heatmaps (EMA; a new class starts at them)."""
+        """Fold (B, C, G, G) probabilities of the current crops into the EMA scores, choose the top-k of rows past
+        the warm-up, and fold the kept classes into their heatmaps (EMA; a new heatmap starts at the crop's)."""
         probabilities = probabilities.detach().float().cpu()
         cells = heatmap_cells(self.size)
         for b, (row, crop) in enumerate(zip(rows, crops)):
             position = self.position[int(row)]
-            scores = probabilities[b].mean(dim=(1, 2)).numpy()
-            slots_classes = self.keep(position, annotated[b], scores)
+            scores = probabilities[b].mean(dim=(1, 2))
+            if self.updates[position]:
+                scores = momentum * self.scores[position].float() + (1 - momentum) * scores
+            self.scores[position] = scores.half()
+            self.updates[position] += 1
+            if not self.chosen(position):
+                if self.updates[position] <= SELECT_AFTER_EPOCHS:
+                    continue
+                self.choose(position, annotated[b])
             u, v, inside = crop_coordinates(crop, cells)
             if not inside.any():
                 continue
             grid = torch.stack([2 * u - 1, 2 * v - 1], dim=-1).view(1, self.size, self.size, 2)
-            for slot, kept_class in enumerate(slots_classes):
-                if kept_class == FREE:
-                    continue
+            for slot, kept_class in enumerate(self.classes[position].tolist()):
                 current = F.grid_sample(probabilities[b, kept_class][None, None], grid, align_corners=False,
                                         padding_mode="border")[0, 0]
                 old = self.maps[position, slot].float() / 255
@@ -150,18 +216,22 @@ class SpatialConsistency:
     def load_state_dict(self, state):
         self._pending_state = state
 
-    def loss(self, spatial_logits, labels, context):
-        """Mean squared difference of the cells' sigmoids to the heatmaps; then the heatmaps take this step in."""
+    def loss(self, logits, spatial_logits, labels, context):
+        """(the Expected Negative cross-entropy, the spatial term: mean squared difference of the cells' sigmoids to
+        the heatmaps); then the scores and heatmaps take this step in."""
         grid_size = spatial_logits.shape[-1]
         if self.store is None:
             self.store = HeatmapStore(self.rows, self.num_classes, 2 * grid_size, self.top_k)
             if self._pending_state is not None:
                 self.store.load_state_dict(self._pending_state)
         rows, crops = context["row"].tolist(), crops_of(context)
+        weights = self.store.expected_negatives(rows, labels).to(logits.device)
+        terms = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")
+        classification = (terms * weights).sum() / weights.sum().clamp(min=1)
         probabilities = spatial_logits.float().sigmoid()
         targets, mask = self.store.targets(rows, crops, grid_size, spatial_logits.device)
         squared = ((probabilities - targets) ** 2).mean(dim=(2, 3))
-        term = (squared * mask).sum() / mask.sum().clamp(min=1)
+        spatial = (squared * mask).sum() / mask.sum().clamp(min=1)
         annotated = [torch.nonzero(row > 0).flatten().tolist() for row in labels.cpu()]
         self.store.update(rows, crops, probabilities, annotated, self.momentum)
-        return term
+        return classification, spatial

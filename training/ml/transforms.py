@@ -117,11 +117,14 @@ class TrainTransform:
         self.color_jitter = color_jitter
 
     def __call__(self, image, points, weights, rng):
-        crop = sample_random_resized_crop(*image_size(image), rng, self.scale, self.ratio, self.hflip)
+        crop = self.sample_crop(*image_size(image), rng)
         pixels = crop_and_resize(image, crop, self.img_size)
         if self.color_jitter > 0:
             pixels = jitter_colours(pixels, self.color_jitter, rng)
         return (pixels, *crop.apply_to_points(points, weights), crop)
+
+    def sample_crop(self, width, height, rng):
+        return sample_random_resized_crop(width, height, rng, self.scale, self.ratio, self.hflip)
 
 
 COLOUR_ADJUSTMENTS = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)

@@ -237,6 +237,12 @@ def _complete_training_job(job, config, result, log_tail):
     artifacts["metrics"] = default_storage.save(
         f"{prefix}/metrics.json", ContentFile(json.dumps({"metrics": metrics, "history": history}, indent=2).encode())
     )
+    from training.ml.engine import PSEUDO_LABELS_NAME  # loaded already: the job has just run
+
+    pseudo_labels = Path(config.out_dir) / PSEUDO_LABELS_NAME  # its rows marked "source": "pseudo_label"
+    if pseudo_labels.exists():
+        artifacts["pseudo_labels"] = default_storage.save(f"{prefix}/{pseudo_labels.name}",
+                                                          ContentFile(pseudo_labels.read_bytes()))
     artifacts["curves"] = default_storage.save(f"{prefix}/curves.png", ContentFile(plots.curves_png({
         f"job {job.pk}": history
     })))
