@@ -104,6 +104,14 @@ def test_bad_input_names_the_field_and_writes_nothing(researcher_client, dataset
     assert not TrainingJob.objects.exists()
 
 
+def test_every_bad_option_is_named_at_once(researcher_client, dataset):
+    config = {"epochs": 0, "lr": "fast", "method": "magic", "img_size": 64}
+    response = researcher_client.post(CREATE_URL, {"dataset": dataset.name, "config": config}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"config.epochs", "config.lr", "config.method"}
+    assert not TrainingJob.objects.exists()
+
+
 def test_job_detail_shows_progress_and_cancel_stops_a_queued_job(researcher_client, dataset):
     job = TrainingJob.objects.create(dataset=dataset, progress={"epoch": 1, "epochs": 5, "step": 3, "steps": 10,
                                                                 "loss": 0.7, "images_per_s": 120.0, "eta_s": 42.0})

@@ -74,10 +74,26 @@ def validate_train_config(config):
     }
     if unknown:
         raise ValidationError(unknown)
+    # Each option on its own first, so that every bad one is named at once (msgspec stops at the first); then all
+    # together, for the engine's objections to several options at once (__post_init__).
+    problems = {}
+    for name, value in config.items():
+        problem = _objection({name: value}, config, options)
+        if problem and problem.keys() != {"config"}:
+            problems.update(problem)
+    if problems:
+        raise ValidationError(problems)
+    problem = _objection(config, config, options)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _objection(values, config, options):
     try:
-        msgspec.convert({**config, "manifest_path": "", "out_dir": ""}, train_config_class())
+        msgspec.convert({**values, "manifest_path": "", "out_dir": ""}, train_config_class())
     except msgspec.ValidationError as error:
-        raise ValidationError(_in_our_words(str(error), config, options)) from None
+        return _in_our_words(str(error), config, options)
+    return None
 
 
 def _in_our_words(message, config, options):
