@@ -1,23 +1,23 @@
 import { tokenRefused } from "./api.js";
 import { uuid4 } from "./uuid.js";
 
-export const MAX_EVENTS_PER_BATCH = 5000;
+export const MAX_EVENTS_PER_FLUSH = 5000;
 
-/** The first seq for new batches of a page: above the saved events' count, the stored counter and every batch of
- * the page still in the outbox (every earlier batch had at least one event, so this seq is above all of theirs). */
+/** The first seq for new flushes of a page: above the saved events' count, the stored counter and every flush of
+ * the page still in the outbox (every earlier flush had at least one event, so this seq is above all of theirs). */
 export function firstSeq(pageIndex, resumedEventCount, storedSeq, outbox) {
-  const afterOutbox = outbox.filter((batch) => batch.page === pageIndex).map((batch) => batch.seq + 1);
+  const afterOutbox = outbox.filter((flush) => flush.page === pageIndex).map((flush) => flush.seq + 1);
   return Math.max(resumedEventCount + 1, storedSeq || 1, ...afterOutbox);
 }
 
-/** What POST pages/<i>/events (and its beacon) carries for one batch. */
-export function batchBody(batch) {
-  return { batch_id: batch.batch_id, seq: batch.seq, sent_at: batch.sent_at, events: batch.events };
+/** What POST pages/<i>/events (and its beacon) carries for one flush. */
+export function flushBody(flush) {
+  return { batch_id: flush.batch_id, seq: flush.seq, sent_at: flush.sent_at, events: flush.events };
 }
 
 /**
- * Events go to `pending`, are cut into batches (client batch id + seq) every few seconds, and wait in the
- * outbox (mirrored to storage) until the server acknowledged them; a resent batch id is never stored twice.
+ * Events go to `pending`, are cut into flushes (client flush id + seq) every few seconds, and wait in the
+ * outbox (mirrored to storage) until the server acknowledged them; a resent flush id is never stored twice.
  */
 export class EventQueue {
   constructor(api, store, status, wallClock = Date.now) {
@@ -41,7 +41,7 @@ export class EventQueue {
 
   push(event) {
     this.pending.push(event);
-    if (this.pending.length >= MAX_EVENTS_PER_BATCH) this.cut();
+    if (this.pending.length >= MAX_EVENTS_PER_FLUSH) this.cut();
   }
 
   cut() {
@@ -62,7 +62,7 @@ export class EventQueue {
   /** Events recorded after a page was saved belong to no record: drop them. */
   discardPage(pageIndex) {
     if (this.pageIndex === pageIndex) this.pending = [];
-    this.outbox = this.outbox.filter((batch) => batch.page !== pageIndex);
+    this.outbox = this.outbox.filter((flush) => flush.page !== pageIndex);
     this.store.remove(`seq:${pageIndex}`);
     this.persist();
   }
@@ -83,19 +83,19 @@ export class EventQueue {
 
   async sendOutbox() {
     while (this.outbox.length && !this.stopped) {
-      const batch = this.outbox[0];
+      const flush = this.outbox[0];
       try {
-        await this.api.request("POST", `pages/${batch.page}/events`, batchBody(batch));
+        await this.api.request("POST", `pages/${flush.page}/events`, flushBody(flush));
       } catch (refused) {
         if (tokenRefused(refused)) {
           this.stopped = true;
           this.status.error(`We cannot save your work: ${refused.message}`);
           return;
         }
-        // The server refused this batch for good (invalid, page already saved): resending cannot help.
-        console.error(`events of page ${batch.page} refused:`, refused.message);
+        // The server refused this flush for good (invalid, page already saved): resending cannot help.
+        console.error(`events of page ${flush.page} refused:`, refused.message);
       }
-      if (this.outbox[0] === batch) this.outbox.shift();
+      if (this.outbox[0] === flush) this.outbox.shift();
       this.persist();
     }
   }
@@ -103,6 +103,6 @@ export class EventQueue {
   /** pagehide: hand everything still unacknowledged to the browser; storage keeps it for a reload. */
   beaconAll() {
     this.cut();
-    for (const batch of this.outbox) this.api.beacon(`pages/${batch.page}/events`, batchBody(batch));
+    for (const flush of this.outbox) this.api.beacon(`pages/${flush.page}/events`, flushBody(flush));
   }
 }

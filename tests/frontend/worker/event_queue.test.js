@@ -3,7 +3,7 @@ import { test } from "node:test";
 
 import { ApiError } from "../../../frontend_static/worker/api.js";
 import {
-  batchBody, EventQueue, firstSeq, MAX_EVENTS_PER_BATCH,
+  flushBody, EventQueue, firstSeq, MAX_EVENTS_PER_FLUSH,
 } from "../../../frontend_static/worker/event_queue.js";
 import { Store } from "../../../frontend_static/worker/store.js";
 import { MemoryStorage } from "../fakes.js";
@@ -32,21 +32,21 @@ function newQueue(api, storage = new MemoryStorage()) {
   return new EventQueue(api, new Store("q:", () => storage), fakeStatus(), () => 42);
 }
 
-test("new batches of a page start above the saved events, the stored counter and the outbox", () => {
+test("new flushes of a page start above the saved events, the stored counter and the outbox", () => {
   assert.equal(firstSeq(0, 0, null, []), 1);
   assert.equal(firstSeq(0, 5, null, []), 6);
   assert.equal(firstSeq(0, 5, 9, []), 9);
   assert.equal(firstSeq(0, 0, 2, [{ page: 0, seq: 7 }, { page: 1, seq: 20 }]), 8);
 });
 
-test("each cut makes one batch with the next seq; a flush sends them in order", async () => {
+test("each cut makes one flush with the next seq; a flush sends them in order", async () => {
   const api = fakeApi();
   const queue = newQueue(api);
   queue.startPage(2, 3);
   queue.push({ type: "a" });
   queue.push({ type: "b" });
   queue.cut();
-  queue.cut(); // nothing pending: no empty batch
+  queue.cut(); // nothing pending: no empty flush
   queue.push({ type: "c" });
   await queue.flush();
   assert.deepEqual(api.sent.map((request) => [request.path, request.body.seq, request.body.events.length]), [
@@ -58,16 +58,16 @@ test("each cut makes one batch with the next seq; a flush sends them in order", 
   assert.deepEqual(queue.outbox, []);
 });
 
-test("a full batch is cut at once", () => {
+test("a full flush is cut at once", () => {
   const queue = newQueue(fakeApi());
   queue.startPage(0, 0);
-  for (let i = 0; i < MAX_EVENTS_PER_BATCH; i += 1) queue.push({ i });
+  for (let i = 0; i < MAX_EVENTS_PER_FLUSH; i += 1) queue.push({ i });
   assert.equal(queue.pending.length, 0);
   assert.equal(queue.outbox.length, 1);
-  assert.equal(queue.outbox[0].events.length, MAX_EVENTS_PER_BATCH);
+  assert.equal(queue.outbox[0].events.length, MAX_EVENTS_PER_FLUSH);
 });
 
-test("unsent batches and the seq counter survive a reload through storage", () => {
+test("unsent flushes and the seq counter survive a reload through storage", () => {
   const storage = new MemoryStorage();
   const before = newQueue(fakeApi(() => { throw new Error("offline"); }), storage);
   before.startPage(1, 0);
@@ -76,12 +76,12 @@ test("unsent batches and the seq counter survive a reload through storage", () =
   before.push({ type: "b" });
   before.cut();
   const after = newQueue(fakeApi(), storage);
-  assert.deepEqual(after.outbox.map((batch) => batch.seq), [1, 2]);
+  assert.deepEqual(after.outbox.map((flush) => flush.seq), [1, 2]);
   after.startPage(1, 0);
   assert.equal(after.nextSeq, 3);
 });
 
-test("a batch the server refuses for good is dropped; a refused token stops sending", async () => {
+test("a flush the server refuses for good is dropped; a refused token stops sending", async () => {
   const api = fakeApi((path, body) => {
     if (body.seq === 1) throw new ApiError(400, { error: { message: "bad event" } });
     if (body.seq === 2) throw new ApiError(403, { error: { message: "the time for this task ran out" } });
@@ -100,12 +100,12 @@ test("a batch the server refuses for good is dropped; a refused token stops send
     console.error = originalError;
   }
   assert.deepEqual(api.sent.map((request) => request.body.seq), [1, 2]);
-  assert.deepEqual(queue.outbox.map((batch) => batch.seq), [2, 3]);
+  assert.deepEqual(queue.outbox.map((flush) => flush.seq), [2, 3]);
   assert.equal(queue.stopped, true);
   assert.deepEqual(queue.status.errors, ["We cannot save your work: the time for this task ran out"]);
 });
 
-test("discarding a saved page drops its pending events, batches and counter", () => {
+test("discarding a saved page drops its pending events, flushes and counter", () => {
   const storage = new MemoryStorage();
   const queue = newQueue(fakeApi(), storage);
   queue.startPage(0, 0);
@@ -118,7 +118,7 @@ test("discarding a saved page drops its pending events, batches and counter", ()
   assert.equal(storage.getItem("q:seq:0"), null);
 });
 
-test("pagehide beacons every unacknowledged batch, pending events included", () => {
+test("pagehide beacons every unacknowledged flush, pending events included", () => {
   const api = fakeApi();
   const queue = newQueue(api);
   queue.startPage(3, 0);
@@ -129,5 +129,5 @@ test("pagehide beacons every unacknowledged batch, pending events included", () 
   assert.deepEqual(api.beacons.map((beacon) => [beacon.path, beacon.body.seq]), [
     ["pages/3/events", 1], ["pages/3/events", 2],
   ]);
-  assert.deepEqual(api.beacons[1].body, batchBody(queue.outbox[1]));
+  assert.deepEqual(api.beacons[1].body, flushBody(queue.outbox[1]));
 });
