@@ -20,6 +20,10 @@ class BadEntry(ValueError):
     """A task URL parameter that is not an id we can take (a NUL character, too long); the message names it."""
 
 
+# MTurk's assignmentId in a preview (and in a link batch's URL opened the same way): the page records nothing.
+PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+
+
 @dataclass(frozen=True)
 class Entry:
     """Who opens a task URL, as its market's query parameters say."""
@@ -119,9 +123,11 @@ class CrowdProvider(abc.ABC):
         """The Entry a task URL's query parameters describe; BadEntry when one of them is not an id we can take."""
         names = self.entry_params(batch)
         hit_param = names[self.market_hit_role] if self.market_hit_role else None
+        assignment_id = entry_value(query, names["assignment"], Assignment.external_id)
         return Entry(
-            worker_id=entry_value(query, names["worker"], Worker.external_id),
-            assignment_id=entry_value(query, names["assignment"], Assignment.external_id),
+            worker_id="" if assignment_id == PREVIEW_ASSIGNMENT else entry_value(query, names["worker"],
+                                                                                 Worker.external_id),
+            assignment_id=assignment_id,
             market_hit_param=hit_param,
             market_hit_id=entry_value(query, hit_param, Hit.external_id) if hit_param else "",
         )

@@ -39,9 +39,8 @@ NOTIFY_CHUNK = 100
 ASSIGNMENTS_PAGE_SIZE = 100
 SUBJECT_MAX_CHARS = 200
 MESSAGE_MAX_CHARS = 4096
-# The query parameters MTurk adds to an ExternalQuestion URL (and turkSubmitTo); a preview's assignmentId.
+# The query parameters MTurk adds to an ExternalQuestion URL (and turkSubmitTo).
 ENTRY_PARAMS = {"worker": "workerId", "assignment": "assignmentId", "hit": "hitId"}
-PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 # Any time in the past expires a HIT at once; a fixed one keeps the request reproducible.
 EXPIRE_NOW = datetime(2015, 1, 1, tzinfo=UTC)
 MARKET_STATES = {
@@ -132,14 +131,13 @@ class MTurkProvider(MarketProvider):
         return ENTRY_PARAMS
 
     def parse_entry(self, batch, query):
-        """MTurk's entry: a preview sends ASSIGNMENT_ID_NOT_AVAILABLE; turkSubmitTo is kept only as a web origin (the
-        page would POST the worker's code there)."""
+        """MTurk's entry: the common one (a preview sends ASSIGNMENT_ID_NOT_AVAILABLE) and turkSubmitTo, kept only as a
+        web origin (the page would POST the worker's code there)."""
         entry = super().parse_entry(batch, query)
         turk_submit_to = entry_value(query, "turkSubmitTo", Assignment.turk_submit_to)
         parsed = urlsplit(turk_submit_to)
         return dataclasses.replace(
-            entry, worker_id="" if entry.assignment_id == PREVIEW_ASSIGNMENT else entry.worker_id,
-            turk_submit_to=turk_submit_to if parsed.scheme in ("https", "http") and parsed.netloc else "",
+            entry, turk_submit_to=turk_submit_to if parsed.scheme in ("https", "http") and parsed.netloc else "",
         )
 
     def task_url(self, hit, **values):

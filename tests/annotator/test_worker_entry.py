@@ -141,6 +141,12 @@ def test_link_provider_reads_the_batch_parameter_names(client, db):
     assert assignment.worker.hashed_id and assignment.worker.hashed_id != "P123"
 
 
+def test_a_link_opened_as_an_mturk_preview_records_nothing(client, db):
+    hit = make_coco_hit(n_pages=1)  # the link provider, its default parameter names (workerId, assignmentId)
+    preview = client.get(f"/task/{hit.pk}/?workerId=W1&assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE")
+    assert bootstrap_of(preview)["preview"] is True and not models.Assignment.objects.exists()
+
+
 def test_variant_is_recorded_with_the_assignment(client, db):
     hit = make_imagenet_hit(n_pages=1, interface_variant=models.Batch.Variant.RED_DOT)
     response = client.get(f"/task/{hit.pk}/?workerId=W1")
