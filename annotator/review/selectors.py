@@ -141,6 +141,7 @@ def batch_dashboard(batch):
         "hits_completed": hits["completed"],
         "progress": hits["completed"] / hits["total"] if hits["total"] else 0.0,
         "by_state": {state.label: by_state.get(state.value, 0) for state in Assignment.State},
+        "assignments_by_state": by_state,
         "submitted": by_state.get(Assignment.State.SUBMITTED, 0),
         "approved": approved,
         "rejected": rejected,

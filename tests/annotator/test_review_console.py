@@ -341,7 +341,9 @@ def test_the_dashboard_page_reads_aggregates_and_one_page_of_rows_whatever_the_b
         submitted_assignment(batch=batch, minutes=minutes, n_pages=1)
     response, many = load()
     assert len(many) == len(few)
-    assert len(response.context["page"].object_list) == 2
+    assert len(response.context["page"].object_list) == 2 and response.context["page"].paginator.num_pages == 5
+    filtered = staff_client.get(f"/review/batches/{batch.pk}/", {"state": Assignment.State.APPROVED})
+    assert filtered.context["page"].paginator.count == 0 and not filtered.context["page"].object_list
     assert response.context["stats"]["median_minutes_per_hit"] == pytest.approx(5.5)  # (5 + 6) / 2, of 1..7, 10, 20, 30
     # No query loads the batch's assignments: each one that reads them aggregates or reads a page (LIMIT).
     loads = [sql for sql in many if '"annotator_assignment"' in sql and "LIMIT" not in sql
