@@ -25,7 +25,8 @@ measures the product's steps on it:
               with a 30 s heartbeat timeout, stopped after 20 steps: snapshot time, attempts, peak RSS
 
 --pages-at-rows ROWS then grows the big tables to ROWS rows each with synthesized copies of the imported rows (SQL
-INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows).
+INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows). With --reuse, --steps grow grows
+only the tables still short of ROWS (after a grow stopped part way).
 
 Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
 settings), written after each step; a table with each step's growth against the previous size is printed.
