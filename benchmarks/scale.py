@@ -25,7 +25,8 @@ measures the product's steps on it:
               with a 30 s heartbeat timeout, stopped after 20 steps: snapshot time, attempts, peak RSS
 
 --pages-at-rows ROWS then grows the big tables to ROWS rows each with synthesized copies of the imported rows (SQL
-INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows).
+INSERT ... SELECT, step grow) and measures the pages again (step pages_at_rows). With --reuse, --steps grow grows
+only the tables still short of ROWS (after a grow stopped part way).
 
 Results go to --out (JSON, one entry per N, replaced when N is measured again; commit, machine, load average,
 settings), written after each step; a table with each step's growth against the previous size is printed.
@@ -69,7 +70,7 @@ def parse_args():
     parser.add_argument("--records", type=int, nargs="+", metavar="N", help="sizes to measure, in records")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS[:-1]),
+    parser.add_argument("--steps", nargs="+", choices=STEPS + GROW_STEPS, default=list(STEPS[:-1]),
                         help="steps to measure (default: all but training)")
     parser.add_argument("--images", type=int, metavar="M",
                         help="train images in the dataset (default N / 2: ImageNet-AB's 2 sessions an image); the "
@@ -124,7 +125,7 @@ def measure(args, n_records):
         fresh_database(args.database_url)
         run = new_run(args, n_records)
         steps = ["generate"] + args.steps
-    if args.pages_at_rows:
+    if args.pages_at_rows and not set(GROW_STEPS) & set(steps):  # --steps grow: grow what is still short
         steps += ["pages_at_rows"] if "grow" in run["steps"] else list(GROW_STEPS)
     print(f"--- {n_records:,} records (load average {os.getloadavg()[0]:.1f})", flush=True)
     with tempfile.TemporaryDirectory(prefix="luab-scale-") as work:
@@ -414,7 +415,7 @@ def step_pages(n_records, work, args):
                 assert response.status_code == 200, f"{url}: {response.status_code}"
             pages[name] = {"ms": round(statistics.median(loads), 1), "queries": queries.count,
                            "sql_ms": round(statistics.median(sql), 1)}
-    return {"seconds": timer.seconds, "pages": pages}
+    return {"seconds": timer.seconds, "load_average": os.getloadavg(), "pages": pages}
 
 
 def step_grow(n_records, work, args):
@@ -429,8 +430,8 @@ def step_grow(n_records, work, args):
     from annotator import models
 
     rows = args.pages_at_rows
-    tables = (models.Hit, models.HitPage, models.Assignment, models.ImageNetRecord, models.PageItem, models.Event,
-              models.GroundTruthObject, models.PageSubmission, models.EventBatch)
+    hit_tree = (models.Hit, models.HitPage, models.Assignment, models.ImageNetRecord, models.PageItem)
+    tables = hit_tree + (models.Event, models.GroundTruthObject, models.PageSubmission, models.EventBatch)
     with Timer() as timer, connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
         # No foreign-key triggers (a superuser's setting): the copies' keys are valid by construction, and checking
@@ -440,7 +441,15 @@ def step_grow(n_records, work, args):
         for model in tables:
             cursor.execute(f'SELECT coalesce(max(id), 0), count(*) FROM "{model._meta.db_table}"')
             stride[model], count[model] = cursor.fetchone()
-        cursor.execute('SELECT max(index) + 1 FROM "annotator_hit"')
+        # A run grown before (--reuse) has its HIT-tree copies already: the imported rows are the first of each
+        # table (the copies' ids are above them), and only the tables still short of ROWS are grown.
+        done = count[models.ImageNetRecord] // n_records - 1
+        for model in hit_tree:
+            count[model] //= done + 1
+            cursor.execute(f'SELECT max(id) FROM (SELECT id FROM "{model._meta.db_table}" ORDER BY id LIMIT %s) s',
+                           [count[model]])
+            stride[model] = cursor.fetchone()[0]
+        cursor.execute('SELECT max(index) + 1 FROM "annotator_hit" WHERE id <= %s', [stride[models.Hit]])
         hit_index = cursor.fetchone()[0]
 
         def copies_to_reach_rows(model):
@@ -452,35 +461,39 @@ def step_grow(n_records, work, args):
             """An id of model's rows moved to its copy k (round robin: to copy k modulo the tree's copies)."""
             return f's."{column}" + {f"(k %% {tree + 1})" if round_robin else "k"} * {stride[model]}'
 
-        def copy_rows(model, copies, overrides, source=None):
-            """k = 1..copies copies of each row of source (default: the model's own table) as s: the columns in
-            overrides (SQL over s and k) computed, the others copied as they are."""
+        def copy_rows(model, copies, overrides, source=None, first=1):
+            """k = first..copies copies of each row of source (default: the model's own table) as s: the columns
+            in overrides (SQL over s and k) computed, the others copied as they are."""
             table, columns = model._meta.db_table, [field.column for field in model._meta.concrete_fields]
             select = ", ".join(overrides.get(column, f's."{column}"') for column in columns)
             names = ", ".join(f'"{column}"' for column in columns)
-            cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {select} '
-                           f'FROM "{(source or model)._meta.db_table}" s, generate_series(1, %s) k', [copies])
+            source_table = (source or model)._meta.db_table
+            cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {select} FROM "{source_table}" s, '
+                           f'generate_series(%s, %s) k WHERE s.id <= %s', [first, copies, stride[source or model]])
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
 
-        copy_rows(models.Hit, tree, {"id": to_copy("id", models.Hit), "index": f"s.index + k * {hit_index}"})
-        copy_rows(models.HitPage, tree, {"id": to_copy("id", models.HitPage), "hit_id": to_copy("hit_id", models.Hit)})
+        copy_rows(models.Hit, tree, {"id": to_copy("id", models.Hit), "index": f"s.index + k * {hit_index}"},
+                  first=done + 1)
+        copy_rows(models.HitPage, tree, {"id": to_copy("id", models.HitPage), "hit_id": to_copy("hit_id", models.Hit)},
+                  first=done + 1)
         copy_rows(models.Assignment, tree, {
             "id": to_copy("id", models.Assignment), "hit_id": to_copy("hit_id", models.Hit),
             "uuid": "gen_random_uuid()", "external_id": "s.external_id || '-' || k",
-        })
+        }, first=done + 1)
         copy_rows(models.ImageNetRecord, tree, {
             "id": to_copy("id", models.ImageNetRecord), "assignment_id": to_copy("assignment_id", models.Assignment),
             "page_id": to_copy("page_id", models.HitPage),
-        })
+        }, first=done + 1)
         copy_rows(models.PageItem, tree, {"id": to_copy("id", models.PageItem),
-                                          "page_id": to_copy("page_id", models.HitPage)})
+                                          "page_id": to_copy("page_id", models.HitPage)}, first=done + 1)
         copy_rows(models.Event, copies_to_reach_rows(models.Event), {
             "id": to_copy("id", models.Event), "hit_id": to_copy("hit_id", models.Hit, round_robin=True),
             "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
         })
         copy_rows(models.GroundTruthObject, copies_to_reach_rows(models.GroundTruthObject),
                   {"id": to_copy("id", models.GroundTruthObject)})
-        copy_rows(models.EventBatch, copies_to_reach_rows(models.PageSubmission) + 1, {
+        event_batches = 0 if count[models.EventBatch] >= rows else copies_to_reach_rows(models.PageSubmission) + 1
+        copy_rows(models.EventBatch, event_batches, {
             "id": f"{stride[models.EventBatch]} + s.id + (k - 1) * {stride[models.PageSubmission]}",
             "client_batch_id": "gen_random_uuid()", "seq": "k", "events": "'[]'::json", "client_sent_at": "0",
             "received_at": "s.saved_at", "assignment_id": to_copy("assignment_id", models.Assignment, round_robin=True),
@@ -492,7 +505,8 @@ def step_grow(n_records, work, args):
             cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
             grown[model._meta.model_name] = cursor.fetchone()[0]
     return {"seconds": timer.seconds, "rows_estimated": grown, "hit_tree_copies": tree,
-            "synthesized": "every row beyond the import's is a synthesized copy of an imported row (INSERT ... "
+            "imported_rows": {model._meta.model_name: count[model] for model in tables},
+            "synthesized": "every row beyond the imported rows is a synthesized copy of an imported row (INSERT ... "
                            "SELECT ... generate_series), in copies of the batch's HITs, pages and assignments; "
                            "event batches are made from the page summaries"}
 

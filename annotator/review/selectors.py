@@ -93,30 +93,39 @@ def with_working_ms(assignments):
 
     The one measure of working time: the dashboard's time per HIT, wage and the byproduct report all read it.
     """
-    pages = (PageSubmission.objects.filter(assignment_id=OuterRef("pk")).order_by().values("assignment_id")
-             .annotate(total=Sum("time_spent_ms")).values("total"))
-    return assignments.annotate(working_ms=Subquery(pages))
+    pages = working_ms_by_assignment(PageSubmission.objects.filter(assignment_id=OuterRef("pk")))
+    return assignments.annotate(working_ms=Subquery(pages.values("working_ms")))
+
+
+def working_ms_by_assignment(page_submissions):
+    """Rows of assignment_id and working_ms (the sum of its pages' time_spent_ms), grouped in the database."""
+    return page_submissions.order_by().values("assignment_id").annotate(working_ms=Sum("time_spent_ms"))
 
 
 def median_minutes_per_hit(assignments):
     """Median working minutes over the assignments that saved at least one page (None without any), found by the
-    database (a sort and one or two rows read), not by loading every finished assignment."""
-    working = (with_working_ms(assignments).filter(working_ms__gt=0).order_by("working_ms")
-               .values_list("working_ms", flat=True))
-    n = working.count()
+    database from their page summaries grouped (a sort and one or two rows read), not by loading every finished
+    assignment nor by a subquery per assignment."""
+    # Pages that measured no time add nothing to a sum (time_spent_ms is never negative): left out before grouping,
+    # they leave the assignments with working_ms > 0 and their sums.
+    measured = PageSubmission.objects.filter(assignment__in=assignments, time_spent_ms__gt=0)
+    n = measured.aggregate(n=Count("assignment_id", distinct=True))["n"]
     if not n:
         return None
+    working = working_ms_by_assignment(measured).order_by("working_ms").values_list("working_ms", flat=True)
     return statistics.mean(working[(n - 1) // 2:n // 2 + 1]) / 60_000
 
 
 def batch_dashboard(batch):
-    """Progress, decision rates, time, wage and cost of one batch."""
+    """Progress, decision rates, time, wage and cost of one batch, each an aggregate the database computes: the
+    queries are the same, and return as many rows, whatever the batch's size."""
     hits = Hit.objects.filter(batch=batch).aggregate(
         total=Count("id"), completed=Count("id", filter=Q(status=Hit.Status.COMPLETED))
     )
-    by_state = dict(
-        Assignment.objects.filter(hit__batch=batch).values_list("state").annotate(n=Count("id")).order_by()
-    )
+    states = (Assignment.objects.filter(hit__batch=batch).values("state").order_by()
+              .annotate(n=Count("id"), bonuses=Coalesce(Sum("bonus_paid"), Decimal("0"))))
+    by_state = {row["state"]: row["n"] for row in states}
+    bonuses = sum((row["bonuses"] for row in states), Decimal("0"))
     approved = by_state.get(Assignment.State.APPROVED, 0)
     rejected = by_state.get(Assignment.State.REJECTED, 0)
     decided = approved + rejected
@@ -125,9 +134,6 @@ def batch_dashboard(batch):
     hourly_wage = (
         (batch.reward * 60 / Decimal(str(median_minutes))).quantize(Decimal("0.01")) if median_minutes else None
     )
-    bonuses = Assignment.objects.filter(hit__batch=batch).aggregate(
-        total=Coalesce(Sum("bonus_paid"), Decimal("0"))
-    )["total"]
     paid_to_workers = batch.reward * approved + bonuses
     fee = (paid_to_workers * batch.market_fee_rate).quantize(Decimal("0.01"))
     return {
@@ -135,6 +141,7 @@ def batch_dashboard(batch):
         "hits_completed": hits["completed"],
         "progress": hits["completed"] / hits["total"] if hits["total"] else 0.0,
         "by_state": {state.label: by_state.get(state.value, 0) for state in Assignment.State},
+        "assignments_by_state": by_state,
         "submitted": by_state.get(Assignment.State.SUBMITTED, 0),
         "approved": approved,
         "rejected": rejected,

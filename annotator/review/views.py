@@ -56,14 +56,18 @@ def batch_list(request):
 def batch_dashboard(request, batch_id):
     batch = get_object_or_404(Batch.objects.select_related("dataset"), pk=batch_id)
     state = request.GET.get("state", "")
-    assignments = selectors.batch_assignments(batch, state)
-    page = Paginator(assignments, ASSIGNMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    stats = selectors.batch_dashboard(batch)
+    paginator = Paginator(selectors.batch_assignments(batch, state), ASSIGNMENTS_PER_PAGE)
+    # The table's count is the dashboard's (per state), not a second count of the batch's assignments.
+    by_state = stats["assignments_by_state"]
+    paginator.count = by_state.get(state, 0) if state else sum(by_state.values())
+    page = paginator.get_page(request.GET.get("page"))
     markets = selectors.market_states([assignment.pk for assignment in page])
     for assignment in page:
         assignment.market_state = markets.get(assignment.pk, "")
     return render(request, "annotator/review/batch.html", {
         "batch": batch,
-        "stats": selectors.batch_dashboard(batch),
+        "stats": stats,
         "page": page,
         "state": state,
         "states": Assignment.State.choices,

@@ -1,5 +1,6 @@
 """The admin's lists of the big tables (records, page items, events, event batches, ground truth): the same few
 queries per page whatever the rows (no per-row queries), search by key prefix, estimated counts on PostgreSQL."""
+import re
 import uuid
 
 import pytest
@@ -117,3 +118,20 @@ def test_a_big_list_reads_only_the_json_columns_it_shows_and_keeps_the_action_ch
     record = response.context["cl"].result_list[0]
     assert (f'<input type="checkbox" name="_selected_action" value="{record.pk}" class="action-select" '
             f'aria-label="Select this object for an action - {record}">') in response.content.decode()
+
+
+def test_a_deep_page_reads_its_primary_keys_first_then_the_same_rows_with_their_joins(admin_client, monkeypatch):
+    from annotator.admin import ImageNetRecordAdmin
+    from annotator.models import ImageNetRecord
+
+    monkeypatch.setattr(ImageNetRecordAdmin, "list_per_page", 2)
+    add_rows(5)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/annotator/imagenetrecord/", {"p": 2})
+    shown = list(response.context["cl"].result_list)
+    assert shown == list(ImageNetRecord.objects.order_by("-pk")[2:4])
+    paged = [query["sql"] for query in queries if "OFFSET" in query["sql"]]
+    assert len(paged) == 1 and re.match(r'SELECT "annotator_imagenetrecord"\."id"( AS "pk")? FROM ', paged[0])
+    with CaptureQueriesContext(connection) as queries:  # the rows and their joins: no query per row
+        assert [str(record.assignment) + record.page.hit.batch.name + record.image.key for record in shown]
+    assert not queries

@@ -317,3 +317,35 @@ def test_the_dashboard_median_time_per_hit_comes_from_the_database_in_the_same_q
         batch_dashboard(batch)
     assert len(many) == len(few)
     assert staff_client.get(f"/review/batches/{batch.pk}/").status_code == 200
+
+
+def test_the_dashboard_page_reads_aggregates_and_one_page_of_rows_whatever_the_batch(staff_client, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotator.review import views
+
+    monkeypatch.setattr(views, "ASSIGNMENTS_PER_PAGE", 2)
+    batch = factories.BatchFactory()
+
+    def load():
+        with CaptureQueriesContext(connection) as queries:
+            response = staff_client.get(f"/review/batches/{batch.pk}/")
+        assert response.status_code == 200
+        return response, [query["sql"] for query in queries]
+
+    for minutes in (10, 20, 30):
+        submitted_assignment(batch=batch, minutes=minutes, n_pages=1)
+    _, few = load()
+    for minutes in range(1, 8):
+        submitted_assignment(batch=batch, minutes=minutes, n_pages=1)
+    response, many = load()
+    assert len(many) == len(few)
+    assert len(response.context["page"].object_list) == 2 and response.context["page"].paginator.num_pages == 5
+    filtered = staff_client.get(f"/review/batches/{batch.pk}/", {"state": Assignment.State.APPROVED})
+    assert filtered.context["page"].paginator.count == 0 and not filtered.context["page"].object_list
+    assert response.context["stats"]["median_minutes_per_hit"] == pytest.approx(5.5)  # (5 + 6) / 2, of 1..7, 10, 20, 30
+    # No query loads the batch's assignments: each one that reads them aggregates or reads a page (LIMIT).
+    loads = [sql for sql in many if '"annotator_assignment"' in sql and "LIMIT" not in sql
+             and not re.search(r"\b(COUNT|SUM)\(", sql)]
+    assert not loads
