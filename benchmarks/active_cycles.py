@@ -153,7 +153,7 @@ def train_cycle(work, batches, config, true_labels, seed, cycle, score=True):
     The job's snapshot is not kept after it succeeds, so the same manifest is built here first (the same batches,
     active model and threshold) to count its pseudo-labels and clicks."""
     from annotator.models import Dataset, Image
-    from training.manifests import image_locator, manifest_for
+    from training.manifest_builder import image_locator, manifest_for
     from training.ml import manifest as manifest_module
 
     started = time.perf_counter()
