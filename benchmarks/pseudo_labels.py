@@ -1,0 +1,147 @@
+"""Pseudo-labels (seed 004) exercised through the product: how many unlabelled train images a confident model
+labels at each threshold, how often rightly, and what folding them into the next training does.
+
+Per seed (one process, its own database and files under --work/seed-N), with active_cycles' data set-up:
+
+1. the demo ImageNet-style set is imported, the label is taken off --unlabelled-fraction of the train images
+   (their true labels kept in memory), and the simulated crowd works --hits HITs packed at random;
+2. ``run_training_job`` trains the recipe's method (enough epochs to become confident: see SIZING) on the labelled
+   images and their clicks, is promoted, and ``score_images`` scores every train image;
+3. for each of --thresholds, the product's ``confident_labels`` (training/pseudo_labels.py) gives the unlabelled
+   images it would pseudo-label: their number and precision against the hidden true labels;
+4. a second training job, the same config with ``pseudo_label_threshold`` = --fold-threshold, on the manifest with
+   those pseudo-labels folded in. The arm without them is the first model: the same manifest, config and seed.
+
+FILE holds the commit, machine, load average, settings, recipe, per seed and threshold the pseudo-label counts,
+and per arm each metric's mean, sample std and per-seed values beside chance and the centre prior:
+
+    nice -n 10 .venv/bin/python benchmarks/pseudo_labels.py --out benchmarks/results/pseudo_labels.json
+"""
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import active_cycles, learning_effect, support  # noqa: E402
+from benchmarks.learning_effect import BATCH, DATASET, METRICS  # noqa: E402
+
+DEFAULTS = {"seeds": 2, "per_class": 20, "option": ["epochs=20"], "jobs": 2}
+SIZING = (
+    "Sized for a 2-core machine shared with a CI run and another helper (~25 minutes): active_cycles' data (20 train "
+    "images a class, half unlabelled, so 120 labelled; val and shifted 4 a class) and its crowd (one HIT of 10 pages "
+    "of 8 candidates), 20 epochs instead of 4 (active_cycles' 4-epoch models never reached 0.5; most of a training's "
+    "time there was the last epoch's evaluation and the scoring, not the epochs), 2 seeds in parallel processes, "
+    "2 trainings a seed."
+)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    learning_effect.add_common_arguments(parser, "var/benchmarks/pseudo_labels")
+    parser.add_argument("--hits", type=int, default=1, help="HITs the crowd works (packed at random)")
+    parser.add_argument("--items-per-page", type=int, default=8, help="candidates per page (build_hits)")
+    parser.add_argument("--unlabelled-fraction", type=float, default=0.5,
+                        help="share of the train images whose label the benchmark's data set-up takes off")
+    parser.add_argument("--thresholds", default="0.99,0.9,0.7,0.5", help="thresholds to count pseudo-labels at")
+    parser.add_argument("--fold-threshold", type=float, default=0.7,
+                        help="pseudo_label_threshold of the second training (seed 004: 0.99)")
+    parser.add_argument("--out", required=True, help="results JSON")
+    parser.set_defaults(**DEFAULTS)
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    work = Path(arguments.work).resolve()
+    seeds = list(range(arguments.seeds))
+    recipe = learning_effect.recipe_from_arguments(arguments)
+    record = support.run_record(dict(vars(arguments), database_url=(arguments.database_url or "sqlite").split("@")[-1]))
+    started = time.perf_counter()
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=arguments.jobs, mp_context=context) as pool:
+        futures = [pool.submit(run_seed, vars(arguments), recipe, work, seed) for seed in seeds]
+        by_seed = [future.result() for future in futures]
+    references = by_seed[0]["without"]["references"]
+    record.update({
+        "sizing": SIZING, "recipe": recipe, "seeds": seeds, "chance": references["chance"],
+        "centre_prior": {"val_point_accuracy": references["val_centre_point_accuracy"],
+                         "shifted_point_accuracy": references["shifted_centre_point_accuracy"]},
+        "unlabelled_train_images": [seed["unlabelled"] for seed in by_seed],
+        "pseudo_labels_by_threshold": thresholds_record(by_seed),
+        "fold_threshold": arguments.fold_threshold,
+        "arms": {arm: {name: learning_effect.summary([seed[arm][name] for seed in by_seed])
+                       for name in METRICS + active_cycles.COUNTS} for arm in ("without", "with")},
+        "seconds": {"total": round(time.perf_counter() - started, 1),
+                    "per_training": [seed[arm]["seconds"] for seed in by_seed for arm in ("without", "with")]},
+        "load_average_at_end": round(os.getloadavg()[0], 2),
+    })
+    out = Path(arguments.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print_table(record)
+    print(f"\nwrote {out}")
+
+
+def run_seed(settings, recipe, work, seed):
+    """One seed in this (fresh) process against its own database: {"unlabelled": n, "thresholds": {t: counts},
+    "without": the first training's metrics, "with": the pseudo-labelled training's}."""
+    work = work / f"seed-{seed}"
+    database_url = (f"{settings['database_url']}_seed{seed}" if settings["database_url"]
+                    else f"sqlite:///{work / 'product.sqlite3'}")
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s seed {seed} %(name)s %(message)s")
+    learning_effect.prepare_product(work, database_url)
+    from annotator.models import Dataset
+    from training.pseudo_labels import confident_labels
+
+    learning_effect.import_demo(work, per_class=settings["per_class"], data_seed=settings["data_seed"])
+    true_labels = active_cycles.take_labels_off(settings["unlabelled_fraction"], seed)
+    learning_effect.pack_and_work(BATCH, order="random", seed=seed, crowd_seed=settings["crowd_seed"] + seed,
+                                  variant=settings["variant"], crowd_workers=settings["crowd_workers"],
+                                  mix=settings["mix"], hits=settings["hits"],
+                                  items_per_page=settings["items_per_page"])
+    config = dict(recipe, seed=seed)
+    without = active_cycles.train_cycle(work, [BATCH], config, true_labels, seed, cycle=1)
+    dataset = Dataset.objects.get(name=DATASET)
+    thresholds = {}
+    for threshold in (float(value) for value in settings["thresholds"].split(",")):
+        labels = {image_id: classes for image_id, classes in confident_labels(dataset, threshold).items()
+                  if image_id in true_labels}
+        correct = sum(classes[0] == true_labels[image_id] for image_id, classes in labels.items())
+        thresholds[str(threshold)] = {"pseudo_labels": len(labels), "correct": correct,
+                                      "precision": correct / len(labels) if labels else None}
+        print(f"seed {seed} threshold {threshold}: {len(labels)} of {len(true_labels)} unlabelled pseudo-labelled, "
+              f"{correct} right", flush=True)
+    folded = dict(config, pseudo_label_threshold=settings["fold_threshold"])
+    with_pseudo = active_cycles.train_cycle(work, [BATCH], folded, true_labels, seed, cycle=2, score=False)
+    strip = {"version"}
+    return {"unlabelled": len(true_labels), "thresholds": thresholds,
+            "without": {name: value for name, value in without.items() if name not in strip},
+            "with": {name: value for name, value in with_pseudo.items() if name not in strip}}
+
+
+def thresholds_record(by_seed):
+    """Per threshold: pseudo-labels, right ones and precision per seed."""
+    return {threshold: {name: [seed["thresholds"][threshold][name] for seed in by_seed]
+                        for name in ("pseudo_labels", "correct", "precision")}
+            for threshold in by_seed[0]["thresholds"]}
+
+
+def print_table(record):
+    print(f"\nchance {record['chance']:.3f}; centre prior point accuracy val "
+          f"{record['centre_prior']['val_point_accuracy']:.3f}")
+    for threshold, counts in record["pseudo_labels_by_threshold"].items():
+        print(f"threshold {threshold}: pseudo-labels {counts['pseudo_labels']} right {counts['correct']} "
+              f"of {record['unlabelled_train_images']}")
+    for arm, table in record["arms"].items():
+        print(f"{arm:8s}" + "".join(f"  {name} {table[name]['mean']:.3f}+-{table[name]['std']:.3f}"
+                                    for name in METRICS + ("pseudo_labels",)))
+
+
+if __name__ == "__main__":
+    main()
