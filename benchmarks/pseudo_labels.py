@@ -18,19 +18,13 @@ and per arm each metric's mean, sample std and per-seed values beside chance and
     nice -n 10 .venv/bin/python benchmarks/pseudo_labels.py --out benchmarks/results/pseudo_labels.json
 """
 import argparse
-import json
-import logging
-import multiprocessing
-import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import active_cycles, learning_effect, support  # noqa: E402
+from benchmarks import active_cycles, learning_effect  # noqa: E402
 from benchmarks.learning_effect import BATCH, DATASET, METRICS  # noqa: E402
 
 DEFAULTS = {"seeds": 2, "per_class": 20, "option": ["epochs=20"], "jobs": 2}
@@ -47,29 +41,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     learning_effect.add_common_arguments(parser, "var/benchmarks/pseudo_labels")
     parser.add_argument("--hits", type=int, default=1, help="HITs the crowd works (packed at random)")
-    parser.add_argument("--items-per-page", type=int, default=8, help="candidates per page (build_hits)")
-    parser.add_argument("--unlabelled-fraction", type=float, default=0.5,
-                        help="share of the train images whose label the benchmark's data set-up takes off")
+    active_cycles.add_data_arguments(parser)
     parser.add_argument("--thresholds", default="0.99,0.9,0.7,0.5", help="thresholds to count pseudo-labels at")
     parser.add_argument("--fold-threshold", type=float, default=0.7,
                         help="pseudo_label_threshold of the second training (seed 004: 0.99)")
     parser.add_argument("--out", required=True, help="results JSON")
     parser.set_defaults(**DEFAULTS)
     arguments = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    work = Path(arguments.work).resolve()
-    seeds = list(range(arguments.seeds))
-    recipe = learning_effect.recipe_from_arguments(arguments)
-    record = support.run_record(dict(vars(arguments), database_url=(arguments.database_url or "sqlite").split("@")[-1]))
-    started = time.perf_counter()
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=arguments.jobs, mp_context=context) as pool:
-        futures = [pool.submit(run_seed, vars(arguments), recipe, work, seed) for seed in seeds]
-        by_seed = [future.result() for future in futures]
+    record, recipe, by_seed = active_cycles.run_seeds(run_seed, arguments)
     references = by_seed[0]["without"]["references"]
     record.update({
-        "sizing": SIZING, "recipe": recipe, "seeds": seeds, "chance": references["chance"],
+        "sizing": SIZING, "recipe": recipe, "chance": references["chance"],
         "centre_prior": {"val_point_accuracy": references["val_centre_point_accuracy"],
                          "shifted_point_accuracy": references["shifted_centre_point_accuracy"]},
         "unlabelled_train_images": [seed["unlabelled"] for seed in by_seed],
@@ -77,34 +59,19 @@ def main():
         "fold_threshold": arguments.fold_threshold,
         "arms": {arm: {name: learning_effect.summary([seed[arm][name] for seed in by_seed])
                        for name in METRICS + active_cycles.COUNTS} for arm in ("without", "with")},
-        "seconds": {"total": round(time.perf_counter() - started, 1),
-                    "per_training": [seed[arm]["seconds"] for seed in by_seed for arm in ("without", "with")]},
-        "load_average_at_end": round(os.getloadavg()[0], 2),
     })
-    out = Path(arguments.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    record["seconds"]["per_training"] = [seed[arm]["seconds"] for seed in by_seed for arm in ("without", "with")]
+    active_cycles.write_record(record, arguments.out)
     print_table(record)
-    print(f"\nwrote {out}")
 
 
 def run_seed(settings, recipe, work, seed):
     """One seed in this (fresh) process against its own database: {"unlabelled": n, "thresholds": {t: counts},
     "without": the first training's metrics, "with": the pseudo-labelled training's}."""
-    work = work / f"seed-{seed}"
-    database_url = (f"{settings['database_url']}_seed{seed}" if settings["database_url"]
-                    else f"sqlite:///{work / 'product.sqlite3'}")
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s seed {seed} %(name)s %(message)s")
-    learning_effect.prepare_product(work, database_url)
+    work, true_labels, _ = active_cycles.seed_product(settings, work, seed, settings["hits"])
     from annotator.models import Dataset
     from training.pseudo_labels import confident_labels
 
-    learning_effect.import_demo(work, per_class=settings["per_class"], data_seed=settings["data_seed"])
-    true_labels = active_cycles.take_labels_off(settings["unlabelled_fraction"], seed)
-    learning_effect.pack_and_work(BATCH, order="random", seed=seed, crowd_seed=settings["crowd_seed"] + seed,
-                                  variant=settings["variant"], crowd_workers=settings["crowd_workers"],
-                                  mix=settings["mix"], hits=settings["hits"],
-                                  items_per_page=settings["items_per_page"])
     config = dict(recipe, seed=seed)
     without = active_cycles.train_cycle(work, [BATCH], config, true_labels, seed, cycle=1)
     dataset = Dataset.objects.get(name=DATASET)
@@ -133,8 +100,7 @@ def thresholds_record(by_seed):
 
 
 def print_table(record):
-    print(f"\nchance {record['chance']:.3f}; centre prior point accuracy val "
-          f"{record['centre_prior']['val_point_accuracy']:.3f}")
+    active_cycles.print_references(record)
     for threshold, counts in record["pseudo_labels_by_threshold"].items():
         print(f"threshold {threshold}: pseudo-labels {counts['pseudo_labels']} right {counts['correct']} "
               f"of {record['unlabelled_train_images']}")
