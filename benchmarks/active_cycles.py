@@ -62,43 +62,60 @@ def main():
     learning_effect.add_common_arguments(parser, "var/benchmarks/active_cycles")
     parser.add_argument("--cycles", type=int, default=3, help="acquire -> collect -> train cycles (the first random)")
     parser.add_argument("--hits-per-cycle", type=int, default=1, help="HITs the crowd works in each cycle")
-    parser.add_argument("--items-per-page", type=int, default=8,
-                        help="candidates per page (build_hits; small, so a class spans several pages to choose from)")
-    parser.add_argument("--unlabelled-fraction", type=float, default=0.5,
-                        help="share of the train images whose label the benchmark's data set-up takes off")
+    add_data_arguments(parser)
     parser.add_argument("--pseudo-label-threshold", type=float,
                         help="confidence at or above which a prediction labels an unlabelled train image (seed 004: "
                              "0.99; default 0.5, see SIZING)")
     parser.add_argument("--out", required=True, help="results JSON")
     parser.set_defaults(**DEFAULTS)
     arguments = parser.parse_args()
+    record, recipe, by_seed = run_seeds(run_seed, arguments)
+    record["sizing"] = SIZING
+    record.update(cycles_record(by_seed, recipe, record["seeds"]))
+    record["seconds"]["per_training"] = [run["seconds"] for seed in by_seed for runs in seed["cycles"].values()
+                                         for run in runs]
+    write_record(record, arguments.out)
+    print_table(record)
+
+
+def add_data_arguments(parser):
+    """The data set-up's options (shared with benchmarks/pseudo_labels.py)."""
+    parser.add_argument("--items-per-page", type=int, default=8,
+                        help="candidates per page (build_hits; small, so a class spans several pages to choose from)")
+    parser.add_argument("--unlabelled-fraction", type=float, default=0.5,
+                        help="share of the train images whose label the benchmark's data set-up takes off")
+
+
+def run_seeds(run_seed, arguments):
+    """run_seed(settings, recipe, work, seed) for every seed, --jobs at once in spawned processes (each seed its own
+    database): (the run's record with its seeds and total seconds, the recipe, the results in seed order)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     work = Path(arguments.work).resolve()
     seeds = list(range(arguments.seeds))
     recipe = learning_effect.recipe_from_arguments(arguments)
     record = support.run_record(dict(vars(arguments), database_url=(arguments.database_url or "sqlite").split("@")[-1]))
     started = time.perf_counter()
-
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=arguments.jobs, mp_context=context) as pool:
         futures = [pool.submit(run_seed, vars(arguments), recipe, work, seed) for seed in seeds]
         by_seed = [future.result() for future in futures]
-    record["sizing"] = SIZING
-    record.update(cycles_record(by_seed, recipe, seeds))
-    record["seconds"] = {"total": round(time.perf_counter() - started, 1),
-                         "per_training": [run["seconds"] for seed in by_seed for runs in seed["cycles"].values()
-                                          for run in runs]}
+    record.update(seeds=seeds, seconds={"total": round(time.perf_counter() - started, 1)})
+    return record, recipe, by_seed
+
+
+def write_record(record, out):
+    """The record with the load average at the end, as JSON to out."""
     record["load_average_at_end"] = round(os.getloadavg()[0], 2)
-    out = Path(arguments.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print_table(record)
-    print(f"\nwrote {out}")
+    print(f"wrote {out}")
 
 
-def run_seed(settings, recipe, work, seed):
-    """One seed's cycles for every acquisition function, in this (fresh) process against its own database:
-    {"cycles": {order: [per cycle: metrics and counts]}, "references": the run's chance and centre prior}."""
+def seed_product(settings, work, seed, hits):
+    """A seed's own product in this (fresh) process: its database and files under work/seed-N, the demo set imported
+    with the data set-up's labels taken off, the first `hits` HITs packed at random and worked by the crowd.
+    Returns (the seed's folder, {image id: true class index} of the unlabelled images, the crowd's options)."""
     work = work / f"seed-{seed}"
     database_url = (f"{settings['database_url']}_seed{seed}" if settings["database_url"]
                     else f"sqlite:///{work / 'product.sqlite3'}")
@@ -107,13 +124,20 @@ def run_seed(settings, recipe, work, seed):
     learning_effect.import_demo(work, per_class=settings["per_class"], data_seed=settings["data_seed"])
     true_labels = take_labels_off(settings["unlabelled_fraction"], seed)
     crowd = {"variant": settings["variant"], "crowd_workers": settings["crowd_workers"], "mix": settings["mix"],
-             "hits": settings["hits_per_cycle"], "items_per_page": settings["items_per_page"]}
+             "hits": hits, "items_per_page": settings["items_per_page"]}
     learning_effect.pack_and_work(BATCH, order="random", seed=seed, crowd_seed=settings["crowd_seed"] + seed, **crowd)
+    return work, true_labels, crowd
+
+
+def run_seed(settings, recipe, work, seed):
+    """One seed's cycles for every acquisition function, in this (fresh) process against its own database:
+    {"cycles": {order: [per cycle: metrics and counts]}, "references": the run's chance and centre prior}."""
+    work, true_labels, crowd = seed_product(settings, work, seed, settings["hits_per_cycle"])
     config = dict(recipe, seed=seed)
     first = train_cycle(work, [BATCH], config, true_labels, seed, cycle=1)
     cycles = {}
     for order in ORDERS:
-        from training.services import promote_model_version
+        from training.services.registry import promote_model_version
 
         promote_model_version(first["version"])
         batches, runs = [BATCH], [first]
@@ -153,7 +177,7 @@ def train_cycle(work, batches, config, true_labels, seed, cycle, score=True):
     The job's snapshot is not kept after it succeeds, so the same manifest is built here first (the same batches,
     active model and threshold) to count its pseudo-labels and clicks."""
     from annotator.models import Dataset, Image
-    from training.manifests import image_locator, manifest_for
+    from training.manifest_builder import image_locator, manifest_for
     from training.ml import manifest as manifest_module
 
     started = time.perf_counter()
@@ -203,10 +227,14 @@ def cycles_record(by_seed, recipe, seeds):
     }
 
 
-def print_table(record):
+def print_references(record):
     print(f"\nchance {record['chance']:.3f}; centre prior point accuracy val "
           f"{record['centre_prior']['val_point_accuracy']:.3f}, shifted "
           f"{record['centre_prior']['shifted_point_accuracy']:.3f}")
+
+
+def print_table(record):
+    print_references(record)
     names = METRICS + ("pseudo_labels",)
     print(f"{'order':14s}{'cycle':>6s}" + "".join(f"{name:>28s}" for name in names))
     for order, cycles in record["acquisition"].items():

@@ -21,7 +21,7 @@ measures the product's steps on it:
               median ms of 3 loads and the SQL queries of each
   worker_api  one HIT of 10 pages published from the dataset's images: GET each page and save it (48 records),
               median ms
-  training    (only when asked) a training job through training.services.run_training_job, the sweeper running
+  training    (only when asked) a training job through training.services.training_jobs.run_training_job, the sweeper running
               with a 30 s heartbeat timeout, stopped after 20 steps: snapshot time, attempts, peak RSS
 
 --pages-at-rows ROWS then grows the big tables to ROWS rows each with synthesized copies of the imported rows (SQL
@@ -568,7 +568,7 @@ def step_worker_api(n_records, work, args):
 
 def step_training(n_records, work, args):
     """A training job of the dataset (cpu-demo recipe, 1 epoch) run through the product as a worker runs it
-    (training.services.run_training_job), stopped by a cancel once it has trained TRAINING_STEPS steps. Its images
+    (training.services.training_jobs.run_training_job), stopped by a cancel once it has trained TRAINING_STEPS steps. Its images
     all name one stored 64 x 48 JPEG (SHARED_IMAGE). The sweeper (recover_stale_jobs) runs every 5 s meanwhile
     with a heartbeat timeout of HEARTBEAT_TIMEOUT_S: a snapshot longer than that must not make the job look lost."""
     import io
@@ -580,15 +580,15 @@ def step_training(n_records, work, args):
     from PIL import Image as PILImage
 
     from annotator.models import Dataset
-    from training import services
     from training.ml.recipes import recipe
     from training.models import TrainingJob
+    from training.services import jobs, recovery, training_jobs
 
     if not default_storage.exists(SHARED_IMAGE):
         jpeg = io.BytesIO()
         PILImage.new("RGB", (64, 48), (120, 90, 60)).save(jpeg, "JPEG")
         default_storage.save(SHARED_IMAGE, ContentFile(jpeg.getvalue()))
-    job = services.create_training_job(
+    job = training_jobs.create_training_job(
         dataset=Dataset.objects.get(name=dataset_name(n_records)), config=recipe("cpu-demo", epochs=1),
         source=TrainingJob.Source.COMMAND, enqueue=False,
     )
@@ -597,7 +597,7 @@ def step_training(n_records, work, args):
 
     def sweep():
         while not done.wait(5):
-            requeued.extend(services.recover_stale_jobs()["requeued"])
+            requeued.extend(recovery.recover_stale_jobs(TrainingJob)["requeued"])
         connection.close()
 
     def listen(progress):
@@ -607,7 +607,7 @@ def step_training(n_records, work, args):
             return
         seen["first_step_s"] = seen["first_step_s"] or elapsed
         if seen["steps"] < TRAINING_STEPS <= progress["step"]:
-            services.cancel_training_job(job, actor="benchmarks/scale.py")
+            jobs.cancel(job, actor="benchmarks/scale.py")
         seen["steps"] = progress["step"]
 
     sweeper = threading.Thread(target=sweep)
@@ -615,8 +615,8 @@ def step_training(n_records, work, args):
     started = time.perf_counter()
     try:
         with Timer() as timer:
-            services.run_training_job(job.pk, task_id=job.celery_task_id, hostname="bench-scale",
-                                      progress_listener=listen)
+            training_jobs.run_training_job(job.pk, task_id=job.celery_task_id, hostname="bench-scale",
+                                           progress_listener=listen)
     finally:
         done.set()
         sweeper.join()
